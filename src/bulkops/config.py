@@ -1,0 +1,38 @@
+"""Settings, read from the environment (``BULKOPS_*``) by the entry points and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Built once by an entry point (CLI, ASGI factory, worker)."""
+
+    model_config = SettingsConfigDict(env_prefix="BULKOPS_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite:///bulkops.db",
+        description="SQLAlchemy URL; SQLite file in the current folder by default.",
+    )
+    data_dir: Path = Field(
+        default=Path("bulkops-data"),
+        description="Where uploaded and exported files are stored (per organization).",
+    )
+    broker_url: str | None = Field(default=None, description="Celery broker; none = embedded.")
+    secret_key: str | None = Field(default=None, description="Signs session cookies.")
+    max_file_bytes: int = 2 * 1024**3
+    max_field_bytes: int = 64 * 1024
+    max_columns: int = 256
+    max_rows: int = 10_000_000
+    lease_seconds: float = 30.0
+    # PostgreSQL: the application connects as this role (NOBYPASSRLS); migrations as the owner.
+    database_owner_url: str | None = None
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

@@ -1,0 +1,83 @@
+"""Operations: run, chunk, roll back, cancel, resume, export, and the accounts behind them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bulkops.engine.accounts import (
+    Principal,
+    authenticate_password,
+    authenticate_token,
+    create_organization,
+    create_token,
+    create_user,
+    generate_password,
+    resolve_organization,
+)
+from bulkops.engine.export import export_path, run_export
+from bulkops.engine.operations import (
+    Context,
+    OperationConfig,
+    create_operation,
+    get_operation,
+    operation_view,
+    request_cancel,
+)
+from bulkops.engine.reports import write_conflict_report, write_error_report, write_template
+from bulkops.engine.rollback import request_rollback, rollback_applied, rollback_operation
+from bulkops.engine.runner import ProgressCallback, get_fresh, process_owner, run_operation
+from bulkops.errors import Conflict
+
+__all__ = [
+    "Context",
+    "OperationConfig",
+    "Principal",
+    "ProgressCallback",
+    "authenticate_password",
+    "authenticate_token",
+    "create_operation",
+    "create_organization",
+    "create_token",
+    "create_user",
+    "execute",
+    "export_path",
+    "generate_password",
+    "get_operation",
+    "operation_view",
+    "process_owner",
+    "request_cancel",
+    "request_rollback",
+    "resolve_organization",
+    "resume",
+    "rollback_operation",
+    "write_conflict_report",
+    "write_error_report",
+    "write_template",
+]
+
+
+def execute(
+    ctx: Context, org_id: int, op_id: str, *, on_progress: ProgressCallback | None = None,
+    wait: Any = None, owner: str | None = None,
+) -> dict[str, Any]:
+    """Run a pending operation of any type to its end (the one entry point for executors)."""
+    op = get_fresh(ctx, org_id, op_id)
+    if op["operation_type"] == "export":
+        return run_export(ctx, org_id, op_id, on_progress=on_progress)
+    return run_operation(ctx, org_id, op_id, on_progress=on_progress, wait=wait, owner=owner)
+
+
+def resume(
+    ctx: Context, org_id: int, op_id: str, *, on_progress: ProgressCallback | None = None,
+    owner: str | None = None,
+) -> dict[str, Any]:
+    """Continue an operation or rollback whose process died, from its last committed chunk."""
+    op = get_fresh(ctx, org_id, op_id)
+    owner = owner or process_owner()
+    if op["status"] == "rolling_back":
+        return rollback_applied(ctx, org_id, op_id, owner=owner, on_progress=on_progress,
+                                force=bool(op["rollback_force"]),
+                                user_id=op["rollback_requested_by"])
+    if op["status"] in ("pending", "processing"):
+        return execute(ctx, org_id, op_id, on_progress=on_progress, owner=owner)
+    raise Conflict(f"Operation {op_id} is {op['status']}; there is nothing to resume.")

@@ -1,0 +1,118 @@
+"""Organizations, users and API tokens: passwords hashed with Argon2id, tokens with SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from bulkops.errors import AuthenticationFailed, NotFound, UsageError
+from bulkops.model import Role
+from bulkops.store import Store
+
+__all__ = [
+    "Principal",
+    "authenticate_password",
+    "authenticate_token",
+    "create_organization",
+    "create_token",
+    "create_user",
+    "generate_password",
+    "resolve_organization",
+]
+
+_hasher = PasswordHasher()
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+TOKEN_PREFIX = "bo_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is acting: a user of one organization with a role."""
+
+    org_id: int
+    user_id: int | None
+    email: str
+    role: Role
+
+    def may_write(self) -> bool:
+        return self.role in (Role.ADMIN, Role.EDITOR)
+
+    def may_administer(self) -> bool:
+        return self.role is Role.ADMIN
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(18)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_organization(store: Store, slug: str, name: str | None = None) -> int:
+    if not _SLUG.match(slug):
+        raise UsageError(
+            f"'{slug}' is not a valid organization slug: use lower-case letters, digits and '-'."
+        )
+    return store.create_organization(slug, name or slug)
+
+
+def resolve_organization(store: Store, slug: str | None) -> dict[str, Any]:
+    """The organization named by ``slug``, or the only one when no slug is given."""
+    if slug:
+        org = store.find_organization(slug)
+        if org is None:
+            raise NotFound(f"No organization '{slug}'. Create it with: bulkops org create {slug}")
+        return org
+    orgs = store.list_organizations()
+    if not orgs:
+        raise UsageError("There is no organization yet. Run: bulkops init")
+    if len(orgs) > 1:
+        slugs = ", ".join(o["slug"] for o in orgs)
+        raise UsageError(f"There are several organizations ({slugs}); choose one with --org.")
+    return orgs[0]
+
+
+def create_user(
+    store: Store, org_id: int, email: str, role: Role, password: str | None
+) -> int:
+    email = email.strip().lower()
+    if "@" not in email:
+        raise UsageError(f"'{email}' is not an email address.")
+    if password is not None and len(password) < 10:
+        raise UsageError("The password must be at least 10 characters long.")
+    password_hash = _hasher.hash(password) if password is not None else None
+    return store.create_user(org_id, email, password_hash, role.value)
+
+
+def authenticate_password(store: Store, email: str, password: str) -> Principal:
+    user = store.find_user(email=email.strip().lower())
+    failure = AuthenticationFailed("Wrong email or password.")
+    if user is None or not user["password_hash"] or user["disabled_at"] is not None:
+        _hasher.hash(password)  # the same work either way, so timing tells nothing
+        raise failure
+    try:
+        _hasher.verify(user["password_hash"], password)
+    except (VerificationError, InvalidHashError):
+        raise failure from None
+    return Principal(user["organization_id"], user["id"], user["email"], Role(user["role"]))
+
+
+def create_token(store: Store, org_id: int, user_id: int, name: str) -> str:
+    """A new API token, returned once; only its hash is stored."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    store.create_token(org_id, user_id, name, hash_token(token))
+    return token
+
+
+def authenticate_token(store: Store, token: str) -> Principal:
+    found = store.find_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
+    if found is None:
+        raise AuthenticationFailed("Missing, revoked or unknown API token.")
+    return Principal(found["organization_id"], found["user_id"], found["email"], Role(found["role"]))

@@ -1,0 +1,320 @@
+"""Creating, reading and steering operations (the part every door shares: CLI, API, workers)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bulkops.config import Settings
+from bulkops.entities import map_header, spec_for
+from bulkops.errors import Conflict, FileProblem, FileRejected, NotFound, UsageError
+from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
+from bulkops.model import EntityType, OperationStatus, OperationType
+from bulkops.store import Store, utcnow
+
+__all__ = [
+    "COUNTERS",
+    "Context",
+    "OperationConfig",
+    "create_operation",
+    "get_operation",
+    "operation_view",
+    "request_cancel",
+]
+
+COUNTERS = (
+    "total_records",
+    "processed_records",
+    "successful_records",
+    "failed_records",
+    "unchanged_records",
+    "created_records",
+    "updated_records",
+    "deleted_records",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every engine call needs: the store and the settings."""
+
+    store: Store
+    settings: Settings
+
+    def read_limits(self) -> ReadLimits:
+        s = self.settings
+        return ReadLimits(
+            max_file_bytes=s.max_file_bytes,
+            max_field_bytes=s.max_field_bytes,
+            max_columns=s.max_columns,
+            max_rows=s.max_rows,
+        )
+
+
+class OperationConfig(BaseModel):
+    """The options of an operation (CONTRACT section 2), validated at the door."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunk_size: int = Field(default=1000, ge=1, le=50_000)
+    max_concurrent: int = Field(default=2, ge=1, le=32)
+    validate_only: bool = False
+    rollback_on_error: bool = False
+    max_errors: int = Field(default=10_000, ge=0)
+    mapping: dict[str, str] = Field(default_factory=dict)
+    encoding: str | None = None
+    delimiter: str | None = None
+    filters: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, values: Mapping[str, Any]) -> OperationConfig:
+        try:
+            return cls.model_validate({k: v for k, v in values.items() if v is not None})
+        except ValidationError as exc:
+            problems = [
+                FileProblem(
+                    code="bad_parameter",
+                    message=f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
+                    column=str(e["loc"][0]) if e["loc"] else None,
+                )
+                for e in exc.errors()
+            ]
+            raise UsageError("; ".join(p.message for p in problems)) from exc
+
+    def read_options(self) -> ReadOptions:
+        delimiter = {"tab": "\t", "\\t": "\t"}.get(self.delimiter or "", self.delimiter)
+        return ReadOptions(encoding=self.encoding, delimiter=delimiter)
+
+
+_UNSAFE_NAME = re.compile(r"[^\w.\- ()\[\]]+")
+
+
+def display_name(name: str | None) -> str | None:
+    """The user's file name reduced to a harmless display name (no path, no control chars)."""
+    if not name:
+        return None
+    base = re.split(r"[\\/]", name)[-1]
+    cleaned = _UNSAFE_NAME.sub("_", base).strip(" .")[:200]
+    return cleaned or "upload.csv"
+
+
+def store_file(ctx: Context, org_id: int, source: Path | BinaryIO) -> tuple[Path, int, str]:
+    """Copy the file into the organization's storage under a generated name.
+
+    Returns (stored path, size in bytes, SHA-256). Stops as soon as the size limit is passed.
+    """
+    folder = ctx.settings.data_dir / "files" / str(org_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{uuid.uuid4().hex}.csv"
+    digest = hashlib.sha256()
+    size = 0
+    limit = ctx.settings.max_file_bytes
+    handle = source.open("rb") if isinstance(source, Path) else source
+    try:
+        with target.open("wb") as out:
+            while block := handle.read(1024 * 1024):
+                if size == 0:
+                    sniff_content(block[: 64 * 1024])
+                size += len(block)
+                if size > limit:
+                    raise _too_large(limit)
+                digest.update(block)
+                out.write(block)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    finally:
+        if isinstance(source, Path):
+            handle.close()
+    return target, size, digest.hexdigest()
+
+
+def _too_large(limit: int) -> FileRejected:
+    from bulkops.errors import FileTooLarge
+
+    return FileTooLarge(
+        FileProblem(
+            code="file_too_large",
+            message=f"The file is larger than the limit of {limit:,} bytes. "
+            "Split it into smaller files.",
+        )
+    )
+
+
+def create_operation(
+    ctx: Context,
+    org_id: int,
+    *,
+    operation_type: OperationType,
+    entity_type: EntityType,
+    config: OperationConfig,
+    source: Path | BinaryIO | None = None,
+    file_name: str | None = None,
+    created_by: int | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """Store the file, check its header and queue the operation as ``pending``.
+
+    Everything that makes the whole file unusable is raised here (FileRejected and its
+    subclasses), before any operation exists.
+    """
+    spec = spec_for(entity_type)
+    if idempotency_key:
+        with ctx.store.transaction(org_id) as tx:
+            existing = tx.find_operation_by_idempotency_key(idempotency_key)
+        if existing is not None:
+            return existing
+    header: list[str] | None = None
+    stored: tuple[Path, int, str] | None = None
+    if operation_type is not OperationType.EXPORT:
+        if source is None:
+            raise UsageError(f"A file is needed for an {operation_type.value} operation.")
+        stored = store_file(ctx, org_id, source)
+        try:
+            with open_csv(stored[0], config.read_options(), ctx.read_limits()) as csv_file:
+                header = list(csv_file.header)
+                map_header(spec, header, operation_type, config.mapping)
+        except BaseException:
+            stored[0].unlink(missing_ok=True)
+            raise
+    else:
+        for column in config.filters:
+            if column not in spec.field_names:
+                raise UsageError(
+                    f"Cannot filter {entity_type.value} by '{column}'; "
+                    f"use one of {', '.join(spec.field_names)}."
+                )
+    op_id = str(uuid.uuid4())
+    values: dict[str, Any] = {
+        "id": op_id,
+        "operation_type": operation_type.value,
+        "entity_type": entity_type.value,
+        "status": OperationStatus.PENDING.value,
+        "file_name": display_name(file_name or (source.name if isinstance(source, Path) else None)),
+        "file_path": str(stored[0]) if stored else None,
+        "file_size_bytes": stored[1] if stored else None,
+        "file_sha256": stored[2] if stored else None,
+        "created_at": utcnow(),
+        "created_by": created_by,
+        "idempotency_key": idempotency_key,
+        "config": config.model_dump_json(),
+        "header": orjson.dumps(header).decode() if header is not None else None,
+        "results": "{}",
+    }
+    with ctx.store.transaction(org_id, write=True) as tx:
+        if idempotency_key and (existing := tx.find_operation_by_idempotency_key(idempotency_key)):
+            if stored:
+                stored[0].unlink(missing_ok=True)
+            return existing
+        tx.insert_operation(values)
+        tx.add_event(op_id, "status", {"status": "pending"})
+        created = tx.get_operation(op_id)
+    assert created is not None
+    return created
+
+
+def get_operation(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
+    with ctx.store.transaction(org_id) as tx:
+        op = tx.get_operation(op_id)
+    if op is None:
+        raise NotFound(f"No operation {op_id}.")
+    return op
+
+
+def request_cancel(
+    ctx: Context, org_id: int, op_id: str, *, user_id: int | None, rollback: bool
+) -> dict[str, Any]:
+    """Ask a pending or running operation to stop (a flag every process sees)."""
+    with ctx.store.transaction(org_id, write=True) as tx:
+        op = tx.get_operation(op_id)
+        if op is None:
+            raise NotFound(f"No operation {op_id}.")
+        status = OperationStatus(op["status"])
+        if status is OperationStatus.PENDING:
+            now = utcnow()
+            tx.update_operation(
+                op_id,
+                {"status": "cancelled", "cancelled_at": now, "cancel_requested_at": now,
+                 "cancelled_by": user_id, "completed_at": now},
+            )
+            final = tx.get_operation(op_id)
+            assert final is not None
+            tx.add_event(op_id, "done", operation_view(final))
+            return final
+        if status is not OperationStatus.PROCESSING:
+            raise Conflict(
+                f"Operation {op_id} is {status.value}; only pending or processing operations "
+                "can be cancelled."
+            )
+        tx.update_operation(
+            op_id,
+            {"cancel_requested_at": utcnow(), "cancel_rollback": rollback,
+             "cancelled_by": user_id},
+        )
+        updated = tx.get_operation(op_id)
+    assert updated is not None
+    return updated
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def operation_view(op: Mapping[str, Any]) -> dict[str, Any]:
+    """The operation object of CONTRACT section 5 (JSON-ready, snake_case)."""
+    total = op.get("total_records")
+    processed = op.get("processed_records") or 0
+    status = op["status"]
+    if status in ("completed", "rolled_back") or (total and processed >= total):
+        percentage = 100.0 if status != "pending" else 0.0
+    elif op.get("file_size_bytes") and op.get("bytes_processed"):
+        percentage = round(min(99.9, 100.0 * op["bytes_processed"] / op["file_size_bytes"]), 1)
+    elif total:
+        percentage = round(min(99.9, 100.0 * processed / total), 1)
+    else:
+        percentage = 0.0
+    if status in ("failed", "cancelled") and total:
+        percentage = round(100.0 * processed / total, 1)
+    view: dict[str, Any] = {
+        "id": op["id"],
+        "operation_type": op["operation_type"],
+        "entity_type": op["entity_type"],
+        "status": status,
+        "file_name": op.get("file_name"),
+        "file_size_bytes": op.get("file_size_bytes"),
+        "file_sha256": op.get("file_sha256"),
+    }
+    for name in COUNTERS:
+        view[name] = op.get(name) or 0 if name != "total_records" else op.get(name)
+    view.update(
+        {
+            "rolled_back_records": op.get("rolled_back_records") or 0,
+            "conflict_records": op.get("conflict_records") or 0,
+            "percentage": percentage,
+            "estimated_completion": _iso(op.get("estimated_completion")),
+            "started_at": _iso(op.get("started_at")),
+            "completed_at": _iso(op.get("completed_at")),
+            "created_at": _iso(op.get("created_at")),
+            "created_by": op.get("created_by"),
+            "cancelled_at": _iso(op.get("cancelled_at")),
+            "cancelled_by": op.get("cancelled_by"),
+            "config": orjson.loads(op["config"]) if op.get("config") else {},
+            "results": orjson.loads(op["results"]) if op.get("results") else {},
+        }
+    )
+    return view
+
+
+def copy_file(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)

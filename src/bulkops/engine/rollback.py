@@ -1,0 +1,257 @@
+"""Undo: restore an operation's audit records newest first, never over somebody else's change.
+
+Each chunk of audit records is restored in one transaction that also marks those records
+``rolled_back`` or ``conflict``; a rollback that is interrupted therefore resumes with the
+records still marked ``applied`` and never restores one twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from bulkops.engine.operations import Context, OperationConfig, operation_view
+from bulkops.engine.runner import ProgressCallback, Progress, get_fresh, process_owner
+from bulkops.entities import EntitySpec, spec_for
+from bulkops.errors import Conflict, NotFound
+from bulkops.model import OperationStatus
+from bulkops.store import DuplicateRow, Tx, utcnow
+
+__all__ = ["request_rollback", "rollback_applied", "rollback_operation"]
+
+ROLLBACK = "rollback"
+
+
+def request_rollback(
+    ctx: Context, org_id: int, op_id: str, *, user_id: int | None, force: bool
+) -> dict[str, Any]:
+    """Check that the operation can be rolled back and record who asked (before it runs)."""
+    with ctx.store.transaction(org_id, write=True) as tx:
+        op = tx.get_operation(op_id)
+        if op is None:
+            raise NotFound(f"No operation {op_id}.")
+        status = OperationStatus(op["status"])
+        if op["operation_type"] == "export":
+            raise Conflict("An export changes no data, so there is nothing to roll back.")
+        if status is OperationStatus.ROLLED_BACK:
+            if not (force and op["conflict_records"]):
+                when = op["rollback_completed_at"] or op["completed_at"]
+                raise Conflict(
+                    f"Operation {op_id} was already rolled back"
+                    + (f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when else "")
+                    + ". A second rollback would undo nothing"
+                    + (
+                        "; use --force to overwrite its conflicting rows."
+                        if op["conflict_records"]
+                        else "."
+                    )
+                )
+        elif status is OperationStatus.ROLLING_BACK:
+            if (op["lease_expires_at"] or 0) > time.time():
+                raise Conflict(f"Operation {op_id} is already being rolled back.")
+        elif not status.can_roll_back:
+            raise Conflict(
+                f"Operation {op_id} is {status.value}; only completed, failed or cancelled "
+                "operations can be rolled back (cancel it first)."
+            )
+        tx.update_operation(
+            op_id, {"rollback_requested_by": user_id, "rollback_force": force}
+        )
+        updated = tx.get_operation(op_id)
+    assert updated is not None
+    return updated
+
+
+def rollback_operation(
+    ctx: Context, org_id: int, op_id: str, *, user_id: int | None, force: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    request_rollback(ctx, org_id, op_id, user_id=user_id, force=force)
+    return rollback_applied(
+        ctx, org_id, op_id, owner=process_owner(), on_progress=on_progress, force=force,
+        user_id=user_id,
+    )
+
+
+def rollback_applied(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    *,
+    owner: str,
+    on_progress: ProgressCallback | None,
+    force: bool,
+    user_id: int | None,
+) -> dict[str, Any]:
+    """Run (or resume) the rollback of everything the operation applied."""
+    op = get_fresh(ctx, org_id, op_id)
+    redo_conflicts = op["status"] == "rolled_back" and force
+    while not ctx.store.try_start(org_id, op_id, owner, ctx.settings.lease_seconds,
+                                  status="rolling_back"):
+        time.sleep(0.2)
+    config = OperationConfig.model_validate_json(op["config"])
+    spec = spec_for(op["entity_type"])
+    with ctx.store.transaction(org_id, write=True) as tx:
+        values: dict[str, Any] = {"rollback_requested_by": user_id, "rollback_force": force}
+        if op["rollback_started_at"] is None or redo_conflicts:
+            values["rollback_started_at"] = utcnow()
+        tx.update_operation(op_id, values)
+        chunk_index = len(tx.committed_chunks(op_id, ROLLBACK))
+        tx.add_event(op_id, "status", {"status": "rolling_back"})
+        op = tx.get_operation(op_id) or op
+    target = "conflict" if redo_conflicts else "applied"
+    total = (op["created_records"] + op["updated_records"] + op["deleted_records"])
+    progress = Progress(op["rolled_back_records"] or 0)
+    while True:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            current = tx.get_operation(op_id)
+            if current is None or current["lease_owner"] != owner:
+                raise Conflict(f"The rollback of {op_id} was taken over by another process.")
+            page = tx.audit_page(op_id, newest_first=True, status=target,
+                                 limit=config.chunk_size)
+            if not page:
+                break
+            restored, conflicts = _restore(tx, spec, page, force)
+            deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
+            if redo_conflicts:
+                deltas["conflict_records"] = -restored
+            tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(page))
+            tx.add_counters(op_id, deltas, lease_expires_at=time.time()
+                            + ctx.settings.lease_seconds)
+            updated = tx.get_operation(op_id)
+            assert updated is not None
+            done = updated["rolled_back_records"] + updated["conflict_records"]
+            figures = progress.figures(done, done / total if total else 1.0)
+            event = {
+                "status": "rolling_back",
+                "phase": "rolling_back",
+                "total_records": total,
+                "processed_records": done,
+                "rolled_back_records": updated["rolled_back_records"],
+                "conflict_records": updated["conflict_records"],
+                "percentage": round(100 * done / total, 1) if total else 100.0,
+                "rate": figures["rate"],
+                "estimated_time_remaining": figures["estimated_time_remaining"],
+            }
+            tx.add_event(op_id, "rollback-progress", event)
+        chunk_index += 1
+        if on_progress:
+            on_progress(event)
+    with ctx.store.transaction(org_id, write=True) as tx:
+        final = tx.get_operation(op_id)
+        assert final is not None
+        results = orjson.loads(final["results"] or "{}")
+        results["rollback"] = {
+            "rolled_back_by": user_id,
+            "forced": force,
+            "restored_records": final["rolled_back_records"],
+            "conflict_records": final["conflict_records"],
+            "started_at": final["rollback_started_at"].isoformat()
+            if final["rollback_started_at"] else None,
+            "completed_at": utcnow().isoformat(),
+        }
+        tx.update_operation(
+            op_id,
+            {
+                "status": "rolled_back",
+                "rollback_completed_at": utcnow(),
+                "completed_at": final["completed_at"] or utcnow(),
+                "lease_owner": None,
+                "lease_expires_at": None,
+                "results": orjson.dumps(results).decode(),
+            },
+        )
+        final = tx.get_operation(op_id)
+        assert final is not None
+        view = operation_view(final)
+        tx.add_event(op_id, "done", view)
+    if on_progress:
+        on_progress({**view, "phase": "done"})
+    return final
+
+
+def _restore(tx: Tx, spec: EntitySpec, page: Sequence[dict[str, Any]], force: bool
+             ) -> tuple[int, int]:
+    """Restore one page of audit records; returns (restored, conflicts)."""
+    entity = spec.entity.value
+    fields = spec.field_names
+    current = tx.rows_by_id(entity, fields, [r["entity_id"] for r in page])
+    to_delete: list[dict[str, Any]] = []
+    to_update: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
+    to_insert: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
+    marks: list[tuple[str, str | None, int]] = []
+
+    def image(data: str | None) -> tuple[Any, ...] | None:
+        if data is None:
+            return None
+        values = orjson.loads(data)
+        return tuple(values.get(f) for f in fields)
+
+    for record in page:
+        now = current.get(record["entity_id"])
+        after = image(record["after_data"])
+        before = image(record["before_data"])
+        action = record["action"]
+        if action == "delete":
+            if now is not None:
+                marks.append(("conflict", "A row with this id exists again; not restored.",
+                              record["id"]))
+            else:
+                assert before is not None
+                to_insert.append((record, before))
+            continue
+        if now is None:
+            if action == "create" or not force:
+                if action == "create" and force:
+                    marks.append(("rolled_back", None, record["id"]))
+                else:
+                    marks.append(("conflict", "The row was deleted after this operation "
+                                  "wrote it; not restored.", record["id"]))
+                continue
+            assert before is not None
+            to_insert.append((record, before))
+            continue
+        if now != after and not force:
+            changed = [f for f, a, b in zip(fields, after or (), now, strict=False) if a != b]
+            marks.append(("conflict", "Changed after this operation wrote it "
+                          f"({', '.join(changed)}); not restored. Roll back with --force to "
+                          "overwrite.", record["id"]))
+            continue
+        if action == "create":
+            to_delete.append(record)
+        else:
+            assert before is not None
+            to_update.append((record, before))
+
+    restored: list[tuple[str, str | None, int]] = []
+
+    def write(deletes: list[dict[str, Any]], updates: list[tuple[dict[str, Any], tuple[Any, ...]]],
+              inserts: list[tuple[dict[str, Any], tuple[Any, ...]]]) -> None:
+        tx.delete_rows(entity, [r["entity_id"] for r in deletes])
+        tx.update_rows(entity, fields, [(r["entity_id"], v) for r, v in updates])
+        tx.insert_rows(entity, fields, [v for _, v in inserts],
+                       ids=[r["entity_id"] for r, _ in inserts])
+
+    try:
+        with tx.savepoint():
+            write(to_delete, to_update, to_insert)
+        restored = [("rolled_back", None, r["id"]) for r in to_delete]
+        restored += [("rolled_back", None, r["id"]) for r, _ in to_update + to_insert]
+    except DuplicateRow:
+        for single in ([([r], [], []) for r in to_delete] + [([], [u], []) for u in to_update]
+                       + [([], [], [i]) for i in to_insert]):
+            record = (single[0] or [u[0] for u in single[1]] or [i[0] for i in single[2]])[0]
+            try:
+                with tx.savepoint():
+                    write(*single)
+            except DuplicateRow as exc:
+                marks.append(("conflict", f"The database refused to restore this row: "
+                              f"{str(exc).strip().splitlines()[0]}", record["id"]))
+                continue
+            restored.append(("rolled_back", None, record["id"]))
+    tx.mark_audit(restored + marks)
+    conflicts = sum(1 for status, _, _ in marks if status == "conflict")
+    return len(restored) + sum(1 for s, _, _ in marks if s == "rolled_back"), conflicts

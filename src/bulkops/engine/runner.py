@@ -1,0 +1,591 @@
+"""Running an import, update or delete: read, map, validate, chunk, apply, audit.
+
+One chunk is one transaction holding its writes, their audit records (before and after
+image), its ledger row, the counter update and a progress event. A chunk already in the
+ledger is skipped, which is what makes a resumed or redelivered run exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from bulkops.engine.operations import Context, OperationConfig, operation_view
+from bulkops.engine.seen import SeenKeys
+from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator, map_header, spec_for
+from bulkops.errors import Conflict, NotFound
+from bulkops.formats import open_csv
+from bulkops.model import (
+    EntityType,
+    FieldError,
+    OperationStatus,
+    OperationType,
+    RawRecord,
+    RecordError,
+)
+from bulkops.store import DuplicateRow, Tx, utcnow
+
+__all__ = ["ProgressCallback", "process_owner", "run_operation"]
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+APPLY = "apply"
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(slots=True)
+class ChunkPlan:
+    """What one chunk would do: the decision for every record, before anything is written."""
+
+    creates: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)  # (row, values)
+    updates: list[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]] = field(
+        default_factory=list
+    )  # (row, id, before, after)
+    deletes: list[tuple[int, int, tuple[Any, ...]]] = field(default_factory=list)  # (row, id, before)
+    unchanged: int = 0
+    failures: list[tuple[RawRecord, list[RecordError]]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def counters(self) -> dict[str, int]:
+        changed = len(self.creates) + len(self.updates) + len(self.deletes)
+        return {
+            "processed_records": changed + self.unchanged + self.failed,
+            "successful_records": changed + self.unchanged,
+            "failed_records": self.failed,
+            "unchanged_records": self.unchanged,
+            "created_records": len(self.creates),
+            "updated_records": len(self.updates),
+            "deleted_records": len(self.deletes),
+        }
+
+
+class Evaluator:
+    """Decides, chunk by chunk, what each record does against the current data."""
+
+    def __init__(
+        self, spec: EntitySpec, operation: OperationType, header: HeaderMap, seen: SeenKeys
+    ) -> None:
+        self.spec = spec
+        self.operation = operation
+        self.header = header
+        self.seen = seen
+        self.fields = spec.field_names
+        self.validator: RecordValidator = spec.validator(operation, header.present)
+        self._index = {name: i for i, name in enumerate(self.fields)}
+        self._dependents = [
+            (other.entity.value, ref.fields[0])
+            for other in SPECS.values()
+            for ref in other.references
+            if ref.entity == spec.entity and len(ref.fields) == 1
+        ]
+
+    def evaluate(self, tx: Tx, chunk: Sequence[RawRecord]) -> ChunkPlan:
+        plan = ChunkPlan()
+        readable: list[RawRecord] = []
+        for raw in chunk:
+            if raw.error is not None:
+                plan.failures.append((raw, [RecordError(raw.row, raw.line, None, None, raw.error)]))
+            else:
+                readable.append(raw)
+        to_dict = self.header.to_dict
+        outcomes = self.validator.validate_batch([to_dict(r.values) for r in readable])
+        valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]] = []
+        key_of = self.spec.key_of
+        for raw, outcome in zip(readable, outcomes, strict=True):
+            if isinstance(outcome, dict):
+                valid.append((raw, outcome, key_of(outcome)))
+            else:
+                plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
+        repeats = self.seen.check_and_add(
+            [("\x1f".join(map(str, key)), raw.row) for raw, _, key in valid]
+        )
+        if repeats:
+            kept = []
+            for raw, values, key in valid:
+                earlier = repeats.get(raw.row)
+                if earlier is None:
+                    kept.append((raw, values, key))
+                    continue
+                label = ", ".join(f"{k} '{v}'" for k, v in zip(self.spec.key, key, strict=True))
+                plan.failures.append(
+                    (raw, [RecordError(raw.row, raw.line, self.header.column_of(self.spec.key[0]),
+                                       str(key[0]),
+                                       f"Duplicate key: {label} already appears in row {earlier}. "
+                                       "Keep one of the two rows.")])
+                )
+            valid = kept
+        if self.operation is not OperationType.DELETE:
+            valid = self._check_references(tx, plan, valid)
+        existing = tx.fetch_existing(
+            self.spec.entity.value, self.spec.key, self.fields, [k for _, _, k in valid]
+        )
+        if self.operation is OperationType.IMPORT:
+            self._plan_import(plan, valid, existing)
+        elif self.operation is OperationType.UPDATE:
+            self._plan_update(plan, valid, existing)
+        else:
+            self._plan_delete(tx, plan, valid, existing)
+        return plan
+
+    # -- per operation -------------------------------------------------------------------------
+
+    def _plan_import(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
+        fields = self.fields
+        for raw, values, key in valid:
+            after = tuple([values[f] for f in fields])
+            current = existing.get(key)
+            if current is None:
+                plan.creates.append((raw.row, after))
+            elif current[1] == after:
+                plan.unchanged += 1
+            else:
+                plan.updates.append((raw.row, current[0], current[1], after))
+
+    def _plan_update(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
+        index = self._index
+        for raw, values, key in valid:
+            current = existing.get(key)
+            if current is None:
+                plan.failures.append((raw, [self._not_found(raw, key)]))
+                continue
+            after = list(current[1])
+            for name, value in values.items():
+                after[index[name]] = value
+            after_tuple = tuple(after)
+            if after_tuple == current[1]:
+                plan.unchanged += 1
+            else:
+                plan.updates.append((raw.row, current[0], current[1], after_tuple))
+
+    def _plan_delete(
+        self, tx: Tx, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]
+    ) -> None:
+        blockers: list[tuple[str, dict[Any, int]]] = []
+        if self._dependents and existing:
+            key_field = self.spec.key[0]
+            values = [k[0] for k in existing]
+            for entity, column in self._dependents:
+                counts = tx.count_referencing(entity, column, values)
+                if counts:
+                    blockers.append((entity, counts))
+            del key_field
+        for raw, _values, key in valid:
+            current = existing.get(key)
+            if current is None:
+                plan.failures.append((raw, [self._not_found(raw, key)]))
+                continue
+            held = [f"{counts[key[0]]} {entity} row(s)" for entity, counts in blockers
+                    if key[0] in counts]
+            if held:
+                plan.failures.append((raw, [RecordError(
+                    raw.row, raw.line, self.header.column_of(self.spec.key[0]), str(key[0]),
+                    f"Cannot delete {self.spec.key[0]} '{key[0]}': it still has "
+                    f"{' and '.join(held)}. Delete those first.")]))
+                continue
+            plan.deletes.append((raw.row, current[0], current[1]))
+
+    def _check_references(self, tx: Tx, plan: ChunkPlan, valid: list[Any]) -> list[Any]:
+        for ref in self.spec.references:
+            if not all(f in (self.header.present | set(self.spec.key)) for f in ref.fields):
+                continue
+            wanted = {tuple(values[f] for f in ref.fields) for _, values, _ in valid}
+            found = tx.existing_keys(ref.entity.value, ref.target_fields, list(wanted))
+            missing = wanted - found
+            if not missing:
+                continue
+            kept = []
+            for raw, values, key in valid:
+                ref_key = tuple(values[f] for f in ref.fields)
+                if ref_key in missing:
+                    column = ref.fields[0]
+                    target = ref.entity.value.rstrip("s") if ref.entity is not EntityType.INVENTORY else "inventory"
+                    plan.failures.append((raw, [RecordError(
+                        raw.row, raw.line, self.header.column_of(column), str(ref_key[0]),
+                        f"There is no {target} with {ref.target_fields[0]} '{ref_key[0]}'. "
+                        f"Create it first (import {ref.entity.value}) or correct the value.")]))
+                else:
+                    kept.append((raw, values, key))
+            valid = kept
+        return valid
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _field_error(self, raw: RawRecord, error: FieldError) -> RecordError:
+        if error.field is None:
+            return RecordError(raw.row, raw.line, None, None, error.message)
+        column = self.header.column_of(error.field)
+        value = self.header.to_dict(raw.values).get(error.field)
+        return RecordError(raw.row, raw.line, column, value, error.message)
+
+    def _not_found(self, raw: RawRecord, key: tuple[Any, ...]) -> RecordError:
+        label = ", ".join(f"{k} '{v}'" for k, v in zip(self.spec.key, key, strict=True))
+        return RecordError(
+            raw.row, raw.line, self.header.column_of(self.spec.key[0]), str(key[0]),
+            f"Not found: there is no {self.spec.entity.value} row with {label}.",
+        )
+
+
+def apply_plan(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
+    """Write one chunk's plan and its audit records; a bad record never sinks its chunk."""
+    try:
+        with tx.savepoint():
+            _write(tx, spec, op_id, plan)
+    except DuplicateRow:
+        _write_one_by_one(tx, spec, op_id, plan)
+
+
+def _write(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
+    entity = spec.entity.value
+    fields = spec.field_names
+    ids = tx.insert_rows(entity, fields, [values for _, values in plan.creates])
+    tx.update_rows(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
+    tx.delete_rows(entity, [row_id for _, row_id, _ in plan.deletes])
+    dumps = orjson.dumps
+    audit: list[tuple[int, int | None, str, str | None, str | None]] = []
+    for (row, values), row_id in zip(plan.creates, ids, strict=True):
+        audit.append((row, row_id, "create", None, dumps(dict(zip(fields, values))).decode()))
+    for row, row_id, before, after in plan.updates:
+        audit.append((row, row_id, "update", dumps(dict(zip(fields, before))).decode(),
+                      dumps(dict(zip(fields, after))).decode()))
+    for row, row_id, before in plan.deletes:
+        audit.append((row, row_id, "delete", dumps(dict(zip(fields, before))).decode(), None))
+    tx.insert_audit(op_id, audit)
+
+
+def _write_one_by_one(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
+    """The batch hit a constraint: apply each record in its own savepoint to name the row."""
+    rows_by_number: dict[int, RawRecord] = {}
+    for raw, _ in plan.failures:
+        rows_by_number[raw.row] = raw
+    kept = ChunkPlan(unchanged=plan.unchanged, failures=list(plan.failures))
+    singles: list[ChunkPlan] = (
+        [ChunkPlan(creates=[c]) for c in plan.creates]
+        + [ChunkPlan(updates=[u]) for u in plan.updates]
+        + [ChunkPlan(deletes=[d]) for d in plan.deletes]
+    )
+    for single in singles:
+        try:
+            with tx.savepoint():
+                _write(tx, spec, op_id, single)
+        except DuplicateRow as exc:
+            row = (single.creates or single.updates or single.deletes)[0][0]
+            raw = RawRecord(row=row, line=0, values=[])
+            kept.failures.append((raw, [RecordError(
+                row, 0, None, None,
+                f"The database refused this record: {_first_line(str(exc))}. It may have been "
+                "changed by someone else meanwhile; check it and upload it again.")]))
+            continue
+        kept.creates.extend(single.creates)
+        kept.updates.extend(single.updates)
+        kept.deletes.extend(single.deletes)
+    plan.creates, plan.updates, plan.deletes = kept.creates, kept.updates, kept.deletes
+    plan.failures = kept.failures
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "constraint violated"
+
+
+def failure_rows(plan: ChunkPlan) -> list[tuple[int, int, str, str]]:
+    dumps = orjson.dumps
+    return [
+        (raw.row, raw.line, dumps([e.as_dict() for e in errors]).decode(),
+         dumps(raw.values).decode())
+        for raw, errors in plan.failures
+    ]
+
+
+def chunked(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+class Progress:
+    """Rate and time remaining of a run, measured from this process's start."""
+
+    def __init__(self, already_done: int) -> None:
+        self.started = time.monotonic()
+        self.base = already_done
+
+    def figures(self, processed: int, fraction: float) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = max(processed - self.base, 0) / elapsed
+        total = max(round(processed / fraction), processed) if fraction > 0 else None
+        remaining = (total - processed) / rate if rate > 0 and total is not None else None
+        return {
+            "rate": round(rate, 1),
+            "estimated_time_remaining": round(remaining, 1) if remaining is not None else None,
+            "total_estimate": total,
+        }
+
+
+def run_operation(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    *,
+    owner: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    wait: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) an import, update or delete until it ends; returns the operation.
+
+    ``wait`` is called while another operation of the same entity holds the line; return False
+    from it to give up waiting (the operation then stays pending).
+    """
+    owner = owner or process_owner()
+    op = _claim(ctx, org_id, op_id, owner, wait)
+    if op["status"] != "processing":
+        return op
+    from bulkops.engine.rollback import rollback_applied
+
+    config = OperationConfig.model_validate_json(op["config"])
+    operation = OperationType(op["operation_type"])
+    spec = spec_for(op["entity_type"])
+    lease = ctx.settings.lease_seconds
+    with ctx.store.transaction(org_id) as tx:
+        committed = tx.committed_chunks(op_id, APPLY)
+        op_now = tx.get_operation(op_id)
+    assert op_now is not None
+    op = op_now
+    if config.validate_only or (config.rollback_on_error and not committed):
+        planned = _plan_pass(ctx, org_id, op, config, spec, owner, on_progress)
+        if config.validate_only or planned["failed_records"]:
+            status = "completed" if config.validate_only else "rolled_back"
+            return _finish(ctx, org_id, op_id, status, planned, on_progress)
+    progress = Progress(sum(committed.values()))
+    stopped: str | None = None
+    with open_csv(op["file_path"], config.read_options(), ctx.read_limits()) as csv_file, \
+            SeenKeys() as seen:
+        header = map_header(spec, csv_file.header, operation, config.mapping)
+        evaluator = Evaluator(spec, operation, header, seen)
+        size = max(csv_file.file_size_bytes, 1)
+        for index, chunk in enumerate(chunked(csv_file.records(), config.chunk_size)):
+            if index in committed:
+                # Committed before a crash: only its keys are needed, to spot later duplicates.
+                with ctx.store.transaction(org_id) as tx:
+                    evaluator.evaluate(tx, chunk)
+                continue
+            fraction = min(csv_file.bytes_consumed / size, 1.0)
+            with ctx.store.transaction(org_id, write=True) as tx:
+                current = tx.get_operation(op_id)
+                if current is None:
+                    raise NotFound(f"No operation {op_id}.")
+                if current["cancel_requested_at"] is not None:
+                    stopped = "cancelled"
+                    break
+                if current["lease_owner"] != owner:
+                    raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
+                plan = evaluator.evaluate(tx, chunk)
+                apply_plan(tx, spec, op_id, plan)
+                tx.insert_errors(op_id, failure_rows(plan))
+                counters = plan.counters()
+                processed = current["processed_records"] + counters["processed_records"]
+                figures = progress.figures(processed, fraction)
+                eta = figures["estimated_time_remaining"]
+                tx.record_chunk(op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk))
+                tx.add_counters(
+                    op_id,
+                    counters,
+                    total_records=max(figures["total_estimate"] or 0, processed),
+                    bytes_processed=csv_file.bytes_consumed,
+                    estimated_completion=utcnow() + timedelta(seconds=eta) if eta else None,
+                    lease_owner=owner,
+                    lease_expires_at=time.time() + lease,
+                )
+                updated = tx.get_operation(op_id)
+                assert updated is not None
+                event = _progress_event(updated, figures)
+                tx.add_event(op_id, "progress", event)
+            if on_progress:
+                on_progress(event)
+            if updated["failed_records"] > config.max_errors:
+                stopped = "failed"
+                break
+    with ctx.store.transaction(org_id) as tx:
+        op_final = tx.get_operation(op_id)
+    assert op_final is not None
+    if stopped == "cancelled":
+        if op_final["cancel_rollback"]:
+            _set_status(ctx, org_id, op_id, "cancelled", cancelled=True)
+            return rollback_applied(ctx, org_id, op_id, owner=owner, on_progress=on_progress,
+                                    force=False, user_id=op_final["cancelled_by"])
+        return _finish(ctx, org_id, op_id, "cancelled", None, on_progress, cancelled=True)
+    if config.rollback_on_error and op_final["failed_records"]:
+        _set_status(ctx, org_id, op_id, "failed")
+        return rollback_applied(ctx, org_id, op_id, owner=owner, on_progress=on_progress,
+                                force=False, user_id=op_final["created_by"])
+    status = "failed" if stopped == "failed" else "completed"
+    return _finish(ctx, org_id, op_id, status, None, on_progress)
+
+
+def _plan_pass(
+    ctx: Context, org_id: int, op: dict[str, Any], config: OperationConfig, spec: EntitySpec,
+    owner: str, on_progress: ProgressCallback | None,
+) -> dict[str, int]:
+    """Validate the whole file against the current data without writing any entity row."""
+    op_id = op["id"]
+    operation = OperationType(op["operation_type"])
+    totals = dict.fromkeys(ChunkPlan().counters(), 0)
+    progress = Progress(0)
+    with open_csv(op["file_path"], config.read_options(), ctx.read_limits()) as csv_file, \
+            SeenKeys() as seen:
+        header = map_header(spec, csv_file.header, operation, config.mapping)
+        evaluator = Evaluator(spec, operation, header, seen)
+        size = max(csv_file.file_size_bytes, 1)
+        with ctx.store.transaction(org_id, write=True) as tx:
+            tx.delete_errors_from_row(op_id, 0)
+        for chunk in chunked(csv_file.records(), config.chunk_size):
+            with ctx.store.transaction(org_id) as tx:
+                plan = evaluator.evaluate(tx, chunk)
+            for name, value in plan.counters().items():
+                totals[name] += value
+            figures = progress.figures(totals["processed_records"],
+                                       min(csv_file.bytes_consumed / size, 1.0))
+            with ctx.store.transaction(org_id, write=True) as tx:
+                tx.insert_errors(op_id, failure_rows(plan))
+                tx.renew_lease(op_id, owner, ctx.settings.lease_seconds)
+                tx.update_operation(op_id, {"bytes_processed": csv_file.bytes_consumed})
+                event = {**totals, "phase": "validating", **figures,
+                         "percentage": round(100 * min(csv_file.bytes_consumed / size, 1.0), 1)}
+                tx.add_event(op_id, "progress", event)
+            if on_progress:
+                on_progress(event)
+    return totals
+
+
+def _progress_event(op: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    view = operation_view(op)
+    return {
+        "status": view["status"],
+        "phase": "applying",
+        **{k: view[k] for k in (
+            "total_records", "processed_records", "successful_records", "failed_records",
+            "unchanged_records", "created_records", "updated_records", "deleted_records",
+            "percentage")},
+        "rate": figures["rate"],
+        "estimated_time_remaining": figures["estimated_time_remaining"],
+    }
+
+
+def _claim(
+    ctx: Context, org_id: int, op_id: str, owner: str, wait: Callable[[], bool] | None
+) -> dict[str, Any]:
+    while True:
+        with ctx.store.transaction(org_id) as tx:
+            op = tx.get_operation(op_id)
+        if op is None:
+            raise NotFound(f"No operation {op_id}.")
+        status = OperationStatus(op["status"])
+        if status.is_final:
+            return op
+        if status is OperationStatus.ROLLING_BACK:
+            raise Conflict(f"Operation {op_id} is being rolled back; use: bulkops resume {op_id}")
+        if status is OperationStatus.PROCESSING and op["lease_owner"] != owner and (
+            op["lease_expires_at"] or 0
+        ) > time.time():
+            raise Conflict(
+                f"Operation {op_id} is running in {op['lease_owner']}; its lease expires in "
+                f"{op['lease_expires_at'] - time.time():.0f} s if that process has died."
+            )
+        if ctx.store.try_start(org_id, op_id, owner, ctx.settings.lease_seconds,
+                               status="processing"):
+            op = get_fresh(ctx, org_id, op_id)
+            if op["status"] == "processing" and op["cancel_requested_at"] is None:
+                _event(ctx, org_id, op_id, "status", {"status": "processing"})
+            return op
+        if wait is None or not wait():
+            return get_fresh(ctx, org_id, op_id)
+
+
+def get_fresh(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
+    with ctx.store.transaction(org_id) as tx:
+        op = tx.get_operation(op_id)
+    if op is None:
+        raise NotFound(f"No operation {op_id}.")
+    return op
+
+
+def _event(ctx: Context, org_id: int, op_id: str, name: str, data: dict[str, Any]) -> None:
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.add_event(op_id, name, data)
+
+
+def _set_status(
+    ctx: Context, org_id: int, op_id: str, status: str, *, cancelled: bool = False
+) -> None:
+    values: dict[str, Any] = {"status": status, "completed_at": utcnow()}
+    if cancelled:
+        values["cancelled_at"] = utcnow()
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.update_operation(op_id, values)
+
+
+def _finish(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    status: str,
+    counters: dict[str, int] | None,
+    on_progress: ProgressCallback | None,
+    *,
+    cancelled: bool = False,
+) -> dict[str, Any]:
+    """End the operation: final status, exact totals, results summary, the ``done`` event."""
+    with ctx.store.transaction(org_id, write=True) as tx:
+        op = tx.get_operation(op_id)
+        assert op is not None
+        values: dict[str, Any] = {
+            "status": status,
+            "completed_at": utcnow(),
+            "estimated_completion": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if counters is not None:
+            values.update(counters)
+            values["total_records"] = counters["processed_records"]
+        else:
+            values["total_records"] = op["processed_records"]
+        if cancelled:
+            values["cancelled_at"] = utcnow()
+        failed = values.get("failed_records", op["failed_records"])
+        results = orjson.loads(op["results"] or "{}")
+        results.update(
+            {
+                "validate_only": bool(orjson.loads(op["config"]).get("validate_only")),
+                "errors": failed,
+                "first_errors": [
+                    {"row": e["row"], "line": e["line"], **err}
+                    for e in tx.iter_errors(op_id, limit=10)
+                    for err in e["errors"]
+                ][:10],
+            }
+        )
+        if status == "rolled_back" and counters is not None:
+            results["rolled_back_reason"] = (
+                "rollback_on_error: the file has failed records, so nothing was applied"
+            )
+        values["results"] = orjson.dumps(results).decode()
+        tx.update_operation(op_id, values)
+        final = tx.get_operation(op_id)
+        assert final is not None
+        view = operation_view(final)
+        tx.add_event(op_id, "done", view)
+    if on_progress:
+        on_progress({**view, "phase": "done"})
+    return final

@@ -1,0 +1,254 @@
+"""Matching a file's header row to an entity's fields.
+
+Rules (the README quotes them):
+
+- header cells are matched to field names case-insensitively, ignoring surrounding spaces
+  (and a stray byte-order mark);
+- ``mapping`` maps a header text (matched the same way) to a field name, or to ``""`` to
+  ignore that column; a mapping wins over the other rules;
+- columns whose name starts with ``_`` are ignored, so an error report (``_row``, ``_line``,
+  ``_errors`` + the original columns) can be imported again as it is;
+- import needs every required field; update needs the key fields and at least one other
+  field; delete needs the key fields only and ignores every other column, known or not.
+  Key fields with a default (pricing's ``min_quantity``) may be left out; they take the
+  default;
+- otherwise a file is rejected, listing every problem at once: an empty column name, a
+  duplicate column, an unknown column (with the closest field name as suggestion), a
+  mapping to an unknown field, a mapping to a field that matches no column, missing required
+  columns, an update without any column besides the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any
+
+from bulkops.entities.spec import EntitySpec
+from bulkops.errors import FileProblem, FileRejected
+from bulkops.model import OperationType
+
+__all__ = ["HeaderMap", "map_header"]
+
+_IGNORED_PREFIX = "_"
+
+
+def _header_text(cell: str) -> str:
+    return cell.strip().lstrip("\ufeff").strip()
+
+
+def _normalise(text: str) -> str:
+    return _header_text(text).casefold()
+
+
+@dataclass(frozen=True)
+class HeaderMap:
+    """Which column of the file holds which field."""
+
+    header: list[str]
+    columns: tuple[tuple[int, str], ...]
+    present: frozenset[str]
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _cells: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = tuple(name for _, name in self.columns)
+        indexes = [index for index, _ in self.columns]
+        cells: Callable[[Sequence[str]], Any]
+        if len(indexes) == 1:
+            only = indexes[0]
+
+            def cells(values: Sequence[str]) -> tuple[str, ...]:
+                return (values[only],)
+
+        else:
+            cells = itemgetter(*indexes)
+        object.__setattr__(self, "_names", names)
+        object.__setattr__(self, "_cells", cells)
+
+    def to_dict(self, values: Sequence[str]) -> dict[str, str]:
+        """field -> raw cell of one record; a cell beyond the end of a short record is ""."""
+        if not self.columns:
+            return {}
+        try:
+            return dict(zip(self._names, self._cells(values), strict=True))
+        except IndexError:
+            count = len(values)
+            return {name: values[i] if i < count else "" for i, name in self.columns}
+
+    def column_of(self, field: str) -> str:
+        """The header text of the column holding ``field`` (the field name if none does)."""
+        for index, name in self.columns:
+            if name == field:
+                return _header_text(self.header[index])
+        return field
+
+
+def map_header(
+    spec: EntitySpec,
+    header: Sequence[str],
+    operation: OperationType,
+    mapping: Mapping[str, str] | None = None,
+) -> HeaderMap:
+    """Map ``header`` to ``spec``'s fields, or raise FileRejected listing every problem."""
+    entity = spec.entity
+    by_name = {name.casefold(): name for name in spec.field_names}
+    problems: list[FileProblem] = []
+
+    targets: dict[str, str] = {}  # normalised header text -> field name or "" (ignore)
+    mapped_from: dict[str, str] = {}  # normalised header text -> header text as given
+    for source, target in (mapping or {}).items():
+        wanted = target.strip()
+        field_name = by_name.get(wanted.casefold()) if wanted else ""
+        if field_name is None:
+            suggestion = _closest(wanted, spec.field_names)
+            hint = f" Did you mean '{suggestion}'?" if suggestion else ""
+            problems.append(
+                FileProblem(
+                    code="unknown_field",
+                    message=(
+                        f"The mapping '{source.strip()}={wanted}' names no {entity} field.{hint} "
+                        f"The fields are: {', '.join(spec.field_names)}."
+                    ),
+                    column=source.strip(),
+                    suggestion=suggestion,
+                )
+            )
+            continue
+        targets[_normalise(source)] = field_name
+        mapped_from[_normalise(source)] = source.strip()
+
+    keep = set(spec.key) if operation is OperationType.DELETE else set(spec.field_names)
+    positions: dict[str, list[int]] = {}
+    unknown: list[tuple[int, str]] = []
+    used_mappings: set[str] = set()
+    for index, cell in enumerate(header):
+        text = _header_text(cell)
+        normalised = text.casefold()
+        if normalised in targets:
+            used_mappings.add(normalised)
+            field_name = targets[normalised]
+            if not field_name:
+                continue
+        elif text.startswith(_IGNORED_PREFIX):
+            continue
+        elif not text:
+            if operation is not OperationType.DELETE:
+                problems.append(
+                    FileProblem(
+                        code="empty_column",
+                        message=(
+                            f"Column {index + 1} has no name. Name it, or delete the column "
+                            "if it holds nothing."
+                        ),
+                    )
+                )
+            continue
+        elif normalised in by_name:
+            field_name = by_name[normalised]
+        else:
+            if operation is not OperationType.DELETE:
+                unknown.append((index, text))
+            continue
+        if field_name in keep:
+            positions.setdefault(field_name, []).append(index)
+
+    for index, text in unknown:
+        problems.append(_unknown_column(spec, index, text, positions))
+
+    for field_name, indexes in positions.items():
+        if len(indexes) > 1:
+            problems.append(_duplicate_column(header, field_name, indexes))
+
+    for normalised, source in mapped_from.items():
+        # An unmatched "ignore this column" mapping changes nothing, so it is no problem.
+        if normalised not in used_mappings and targets[normalised]:
+            problems.append(
+                FileProblem(
+                    code="unmatched_mapping",
+                    message=(
+                        f"The mapping '{source}={targets[normalised]}' matches no column; "
+                        f"the columns are: {', '.join(c.strip() for c in header)}."
+                    ),
+                    column=source,
+                )
+            )
+
+    required = spec.required_columns(operation)
+    missing = [name for name in required if name not in positions]
+    if missing:
+        plural = "s" if len(missing) > 1 else ""
+        problems.append(
+            FileProblem(
+                code="missing_columns",
+                message=(
+                    f"Missing required column{plural}: {', '.join(missing)}. "
+                    f"A {entity} {operation} file needs the columns {', '.join(required)}."
+                ),
+            )
+        )
+    if operation is OperationType.UPDATE and not set(positions) - set(spec.key):
+        others = [name for name in spec.field_names if name not in spec.key]
+        problems.append(
+            FileProblem(
+                code="nothing_to_update",
+                message=(
+                    "Nothing to update: besides the key "
+                    f"({', '.join(spec.key)}) the file needs at least one of the columns "
+                    f"{', '.join(others)}."
+                ),
+            )
+        )
+
+    if problems:
+        raise FileRejected(problems)
+    columns = tuple(sorted((indexes[0], name) for name, indexes in positions.items()))
+    return HeaderMap(
+        header=list(header),
+        columns=columns,
+        present=frozenset(positions),
+    )
+
+
+def _closest(text: str, candidates: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(text.casefold(), candidates, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def _unknown_column(
+    spec: EntitySpec, index: int, text: str, positions: Mapping[str, list[int]]
+) -> FileProblem:
+    # Suggest a field the file does not have yet: renaming to a present one would clash.
+    suggestion = _closest(text, [n for n in spec.field_names if n not in positions])
+    where = f"Unknown column '{text}' (column {index + 1})."
+    if suggestion:
+        message = (
+            f"{where} Did you mean '{suggestion}'? "
+            f"Rename it or map it with --map '{text}={suggestion}'"
+        )
+    else:
+        message = (
+            f"{where} The {spec.entity} columns are: {', '.join(spec.field_names)}. "
+            f"Rename it, map it with --map '{text}=FIELD', or ignore it with --map '{text}='"
+        )
+    return FileProblem(code="unknown_column", message=message, column=text, suggestion=suggestion)
+
+
+def _duplicate_column(header: Sequence[str], field_name: str, indexes: list[int]) -> FileProblem:
+    texts = [header[i].strip() for i in indexes]
+    numbers = [str(i + 1) for i in indexes]
+    listed = ", ".join(numbers[:-1]) + " and " + numbers[-1]
+    if len({t.casefold() for t in texts}) == 1:
+        message = (
+            f"Column '{texts[0]}' appears more than once (columns {listed}). "
+            "Remove or rename all but one."
+        )
+    else:
+        shown = ", ".join(f"'{t}'" for t in texts)
+        message = (
+            f"Columns {listed} ({shown}) all hold the field '{field_name}'. "
+            "Remove or rename all but one, or ignore one with --map 'NAME='."
+        )
+    return FileProblem(code="duplicate_column", message=message, column=texts[0])

@@ -1,0 +1,360 @@
+"""Record validation: one compiled pydantic-core schema per (entity, operation, columns).
+
+Rules per field kind (the README quotes them):
+
+- every value is trimmed of surrounding whitespace first;
+- ``text``: no control characters other than tab, line feed and carriage return
+  (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F and U+007F are refused); at most
+  ``max_length`` characters;
+- ``decimal`` (prices): digits with an optional point and at most 2 decimals, at most
+  10 digits before the point, greater than 0; no sign, exponent, ``NaN``/``inf``,
+  currency or thousands separators. Stored as the canonical text with exactly two
+  decimals (``"12.5"`` -> ``"12.50"``, ``"0012.00"`` -> ``"12.00"``), never as a float;
+- ``int``: ASCII digits only (no sign, point or separators), from the field's minimum to
+  2147483647; leading zeros are allowed;
+- ``email``: at most 254 characters, a valid address (email-validator, no DNS lookup),
+  stored lower-case;
+- an empty (or all-blank) cell is "is required" for a required field; for an optional
+  field it becomes the field's default (``None`` unless the field has one).
+
+Speed: a batch is validated by one call into pydantic-core. Each record is wrapped so that
+an invalid one comes back as ``None`` instead of failing the batch; only those records are
+validated again (one more call) to learn which fields failed. The messages are then written
+from the raw value by the same rules in plain Python, so users never see pydantic's wording.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final
+
+from email_validator import EmailNotValidError, validate_email
+from pydantic_core import SchemaValidator, ValidationError
+from pydantic_core import core_schema as cs
+
+from bulkops.model import EntityType, FieldError, OperationType
+
+if TYPE_CHECKING:
+    from bulkops.entities.spec import Field
+
+__all__ = ["MAX_EMAIL_LENGTH", "MAX_INT", "RecordValidator", "canonical_price"]
+
+#: The largest whole number an ``int`` field accepts (a signed 32-bit integer).
+MAX_INT: Final = 2_147_483_647
+MAX_EMAIL_LENGTH: Final = 254
+MAX_PRICE_WHOLE_DIGITS: Final = 10
+
+# What pydantic-core's strip_whitespace removes (Rust's char::is_whitespace, Unicode
+# White_Space); str.strip() without arguments removes a few more (U+001C–U+001F).
+_WHITESPACE: Final = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+    "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_CONTROL_CLASS: Final = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+_NO_CONTROL_PATTERN: Final = rf"\A[^{_CONTROL_CLASS}]*\z"
+_CONTROL_RE: Final = re.compile(f"[{_CONTROL_CLASS}]")
+
+# A price already written canonically ("12.50", "0.05") needs no Python at all.
+_CANONICAL_PRICE_PATTERN: Final = r"\A(?:[1-9][0-9]{0,9}\.[0-9]{2}|0\.(?:0[1-9]|[1-9][0-9]))\z"
+_PRICE_PATTERN: Final = r"\A(?:[0-9]+(?:\.[0-9]{0,2})?|\.[0-9]{1,2})\z"
+_PRICE_RE: Final = re.compile(r"(?P<whole>[0-9]*)(?:\.(?P<frac>[0-9]*))?")
+_DECIMAL_COMMA_RE: Final = re.compile(r"[0-9]+,[0-9]{1,2}")
+_SIGNED_NUMBER_RE: Final = re.compile(r"[-+][0-9]*\.?[0-9]*")
+_INT_PATTERN: Final = r"\A[0-9]{1,10}\z"
+
+# Addresses in this plain ASCII form are valid for email-validator, which would return
+# them unchanged apart from the domain's case; all others go through email-validator.
+# Labels with "--" are excluded (IDNA rules), the top-level domain is letters only.
+_ATOM: Final = r"[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL: Final = r"[a-zA-Z0-9]+(?:-[a-zA-Z0-9]+)*"
+_PLAIN_EMAIL_PATTERN: Final = rf"\A{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[a-zA-Z]{{2,63}}\z"
+_SPECIAL_USE_TLDS: Final = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
+_MAX_LABEL_LENGTH: Final = 63
+
+_SHOWN_VALUE_LENGTH: Final = 40
+
+
+def _show(value: str) -> str:
+    """A value quoted for a message, shortened when long."""
+    if len(value) > _SHOWN_VALUE_LENGTH:
+        value = value[: _SHOWN_VALUE_LENGTH - 1] + "…"
+    return f"'{value}'"
+
+
+def _trim(raw: str) -> str:
+    return raw.strip(_WHITESPACE)
+
+
+# --- the rules in Python: used for prices (canonical form) and to word every error ----------
+
+
+def canonical_price(value: str) -> str:
+    """The canonical form of a trimmed price (``"12.5"`` -> ``"12.50"``).
+
+    Raises ValueError with the message for the user when ``value`` is not a valid price.
+    """
+    shown = _show(value)
+    match = _PRICE_RE.fullmatch(value)
+    if match is None or value in ("", "."):
+        if _DECIMAL_COMMA_RE.fullmatch(value):
+            example = value.replace(",", ".")
+            raise ValueError(
+                f"{shown} is not a valid price: use a point as decimal separator, e.g. {example}"
+            )
+        if "," in value and any(c.isdigit() for c in value):
+            raise ValueError(
+                f"{shown} is not a valid price: write it without thousands separators, e.g. 1234.50"
+            )
+        if _SIGNED_NUMBER_RE.fullmatch(value) and value.startswith("-"):
+            raise ValueError(f"{shown} is not a valid price: it must be greater than 0")
+        raise ValueError(
+            f"{shown} is not a valid price: write a number with a point as decimal "
+            "separator and at most 2 decimals, e.g. 12.50"
+        )
+    whole = match["whole"].lstrip("0")
+    frac = match["frac"] or ""
+    if len(frac) > 2:
+        raise ValueError(f"{shown} is not a valid price: it has more than 2 decimals")
+    if len(whole) > MAX_PRICE_WHOLE_DIGITS:
+        raise ValueError(
+            f"{shown} is not a valid price: it has more than {MAX_PRICE_WHOLE_DIGITS} "
+            "digits before the decimal point"
+        )
+    if not whole and not frac.strip("0"):
+        raise ValueError(f"{shown} is not a valid price: it must be greater than 0")
+    return f"{whole or '0'}.{frac:0<2}"
+
+
+def _text_problem(value: str, max_length: int | None) -> str | None:
+    control = _CONTROL_RE.search(value)
+    if control is not None:
+        return (
+            f"contains the control character U+{ord(control.group()):04X} at position "
+            f"{control.start() + 1}; only tab and line breaks are allowed"
+        )
+    if max_length is not None and len(value) > max_length:
+        return f"is {len(value)} characters long; the maximum is {max_length}"
+    return None
+
+
+def _int_problem(value: str, minimum: int) -> str | None:
+    shown = _show(value)
+    if value.isascii() and value.isdigit():
+        number = int(value)
+        if number < minimum:
+            return f"{shown} is too small: the minimum is {minimum}"
+        if number > MAX_INT:
+            return f"{shown} is too large: the maximum is {MAX_INT}"
+        return None
+    if value[:1] in "+-" and value[1:].isascii() and value[1:].isdigit():
+        if value.startswith("-") and int(value[1:]) != 0:
+            return f"{shown} is too small: the minimum is {minimum}"
+        return f"{shown} is not a valid number: write digits only, without a sign"
+    if "," in value and value.replace(",", "").isdigit():
+        return f"{shown} is not a whole number: write it without thousands separators"
+    return f"{shown} is not a whole number"
+
+
+def _email_problem(value: str) -> str | None:
+    if len(value) > MAX_EMAIL_LENGTH:
+        return f"is {len(value)} characters long; the maximum is {MAX_EMAIL_LENGTH}"
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return f"{_show(value)} is not a valid email address: {exc}"
+    return None
+
+
+def _explain(field: Field, raw: object) -> str:
+    """The message for a value that the compiled schema refused."""
+    if not isinstance(raw, str):
+        return "is required" if raw is None else "is not text"
+    value = _trim(raw)
+    if not value:
+        return "is required"
+    problem: str | None
+    if field.kind == "text":
+        problem = _text_problem(value, field.max_length)
+    elif field.kind == "int":
+        problem = _int_problem(value, _minimum(field))
+    elif field.kind == "email":
+        problem = _email_problem(value)
+    else:
+        try:
+            canonical_price(value)
+        except ValueError as exc:
+            problem = str(exc)
+        else:
+            problem = None
+    return problem or f"{_show(value)} is not valid"
+
+
+def _minimum(field: Field) -> int:
+    return 0 if field.min_value is None else field.min_value
+
+
+# --- the compiled schemas -------------------------------------------------------------------
+
+
+def _normalised_email(value: str) -> str:
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from exc
+    return result.normalized.lower()
+
+
+def _plain_email(value: str) -> str:
+    # Reached only by addresses of the plain form; refuse what email-validator refuses.
+    domain = value.rpartition("@")[2]
+    labels = domain.split(".")
+    if labels[-1] in _SPECIAL_USE_TLDS or max(map(len, labels)) > _MAX_LABEL_LENGTH:
+        return _normalised_email(value)
+    return value
+
+
+def _format_price(value: str) -> str:
+    # Reached only by values matching _PRICE_PATTERN; canonical_price words the errors.
+    whole, _, frac = value.partition(".")
+    whole = whole.lstrip("0")
+    if len(whole) > MAX_PRICE_WHOLE_DIGITS or not (whole or frac.strip("0")):
+        raise ValueError("not a valid price")
+    return f"{whole or '0'}.{frac:0<2}"
+
+
+def _python(function: Callable[[str], str]) -> cs.CoreSchema:
+    return cs.no_info_plain_validator_function(function)
+
+
+def _value_schema(field: Field) -> cs.CoreSchema:
+    """A non-empty value of ``field``: trimmed, checked and normalised."""
+    if field.kind == "text":
+        return cs.str_schema(
+            strip_whitespace=True,
+            min_length=1,
+            max_length=field.max_length,
+            pattern=_NO_CONTROL_PATTERN,
+        )
+    if field.kind == "int":
+        return cs.chain_schema(
+            [
+                cs.str_schema(strip_whitespace=True, pattern=_INT_PATTERN),
+                cs.int_schema(ge=_minimum(field), le=MAX_INT),
+            ]
+        )
+    if field.kind == "decimal":
+        return cs.union_schema(
+            [
+                cs.str_schema(strip_whitespace=True, pattern=_CANONICAL_PRICE_PATTERN),
+                cs.chain_schema(
+                    [
+                        cs.str_schema(strip_whitespace=True, pattern=_PRICE_PATTERN),
+                        _python(_format_price),
+                    ]
+                ),
+            ],
+            mode="left_to_right",
+        )
+    max_length = min(field.max_length or MAX_EMAIL_LENGTH, MAX_EMAIL_LENGTH)
+    return cs.union_schema(
+        [
+            cs.chain_schema(
+                [
+                    cs.str_schema(
+                        strip_whitespace=True,
+                        to_lower=True,
+                        max_length=max_length,
+                        pattern=_PLAIN_EMAIL_PATTERN,
+                    ),
+                    _python(_plain_email),
+                ]
+            ),
+            cs.chain_schema(
+                [
+                    cs.str_schema(strip_whitespace=True, min_length=1, max_length=max_length),
+                    _python(_normalised_email),
+                ]
+            ),
+        ],
+        mode="left_to_right",
+    )
+
+
+def _field_schema(field: Field, required: bool) -> cs.TypedDictField:
+    value = _value_schema(field)
+    if required:
+        return cs.typed_dict_field(value, required=True)
+    # An empty or blank cell becomes the default: the first step lets only blank text
+    # through, the second (none_schema) then fails on purpose so the default is taken.
+    blank = cs.chain_schema(
+        [
+            cs.str_schema(strip_whitespace=True, max_length=0),
+            cs.with_default_schema(cs.none_schema(), default=field.default, on_error="default"),
+        ]
+    )
+    either = cs.union_schema([value, blank], mode="left_to_right")
+    return cs.typed_dict_field(
+        cs.with_default_schema(either, default=field.default), required=False
+    )
+
+
+class RecordValidator:
+    """Validates batches of records (field -> raw cell) for one operation and column set."""
+
+    __slots__ = ("_by_name", "_checked", "_lenient", "entity", "fields", "operation")
+
+    def __init__(
+        self,
+        entity: EntityType,
+        operation: OperationType,
+        fields: Sequence[tuple[Field, bool]],
+    ) -> None:
+        self.entity = entity
+        self.operation = operation
+        #: The fields of every normalised record, in template order.
+        self.fields: tuple[str, ...] = tuple(f.name for f, _ in fields)
+        self._by_name = {f.name: f for f, _ in fields}
+        record = cs.typed_dict_schema(
+            {f.name: _field_schema(f, required) for f, required in fields},
+            extra_behavior="ignore",
+        )
+        self._checked = SchemaValidator(cs.list_schema(record))
+        # An invalid record becomes None instead of failing the whole batch.
+        self._lenient = SchemaValidator(
+            cs.list_schema(cs.with_default_schema(record, default=None, on_error="default"))
+        )
+
+    def __repr__(self) -> str:
+        return f"<RecordValidator {self.entity} {self.operation} {list(self.fields)}>"
+
+    def validate_batch(self, rows: list[dict[str, str]]) -> list[dict[str, Any] | list[FieldError]]:
+        """Each row's normalised record, or all its field errors; same length and order."""
+        results: list[dict[str, Any] | list[FieldError]] = self._lenient.validate_python(rows)
+        if None not in results:
+            return results
+        failed = [i for i, result in enumerate(results) if result is None]
+        for i, errors in zip(failed, self._errors_of([rows[i] for i in failed]), strict=True):
+            results[i] = errors
+        return results
+
+    def _errors_of(self, rows: list[dict[str, str]]) -> list[list[FieldError]]:
+        failed_fields: list[set[str | None]] = [set() for _ in rows]
+        try:
+            self._checked.validate_python(rows)
+        except ValidationError as exc:
+            for error in exc.errors(include_url=False, include_context=False):
+                loc = error["loc"]
+                name = loc[1] if len(loc) > 1 and isinstance(loc[1], str) else None
+                failed_fields[int(loc[0])].add(name)
+        out: list[list[FieldError]] = []
+        for row, names in zip(rows, failed_fields, strict=True):
+            errors = [
+                FieldError(name, _explain(field, row.get(name)))
+                for name, field in self._by_name.items()
+                if name in names
+            ]
+            if None in names or not errors:
+                errors.append(FieldError(None, "is not a valid record"))
+            out.append(errors)
+        return out

@@ -1,0 +1,727 @@
+"""The store: one SQLAlchemy engine, tenant-scoped transactions, and the per-chunk fast paths.
+
+Everything the engine needs from the database goes through :class:`Store` (accounts and the
+system-wide look-ups) and :class:`Tx` (one transaction scoped to one organization). Driver
+exceptions are translated into :class:`bulkops.errors.StoreError` at this boundary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from bulkops.errors import Conflict, StoreError
+from bulkops.store import schema
+from bulkops.store.tables import (
+    ENTITY_TABLES,
+    api_tokens,
+    operation_chunks,
+    operation_errors,
+    operation_events,
+    operation_records,
+    operations,
+    organizations,
+    users,
+)
+
+__all__ = ["ActiveOperation", "DuplicateRow", "Store", "Tx", "utcnow"]
+
+ACTIVE_STATUSES = ("processing", "rolling_back")
+_COUNTERS = (
+    "processed_records",
+    "successful_records",
+    "failed_records",
+    "unchanged_records",
+    "created_records",
+    "updated_records",
+    "deleted_records",
+    "rolled_back_records",
+    "conflict_records",
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class DuplicateRow(StoreError):
+    """A batched write hit a unique or foreign key constraint (the engine retries per record)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveOperation:
+    id: str
+    status: str
+
+
+class Store:
+    """The database of one deployment. Built by an entry point from ``Settings``."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        if self.dialect == "sqlite":
+            self.engine: Engine = create_engine(
+                url, echo=echo, poolclass=NullPool, connect_args={"timeout": 60}
+            )
+            event.listen(self.engine, "connect", _sqlite_on_connect)
+            event.listen(self.engine, "begin", _sqlite_on_begin)
+        else:
+            self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        with _translate(), self.engine.begin() as conn:
+            schema.upgrade(conn)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except DBAPIError:
+            return False
+        return True
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, org_id: int, *, write: bool = False) -> Iterator[Tx]:
+        """One transaction for one organization. ``write`` takes SQLite's write lock at once."""
+        with _translate():
+            conn = self.engine.connect()
+            try:
+                if write:
+                    conn = conn.execution_options(bulkops_immediate=True)
+                with conn.begin():
+                    yield Tx(conn, self.dialect, org_id)
+            finally:
+                conn.close()
+
+    @contextmanager
+    def system(self) -> Iterator[Connection]:
+        with _translate(), self.engine.begin() as conn:
+            yield conn
+
+    # -- organizations, users, tokens -----------------------------------------------------------
+
+    def create_organization(self, slug: str, name: str) -> int:
+        with self.system() as conn:
+            try:
+                result = conn.execute(
+                    insert(organizations).values(slug=slug, name=name, created_at=utcnow())
+                )
+            except IntegrityError as exc:
+                raise Conflict(f"An organization with slug '{slug}' already exists.") from exc
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def list_organizations(self) -> list[dict[str, Any]]:
+        with self.system() as conn:
+            rows = conn.execute(select(organizations).order_by(organizations.c.id))
+            return [dict(r._mapping) for r in rows]
+
+    def find_organization(self, slug: str) -> dict[str, Any] | None:
+        with self.system() as conn:
+            row = conn.execute(select(organizations).where(organizations.c.slug == slug)).first()
+            return dict(row._mapping) if row else None
+
+    def create_user(self, org_id: int, email: str, password_hash: str | None, role: str) -> int:
+        with self.system() as conn:
+            try:
+                result = conn.execute(
+                    insert(users).values(
+                        organization_id=org_id,
+                        email=email,
+                        password_hash=password_hash,
+                        role=role,
+                        created_at=utcnow(),
+                    )
+                )
+            except IntegrityError as exc:
+                raise Conflict(f"A user with email '{email}' already exists.") from exc
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def find_user(self, *, email: str | None = None, user_id: int | None = None) -> dict[str, Any] | None:
+        query = select(users)
+        query = query.where(users.c.email == email) if email else query.where(users.c.id == user_id)
+        with self.system() as conn:
+            row = conn.execute(query).first()
+            return dict(row._mapping) if row else None
+
+    def list_users(self, org_id: int) -> list[dict[str, Any]]:
+        with self.system() as conn:
+            rows = conn.execute(
+                select(users).where(users.c.organization_id == org_id).order_by(users.c.id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def create_token(self, org_id: int, user_id: int, name: str, token_hash: str) -> int:
+        with self.system() as conn:
+            result = conn.execute(
+                insert(api_tokens).values(
+                    organization_id=org_id,
+                    user_id=user_id,
+                    name=name,
+                    token_hash=token_hash,
+                    created_at=utcnow(),
+                )
+            )
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+    def find_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The live token with this hash, with its user's id, role and email; marks it used."""
+        with self.system() as conn:
+            row = conn.execute(
+                select(
+                    api_tokens.c.id,
+                    api_tokens.c.organization_id,
+                    api_tokens.c.user_id,
+                    users.c.role,
+                    users.c.email,
+                )
+                .join(users, users.c.id == api_tokens.c.user_id)
+                .where(
+                    api_tokens.c.token_hash == token_hash,
+                    api_tokens.c.revoked_at.is_(None),
+                    users.c.disabled_at.is_(None),
+                )
+            ).first()
+            if row is None:
+                return None
+            conn.execute(
+                update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_at=utcnow())
+            )
+            return dict(row._mapping)
+
+    def revoke_token(self, org_id: int, token_id: int) -> bool:
+        with self.system() as conn:
+            result = conn.execute(
+                update(api_tokens)
+                .where(api_tokens.c.id == token_id, api_tokens.c.organization_id == org_id)
+                .values(revoked_at=utcnow())
+            )
+            return bool(result.rowcount)
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def try_start(
+        self, org_id: int, op_id: str, owner: str, lease_seconds: float, *, status: str
+    ) -> bool:
+        """Move the operation to ``status`` if it is the next in line for its entity.
+
+        One writer per (organization, entity): the operation starts only when no other of the
+        same entity is active with a live lease, and no pending one was created before it.
+        """
+        now = time.time()
+        with self.transaction(org_id, write=True) as tx:
+            op = tx.get_operation(op_id)
+            if op is None:
+                return False
+            if (op["status"] in ACTIVE_STATUSES and op["lease_owner"] != owner
+                    and (op["lease_expires_at"] or 0) > now):
+                return False
+            others = tx.conn.execute(
+                select(operations.c.id, operations.c.status, operations.c.lease_expires_at,
+                       operations.c.created_at)
+                .where(
+                    operations.c.organization_id == org_id,
+                    operations.c.entity_type == op["entity_type"],
+                    operations.c.operation_type != "export",
+                    operations.c.id != op_id,
+                    operations.c.status.in_(("pending", *ACTIVE_STATUSES)),
+                )
+            ).all()
+            for other in others:
+                if other.status in ACTIVE_STATUSES and (other.lease_expires_at or 0) > now:
+                    return False
+                if other.status == "pending" and _aware(other.created_at) < op["created_at"]:
+                    return False
+            values: dict[str, Any] = {
+                "status": status,
+                "lease_owner": owner,
+                "lease_expires_at": now + lease_seconds,
+            }
+            if status == "processing" and op["started_at"] is None:
+                values["started_at"] = utcnow()
+            tx.update_operation(op_id, values)
+            return True
+
+
+class Tx:
+    """One transaction scoped to one organization: every query filters by it."""
+
+    def __init__(self, conn: Connection, dialect: str, org_id: int) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.org_id = org_id
+        self._ph = "?" if dialect == "sqlite" else "%s"
+        if dialect == "postgresql":
+            conn.execute(
+                text("SELECT set_config('app.current_org', :org, true)"), {"org": str(org_id)}
+            )
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def insert_operation(self, values: Mapping[str, Any]) -> None:
+        row = {c: 0 for c in _COUNTERS} | dict(values)
+        row["organization_id"] = self.org_id
+        self.conn.execute(insert(operations).values(**row))
+
+    def get_operation(self, op_id: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            select(operations).where(
+                operations.c.id == op_id, operations.c.organization_id == self.org_id
+            )
+        ).first()
+        return {k: _aware(v) for k, v in row._mapping.items()} if row else None
+
+    def find_operation_by_idempotency_key(self, key: str) -> dict[str, Any] | None:
+        row = self.conn.execute(
+            select(operations.c.id).where(
+                operations.c.idempotency_key == key, operations.c.organization_id == self.org_id
+            )
+        ).first()
+        return self.get_operation(row.id) if row else None
+
+    def update_operation(self, op_id: str, values: Mapping[str, Any]) -> None:
+        self.conn.execute(
+            update(operations)
+            .where(operations.c.id == op_id, operations.c.organization_id == self.org_id)
+            .values(**values)
+        )
+
+    def add_counters(self, op_id: str, deltas: Mapping[str, int], **values: Any) -> None:
+        """Add to the operation's counters in this transaction (with other column values)."""
+        changes: dict[str, Any] = {
+            name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
+        }
+        changes.update(values)
+        if changes:
+            self.update_operation(op_id, changes)
+
+    def list_operations(
+        self,
+        *,
+        status: Sequence[str] = (),
+        operation_type: Sequence[str] = (),
+        entity_type: Sequence[str] = (),
+        created_by: int | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        query: str | None = None,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
+        c = operations.c
+        conditions = [c.organization_id == self.org_id]
+        if status:
+            conditions.append(c.status.in_(status))
+        if operation_type:
+            conditions.append(c.operation_type.in_(operation_type))
+        if entity_type:
+            conditions.append(c.entity_type.in_(entity_type))
+        if created_by is not None:
+            conditions.append(c.created_by == created_by)
+        if created_after is not None:
+            conditions.append(c.created_at >= created_after)
+        if created_before is not None:
+            conditions.append(c.created_at < created_before)
+        if query:
+            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conditions.append(c.file_name.ilike(pattern, escape="\\") | (c.id == query))
+        if before is not None:
+            at, op_id = before
+            conditions.append((c.created_at < at) | and_(c.created_at == at, c.id < op_id))
+        rows = self.conn.execute(
+            select(operations)
+            .where(*conditions)
+            .order_by(c.created_at.desc(), c.id.desc())
+            .limit(limit)
+        )
+        return [{k: _aware(v) for k, v in r._mapping.items()} for r in rows]
+
+    def renew_lease(self, op_id: str, owner: str, lease_seconds: float) -> None:
+        self.update_operation(
+            op_id, {"lease_owner": owner, "lease_expires_at": time.time() + lease_seconds}
+        )
+
+    # -- ledger, events, errors ----------------------------------------------------------------
+
+    def committed_chunks(self, op_id: str, phase: str) -> dict[int, int]:
+        """chunk index -> records, for chunks of ``phase`` already committed."""
+        rows = self.conn.execute(
+            select(operation_chunks.c.chunk_index, operation_chunks.c.records).where(
+                operation_chunks.c.operation_id == op_id,
+                operation_chunks.c.phase == phase,
+                operation_chunks.c.organization_id == self.org_id,
+            )
+        )
+        return {int(r.chunk_index): int(r.records) for r in rows}
+
+    def record_chunk(
+        self, op_id: str, phase: str, index: int, first_row: int | None, last_row: int | None,
+        records: int,
+    ) -> None:
+        try:
+            self.conn.execute(
+                insert(operation_chunks).values(
+                    operation_id=op_id,
+                    phase=phase,
+                    chunk_index=index,
+                    organization_id=self.org_id,
+                    first_row=first_row,
+                    last_row=last_row,
+                    records=records,
+                    committed_at=utcnow(),
+                )
+            )
+        except IntegrityError as exc:
+            # Another worker committed this chunk first: this whole transaction must not land.
+            raise Conflict(f"Chunk {index} of operation {op_id} was already committed.") from exc
+
+    def add_event(self, op_id: str, name: str, data: Mapping[str, Any]) -> int:
+        result = self.conn.execute(
+            insert(operation_events).values(
+                organization_id=self.org_id,
+                operation_id=op_id,
+                event=name,
+                data=orjson.dumps(data, default=str).decode(),
+                created_at=utcnow(),
+            )
+        )
+        event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        if self.dialect == "postgresql":
+            self.conn.execute(text("SELECT pg_notify('bulkops_events', :op)"), {"op": op_id})
+        return event_id
+
+    def events_after(self, op_id: str, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            select(operation_events.c.id, operation_events.c.event, operation_events.c.data)
+            .where(
+                operation_events.c.operation_id == op_id,
+                operation_events.c.organization_id == self.org_id,
+                operation_events.c.id > after_id,
+            )
+            .order_by(operation_events.c.id)
+            .limit(limit)
+        )
+        return [{"id": r.id, "event": r.event, "data": orjson.loads(r.data)} for r in rows]
+
+    def insert_errors(self, op_id: str, rows: Sequence[tuple[int, int, str, str]]) -> None:
+        """rows: (row, line, errors JSON, raw values JSON)."""
+        if not rows:
+            return
+        ph = self._ph
+        self.conn.exec_driver_sql(
+            "INSERT INTO operation_errors (organization_id, operation_id, row, line, errors, raw) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})",
+            [(self.org_id, op_id, *r) for r in rows],
+        )
+
+    def iter_errors(self, op_id: str, after_row: int = 0, limit: int | None = None
+                    ) -> list[dict[str, Any]]:
+        query = (
+            select(operation_errors.c.row, operation_errors.c.line, operation_errors.c.errors,
+                   operation_errors.c.raw)
+            .where(
+                operation_errors.c.operation_id == op_id,
+                operation_errors.c.organization_id == self.org_id,
+                operation_errors.c.row > after_row,
+            )
+            .order_by(operation_errors.c.row)
+        )
+        if limit is not None:
+            query = query.limit(limit)
+        return [
+            {"row": r.row, "line": r.line, "errors": orjson.loads(r.errors),
+             "raw": orjson.loads(r.raw)}
+            for r in self.conn.execute(query)
+        ]
+
+    def delete_errors_from_row(self, op_id: str, first_row: int) -> None:
+        """Forget errors recorded for rows >= first_row (a chunk being re-run)."""
+        self.conn.execute(
+            operation_errors.delete().where(
+                operation_errors.c.operation_id == op_id,
+                operation_errors.c.organization_id == self.org_id,
+                operation_errors.c.row >= first_row,
+            )
+        )
+
+    # -- audit records ---------------------------------------------------------------------------
+
+    def insert_audit(self, op_id: str, rows: Sequence[tuple[int, int | None, str, str | None,
+                                                             str | None]]) -> None:
+        """rows: (record_index, entity_id, action, before JSON, after JSON)."""
+        if not rows:
+            return
+        ph = self._ph
+        self.conn.exec_driver_sql(
+            "INSERT INTO operation_records (organization_id, operation_id, record_index, "
+            "entity_id, action, before_data, after_data, status) "
+            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, 'applied')",
+            [(self.org_id, op_id, *r) for r in rows],
+        )
+
+    def audit_page(
+        self, op_id: str, *, newest_first: bool, before_id: int | None = None,
+        after_id: int | None = None, limit: int = 1000, status: str | None = None,
+    ) -> list[dict[str, Any]]:
+        c = operation_records.c
+        conditions = [c.operation_id == op_id, c.organization_id == self.org_id]
+        if before_id is not None:
+            conditions.append(c.id < before_id)
+        if after_id is not None:
+            conditions.append(c.id > after_id)
+        if status is not None:
+            conditions.append(c.status == status)
+        rows = self.conn.execute(
+            select(operation_records)
+            .where(*conditions)
+            .order_by(c.id.desc() if newest_first else c.id)
+            .limit(limit)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def mark_audit(self, updates: Sequence[tuple[str, str | None, int]]) -> None:
+        """(status, error, audit id) for each record."""
+        if updates:
+            ph = self._ph
+            self.conn.exec_driver_sql(
+                f"UPDATE operation_records SET status = {ph}, error = {ph} WHERE id = {ph} "
+                f"AND organization_id = {self.org_id:d}",
+                list(updates),
+            )
+
+    # -- entity rows: the per-chunk fast paths ---------------------------------------------------
+
+    def fetch_existing(
+        self, entity: str, key: Sequence[str], fields: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]]:
+        """Current rows for these natural keys: key -> (id, field values in ``fields`` order)."""
+        if not keys:
+            return {}
+        columns = ", ".join(fields)
+        where, params = self._key_filter(key, keys)
+        sql = f"SELECT id, {columns} FROM {entity} WHERE organization_id = {self._ph} AND {where}"
+        n_key = len(key)
+        positions = [fields.index(k) for k in key]
+        result: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
+        for row in self.conn.exec_driver_sql(sql, (self.org_id, *params)):
+            values = tuple(_from_db(v) for v in row[1:])
+            result[tuple(values[p] for p in positions[:n_key])] = (row[0], values)
+        return result
+
+    def existing_keys(
+        self, entity: str, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> set[tuple[Any, ...]]:
+        if not keys:
+            return set()
+        where, params = self._key_filter(key, keys)
+        columns = ", ".join(key)
+        sql = f"SELECT {columns} FROM {entity} WHERE organization_id = {self._ph} AND {where}"
+        return {tuple(r) for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))}
+
+    def count_referencing(
+        self, entity: str, column: str, values: Sequence[Any]
+    ) -> dict[Any, int]:
+        if not values:
+            return {}
+        where, params = self._key_filter((column,), [(v,) for v in values])
+        sql = (
+            f"SELECT {column}, count(*) FROM {entity} WHERE organization_id = {self._ph} "
+            f"AND {where} GROUP BY {column}"
+        )
+        return {r[0]: int(r[1]) for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))}
+
+    def insert_rows(
+        self, entity: str, fields: Sequence[str], rows: Sequence[tuple[Any, ...]],
+        ids: Sequence[int] | None = None,
+    ) -> list[int]:
+        """Insert rows (values in ``fields`` order); returns their ids, in order.
+
+        With ``ids`` the rows get exactly those ids (a rollback re-creating deleted rows).
+        """
+        if not rows:
+            return []
+        if ids is None:
+            ids = self._allocate_ids(entity, len(rows))
+        ph = self._ph
+        columns = ", ".join(fields)
+        marks = ", ".join([ph] * (len(fields) + 2))
+        sql = f"INSERT INTO {entity} (id, organization_id, {columns}) VALUES ({marks})"
+        org = self.org_id
+        self._write(sql, [(i, org, *r) for i, r in zip(ids, rows, strict=True)])
+        return list(ids)
+
+    def update_rows(
+        self, entity: str, fields: Sequence[str], rows: Sequence[tuple[int, tuple[Any, ...]]]
+    ) -> None:
+        if not rows:
+            return
+        ph = self._ph
+        assignments = ", ".join(f"{f} = {ph}" for f in fields)
+        sql = f"UPDATE {entity} SET {assignments} WHERE id = {ph} AND organization_id = {ph}"
+        org = self.org_id
+        self._write(sql, [(*values, i, org) for i, values in rows])
+
+    def delete_rows(self, entity: str, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        ph = self._ph
+        sql = f"DELETE FROM {entity} WHERE id = {ph} AND organization_id = {ph}"
+        org = self.org_id
+        self._write(sql, [(i, org) for i in ids])
+
+    def rows_by_id(
+        self, entity: str, fields: Sequence[str], ids: Sequence[int]
+    ) -> dict[int, tuple[Any, ...]]:
+        if not ids:
+            return {}
+        where, params = self._key_filter(("id",), [(i,) for i in ids])
+        sql = (
+            f"SELECT id, {', '.join(fields)} FROM {entity} WHERE organization_id = {self._ph} "
+            f"AND {where}"
+        )
+        return {
+            r[0]: tuple(_from_db(v) for v in r[1:])
+            for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))
+        }
+
+    def iter_rows(
+        self, entity: str, fields: Sequence[str], *, after_id: int = 0, limit: int = 5000,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """A page of rows ordered by id: (id, *fields)."""
+        ph = self._ph
+        conditions = [f"organization_id = {ph}", f"id > {ph}"]
+        params: list[Any] = [self.org_id, after_id]
+        for column, value in (where or {}).items():
+            if column not in fields:
+                raise ValueError(column)
+            conditions.append(f"{column} = {ph}")
+            params.append(value)
+        sql = (
+            f"SELECT id, {', '.join(fields)} FROM {entity} WHERE {' AND '.join(conditions)} "
+            f"ORDER BY id LIMIT {int(limit)}"
+        )
+        return [
+            (r[0], *(_from_db(v) for v in r[1:]))
+            for r in self.conn.exec_driver_sql(sql, tuple(params))
+        ]
+
+    def count_rows(self, entity: str) -> int:
+        table = ENTITY_TABLES[entity]
+        return int(
+            self.conn.execute(
+                select(func.count()).select_from(table).where(
+                    table.c.organization_id == self.org_id
+                )
+            ).scalar_one()
+        )
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with _translate(), self.conn.begin_nested():
+            yield
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    def _write(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        try:
+            self.conn.exec_driver_sql(sql, params)
+        except IntegrityError as exc:
+            raise DuplicateRow(str(exc.orig)) from exc
+
+    def _allocate_ids(self, entity: str, count: int) -> list[int]:
+        if self.dialect == "sqlite":
+            # The chunk holds SQLite's write lock, so nobody else allocates meanwhile; AUTOINCREMENT
+            # keeps ids of deleted rows unused, so a rollback can bring them back.
+            seq = self.conn.exec_driver_sql(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?", (entity,)
+            ).scalar()
+            top = self.conn.exec_driver_sql(f"SELECT max(id) FROM {entity}").scalar()
+            start = max(int(seq or 0), int(top or 0)) + 1
+            return list(range(start, start + count))
+        rows = self.conn.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{entity}', 'id')) "
+            "FROM generate_series(1, %s)",
+            (count,),
+        )
+        return [int(r[0]) for r in rows]
+
+    def _key_filter(
+        self, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """A WHERE fragment matching any of ``keys``, with one or a few parameters."""
+        if self.dialect == "sqlite":
+            if len(key) == 1:
+                payload = orjson.dumps([k[0] for k in keys]).decode()
+                return f"{key[0]} IN (SELECT value FROM json_each(?))", (payload,)
+            picks = ", ".join(f"value ->> {i}" for i in range(len(key)))
+            payload = orjson.dumps([list(k) for k in keys]).decode()
+            return f"({', '.join(key)}) IN (SELECT {picks} FROM json_each(?))", (payload,)
+        if len(key) == 1:
+            return f"{key[0]} = ANY(%s)", ([k[0] for k in keys],)
+        arrays = tuple([k[i] for k in keys] for i in range(len(key)))
+        casts = ", ".join(
+            "%s::bigint[]" if isinstance(keys[0][i], int) else "%s::text[]" for i in range(len(key))
+        )
+        return f"({', '.join(key)}) IN (SELECT * FROM unnest({casts}))", arrays
+
+
+def _from_db(value: Any) -> Any:
+    # PostgreSQL NUMERIC comes back as Decimal; the engine compares prices as canonical text.
+    if value.__class__.__name__ == "Decimal":
+        return f"{value:.2f}"
+    return value
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (the driver's implicit BEGIN is deferred).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("bulkops_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    try:
+        yield
+    except DuplicateRow:
+        raise
+    except OperationalError as exc:
+        raise StoreError(f"The database is not available: {exc.orig}") from exc
+    except DBAPIError as exc:
+        if isinstance(exc, IntegrityError):
+            raise DuplicateRow(str(exc.orig)) from exc
+        raise StoreError(f"Database error: {exc.orig}") from exc

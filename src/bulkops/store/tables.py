@@ -1,0 +1,287 @@
+"""SQLAlchemy Core tables. Every tenant row carries ``organization_id``; unique keys include it.
+
+Money is kept exact: ``price`` is NUMERIC(12,2) on PostgreSQL and the canonical text
+``"12.50"`` on SQLite (whose NUMERIC affinity would turn it into a float).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["ENTITY_TABLES", "TENANT_TABLES", "metadata"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Price = Numeric(12, 2).with_variant(String(16), "sqlite")
+Id = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY is the rowid
+Timestamp = DateTime(timezone=True)
+
+
+def _org_column() -> Column[int]:
+    return Column("organization_id", Id, nullable=False)
+
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("slug", String(64), nullable=False, unique=True),
+    Column("name", String(255), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("email", String(254), nullable=False),
+    Column("password_hash", String(255), nullable=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("disabled_at", Timestamp, nullable=True),
+    UniqueConstraint("email", name="uq_users_email"),
+    sqlite_autoincrement=True,
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("user_id", Id, nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("last_used_at", Timestamp, nullable=True),
+    Column("revoked_at", Timestamp, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+warehouses = Table(
+    "warehouses",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("code", String(32), nullable=False),
+    Column("name", String(255), nullable=False),
+    UniqueConstraint("organization_id", "code", name="uq_warehouses_key"),
+    sqlite_autoincrement=True,
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("sku", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("category", String(100), nullable=True),
+    Column("price", Price, nullable=True),
+    UniqueConstraint("organization_id", "sku", name="uq_products_key"),
+    sqlite_autoincrement=True,
+)
+
+inventory = Table(
+    "inventory",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("sku", String(64), nullable=False),
+    Column("warehouse_code", String(32), nullable=False),
+    Column("quantity", BigInteger, nullable=False),
+    Column("reason", String(255), nullable=True),
+    Column("notes", Text, nullable=True),
+    UniqueConstraint("organization_id", "sku", "warehouse_code", name="uq_inventory_key"),
+    ForeignKeyConstraint(
+        ["organization_id", "sku"],
+        ["products.organization_id", "products.sku"],
+        name="fk_inventory_product",
+    ),
+    ForeignKeyConstraint(
+        ["organization_id", "warehouse_code"],
+        ["warehouses.organization_id", "warehouses.code"],
+        name="fk_inventory_warehouse",
+    ),
+    Index("ix_inventory_warehouse", "organization_id", "warehouse_code"),
+    sqlite_autoincrement=True,
+)
+
+pricing = Table(
+    "pricing",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("sku", String(64), nullable=False),
+    Column("price_tier", String(50), nullable=False),
+    Column("price", Price, nullable=False),
+    Column("min_quantity", BigInteger, nullable=False),
+    UniqueConstraint(
+        "organization_id", "sku", "price_tier", "min_quantity", name="uq_pricing_key"
+    ),
+    ForeignKeyConstraint(
+        ["organization_id", "sku"],
+        ["products.organization_id", "products.sku"],
+        name="fk_pricing_product",
+    ),
+    sqlite_autoincrement=True,
+)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("email", String(254), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("company", String(255), nullable=True),
+    Column("price_tier", String(50), nullable=False),
+    UniqueConstraint("organization_id", "email", name="uq_customers_key"),
+    sqlite_autoincrement=True,
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    _org_column(),
+    Column("operation_type", String(16), nullable=False),
+    Column("entity_type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("file_name", String(255), nullable=True),
+    Column("file_path", String(1024), nullable=True),
+    Column("file_size_bytes", BigInteger, nullable=True),
+    Column("file_sha256", String(64), nullable=True),
+    Column("total_records", BigInteger, nullable=True),
+    Column("processed_records", BigInteger, nullable=False, default=0),
+    Column("successful_records", BigInteger, nullable=False, default=0),
+    Column("failed_records", BigInteger, nullable=False, default=0),
+    Column("unchanged_records", BigInteger, nullable=False, default=0),
+    Column("created_records", BigInteger, nullable=False, default=0),
+    Column("updated_records", BigInteger, nullable=False, default=0),
+    Column("deleted_records", BigInteger, nullable=False, default=0),
+    Column("rolled_back_records", BigInteger, nullable=False, default=0),
+    Column("conflict_records", BigInteger, nullable=False, default=0),
+    Column("bytes_processed", BigInteger, nullable=False, default=0),
+    Column("estimated_completion", Timestamp, nullable=True),
+    Column("started_at", Timestamp, nullable=True),
+    Column("completed_at", Timestamp, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", Id, nullable=True),
+    Column("cancel_requested_at", Timestamp, nullable=True),
+    Column("cancel_rollback", Boolean, nullable=False, default=False),
+    Column("cancelled_at", Timestamp, nullable=True),
+    Column("cancelled_by", Id, nullable=True),
+    Column("rollback_requested_by", Id, nullable=True),
+    Column("rollback_force", Boolean, nullable=False, default=False),
+    Column("rollback_started_at", Timestamp, nullable=True),
+    Column("rollback_completed_at", Timestamp, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("idempotency_key", String(255), nullable=True),
+    Column("config", Text, nullable=False),
+    Column("header", Text, nullable=True),
+    Column("results", Text, nullable=False),
+    Index("ix_operations_org_created", "organization_id", "created_at"),
+    Index("ix_operations_org_entity_status", "organization_id", "entity_type", "status"),
+    UniqueConstraint("organization_id", "idempotency_key", name="uq_operations_idempotency"),
+)
+
+operation_records = Table(
+    "operation_records",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("operation_id", String(36), nullable=False),
+    Column("record_index", BigInteger, nullable=False),
+    Column("entity_id", BigInteger, nullable=True),
+    Column("action", String(8), nullable=False),
+    Column("before_data", Text, nullable=True),
+    Column("after_data", Text, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Index("ix_operation_records_op", "operation_id", "record_index", unique=True),
+    sqlite_autoincrement=True,
+)
+
+operation_errors = Table(
+    "operation_errors",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("operation_id", String(36), nullable=False),
+    Column("row", BigInteger, nullable=False),
+    Column("line", BigInteger, nullable=False),
+    Column("errors", Text, nullable=False),
+    Column("raw", Text, nullable=False),
+    Index("ix_operation_errors_op", "operation_id", "row"),
+    sqlite_autoincrement=True,
+)
+
+operation_chunks = Table(
+    "operation_chunks",
+    metadata,
+    Column("operation_id", String(36), primary_key=True),
+    Column("phase", String(16), primary_key=True),
+    Column("chunk_index", Integer, primary_key=True),
+    _org_column(),
+    Column("first_row", BigInteger, nullable=True),
+    Column("last_row", BigInteger, nullable=True),
+    Column("records", Integer, nullable=False),
+    Column("committed_at", Timestamp, nullable=False),
+)
+
+operation_events = Table(
+    "operation_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("operation_id", String(36), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Index("ix_operation_events_op", "operation_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+ENTITY_TABLES: dict[str, Table] = {
+    t.name: t for t in (warehouses, products, inventory, pricing, customers)
+}
+TENANT_TABLES: tuple[Table, ...] = (
+    users,
+    api_tokens,
+    warehouses,
+    products,
+    inventory,
+    pricing,
+    customers,
+    operations,
+    operation_records,
+    operation_errors,
+    operation_chunks,
+    operation_events,
+)

@@ -1,0 +1,93 @@
+"""Shared fixtures: real SQLite files and a real PostgreSQL server (never mocks).
+
+Each PostgreSQL test gets its own database cloned from a migrated template, so tests are
+isolated and fast. ``BULKOPS_TEST_PG`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432``)
+names the server; CI requires it (``BULKOPS_REQUIRE_PG=1`` turns a missing server into a failure).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bulkops.config import Settings
+from bulkops.engine import Context, create_organization
+from bulkops.store import Store
+
+PG_SERVER = os.environ.get("BULKOPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+def _pg_available() -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(PG_SERVER.replace("+psycopg", "") + "/postgres", connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str | None]:
+    """A migrated template database on the real server, or None when there is no server."""
+    if not _pg_available():
+        if os.environ.get("BULKOPS_REQUIRE_PG") == "1":
+            pytest.fail(f"PostgreSQL is required but not reachable at {PG_SERVER}")
+        yield None
+        return
+    import psycopg
+
+    name = f"bulkops_tpl_{uuid.uuid4().hex[:8]}"
+    admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    store = Store(f"{PG_SERVER}/{name}")
+    store.migrate()
+    store.dispose()
+    yield name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'bulkops.db'}"
+        store = Store(url)
+        store.migrate()
+        store.dispose()
+        yield url
+        return
+    template = request.getfixturevalue("pg_template")
+    if template is None:
+        pytest.skip("PostgreSQL server not reachable (CI sets BULKOPS_REQUIRE_PG=1)")
+    import psycopg
+
+    name = f"bulkops_t_{uuid.uuid4().hex[:10]}"
+    admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield f"{PG_SERVER}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=database_url, data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def ctx(settings: Settings) -> Iterator[Context]:
+    store = Store(settings.database_url)
+    yield Context(store, settings)
+    store.dispose()
+
+
+@pytest.fixture
+def org_id(ctx: Context) -> int:
+    return create_organization(ctx.store, "acme", "Acme")

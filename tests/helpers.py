@@ -1,0 +1,53 @@
+"""Small helpers for tests: write a CSV, run an operation, read a table back."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from bulkops.engine import Context, OperationConfig, create_operation, execute
+from bulkops.entities import spec_for
+from bulkops.model import EntityType, OperationType
+
+
+def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def run(
+    ctx: Context,
+    org_id: int,
+    operation: str,
+    entity: str,
+    path: Path | None = None,
+    **config: Any,
+) -> dict[str, Any]:
+    op = create_operation(
+        ctx,
+        org_id,
+        operation_type=OperationType(operation),
+        entity_type=EntityType(entity),
+        config=OperationConfig(**config),
+        source=path,
+        file_name=path.name if path else None,
+    )
+    return execute(ctx, org_id, op["id"])
+
+
+def table(ctx: Context, org_id: int, entity: str) -> list[tuple[Any, ...]]:
+    """Every row of the entity for the organization: (id, *fields), by id."""
+    fields = spec_for(entity).field_names
+    with ctx.store.transaction(org_id) as tx:
+        return tx.iter_rows(entity, fields, limit=10_000_000)
+
+
+def checksum(ctx: Context, org_id: int) -> str:
+    """One hash over every entity table of the organization (ids and values)."""
+    digest = hashlib.sha256()
+    for entity in ("warehouses", "products", "inventory", "pricing", "customers"):
+        digest.update(entity.encode())
+        for row in table(ctx, org_id, entity):
+            digest.update(repr(row).encode())
+    return digest.hexdigest()

@@ -1,0 +1,171 @@
+"""Import, update, delete and export through the engine, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bulkops.engine import Context, write_error_report
+from bulkops.errors import FileRejected
+from tests.helpers import run, table, write_csv
+
+PRODUCTS = (
+    "sku,name,description,category,price\n"
+    "A-1,Hammer,\"Steel, 500 g\",Tools,12.5\n"
+    "A-2,Saw,,Tools,20.00\n"
+    "A-3,Rake,\"A \"\"garden\"\" rake\",Garden,7\n"
+)
+
+
+def test_import_creates_rows_and_reimport_is_unchanged(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "p.csv", PRODUCTS)
+    op = run(ctx, org_id, "import", "products", path)
+    assert op["status"] == "completed"
+    assert (op["created_records"], op["failed_records"], op["total_records"]) == (3, 0, 3)
+    rows = table(ctx, org_id, "products")
+    assert [r[1:] for r in rows] == [
+        ("A-1", "Hammer", "Steel, 500 g", "Tools", "12.50"),
+        ("A-2", "Saw", None, "Tools", "20.00"),
+        ("A-3", "Rake", 'A "garden" rake', "Garden", "7.00"),
+    ]
+    again = run(ctx, org_id, "import", "products", path)
+    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (3, 0, 0)
+
+
+def test_import_updates_changed_rows_and_audits_before_and_after(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
+    changed = PRODUCTS.replace("Saw,,Tools,20.00", "Saw,,Tools,21.00")
+    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "b.csv", changed))
+    assert (op["updated_records"], op["unchanged_records"]) == (1, 2)
+    with ctx.store.transaction(org_id) as tx:
+        records = tx.audit_page(op["id"], newest_first=False)
+    assert len(records) == 1
+    assert records[0]["record_index"] == 3
+    assert '"price":"20.00"' in records[0]["before_data"]
+    assert '"price":"21.00"' in records[0]["after_data"]
+
+
+def test_row_errors_name_row_line_column_and_value(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    text = (
+        "sku,name,description,category,price\n"
+        'B-1,Good,"two\nlines",x,1.00\n'
+        "B-2,Bad price,,x,\"12,50\"\n"
+        "B-1,Duplicate,,x,3.00\n"
+        "B-4,,,x,3.00\n"
+    )
+    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "e.csv", text))
+    assert op["status"] == "completed"
+    assert (op["created_records"], op["failed_records"]) == (1, 3)
+    report = io.StringIO()
+    write_error_report(ctx, org_id, op, report)
+    lines = report.getvalue().splitlines()
+    assert lines[0] == "_row,_line,_errors,sku,name,description,category,price"
+    assert lines[1].startswith("3,4,")
+    assert "12,50" in lines[1] and "decimal" in lines[1].lower() or "point" in lines[1]
+    assert lines[2].startswith("4,5,") and "row 2" in lines[2]
+    assert lines[3].startswith("5,6,") and "required" in lines[3]
+
+
+def test_error_report_can_be_fixed_and_reimported(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    text = "sku,name,description,category,price\nC-1,Ok,,x,1.00\nC-2,Bad,,x,abc\n"
+    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "e.csv", text))
+    report = io.StringIO()
+    write_error_report(ctx, org_id, op, report)
+    fixed = report.getvalue().replace(",abc", ",2.00")
+    again = run(ctx, org_id, "import", "products", write_csv(tmp_path / "fixed.csv", fixed))
+    assert (again["created_records"], again["failed_records"]) == (1, 0)
+
+
+def test_update_changes_only_present_columns_and_reports_not_found(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
+    text = "sku,price,category\nA-1,13.00,\nA-9,1.00,x\n"
+    op = run(ctx, org_id, "update", "products", write_csv(tmp_path / "u.csv", text))
+    assert (op["updated_records"], op["failed_records"]) == (1, 1)
+    rows = {r[1]: r[1:] for r in table(ctx, org_id, "products")}
+    assert rows["A-1"] == ("A-1", "Hammer", "Steel, 500 g", None, "13.00")
+    assert "not found" in op["results"].lower()
+
+
+def test_delete_refuses_products_with_inventory(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
+    run(ctx, org_id, "import", "warehouses", write_csv(tmp_path / "w.csv", "code,name\nW1,Main\n"))
+    inv = "sku,warehouse_code,quantity\nA-1,W1,5\nA-404,W1,1\n"
+    op = run(ctx, org_id, "import", "inventory", write_csv(tmp_path / "i.csv", inv))
+    assert (op["created_records"], op["failed_records"]) == (1, 1)
+    assert "A-404" in op["results"]
+    delete = run(ctx, org_id, "delete", "products", write_csv(tmp_path / "d.csv", "sku\nA-1\nA-2\nA-7\n"))
+    assert (delete["deleted_records"], delete["failed_records"]) == (1, 2)
+    assert "inventory" in delete["results"]
+    assert [r[1] for r in table(ctx, org_id, "products")] == ["A-1", "A-3"]
+
+
+def test_validate_only_reports_plan_and_changes_nothing(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
+    before = table(ctx, org_id, "products")
+    text = PRODUCTS.replace("Saw,,Tools,20.00", "Saw,,Tools,21.00") + "A-4,New,,x,1.00\nA-5,,,x,1\n"
+    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "v.csv", text), validate_only=True)
+    assert op["status"] == "completed"
+    counts = (op["created_records"], op["updated_records"], op["unchanged_records"], op["failed_records"])
+    assert counts == (1, 1, 2, 1)
+    assert table(ctx, org_id, "products") == before
+
+
+def test_rollback_on_error_applies_nothing_when_a_row_fails(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    text = "sku,name,description,category,price\nD-1,Ok,,x,1.00\nD-2,Bad,,x,-1\n"
+    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "r.csv", text),
+             rollback_on_error=True)
+    assert op["status"] == "rolled_back"
+    assert op["failed_records"] == 1
+    assert table(ctx, org_id, "products") == []
+
+
+def test_export_round_trips_and_neutralises_formulas(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    text = (
+        "sku,name,description,category,price\n"
+        "F-1,=HYPERLINK(\"x\"),@risk,-minus,1.00\n"
+        "F-2,'=already,+plus,normal,2.00\n"
+    )
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "f.csv", text))
+    op = run(ctx, org_id, "export", "products")
+    assert op["status"] == "completed" and op["processed_records"] == 2
+    exported = Path(op["file_path"]).read_text(encoding="utf-8")
+    assert "'=HYPERLINK" in exported and "'@risk" in exported and "'-minus" in exported
+    again = run(ctx, org_id, "import", "products", Path(op["file_path"]))
+    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (2, 0, 0)
+
+
+def test_chunks_and_max_errors(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    rows = "".join(f"G-{i},Name {i},,x,{'bad' if i % 2 else '1.00'}\n" for i in range(40))
+    op = run(ctx, org_id, "import", "products",
+             write_csv(tmp_path / "m.csv", "sku,name,description,category,price\n" + rows),
+             chunk_size=5, max_errors=6)
+    assert op["status"] == "failed"
+    assert op["failed_records"] == 7  # 2 + 3 + 2: stops after the chunk that passed 6
+    assert op["processed_records"] == 15
+
+
+def test_bad_header_rejects_file_before_anything_exists(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    with pytest.raises(FileRejected) as caught:
+        run(ctx, org_id, "import", "products", write_csv(tmp_path / "h.csv", "sku,nmae,sku\nx,y,z\n"))
+    text = str(caught.value)
+    assert "nmae" in text and "name" in text
+    with ctx.store.transaction(org_id) as tx:
+        assert tx.list_operations() == []
+
+
+def test_organizations_do_not_see_each_other(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    from bulkops.engine import create_organization
+
+    other = create_organization(ctx.store, "other", "Other")
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
+    op = run(ctx, other, "import", "products", write_csv(tmp_path / "b.csv", PRODUCTS))
+    assert op["created_records"] == 3  # same skus, another organization
+    assert len(table(ctx, org_id, "products")) == 3
+    with ctx.store.transaction(other) as tx:
+        assert len(tx.list_operations()) == 1
