@@ -460,6 +460,7 @@ class CsvFile:
                             and len(text) <= max_field
                             and text.isascii()
                             and "'" not in text
+                            and "\x00" not in text
                         ):
                             yield make_record(row_no, line, row)
                             continue
@@ -520,6 +521,13 @@ class CsvFile:
                     )
                     break
             values = [_SURROGATES.sub("\ufffd", value) for value in values]
+        if "\x00" in joined:
+            index = next(i for i, value in enumerate(values) if "\x00" in value)
+            problems.append(
+                f"{where} contains a NUL character in {self._column(index)}, which text "
+                "cannot hold. Remove it, or export the data again as CSV UTF-8."
+            )
+            values = [value.replace("\x00", "") for value in values]
         ncols = len(self.header)
         if len(values) != ncols:
             problems.append(self._ragged_message(where, len(values), ncols))

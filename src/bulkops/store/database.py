@@ -18,7 +18,6 @@ import orjson
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from bulkops.errors import Conflict, StoreError
 from bulkops.store import schema
@@ -77,8 +76,11 @@ class Store:
         self.url = url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
+            # A pooled connection per thread: opening one costs PRAGMAs, closing the last one
+            # checkpoints the WAL.
             self.engine: Engine = create_engine(
-                url, echo=echo, poolclass=NullPool, connect_args={"timeout": 60}
+                url, echo=echo, pool_size=4, max_overflow=16, connect_args={"timeout": 60,
+                "check_same_thread": False}
             )
             event.listen(self.engine, "connect", _sqlite_on_connect)
             event.listen(self.engine, "begin", _sqlite_on_begin)
