@@ -13,13 +13,15 @@ from tests.helpers import run, table, write_csv
 
 PRODUCTS = (
     "sku,name,description,category,price\n"
-    "A-1,Hammer,\"Steel, 500 g\",Tools,12.5\n"
+    'A-1,Hammer,"Steel, 500 g",Tools,12.5\n'
     "A-2,Saw,,Tools,20.00\n"
-    "A-3,Rake,\"A \"\"garden\"\" rake\",Garden,7\n"
+    'A-3,Rake,"A ""garden"" rake",Garden,7\n'
 )
 
 
-def test_import_creates_rows_and_reimport_is_unchanged(ctx: Context, org_id: int, tmp_path: Path) -> None:
+def test_import_creates_rows_and_reimport_is_unchanged(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
     path = write_csv(tmp_path / "p.csv", PRODUCTS)
     op = run(ctx, org_id, "import", "products", path)
     assert op["status"] == "completed"
@@ -31,7 +33,11 @@ def test_import_creates_rows_and_reimport_is_unchanged(ctx: Context, org_id: int
         ("A-3", "Rake", 'A "garden" rake', "Garden", "7.00"),
     ]
     again = run(ctx, org_id, "import", "products", path)
-    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (3, 0, 0)
+    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (
+        3,
+        0,
+        0,
+    )
 
 
 def test_import_updates_changed_rows_and_audits_before_and_after(
@@ -49,11 +55,13 @@ def test_import_updates_changed_rows_and_audits_before_and_after(
     assert '"price":"21.00"' in records[0]["after_data"]
 
 
-def test_row_errors_name_row_line_column_and_value(ctx: Context, org_id: int, tmp_path: Path) -> None:
+def test_row_errors_name_row_line_column_and_value(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
     text = (
         "sku,name,description,category,price\n"
         'B-1,Good,"two\nlines",x,1.00\n'
-        "B-2,Bad price,,x,\"12,50\"\n"
+        'B-2,Bad price,,x,"12,50"\n'
         "B-1,Duplicate,,x,3.00\n"
         "B-4,,,x,3.00\n"
     )
@@ -65,12 +73,14 @@ def test_row_errors_name_row_line_column_and_value(ctx: Context, org_id: int, tm
     lines = report.getvalue().splitlines()
     assert lines[0] == "_row,_line,_errors,sku,name,description,category,price"
     assert lines[1].startswith("3,4,")
-    assert "12,50" in lines[1] and "decimal" in lines[1].lower() or "point" in lines[1]
+    assert "12,50" in lines[1] and "point" in lines[1]
     assert lines[2].startswith("4,5,") and "row 2" in lines[2]
     assert lines[3].startswith("5,6,") and "required" in lines[3]
 
 
-def test_error_report_can_be_fixed_and_reimported(ctx: Context, org_id: int, tmp_path: Path) -> None:
+def test_error_report_can_be_fixed_and_reimported(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
     text = "sku,name,description,category,price\nC-1,Ok,,x,1.00\nC-2,Bad,,x,abc\n"
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "e.csv", text))
     report = io.StringIO()
@@ -99,36 +109,57 @@ def test_delete_refuses_products_with_inventory(ctx: Context, org_id: int, tmp_p
     op = run(ctx, org_id, "import", "inventory", write_csv(tmp_path / "i.csv", inv))
     assert (op["created_records"], op["failed_records"]) == (1, 1)
     assert "A-404" in op["results"]
-    delete = run(ctx, org_id, "delete", "products", write_csv(tmp_path / "d.csv", "sku\nA-1\nA-2\nA-7\n"))
+    delete = run(
+        ctx, org_id, "delete", "products", write_csv(tmp_path / "d.csv", "sku\nA-1\nA-2\nA-7\n")
+    )
     assert (delete["deleted_records"], delete["failed_records"]) == (1, 2)
     assert "inventory" in delete["results"]
     assert [r[1] for r in table(ctx, org_id, "products")] == ["A-1", "A-3"]
 
 
-def test_validate_only_reports_plan_and_changes_nothing(ctx: Context, org_id: int, tmp_path: Path) -> None:
+def test_validate_only_reports_plan_and_changes_nothing(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
     run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     before = table(ctx, org_id, "products")
     text = PRODUCTS.replace("Saw,,Tools,20.00", "Saw,,Tools,21.00") + "A-4,New,,x,1.00\nA-5,,,x,1\n"
-    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "v.csv", text), validate_only=True)
+    op = run(
+        ctx, org_id, "import", "products", write_csv(tmp_path / "v.csv", text), validate_only=True
+    )
     assert op["status"] == "completed"
-    counts = (op["created_records"], op["updated_records"], op["unchanged_records"], op["failed_records"])
+    counts = (
+        op["created_records"],
+        op["updated_records"],
+        op["unchanged_records"],
+        op["failed_records"],
+    )
     assert counts == (1, 1, 2, 1)
     assert table(ctx, org_id, "products") == before
 
 
-def test_rollback_on_error_applies_nothing_when_a_row_fails(ctx: Context, org_id: int, tmp_path: Path) -> None:
+def test_rollback_on_error_applies_nothing_when_a_row_fails(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
     text = "sku,name,description,category,price\nD-1,Ok,,x,1.00\nD-2,Bad,,x,-1\n"
-    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "r.csv", text),
-             rollback_on_error=True)
+    op = run(
+        ctx,
+        org_id,
+        "import",
+        "products",
+        write_csv(tmp_path / "r.csv", text),
+        rollback_on_error=True,
+    )
     assert op["status"] == "rolled_back"
     assert op["failed_records"] == 1
     assert table(ctx, org_id, "products") == []
 
 
-def test_export_round_trips_and_neutralises_formulas(ctx: Context, org_id: int, tmp_path: Path) -> None:
+def test_export_round_trips_and_neutralises_formulas(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
     text = (
         "sku,name,description,category,price\n"
-        "F-1,=HYPERLINK(\"x\"),@risk,-minus,1.00\n"
+        'F-1,=HYPERLINK("x"),@risk,-minus,1.00\n'
         "F-2,'=already,+plus,normal,2.00\n"
     )
     run(ctx, org_id, "import", "products", write_csv(tmp_path / "f.csv", text))
@@ -137,22 +168,40 @@ def test_export_round_trips_and_neutralises_formulas(ctx: Context, org_id: int, 
     exported = Path(op["file_path"]).read_text(encoding="utf-8")
     assert "'=HYPERLINK" in exported and "'@risk" in exported and "'-minus" in exported
     again = run(ctx, org_id, "import", "products", Path(op["file_path"]))
-    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (2, 0, 0)
+    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (
+        2,
+        0,
+        0,
+    )
 
 
 def test_chunks_and_max_errors(ctx: Context, org_id: int, tmp_path: Path) -> None:
     rows = "".join(f"G-{i},Name {i},,x,{'bad' if i % 2 else '1.00'}\n" for i in range(40))
-    op = run(ctx, org_id, "import", "products",
-             write_csv(tmp_path / "m.csv", "sku,name,description,category,price\n" + rows),
-             chunk_size=5, max_errors=6)
+    op = run(
+        ctx,
+        org_id,
+        "import",
+        "products",
+        write_csv(tmp_path / "m.csv", "sku,name,description,category,price\n" + rows),
+        chunk_size=5,
+        max_errors=6,
+    )
     assert op["status"] == "failed"
     assert op["failed_records"] == 7  # 2 + 3 + 2: stops after the chunk that passed 6
     assert op["processed_records"] == 15
 
 
-def test_bad_header_rejects_file_before_anything_exists(ctx: Context, org_id: int, tmp_path: Path) -> None:
+def test_bad_header_rejects_file_before_anything_exists(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
     with pytest.raises(FileRejected) as caught:
-        run(ctx, org_id, "import", "products", write_csv(tmp_path / "h.csv", "sku,nmae,sku\nx,y,z\n"))
+        run(
+            ctx,
+            org_id,
+            "import",
+            "products",
+            write_csv(tmp_path / "h.csv", "sku,nmae,sku\nx,y,z\n"),
+        )
     text = str(caught.value)
     assert "nmae" in text and "name" in text
     with ctx.store.transaction(org_id) as tx:

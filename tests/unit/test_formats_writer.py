@@ -84,9 +84,7 @@ _cell = st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters=
 
 @settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    header=st.lists(
-        st.text(alphabet="abcxyz_", min_size=1, max_size=8), min_size=1, max_size=5
-    ),
+    header=st.lists(st.text(alphabet="abcxyz_", min_size=1, max_size=8), min_size=1, max_size=5),
     data=st.data(),
 )
 def test_round_trip_through_writer_and_reader(

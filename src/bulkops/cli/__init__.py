@@ -76,8 +76,11 @@ def _options(
     ctx: typer.Context,
     database_url: Annotated[
         str | None,
-        typer.Option("--database-url", envvar="BULKOPS_DATABASE_URL",
-                     help="SQLAlchemy URL (default: SQLite file bulkops.db here)."),
+        typer.Option(
+            "--database-url",
+            envvar="BULKOPS_DATABASE_URL",
+            help="SQLAlchemy URL (default: SQLite file bulkops.db here).",
+        ),
     ] = None,
     org: Annotated[str | None, typer.Option("--org", help="Organization slug.")] = None,
 ) -> None:
@@ -93,8 +96,9 @@ def _state(ctx: typer.Context) -> State:
 
 def _fail(exc: BulkopsError) -> NoReturn:
     if isinstance(exc, FileRejected):
-        err.print(f"[bold red]The file was rejected[/] ({exc.title}); nothing was changed:",
-                  markup=True)
+        err.print(
+            f"[bold red]The file was rejected[/] ({exc.title}); nothing was changed:", markup=True
+        )
         for problem in exc.problems:
             where = f" (line {problem.line})" if problem.line else ""
             err.print(f"  - {problem.message}{where}", markup=False)
@@ -142,8 +146,13 @@ def _live_progress(enabled: bool, title: str) -> Iterator[engine.ProgressCallbac
                 f" ✗{event.get('failed_records', event.get('conflict_records', 0)) or 0:,}"
             )
             rate = f"{event['rate']:,.0f}/s" if event.get("rate") else ""
-            bar.update(task, completed=event.get("percentage") or 0.0, counts=counts, rate=rate,
-                       description=f"{title} ({phase})" if phase and phase != "done" else title)
+            bar.update(
+                task,
+                completed=event.get("percentage") or 0.0,
+                counts=counts,
+                rate=rate,
+                description=f"{title} ({phase})" if phase and phase != "done" else title,
+            )
 
         yield update
 
@@ -166,8 +175,9 @@ def _summary(op: dict[str, Any]) -> None:
         out.print("Validation only: nothing was changed; the counts say what would happen.")
     for error in view["results"].get("first_errors", [])[:5]:
         column = f" [{error['column']}]" if error.get("column") else ""
-        out.print(f"  row {error['row']} (line {error['line']}){column}: {error['message']}",
-                  markup=False)
+        out.print(
+            f"  row {error['row']} (line {error['line']}){column}: {error['message']}", markup=False
+        )
     if view["failed_records"]:
         out.print(f"Error report: bulkops errors {view['id']} -o errors.csv")
 
@@ -228,14 +238,20 @@ def _run_data_operation(
             raise UsageError(f"No such file: {file}")
         org = state.org()
         op = engine.create_operation(
-            state.ctx, org["id"], operation_type=operation, entity_type=entity, config=config,
-            source=file, file_name=file.name,
+            state.ctx,
+            org["id"],
+            operation_type=operation,
+            entity_type=entity,
+            config=config,
+            source=file,
+            file_name=file.name,
         )
         if not as_json:
             err.print(f"Operation {op['id']} queued ({operation.value} {entity.value}).")
         with _live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
-            final = engine.execute(state.ctx, org["id"], op["id"], on_progress=progress,
-                                   wait=_wait_message(op["id"]))
+            final = engine.execute(
+                state.ctx, org["id"], op["id"], on_progress=progress, wait=_wait_message(op["id"])
+            )
     if as_json:
         _print_json(engine.operation_view(final))
     else:
@@ -243,8 +259,12 @@ def _run_data_operation(
     raise typer.Exit(_exit_for(final))
 
 
-Entity = Annotated[EntityType, typer.Argument(help="warehouses, products, inventory, pricing "
-                                                   "or customers.", case_sensitive=False)]
+Entity = Annotated[
+    EntityType,
+    typer.Argument(
+        help="warehouses, products, inventory, pricing or customers.", case_sensitive=False
+    ),
+]
 FileArg = Annotated[Path, typer.Argument(help="CSV or TSV file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the operation as JSON only.")]
 
@@ -254,25 +274,38 @@ def _data_command(operation: OperationType) -> Callable[..., None]:
         ctx: typer.Context,
         entity: Entity,
         file: FileArg,
-        validate_only: Annotated[bool, typer.Option("--validate-only",
-                                                    help="Dry run: change nothing.")] = False,
-        rollback_on_error: Annotated[bool, typer.Option("--rollback-on-error",
-                                                        help="All or nothing.")] = False,
+        validate_only: Annotated[
+            bool, typer.Option("--validate-only", help="Dry run: change nothing.")
+        ] = False,
+        rollback_on_error: Annotated[
+            bool, typer.Option("--rollback-on-error", help="All or nothing.")
+        ] = False,
         chunk_size: Annotated[int | None, typer.Option(help="Records per batch.")] = None,
         max_concurrent: Annotated[int | None, typer.Option(help="Batches in flight.")] = None,
-        max_errors: Annotated[int | None, typer.Option(help="Stop after this many failed "
-                                                            "records.")] = None,
-        mapping: Annotated[list[str] | None, typer.Option("--map", help="HEADER=FIELD, or "
-                                                          "HEADER= to ignore.")] = None,
+        max_errors: Annotated[
+            int | None, typer.Option(help="Stop after this many failed records.")
+        ] = None,
+        mapping: Annotated[
+            list[str] | None, typer.Option("--map", help="HEADER=FIELD, or HEADER= to ignore.")
+        ] = None,
         encoding: Annotated[str | None, typer.Option(help="e.g. windows-1252")] = None,
         delimiter: Annotated[str | None, typer.Option(help=", ; | or tab")] = None,
         as_json: JsonOpt = False,
     ) -> None:
         _run_data_operation(
-            ctx, operation, entity, file, validate_only=validate_only,
-            rollback_on_error=rollback_on_error, chunk_size=chunk_size,
-            max_concurrent=max_concurrent, max_errors=max_errors, mapping=mapping or [],
-            encoding=encoding, delimiter=delimiter, as_json=as_json,
+            ctx,
+            operation,
+            entity,
+            file,
+            validate_only=validate_only,
+            rollback_on_error=rollback_on_error,
+            chunk_size=chunk_size,
+            max_concurrent=max_concurrent,
+            max_errors=max_errors,
+            mapping=mapping or [],
+            encoding=encoding,
+            delimiter=delimiter,
+            as_json=as_json,
         )
 
     command.__doc__ = {
@@ -332,18 +365,26 @@ def _demo(state: State) -> None:
                 for i in range(rows)
             ),
             EntityType.INVENTORY: "sku,warehouse_code,quantity,reason,notes\n"
-            + "".join(f"DEMO-{i:06d},WH-{(i % 5) + 1:02d},{i % 250},initial count,\n"
-                      for i in range(0, rows, 4)),
+            + "".join(
+                f"DEMO-{i:06d},WH-{(i % 5) + 1:02d},{i % 250},initial count,\n"
+                for i in range(0, rows, 4)
+            ),
             EntityType.CUSTOMERS: "email,name,company,price_tier\n"
-            + "".join(f"buyer{i}@example.com,Buyer {i},Company {i % 40},standard\n"
-                      for i in range(500)),
+            + "".join(
+                f"buyer{i}@example.com,Buyer {i},Company {i % 40},standard\n" for i in range(500)
+            ),
         }
         for entity, content in files.items():
             path = Path(folder) / f"demo-{entity.value}.csv"
             path.write_text(content, encoding="utf-8")
             op = engine.create_operation(
-                state.ctx, org["id"], operation_type=OperationType.IMPORT, entity_type=entity,
-                config=engine.OperationConfig(), source=path, file_name=path.name,
+                state.ctx,
+                org["id"],
+                operation_type=OperationType.IMPORT,
+                entity_type=entity,
+                config=engine.OperationConfig(),
+                source=path,
+                file_name=path.name,
             )
             with _live_progress(True, f"demo import {entity.value}") as progress:
                 final = engine.execute(state.ctx, org["id"], op["id"], on_progress=progress)
@@ -354,10 +395,10 @@ def _demo(state: State) -> None:
 def export(
     ctx: typer.Context,
     entity: Entity,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default: "
-                                                "stdout).")] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="COLUMN=VALUE "
-                                                    "filter.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
+    ] = None,
+    where: Annotated[list[str] | None, typer.Option("--where", help="COLUMN=VALUE filter.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write every row of an entity as CSV in template column order."""
@@ -366,7 +407,10 @@ def export(
         filters = dict(item.split("=", 1) for item in (where or []) if "=" in item)
         org = state.org()
         op = engine.create_operation(
-            state.ctx, org["id"], operation_type=OperationType.EXPORT, entity_type=entity,
+            state.ctx,
+            org["id"],
+            operation_type=OperationType.EXPORT,
+            entity_type=entity,
             config=engine.OperationConfig(filters=filters),
         )
         with _live_progress(not as_json and output is not None, f"export {entity.value}") as p:
@@ -400,8 +444,9 @@ def rollback(
     with _errors():
         org = state.org()
         with _live_progress(not as_json, "rollback") as progress:
-            final = engine.rollback_operation(state.ctx, org["id"], operation_id, user_id=None,
-                                              force=force, on_progress=progress)
+            final = engine.rollback_operation(
+                state.ctx, org["id"], operation_id, user_id=None, force=force, on_progress=progress
+            )
     if as_json:
         _print_json(engine.operation_view(final))
     else:
@@ -415,19 +460,25 @@ def rollback(
 def cancel(
     ctx: typer.Context,
     operation_id: OpId,
-    with_rollback: Annotated[bool, typer.Option("--rollback", help="Undo what was "
-                                                "applied.")] = False,
+    with_rollback: Annotated[
+        bool, typer.Option("--rollback", help="Undo what was applied.")
+    ] = False,
 ) -> None:
     """Stop an operation within one chunk (from any process)."""
     state = _state(ctx)
     with _errors():
         org = state.org()
-        op = engine.request_cancel(state.ctx, org["id"], operation_id, user_id=None,
-                                   rollback=with_rollback)
+        op = engine.request_cancel(
+            state.ctx, org["id"], operation_id, user_id=None, rollback=with_rollback
+        )
     out.print(
         f"Operation {operation_id}: "
-        + ("cancelled." if op["status"] == "cancelled" else "cancel requested; it stops "
-           "within one chunk" + (" and is then rolled back." if with_rollback else "."))
+        + (
+            "cancelled."
+            if op["status"] == "cancelled"
+            else "cancel requested; it stops "
+            "within one chunk" + (" and is then rolled back." if with_rollback else ".")
+        )
     )
 
 
@@ -473,22 +524,43 @@ def history(
         org = state.org()
         with state.store.transaction(org["id"]) as tx:
             rows = tx.list_operations(
-                status=status or (), operation_type=type_ or (), entity_type=entity or (),
-                created_after=_parse_date(since), created_before=_parse_date(until), limit=limit,
+                status=status or (),
+                operation_type=type_ or (),
+                entity_type=entity or (),
+                created_after=_parse_date(since),
+                created_before=_parse_date(until),
+                limit=limit,
             )
     views = [engine.operation_view(r) for r in rows]
     if as_json:
         _print_json(views)
         return
-    table = Table("id", "created", "type", "entity", "status", "file", "processed", "created",
-                  "updated", "unchanged", "deleted", "failed")
+    table = Table(
+        "created",
+        "operation",
+        "status",
+        "file",
+        "processed",
+        "created",
+        "updated",
+        "unchanged",
+        "deleted",
+        "failed",
+    )
+    table.add_column("id", no_wrap=True, min_width=36)
     for v in views:
         table.add_row(
-            v["id"][:8], (v["created_at"] or "")[:19].replace("T", " "), v["operation_type"],
-            v["entity_type"], v["status"], v["file_name"] or "", f"{v['processed_records']:,}",
-            f"{v['created_records']:,}", f"{v['updated_records']:,}",
-            f"{v['unchanged_records']:,}", f"{v['deleted_records']:,}",
+            (v["created_at"] or "")[:19].replace("T", " "),
+            f"{v['operation_type']} {v['entity_type']}",
+            v["status"],
+            v["file_name"] or "",
+            f"{v['processed_records']:,}",
+            f"{v['created_records']:,}",
+            f"{v['updated_records']:,}",
+            f"{v['unchanged_records']:,}",
+            f"{v['deleted_records']:,}",
             f"{v['failed_records']:,}",
+            v["id"],
         )
     out.print(table)
 
@@ -504,9 +576,20 @@ def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> No
         _print_json(engine.operation_view(op))
     else:
         view = engine.operation_view(op)
-        for key in ("id", "operation_type", "entity_type", "status", "file_name",
-                    "file_size_bytes", "file_sha256", "percentage", "created_at", "started_at",
-                    "completed_at", "cancelled_at"):
+        for key in (
+            "id",
+            "operation_type",
+            "entity_type",
+            "status",
+            "file_name",
+            "file_size_bytes",
+            "file_sha256",
+            "percentage",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "cancelled_at",
+        ):
             out.print(f"{key:>20}: {view[key]}", markup=False)
         out.print(f"{'config':>20}: {json.dumps(view['config'])}", markup=False)
         _summary(op)
@@ -517,8 +600,9 @@ def errors(
     ctx: typer.Context,
     operation_id: OpId,
     output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
-    conflicts: Annotated[bool, typer.Option("--conflicts", help="The rollback's conflicts "
-                                            "instead.")] = False,
+    conflicts: Annotated[
+        bool, typer.Option("--conflicts", help="The rollback's conflicts instead.")
+    ] = False,
 ) -> None:
     """The error report CSV (fix it and upload it as it is), or the conflict report."""
     state = _state(ctx)
@@ -531,8 +615,7 @@ def errors(
         else:
             with output.open("w", encoding="utf-8", newline="") as stream:
                 count = write(state.ctx, org["id"], op, stream)
-            err.print(f"Wrote {count:,} {'conflicts' if conflicts else 'failed rows'} to "
-                      f"{output}.")
+            err.print(f"Wrote {count:,} {'conflicts' if conflicts else 'failed rows'} to {output}.")
 
 
 @app.command()
@@ -567,8 +650,9 @@ def user_create(
     email: Annotated[str, typer.Argument()],
     org: Annotated[str, typer.Option("--org", help="Organization slug.")],
     role: Annotated[Role, typer.Option(case_sensitive=False)] = Role.EDITOR,
-    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password "
-                                                 "from standard input.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
 ) -> None:
     """Create a user; without --password-stdin a password is generated and shown once."""
     state = _state(ctx)

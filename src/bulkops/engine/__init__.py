@@ -57,8 +57,13 @@ __all__ = [
 
 
 def execute(
-    ctx: Context, org_id: int, op_id: str, *, on_progress: ProgressCallback | None = None,
-    wait: Any = None, owner: str | None = None,
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    *,
+    on_progress: ProgressCallback | None = None,
+    wait: Any = None,
+    owner: str | None = None,
 ) -> dict[str, Any]:
     """Run a pending operation of any type to its end (the one entry point for executors)."""
     op = get_fresh(ctx, org_id, op_id)
@@ -68,16 +73,26 @@ def execute(
 
 
 def resume(
-    ctx: Context, org_id: int, op_id: str, *, on_progress: ProgressCallback | None = None,
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    *,
+    on_progress: ProgressCallback | None = None,
     owner: str | None = None,
 ) -> dict[str, Any]:
     """Continue an operation or rollback whose process died, from its last committed chunk."""
     op = get_fresh(ctx, org_id, op_id)
     owner = owner or process_owner()
     if op["status"] == "rolling_back":
-        return rollback_applied(ctx, org_id, op_id, owner=owner, on_progress=on_progress,
-                                force=bool(op["rollback_force"]),
-                                user_id=op["rollback_requested_by"])
+        return rollback_applied(
+            ctx,
+            org_id,
+            op_id,
+            owner=owner,
+            on_progress=on_progress,
+            force=bool(op["rollback_force"]),
+            user_id=op["rollback_requested_by"],
+        )
     if op["status"] in ("pending", "processing"):
         return execute(ctx, org_id, op_id, on_progress=on_progress, owner=owner)
     raise Conflict(f"Operation {op_id} is {op['status']}; there is nothing to resume.")

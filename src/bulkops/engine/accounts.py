@@ -28,7 +28,7 @@ __all__ = [
 
 _hasher = PasswordHasher()
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-TOKEN_PREFIX = "bo_"
+TOKEN_PREFIX = "bo_"  # noqa: S105 (a public prefix, not a secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +79,7 @@ def resolve_organization(store: Store, slug: str | None) -> dict[str, Any]:
     return orgs[0]
 
 
-def create_user(
-    store: Store, org_id: int, email: str, role: Role, password: str | None
-) -> int:
+def create_user(store: Store, org_id: int, email: str, role: Role, password: str | None) -> int:
     email = email.strip().lower()
     if "@" not in email:
         raise UsageError(f"'{email}' is not an email address.")
@@ -115,4 +113,6 @@ def authenticate_token(store: Store, token: str) -> Principal:
     found = store.find_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
     if found is None:
         raise AuthenticationFailed("Missing, revoked or unknown API token.")
-    return Principal(found["organization_id"], found["user_id"], found["email"], Role(found["role"]))
+    return Principal(
+        found["organization_id"], found["user_id"], found["email"], Role(found["role"])
+    )

@@ -34,10 +34,16 @@ def run_export(
     target.parent.mkdir(parents=True, exist_ok=True)
     with ctx.store.transaction(org_id, write=True) as tx:
         total = tx.count_rows(spec.entity.value)
-        tx.update_operation(op_id, {
-            "status": "processing", "started_at": utcnow(), "total_records": total,
-            "lease_owner": process_owner(), "lease_expires_at": time.time() + 60,
-        })
+        tx.update_operation(
+            op_id,
+            {
+                "status": "processing",
+                "started_at": utcnow(),
+                "total_records": total,
+                "lease_owner": process_owner(),
+                "lease_expires_at": time.time() + 60,
+            },
+        )
     written = 0
     after_id = 0
     started = time.monotonic()
@@ -47,28 +53,44 @@ def run_export(
         writer.writerow(list(fields))
         while True:
             with ctx.store.transaction(org_id) as tx:
-                page = tx.iter_rows(spec.entity.value, fields, after_id=after_id,
-                                    limit=PAGE_ROWS, where=config.filters)
+                page = tx.iter_rows(
+                    spec.entity.value,
+                    fields,
+                    after_id=after_id,
+                    limit=PAGE_ROWS,
+                    where=config.filters,
+                )
             if not page:
                 break
             writer.writerows([row[1:] for row in page])
             after_id = page[-1][0]
             written += len(page)
             rate = written / max(time.monotonic() - started, 1e-6)
-            event = {"status": "processing", "phase": "exporting", "total_records": total,
-                     "processed_records": written,
-                     "percentage": round(100 * written / total, 1) if total else 100.0,
-                     "rate": round(rate, 1),
-                     "estimated_time_remaining": round(max(total - written, 0) / rate, 1)}
+            event = {
+                "status": "processing",
+                "phase": "exporting",
+                "total_records": total,
+                "processed_records": written,
+                "percentage": round(100 * written / total, 1) if total else 100.0,
+                "rate": round(rate, 1),
+                "estimated_time_remaining": round(max(total - written, 0) / rate, 1),
+            }
             with ctx.store.transaction(org_id, write=True) as tx:
-                tx.update_operation(op_id, {"processed_records": written,
-                                            "successful_records": written})
+                tx.update_operation(
+                    op_id, {"processed_records": written, "successful_records": written}
+                )
                 tx.add_event(op_id, "progress", event)
             if on_progress:
                 on_progress(event)
     partial.replace(target)
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.update_operation(op_id, {"processed_records": written, "successful_records": written,
-                                    "file_path": str(target),
-                                    "file_size_bytes": target.stat().st_size})
+        tx.update_operation(
+            op_id,
+            {
+                "processed_records": written,
+                "successful_records": written,
+                "file_path": str(target),
+                "file_size_bytes": target.stat().st_size,
+            },
+        )
     return _finish(ctx, org_id, op_id, "completed", None, on_progress)

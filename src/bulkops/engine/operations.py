@@ -244,8 +244,13 @@ def request_cancel(
             now = utcnow()
             tx.update_operation(
                 op_id,
-                {"status": "cancelled", "cancelled_at": now, "cancel_requested_at": now,
-                 "cancelled_by": user_id, "completed_at": now},
+                {
+                    "status": "cancelled",
+                    "cancelled_at": now,
+                    "cancel_requested_at": now,
+                    "cancelled_by": user_id,
+                    "completed_at": now,
+                },
             )
             final = tx.get_operation(op_id)
             assert final is not None
@@ -258,8 +263,7 @@ def request_cancel(
             )
         tx.update_operation(
             op_id,
-            {"cancel_requested_at": utcnow(), "cancel_rollback": rollback,
-             "cancelled_by": user_id},
+            {"cancel_requested_at": utcnow(), "cancel_rollback": rollback, "cancelled_by": user_id},
         )
         updated = tx.get_operation(op_id)
     assert updated is not None

@@ -53,9 +53,15 @@ def write_conflict_report(ctx: Context, org_id: int, op: dict[str, Any], stream:
             return count
         for record in page:
             image = orjson.loads(record["before_data"] or record["after_data"] or "{}")
-            writer.writerow([str(record["record_index"]), str(record["entity_id"]),
-                             record["action"], record["error"] or "",
-                             *[image.get(f) for f in spec.field_names]])
+            writer.writerow(
+                [
+                    str(record["record_index"]),
+                    str(record["entity_id"]),
+                    record["action"],
+                    record["error"] or "",
+                    *[image.get(f) for f in spec.field_names],
+                ]
+            )
         count += len(page)
         after = page[-1]["id"]
 

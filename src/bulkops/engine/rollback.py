@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from bulkops.engine.operations import Context, OperationConfig, operation_view
-from bulkops.engine.runner import ProgressCallback, Progress, get_fresh, process_owner
+from bulkops.engine.runner import Progress, ProgressCallback, get_fresh, process_owner
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound
 from bulkops.model import OperationStatus
@@ -102,44 +102,52 @@ def rollback_applied(
         chunk_index = len(tx.committed_chunks(op_id, ROLLBACK))
         tx.add_event(op_id, "status", {"status": "rolling_back"})
         op = tx.get_operation(op_id) or op
-    target = "conflict" if redo_conflicts else "applied"
     total = (op["created_records"] + op["updated_records"] + op["deleted_records"])
     progress = Progress(op["rolled_back_records"] or 0)
-    while True:
-        with ctx.store.transaction(org_id, write=True) as tx:
-            current = tx.get_operation(op_id)
-            if current is None or current["lease_owner"] != owner:
-                raise Conflict(f"The rollback of {op_id} was taken over by another process.")
-            page = tx.audit_page(op_id, newest_first=True, status=target,
-                                 limit=config.chunk_size)
-            if not page:
-                break
-            restored, conflicts = _restore(tx, spec, page, force)
-            deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
-            if redo_conflicts:
-                deltas["conflict_records"] = -restored
-            tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(page))
-            tx.add_counters(op_id, deltas, lease_expires_at=time.time()
-                            + ctx.settings.lease_seconds)
-            updated = tx.get_operation(op_id)
-            assert updated is not None
-            done = updated["rolled_back_records"] + updated["conflict_records"]
-            figures = progress.figures(done, done / total if total else 1.0)
-            event = {
-                "status": "rolling_back",
-                "phase": "rolling_back",
-                "total_records": total,
-                "processed_records": done,
-                "rolled_back_records": updated["rolled_back_records"],
-                "conflict_records": updated["conflict_records"],
-                "percentage": round(100 * done / total, 1) if total else 100.0,
-                "rate": figures["rate"],
-                "estimated_time_remaining": figures["estimated_time_remaining"],
-            }
-            tx.add_event(op_id, "rollback-progress", event)
-        chunk_index += 1
-        if on_progress:
-            on_progress(event)
+    # First every record still 'applied' (a fresh or resumed rollback; each one leaves that
+    # status, so re-reading the first page is safe). Then, when forced, the records left as
+    # conflicts (a forced second rollback, or a forced one resumed after a crash); those may
+    # stay conflicts (the database refuses them), so they are paged through by id.
+    passes = ["applied", "conflict"] if force else ["applied"]
+    for target in passes:
+        before_id: int | None = None
+        while True:
+            with ctx.store.transaction(org_id, write=True) as tx:
+                current = tx.get_operation(op_id)
+                if current is None or current["lease_owner"] != owner:
+                    raise Conflict(f"The rollback of {op_id} was taken over by another process.")
+                page = tx.audit_page(op_id, newest_first=True, status=target,
+                                     before_id=before_id, limit=config.chunk_size)
+                if not page:
+                    break
+                restored, conflicts = _restore(tx, spec, page, force)
+                deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
+                if target == "conflict":
+                    # Every record of the page was counted as a conflict already.
+                    deltas["conflict_records"] = -restored
+                    before_id = page[-1]["id"]
+                tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(page))
+                tx.add_counters(op_id, deltas, lease_expires_at=time.time()
+                                + ctx.settings.lease_seconds)
+                updated = tx.get_operation(op_id)
+                assert updated is not None
+                done = updated["rolled_back_records"] + updated["conflict_records"]
+                figures = progress.figures(done, done / total if total else 1.0)
+                event = {
+                    "status": "rolling_back",
+                    "phase": "rolling_back",
+                    "total_records": total,
+                    "processed_records": done,
+                    "rolled_back_records": updated["rolled_back_records"],
+                    "conflict_records": updated["conflict_records"],
+                    "percentage": round(100 * done / total, 1) if total else 100.0,
+                    "rate": figures["rate"],
+                    "estimated_time_remaining": figures["estimated_time_remaining"],
+                }
+                tx.add_event(op_id, "rollback-progress", event)
+            chunk_index += 1
+            if on_progress:
+                on_progress(event)
     with ctx.store.transaction(org_id, write=True) as tx:
         final = tx.get_operation(op_id)
         assert final is not None

@@ -439,6 +439,7 @@ class CsvFile:
         unneutralise = self._unneutralise
         delimiter = self.delimiter
         make_record = _make_record
+        find_surrogate = _SURROGATES.search  # undecodable bytes were escaped as surrogates
         while True:
             broken: str | None = None  # why the record at line_no could not be split
             try:
@@ -458,7 +459,7 @@ class CsvFile:
                             and text[:1] > " "
                             and text[0] != delimiter
                             and len(text) <= max_field
-                            and text.isascii()
+                            and (text.isascii() or find_surrogate(text) is None)
                             and "'" not in text
                             and "\x00" not in text
                         ):
@@ -493,7 +494,7 @@ class CsvFile:
             if row_no > row_ceiling:
                 raise self._too_many_rows(row_no, line_no)
             yield self._broken_record(row_no, line_no, pending[0], broken)
-            pushback = [line for line in pending[1:] if line]
+            pushback = [rest for rest in pending[1:] if rest]
             pending.clear()
             line_no += 1
             reader = self._new_reader(pushback)
@@ -579,7 +580,7 @@ class CsvFile:
             }.get(why, "would swallow the lines after it")
             message = (
                 f"{where} has a quote that is never closed (the quoted value {extent}). "
-                'Enclose each whole value in double quotes and write a quote inside a value as '
+                "Enclose each whole value in double quotes and write a quote inside a value as "
                 'two quotes (""). Reading continued with the next line.'
             )
         try:

@@ -79,8 +79,11 @@ class Store:
             # A pooled connection per thread: opening one costs PRAGMAs, closing the last one
             # checkpoints the WAL.
             self.engine: Engine = create_engine(
-                url, echo=echo, pool_size=4, max_overflow=16, connect_args={"timeout": 60,
-                "check_same_thread": False}
+                url,
+                echo=echo,
+                pool_size=4,
+                max_overflow=16,
+                connect_args={"timeout": 60, "check_same_thread": False},
             )
             event.listen(self.engine, "connect", _sqlite_on_connect)
             event.listen(self.engine, "begin", _sqlite_on_begin)
@@ -162,7 +165,9 @@ class Store:
                 raise Conflict(f"A user with email '{email}' already exists.") from exc
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def find_user(self, *, email: str | None = None, user_id: int | None = None) -> dict[str, Any] | None:
+    def find_user(
+        self, *, email: str | None = None, user_id: int | None = None
+    ) -> dict[str, Any] | None:
         query = select(users)
         query = query.where(users.c.email == email) if email else query.where(users.c.id == user_id)
         with self.system() as conn:
@@ -238,13 +243,19 @@ class Store:
             op = tx.get_operation(op_id)
             if op is None:
                 return False
-            if (op["status"] in ACTIVE_STATUSES and op["lease_owner"] != owner
-                    and (op["lease_expires_at"] or 0) > now):
+            if (
+                op["status"] in ACTIVE_STATUSES
+                and op["lease_owner"] != owner
+                and (op["lease_expires_at"] or 0) > now
+            ):
                 return False
             others = tx.conn.execute(
-                select(operations.c.id, operations.c.status, operations.c.lease_expires_at,
-                       operations.c.created_at)
-                .where(
+                select(
+                    operations.c.id,
+                    operations.c.status,
+                    operations.c.lease_expires_at,
+                    operations.c.created_at,
+                ).where(
                     operations.c.organization_id == org_id,
                     operations.c.entity_type == op["entity_type"],
                     operations.c.operation_type != "export",
@@ -349,7 +360,9 @@ class Tx:
         if created_before is not None:
             conditions.append(c.created_at < created_before)
         if query:
-            pattern = "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            pattern = (
+                "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
             conditions.append(c.file_name.ilike(pattern, escape="\\") | (c.id == query))
         if before is not None:
             at, op_id = before
@@ -381,7 +394,12 @@ class Tx:
         return {int(r.chunk_index): int(r.records) for r in rows}
 
     def record_chunk(
-        self, op_id: str, phase: str, index: int, first_row: int | None, last_row: int | None,
+        self,
+        op_id: str,
+        phase: str,
+        index: int,
+        first_row: int | None,
+        last_row: int | None,
         records: int,
     ) -> None:
         try:
@@ -440,11 +458,16 @@ class Tx:
             [(self.org_id, op_id, *r) for r in rows],
         )
 
-    def iter_errors(self, op_id: str, after_row: int = 0, limit: int | None = None
-                    ) -> list[dict[str, Any]]:
+    def iter_errors(
+        self, op_id: str, after_row: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         query = (
-            select(operation_errors.c.row, operation_errors.c.line, operation_errors.c.errors,
-                   operation_errors.c.raw)
+            select(
+                operation_errors.c.row,
+                operation_errors.c.line,
+                operation_errors.c.errors,
+                operation_errors.c.raw,
+            )
             .where(
                 operation_errors.c.operation_id == op_id,
                 operation_errors.c.organization_id == self.org_id,
@@ -455,8 +478,12 @@ class Tx:
         if limit is not None:
             query = query.limit(limit)
         return [
-            {"row": r.row, "line": r.line, "errors": orjson.loads(r.errors),
-             "raw": orjson.loads(r.raw)}
+            {
+                "row": r.row,
+                "line": r.line,
+                "errors": orjson.loads(r.errors),
+                "raw": orjson.loads(r.raw),
+            }
             for r in self.conn.execute(query)
         ]
 
@@ -472,8 +499,9 @@ class Tx:
 
     # -- audit records ---------------------------------------------------------------------------
 
-    def insert_audit(self, op_id: str, rows: Sequence[tuple[int, int | None, str, str | None,
-                                                             str | None]]) -> None:
+    def insert_audit(
+        self, op_id: str, rows: Sequence[tuple[int, int | None, str, str | None, str | None]]
+    ) -> None:
         """rows: (record_index, entity_id, action, before JSON, after JSON)."""
         if not rows:
             return
@@ -486,8 +514,14 @@ class Tx:
         )
 
     def audit_page(
-        self, op_id: str, *, newest_first: bool, before_id: int | None = None,
-        after_id: int | None = None, limit: int = 1000, status: str | None = None,
+        self,
+        op_id: str,
+        *,
+        newest_first: bool,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        limit: int = 1000,
+        status: str | None = None,
     ) -> list[dict[str, Any]]:
         c = operation_records.c
         conditions = [c.operation_id == op_id, c.organization_id == self.org_id]
@@ -518,7 +552,11 @@ class Tx:
     # -- entity rows: the per-chunk fast paths ---------------------------------------------------
 
     def fetch_existing(
-        self, entity: str, key: Sequence[str], fields: Sequence[str], keys: Sequence[tuple[Any, ...]]
+        self,
+        entity: str,
+        key: Sequence[str],
+        fields: Sequence[str],
+        keys: Sequence[tuple[Any, ...]],
     ) -> dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]]:
         """Current rows for these natural keys: key -> (id, field values in ``fields`` order)."""
         if not keys:
@@ -544,9 +582,7 @@ class Tx:
         sql = f"SELECT {columns} FROM {entity} WHERE organization_id = {self._ph} AND {where}"
         return {tuple(r) for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))}
 
-    def count_referencing(
-        self, entity: str, column: str, values: Sequence[Any]
-    ) -> dict[Any, int]:
+    def count_referencing(self, entity: str, column: str, values: Sequence[Any]) -> dict[Any, int]:
         if not values:
             return {}
         where, params = self._key_filter((column,), [(v,) for v in values])
@@ -557,7 +593,10 @@ class Tx:
         return {r[0]: int(r[1]) for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))}
 
     def insert_rows(
-        self, entity: str, fields: Sequence[str], rows: Sequence[tuple[Any, ...]],
+        self,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
         ids: Sequence[int] | None = None,
     ) -> list[int]:
         """Insert rows (values in ``fields`` order); returns their ids, in order.
@@ -611,7 +650,12 @@ class Tx:
         }
 
     def iter_rows(
-        self, entity: str, fields: Sequence[str], *, after_id: int = 0, limit: int = 5000,
+        self,
+        entity: str,
+        fields: Sequence[str],
+        *,
+        after_id: int = 0,
+        limit: int = 5000,
         where: Mapping[str, Any] | None = None,
     ) -> list[tuple[Any, ...]]:
         """A page of rows ordered by id: (id, *fields)."""
@@ -636,9 +680,9 @@ class Tx:
         table = ENTITY_TABLES[entity]
         return int(
             self.conn.execute(
-                select(func.count()).select_from(table).where(
-                    table.c.organization_id == self.org_id
-                )
+                select(func.count())
+                .select_from(table)
+                .where(table.c.organization_id == self.org_id)
             ).scalar_one()
         )
 
@@ -666,8 +710,7 @@ class Tx:
             start = max(int(seq or 0), int(top or 0)) + 1
             return list(range(start, start + count))
         rows = self.conn.exec_driver_sql(
-            f"SELECT nextval(pg_get_serial_sequence('{entity}', 'id')) "
-            "FROM generate_series(1, %s)",
+            f"SELECT nextval(pg_get_serial_sequence('{entity}', 'id')) FROM generate_series(1, %s)",
             (count,),
         )
         return [int(r[0]) for r in rows]
@@ -707,6 +750,8 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=60000")
+    # Fewer, larger checkpoints: each one syncs the database file.
+    cursor.execute("PRAGMA wal_autocheckpoint=20000")
     cursor.close()
 
 

@@ -140,9 +140,7 @@ pricing = Table(
     Column("price_tier", String(50), nullable=False),
     Column("price", Price, nullable=False),
     Column("min_quantity", BigInteger, nullable=False),
-    UniqueConstraint(
-        "organization_id", "sku", "price_tier", "min_quantity", name="uq_pricing_key"
-    ),
+    UniqueConstraint("organization_id", "sku", "price_tier", "min_quantity", name="uq_pricing_key"),
     ForeignKeyConstraint(
         ["organization_id", "sku"],
         ["products.organization_id", "products.sku"],
