@@ -125,7 +125,7 @@ def rollback_applied(
                 if target == "conflict":
                     # Every record of the page was counted as a conflict already.
                     deltas["conflict_records"] = -restored
-                    before_id = page[-1]["id"]
+                before_id = page[-1]["id"]  # newest first: the next page is older
                 tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(page))
                 tx.add_counters(op_id, deltas, lease_expires_at=time.time()
                                 + ctx.settings.lease_seconds)
@@ -249,8 +249,11 @@ def _restore(tx: Tx, spec: EntitySpec, page: Sequence[dict[str, Any]], force: bo
         restored = [("rolled_back", None, r["id"]) for r in to_delete]
         restored += [("rolled_back", None, r["id"]) for r, _ in to_update + to_insert]
     except DuplicateRow:
-        for single in ([([r], [], []) for r in to_delete] + [([], [u], []) for u in to_update]
-                       + [([], [], [i]) for i in to_insert]):
+        singles: list[tuple[list[dict[str, Any]], list[tuple[dict[str, Any], tuple[Any, ...]]],
+                            list[tuple[dict[str, Any], tuple[Any, ...]]]]]
+        singles = ([([r], [], []) for r in to_delete] + [([], [u], []) for u in to_update]
+                   + [([], [], [i]) for i in to_insert])
+        for single in singles:
             record = (single[0] or [u[0] for u in single[1]] or [i[0] for i in single[2]])[0]
             try:
                 with tx.savepoint():

@@ -467,7 +467,9 @@ def run_operation(
     assert op_now is not None
     op = op_now
     if config.validate_only or (config.rollback_on_error and not committed):
-        planned = _plan_pass(ctx, org_id, op, config, spec, owner, on_progress)
+        planned, cancelled = _plan_pass(ctx, org_id, op, config, spec, owner, on_progress)
+        if cancelled:  # nothing was applied yet
+            return _finish(ctx, org_id, op_id, "cancelled", planned, on_progress, cancelled=True)
         if config.validate_only or planned["failed_records"]:
             status = "completed" if config.validate_only else "rolled_back"
             return _finish(ctx, org_id, op_id, status, planned, on_progress)
@@ -529,6 +531,8 @@ def run_operation(
     with ctx.store.transaction(org_id) as tx:
         op_final = tx.get_operation(op_id)
     assert op_final is not None
+    if stopped is None and op_final["cancel_requested_at"] is not None:
+        stopped = "cancelled"  # asked for while the last chunk was being applied
     if stopped == "cancelled":
         if op_final["cancel_rollback"]:
             _set_status(ctx, org_id, op_id, "cancelled", cancelled=True)
@@ -565,8 +569,11 @@ def _plan_pass(
     spec: EntitySpec,
     owner: str,
     on_progress: ProgressCallback | None,
-) -> dict[str, int]:
-    """Validate the whole file against the current data without writing any entity row."""
+) -> tuple[dict[str, int], bool]:
+    """Validate the whole file against the current data without writing any entity row.
+
+    Returns the planned counters and whether a cancel stopped the pass.
+    """
     op_id = op["id"]
     operation = OperationType(op["operation_type"])
     totals = dict.fromkeys(ChunkPlan().counters(), 0)
@@ -588,6 +595,9 @@ def _plan_pass(
             fraction = min(prepared.bytes_consumed / size, 1.0)
             figures = progress.figures(totals["processed_records"], fraction)
             with ctx.store.transaction(org_id, write=True) as tx:
+                current = tx.get_operation(op_id)
+                if current is None or current["cancel_requested_at"] is not None:
+                    return totals, True
                 tx.insert_errors(op_id, failure_rows(plan))
                 tx.renew_lease(op_id, owner, ctx.settings.lease_seconds)
                 tx.update_operation(op_id, {"bytes_processed": prepared.bytes_consumed})
@@ -600,7 +610,7 @@ def _plan_pass(
                 tx.add_event(op_id, "progress", event)
             if on_progress:
                 on_progress(event)
-    return totals
+    return totals, False
 
 
 def _progress_event(op: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:

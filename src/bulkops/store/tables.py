@@ -222,7 +222,8 @@ operation_records = Table(
     Column("after_data", Text, nullable=True),
     Column("status", String(16), nullable=False),
     Column("error", Text, nullable=True),
-    Index("ix_operation_records_op", "operation_id", "record_index", unique=True),
+    # Rollback pages through one operation's records by id, newest first.
+    Index("ix_operation_records_op", "operation_id", "id"),
     sqlite_autoincrement=True,
 )
 

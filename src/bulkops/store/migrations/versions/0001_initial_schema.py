@@ -139,9 +139,7 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     with op.batch_alter_table("operation_records", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_operation_records_op", ["operation_id", "record_index"], unique=True
-        )
+        batch_op.create_index("ix_operation_records_op", ["operation_id", "id"], unique=False)
 
     op.create_table(
         "operations",

@@ -1,0 +1,669 @@
+"""Benchmark of the real ``bulkops`` CLI beside a raw baseline measured in the same run.
+
+For every size (``--rows``) and operation (``--ops``) the real CLI runs as a subprocess on
+a fresh database (``bulkops init`` first), in the order import (into an empty database),
+update, export, delete; an import of a file with 1 % invalid rows runs on its own fresh
+database and is reported on its own line. Each measured command runs under
+``/usr/bin/time -f '%e %M'`` (psutil polling if that is missing), which gives the peak RSS
+of that child alone. Its ``--json`` counters are checked; a wrong counter aborts the run.
+
+The raw baseline runs the same operation on the same file in a separate, equally measured
+Python process, with no validation and no audit:
+
+* SQLite: ``executemany`` of INSERT / UPDATE / DELETE, 1000 rows per transaction, into a
+  fresh table with the same unique key index (WAL, ``synchronous=NORMAL``, as the engine);
+* PostgreSQL: ``COPY ... FROM STDIN`` (psycopg ``cursor.copy()`` fed by ``csv.reader``) into
+  an unindexed table; update and delete copy the file into a temporary table and run one
+  ``UPDATE ... FROM`` / ``DELETE ... USING``;
+* export: ``SELECT`` + ``csv.writer``.
+
+Usage::
+
+    python -m bench.run [--rows 100000,1000000] [--ops import,update,delete,export]
+        [--database sqlite|postgresql] [--entity products] [--keep DIR] [--json]
+
+Exit status: 0 all target checks pass (or were skipped), 1 a target check failed,
+2 a command failed or printed wrong counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import platform
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.generate import COLUMNS, ENTITIES, KEY_COLUMNS, keys_only, references_needed, write_file
+
+ROOT = Path(__file__).resolve().parent.parent
+OPS = ("import", "update", "export", "delete")  # the order they run in
+INVALID_OP = "import_invalid"
+INVALID_EVERY = 100
+CHUNK = 1000  # rows per transaction in the SQLite baseline
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+# Targets (issue "Benchmark"): checked at the end and printed as PASS / FAIL / SKIP.
+TARGET_1M_IMPORT_S = 8.0
+TARGET_RSS_MB = 200.0
+TARGET_RSS_GROWTH = 1.25
+TARGET_BASELINE_RATIO = 5.0
+
+
+class BenchError(RuntimeError):
+    """A command failed or printed counters that do not match the file."""
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- measuring a child process ------------------------------------------------------------
+
+@dataclass
+class Run:
+    wall_s: float
+    peak_rss_mb: float
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+_GNU_TIME = Path("/usr/bin/time")
+
+
+def measure(cmd: Sequence[str], *, cwd: Path, scratch: Path) -> Run:
+    """Run ``cmd``; return its wall seconds and its own peak RSS (not the max of all children).
+
+    Wall time is measured here with ``perf_counter`` around the whole child process,
+    interpreter start-up included.
+    """
+    if _GNU_TIME.exists():
+        tfile = scratch / "time.out"
+        full = [str(_GNU_TIME), "-o", str(tfile), "-f", "%e %M", *cmd]
+        began = time.perf_counter()
+        proc = subprocess.run(full, cwd=cwd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - began
+        lines = tfile.read_text().split("\n") if tfile.exists() else []
+        lines = [line for line in lines if line.strip()]
+        try:
+            rss_kb = int(lines[-1].split()[1])
+        except (IndexError, ValueError) as exc:
+            raise BenchError(f"cannot read /usr/bin/time output {lines!r} for {cmd}") from exc
+        return Run(wall, rss_kb / 1024, proc.returncode, proc.stdout, proc.stderr)
+    return _measure_psutil(cmd, cwd=cwd, scratch=scratch)
+
+
+def _measure_psutil(cmd: Sequence[str], *, cwd: Path, scratch: Path) -> Run:
+    import psutil  # only when GNU time is missing
+
+    out_path, err_path = scratch / "child.out", scratch / "child.err"
+    peak = 0
+    with out_path.open("w") as out, err_path.open("w") as err:
+        began = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, ps.memory_info().rss)
+            time.sleep(0.01)
+        wall = time.perf_counter() - began
+    return Run(wall, peak / 2**20, proc.returncode, out_path.read_text(), err_path.read_text())
+
+
+# --- input files --------------------------------------------------------------------------
+
+def ensure_file(workdir: Path, entity: str, rows: int, kind: str) -> Path:
+    """Generate (or reuse, if present with the recorded size) one input file.
+
+    ``kind``: ``import`` (variant 0), ``update`` (variant 1, same keys), ``delete`` (keys
+    only), ``invalid`` (variant 0 with every 100th row invalid).
+    """
+    path = workdir / f"{entity}-{rows}-{kind}.csv"
+    index_path = workdir / "files.json"
+    index: dict[str, int] = json.loads(index_path.read_text()) if index_path.exists() else {}
+    if path.exists() and index.get(path.name) == path.stat().st_size:
+        return path
+    log(f"generating {path.name} ...")
+    began = time.perf_counter()
+    if kind == "delete":
+        size = keys_only(entity, path, rows)
+    else:
+        size = write_file(
+            entity, path, rows,
+            variant=1 if kind == "update" else 0,
+            invalid_every=INVALID_EVERY if kind == "invalid" else 0,
+        )
+    log(f"  {size / 2**20:.1f} MB in {time.perf_counter() - began:.1f} s")
+    index[path.name] = size
+    index_path.write_text(json.dumps(index, indent=1, sort_keys=True))
+    return path
+
+
+def ensure_references(workdir: Path, entity: str, rows: int) -> list[tuple[str, Path]]:
+    """Files of the products / warehouses that ``rows`` rows of ``entity`` refer to."""
+    out = []
+    for ref in ("warehouses", "products"):
+        count = references_needed(entity, rows).get(ref, 0)
+        if count:
+            out.append((ref, ensure_file(workdir, ref, count, "import")))
+    return out
+
+
+def count_csv_rows(path: Path) -> int:
+    with path.open(encoding="utf-8", newline="") as fh:
+        return sum(1 for _ in csv.reader(fh)) - 1
+
+
+# --- databases ----------------------------------------------------------------------------
+
+@dataclass
+class Database:
+    cli_url: str  # SQLAlchemy URL for bulkops
+    raw_target: str  # what the raw worker connects to: a SQLite path or a libpq URL
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, rundir: Path, name: str, pg_base: str) -> Iterator[Database]:
+    """A fresh, empty database for bulkops and a fresh, separate one for the baseline."""
+    if kind == "sqlite":
+        cli, raw = rundir / f"{name}.db", rundir / f"{name}-raw.db"
+        for path in (cli, raw):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+        yield Database(f"sqlite:///{cli}", str(raw))
+        return
+    import psycopg
+
+    libpq_base = pg_base.replace("postgresql+psycopg://", "postgresql://", 1).rstrip("/")
+    names = [f"bulkops_bench_{os.getpid()}_{name}", f"bulkops_bench_{os.getpid()}_{name}_raw"]
+    with psycopg.connect(f"{libpq_base}/postgres", autocommit=True) as admin:
+        for db in names:
+            admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{db}"')
+        try:
+            yield Database(f"{pg_base.rstrip('/')}/{names[0]}", f"{libpq_base}/{names[1]}")
+        finally:
+            for db in names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+
+
+# --- the raw baseline (runs in its own process: python -m bench.run _raw ...) ------------
+
+def _raw_table(entity: str) -> str:
+    return f"raw_{entity}"
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def _chunks(reader: Iterator[list[str]], size: int) -> Iterator[list[list[str]]]:
+    batch: list[list[str]] = []
+    for row in reader:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def raw_sqlite(op: str, entity: str, target: str, path: Path) -> int:
+    cols, keys = COLUMNS[entity], KEY_COLUMNS[entity]
+    values = [c for c in cols if c not in keys]
+    table = _raw_table(entity)
+    conn = _sqlite_connect(target)
+    if op == "import":
+        conn.execute(
+            f"CREATE TABLE {table} (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+            f"organization_id INTEGER NOT NULL, {', '.join(f'{c} TEXT' for c in cols)})"
+        )
+        conn.execute(
+            f"CREATE UNIQUE INDEX uq_{table} ON {table} (organization_id, {', '.join(keys)})"
+        )
+        sql = (f"INSERT INTO {table} (organization_id, {', '.join(cols)}) "
+               f"VALUES (1, {', '.join('?' * len(cols))})")
+        order = list(range(len(cols)))
+    elif op == "update":
+        sql = (f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in values)} "
+               f"WHERE organization_id = 1 AND {' AND '.join(f'{k} = ?' for k in keys)}")
+        order = [cols.index(c) for c in values] + [cols.index(k) for k in keys]
+    elif op == "delete":
+        sql = (f"DELETE FROM {table} "
+               f"WHERE organization_id = 1 AND {' AND '.join(f'{k} = ?' for k in keys)}")
+        order = list(range(len(keys)))
+    elif op == "export":
+        count = 0
+        with path.open("w", encoding="utf-8", newline="") as fh:
+            writer = csv.writer(fh, lineterminator="\r\n")
+            writer.writerow(cols)
+            cur = conn.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE organization_id = 1")
+            while rows := cur.fetchmany(10_000):
+                writer.writerows(rows)
+                count += len(rows)
+        return count
+    else:
+        raise ValueError(op)
+    changed = 0
+    with path.open(encoding="utf-8", newline="") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        identity = order == list(range(len(order))) and op != "delete"
+        for batch in _chunks(reader, CHUNK):
+            params = batch if identity else [[row[i] for i in order] for row in batch]
+            conn.execute("BEGIN")
+            cur = conn.executemany(sql, params)
+            changed += cur.rowcount
+            conn.execute("COMMIT")
+    conn.close()
+    return changed
+
+
+def raw_postgresql(op: str, entity: str, target: str, path: Path) -> int:
+    import psycopg
+
+    cols, keys = COLUMNS[entity], KEY_COLUMNS[entity]
+    values = [c for c in cols if c not in keys]
+    table = _raw_table(entity)
+    with psycopg.connect(target, autocommit=True) as conn:
+        if op == "export":
+            count = 0
+            with conn.transaction(), conn.cursor(name="export") as cur, \
+                    path.open("w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh, lineterminator="\r\n")
+                writer.writerow(cols)
+                cur.itersize = 10_000
+                cur.execute(f"SELECT {', '.join(cols)} FROM {table} WHERE organization_id = 1")
+                while rows := cur.fetchmany(10_000):
+                    writer.writerows(rows)
+                    count += len(rows)
+            return count
+        file_cols = cols if op != "delete" else keys
+        with conn.transaction():
+            if op == "import":
+                conn.execute(  # unindexed: the load floor
+                    f"CREATE TABLE {table} (organization_id bigint NOT NULL, "
+                    f"{', '.join(f'{c} text' for c in cols)})"
+                )
+                dest = f"{table} (organization_id, {', '.join(cols)})"
+            else:
+                typed = ", ".join(f"{c} text" for c in file_cols)
+                conn.execute(f"CREATE TEMP TABLE stage ({typed})")
+                dest = f"stage ({', '.join(file_cols)})"
+            with conn.cursor() as cur, path.open(encoding="utf-8", newline="") as fh:
+                reader = csv.reader(fh)
+                next(reader)
+                loaded = 0
+                with cur.copy(f"COPY {dest} FROM STDIN") as copy:
+                    if op == "import":
+                        for row in reader:
+                            copy.write_row([1, *row])
+                            loaded += 1
+                    else:
+                        for row in reader:
+                            copy.write_row(row)
+                            loaded += 1
+                if op == "import":
+                    return loaded
+                match = " AND ".join(f"t.{k} = s.{k}" for k in keys)
+                if op == "update":
+                    cur.execute(
+                        f"UPDATE {table} t SET {', '.join(f'{c} = s.{c}' for c in values)} "
+                        f"FROM stage s WHERE t.organization_id = 1 AND {match}"
+                    )
+                elif op == "delete":
+                    cur.execute(
+                        f"DELETE FROM {table} t USING stage s "
+                        f"WHERE t.organization_id = 1 AND {match}"
+                    )
+                else:
+                    raise ValueError(op)
+                return cur.rowcount
+
+
+def raw_main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run _raw")
+    parser.add_argument("database", choices=("sqlite", "postgresql"))
+    parser.add_argument("op", choices=OPS)
+    parser.add_argument("entity", choices=ENTITIES)
+    parser.add_argument("target")
+    parser.add_argument("path", type=Path)
+    args = parser.parse_args(argv)
+    func = raw_sqlite if args.database == "sqlite" else raw_postgresql
+    began = time.perf_counter()
+    rows = func(args.op, args.entity, args.target, args.path)
+    print(json.dumps({"rows": rows, "inner_s": time.perf_counter() - began}))
+    return 0
+
+
+# --- the benchmark ------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    rows: int
+    op: str
+    wall_s: float
+    rows_per_s: float
+    peak_rss_mb: float
+    baseline_wall_s: float
+    baseline_rows_per_s: float
+    baseline_peak_rss_mb: float
+    ratio: float  # op wall / baseline wall
+    counters: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Check:
+    name: str
+    value: float | None
+    limit: float
+    status: str  # PASS, FAIL or SKIP
+
+
+_EXPECT: dict[str, tuple[str, ...]] = {
+    "import": ("created_records",),
+    "update": ("updated_records",),
+    "delete": ("deleted_records",),
+    "export": ("total_records", "successful_records"),
+}
+_COUNTERS = ("total_records", "processed_records", "successful_records", "failed_records",
+             "created_records", "updated_records", "unchanged_records", "deleted_records")
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.entity: str = args.entity
+        self.workdir = workdir
+        self.bulkops = self._find_bulkops()
+
+    @staticmethod
+    def _find_bulkops() -> str:
+        here = Path(sys.executable).parent / "bulkops"
+        if here.exists():
+            return str(here)
+        found = shutil.which("bulkops")
+        if not found:
+            raise BenchError("bulkops CLI not found next to this Python nor on PATH")
+        return found
+
+    # CLI ----------------------------------------------------------------------------------
+
+    def cli(self, db: Database, rundir: Path, *argv: str) -> Run:
+        return measure([self.bulkops, "--database-url", db.cli_url, *argv],
+                       cwd=rundir, scratch=rundir)
+
+    def cli_op(self, db: Database, rundir: Path, op: str, entity: str, path: Path,
+               rows: int, *, invalid: int = 0) -> tuple[Run, dict[str, Any]]:
+        if op == "export":
+            argv = ["export", entity, "-o", str(path), "--json"]
+        else:
+            argv = [op, entity, str(path), "--json", "--max-errors", str(rows + 1)]
+        run = self.cli(db, rundir, *argv)
+        try:
+            result = json.loads(run.stdout)
+        except json.JSONDecodeError as exc:
+            raise BenchError(
+                f"bulkops {' '.join(argv)} exited {run.returncode} without JSON:\n"
+                f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+            ) from exc
+        counters = {k: result.get(k) for k in _COUNTERS}
+        counters["status"] = result.get("status")
+        expected = {"status": "completed", "total_records": rows, "failed_records": invalid}
+        for name in _EXPECT[op]:
+            expected[name] = rows - invalid
+        wrong = {k: (counters.get(k), v) for k, v in expected.items() if counters.get(k) != v}
+        if op == "export":
+            exported = count_csv_rows(path)
+            if exported != rows:
+                wrong["rows in exported file"] = (exported, rows)
+        if wrong or (run.returncode != 0 and not invalid):
+            raise BenchError(
+                f"bulkops {' '.join(argv)} (exit {run.returncode}) printed wrong counters "
+                f"(got, expected): {wrong}\n{run.stderr[-2000:]}"
+            )
+        return run, counters
+
+    def raw_op(self, db: Database, rundir: Path, op: str, entity: str, path: Path,
+               expected: int) -> Run:
+        cmd = [sys.executable, "-m", "bench.run", "_raw", self.args.database, op, entity,
+               db.raw_target, str(path)]
+        run = measure(cmd, cwd=ROOT, scratch=rundir)
+        if run.returncode != 0:
+            raise BenchError(f"baseline {op} failed (exit {run.returncode}):\n{run.stderr}")
+        got = json.loads(run.stdout)["rows"]
+        if got != expected:
+            raise BenchError(f"baseline {op} changed {got} rows, expected {expected}")
+        return run
+
+    # scenarios ----------------------------------------------------------------------------
+
+    def init(self, db: Database, rundir: Path) -> None:
+        run = self.cli(db, rundir, "init")
+        if run.returncode != 0:
+            raise BenchError(f"bulkops init failed:\n{run.stdout}\n{run.stderr}")
+
+    def setup_references(self, db: Database, rundir: Path, rows: int) -> None:
+        """Import (unmeasured) the products and warehouses the entity's rows refer to."""
+        for ref, path in ensure_references(self.workdir, self.entity, rows):
+            count = references_needed(self.entity, rows)[ref]
+            log(f"  setup: import {count} {ref}")
+            self.cli_op(db, rundir, "import", ref, path, count)
+
+    def run_size(self, rows: int, ops: list[str]) -> list[Result]:
+        files = {kind: ensure_file(self.workdir, self.entity, rows, kind)
+                 for kind in ("import", "update", "delete")
+                 if kind in ops or kind == "import"}
+        if INVALID_OP in ops:
+            files["invalid"] = ensure_file(self.workdir, self.entity, rows, "invalid")
+        rundir = self.workdir / f"run-{self.args.database}-{self.entity}-{rows}"
+        rundir.mkdir(parents=True, exist_ok=True)
+        results: list[Result] = []
+        try:
+            with fresh_database(self.args.database, rundir, "main", self.args.pg_url) as db:
+                self.init(db, rundir)
+                self.setup_references(db, rundir, rows)
+                for op in OPS:
+                    measured = op in ops
+                    needed = op == "import" and any(o in ops for o in OPS[1:])
+                    if not (measured or needed):
+                        continue
+                    if op == "export":
+                        cli_path, raw_path = rundir / "export.csv", rundir / "export-raw.csv"
+                    else:
+                        cli_path = raw_path = files[op]
+                    log(f"{rows:>9} {op:<14} bulkops ..." if measured
+                        else f"{rows:>9} setup: {op} (unmeasured)")
+                    run, counters = self.cli_op(db, rundir, op, self.entity, cli_path, rows)
+                    raw = self.raw_op(db, rundir, op, self.entity, raw_path, rows)
+                    if measured:
+                        results.append(self._result(rows, op, run, raw, counters))
+                    if op == "export" and not self.args.keep:
+                        cli_path.unlink(missing_ok=True)
+                        raw_path.unlink(missing_ok=True)
+            if INVALID_OP in ops:
+                invalid = rows // INVALID_EVERY
+                with fresh_database(self.args.database, rundir, "invalid",
+                                    self.args.pg_url) as db:
+                    self.init(db, rundir)
+                    self.setup_references(db, rundir, rows)
+                    log(f"{rows:>9} {INVALID_OP:<14} bulkops ...")
+                    run, counters = self.cli_op(db, rundir, "import", self.entity,
+                                                files["invalid"], rows, invalid=invalid)
+                    # No validation in the baseline: it loads the invalid rows too.
+                    raw = self.raw_op(db, rundir, "import", self.entity, files["invalid"], rows)
+                    results.append(self._result(rows, INVALID_OP, run, raw, counters))
+        finally:
+            if not self.args.keep:
+                shutil.rmtree(rundir, ignore_errors=True)
+        return results
+
+    @staticmethod
+    def _result(rows: int, op: str, run: Run, raw: Run, counters: dict[str, Any]) -> Result:
+        r = Result(
+            rows=rows, op=op, wall_s=run.wall_s, rows_per_s=rows / run.wall_s,
+            peak_rss_mb=run.peak_rss_mb, baseline_wall_s=raw.wall_s,
+            baseline_rows_per_s=rows / raw.wall_s, baseline_peak_rss_mb=raw.peak_rss_mb,
+            ratio=run.wall_s / raw.wall_s, counters=counters,
+        )
+        log(f"          {r.rows_per_s:,.0f} rows/s, {r.wall_s:.2f} s, "
+            f"{r.peak_rss_mb:.0f} MB; baseline {r.baseline_rows_per_s:,.0f} rows/s, "
+            f"ratio {r.ratio:.2f}")
+        return r
+
+    def cli_startup(self) -> float:
+        """Wall seconds of ``bulkops --help``: the interpreter + import floor of every op."""
+        best = float("inf")
+        for _ in range(3):
+            began = time.perf_counter()
+            subprocess.run([self.bulkops, "--help"], capture_output=True, check=False)
+            best = min(best, time.perf_counter() - began)
+        return best
+
+
+def checks(results: list[Result]) -> list[Check]:
+    out: list[Check] = []
+    by = {(r.rows, r.op): r for r in results}
+    big = by.get((1_000_000, "import"))
+    out.append(Check("1M-row import wall seconds <= 8", big.wall_s if big else None,
+                     TARGET_1M_IMPORT_S, _status(big and big.wall_s <= TARGET_1M_IMPORT_S, big)))
+    worst = max(results, key=lambda r: r.peak_rss_mb, default=None)
+    out.append(Check(
+        f"peak RSS MB < 200 (largest: {worst.rows} {worst.op})" if worst
+        else "peak RSS MB < 200", worst.peak_rss_mb if worst else None, TARGET_RSS_MB,
+        _status(worst and worst.peak_rss_mb < TARGET_RSS_MB, worst)))
+    sizes = sorted({r.rows for r in results})
+    for op in (*OPS, INVALID_OP):
+        small, large = by.get((100_000, op)), by.get((1_000_000, op))
+        label = "1M/100k"
+        if not (small and large) and len(sizes) > 1:
+            small, large = by.get((sizes[0], op)), by.get((sizes[-1], op))
+            label = f"{sizes[-1]}/{sizes[0]}"
+        if not (small and large) or small is large:
+            if op == "import":
+                out.append(Check("import peak RSS 1M/100k <= 1.25", None,
+                                 TARGET_RSS_GROWTH, "SKIP"))
+            continue
+        growth = large.peak_rss_mb / small.peak_rss_mb
+        out.append(Check(f"{op} peak RSS {label} <= 1.25", growth, TARGET_RSS_GROWTH,
+                         "PASS" if growth <= TARGET_RSS_GROWTH else "FAIL"))
+    for r in results:
+        if r.op == "import":
+            out.append(Check(f"import {r.rows} time / baseline time <= 5", r.ratio,
+                             TARGET_BASELINE_RATIO,
+                             "PASS" if r.ratio <= TARGET_BASELINE_RATIO else "FAIL"))
+    return out
+
+
+def _status(ok: object, present: object) -> str:
+    if not present:
+        return "SKIP"
+    return "PASS" if ok else "FAIL"
+
+
+def print_table(results: list[Result], found: list[Check], meta: dict[str, Any]) -> None:
+    print(f"bulkops benchmark: {meta['entity']} on {meta['database']}, "
+          f"{meta['cpus']} CPUs, Python {meta['python']}; "
+          f"CLI start-up floor {meta['cli_startup_s']:.2f} s")
+    head = ("rows", "op", "rows/s", "wall s", "peak RSS MB", "baseline rows/s",
+            "baseline s", "ratio")
+    lines = [head] + [(
+        f"{r.rows:,}", r.op, f"{r.rows_per_s:,.0f}", f"{r.wall_s:.2f}", f"{r.peak_rss_mb:.0f}",
+        f"{r.baseline_rows_per_s:,.0f}", f"{r.baseline_wall_s:.2f}", f"{r.ratio:.2f}",
+    ) for r in results]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for n, line in enumerate(lines):
+        print("  ".join(c.ljust(w) if i == 1 else c.rjust(w)
+                        for i, (c, w) in enumerate(zip(line, widths, strict=True))))
+        if n == 0:
+            print("  ".join("-" * w for w in widths))
+    print()
+    for c in found:
+        value = "-" if c.value is None else f"{c.value:.2f}"
+        print(f"{c.status:<4}  {c.name}: {value}")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description="Benchmark the bulkops CLI against a raw baseline measured in the same run.",
+    )
+    parser.add_argument("--rows", default="100000,1000000",
+                        help="comma-separated sizes (default: 100000,1000000)")
+    parser.add_argument("--ops", default="import,update,delete,export",
+                        help="comma-separated from import, update, export, delete; import also "
+                             "measures an import with 1%% invalid rows (see --no-invalid)")
+    parser.add_argument("--no-invalid", action="store_true",
+                        help="skip the import of the file with invalid rows")
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG),
+                        help="server for --database postgresql; a fresh database is created "
+                             f"there and dropped after (default: {DEFAULT_PG})")
+    parser.add_argument("--entity", choices=ENTITIES, default="products")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="work in DIR and keep everything (files, SQLite databases, exports)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    try:
+        args.sizes = [int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()]
+    except ValueError:
+        parser.error(f"--rows: not a list of integers: {args.rows!r}")
+    if not args.sizes or min(args.sizes) < 1:
+        parser.error("--rows: sizes must be positive")
+    ops = [o.strip() for o in args.ops.split(",") if o.strip()]
+    unknown = set(ops) - set(OPS)
+    if unknown or not ops:
+        parser.error(f"--ops: unknown {sorted(unknown)}; choose from {', '.join(OPS)}")
+    if "import" in ops and not args.no_invalid:
+        ops.append(INVALID_OP)
+    args.op_list = ops
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_raw"]:
+        return raw_main(argv[1:])
+    args = parse_args(argv)
+    workdir = args.keep or Path(tempfile.gettempdir()) / "bulkops-bench"
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    bench = Bench(args, workdir)
+    results: list[Result] = []
+    try:
+        for rows in args.sizes:
+            results.extend(bench.run_size(rows, args.op_list))
+    except BenchError as exc:
+        log(f"BENCHMARK FAILED: {exc}")
+        return 2
+    found = checks(results)
+    meta = {
+        "entity": args.entity, "database": args.database, "cpus": os.cpu_count(),
+        "python": platform.python_version(), "cli_startup_s": bench.cli_startup(),
+        "workdir": str(workdir),
+    }
+    if args.json:
+        print(json.dumps({**meta, "results": [asdict(r) for r in results],
+                          "checks": [asdict(c) for c in found]}, indent=2))
+    else:
+        print_table(results, found, meta)
+    return 1 if any(c.status == "FAIL" for c in found) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
