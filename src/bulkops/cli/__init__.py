@@ -483,18 +483,34 @@ def cancel(
 
 
 @app.command()
-def resume(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> None:
+def resume(
+    ctx: typer.Context,
+    operation_id: Annotated[str | None, typer.Argument(help="Operation id.")] = None,
+    orphaned: Annotated[
+        bool, typer.Option("--orphaned", help="Every operation whose process died.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Continue an operation or rollback whose process died, from its last committed chunk."""
     state = _state(ctx)
     with _errors():
+        if (operation_id is None) == (not orphaned):
+            raise UsageError("Give an OPERATION_ID or --orphaned (not both).")
         org = state.org()
         with _live_progress(not as_json, "resume") as progress:
-            final = engine.resume(state.ctx, org["id"], operation_id, on_progress=progress)
+            if operation_id is not None:
+                finals = [engine.resume(state.ctx, org["id"], operation_id, on_progress=progress)]
+            else:
+                finals = engine.resume_orphaned(state.ctx, org["id"], on_progress=progress)
     if as_json:
-        _print_json(engine.operation_view(final))
+        views = [engine.operation_view(f) for f in finals]
+        _print_json(views[0] if operation_id is not None else views)
     else:
-        _summary(final)
-    raise typer.Exit(_exit_for(final) if final["status"] != "rolled_back" else 1)
+        if not finals:
+            out.print("No orphaned operation: nothing to resume.")
+        for final in finals:
+            _summary(final)
+    raise typer.Exit(max((_exit_for(f) for f in finals), default=0))
 
 
 def _parse_date(value: str | None) -> datetime | None:

@@ -49,6 +49,7 @@ __all__ = [
     "request_rollback",
     "resolve_organization",
     "resume",
+    "resume_orphaned",
     "rollback_operation",
     "write_conflict_report",
     "write_error_report",
@@ -96,3 +97,15 @@ def resume(
     if op["status"] in ("pending", "processing"):
         return execute(ctx, org_id, op_id, on_progress=on_progress, owner=owner)
     raise Conflict(f"Operation {op_id} is {op['status']}; there is nothing to resume.")
+
+
+def resume_orphaned(
+    ctx: Context, org_id: int, *, on_progress: ProgressCallback | None = None
+) -> list[dict[str, Any]]:
+    """Resume every operation of the organization whose process died (its lease expired).
+
+    The service calls this at start; ``bulkops resume --orphaned`` does it by hand.
+    """
+    with ctx.store.transaction(org_id) as tx:
+        orphans = tx.orphaned_operations()
+    return [resume(ctx, org_id, op_id, on_progress=on_progress) for op_id in orphans]

@@ -375,6 +375,20 @@ class Tx:
         )
         return [{k: _aware(v) for k, v in r._mapping.items()} for r in rows]
 
+    def orphaned_operations(self) -> list[str]:
+        """Ids of operations left processing or rolling back by a process whose lease expired."""
+        rows = self.conn.execute(
+            select(operations.c.id)
+            .where(
+                operations.c.organization_id == self.org_id,
+                operations.c.status.in_(ACTIVE_STATUSES),
+                (operations.c.lease_expires_at.is_(None))
+                | (operations.c.lease_expires_at < time.time()),
+            )
+            .order_by(operations.c.created_at)
+        )
+        return [r.id for r in rows]
+
     def renew_lease(self, op_id: str, owner: str, lease_seconds: float) -> None:
         self.update_operation(
             op_id, {"lease_owner": owner, "lease_expires_at": time.time() + lease_seconds}
