@@ -8,6 +8,7 @@ ledger is skipped, which is what makes a resumed or redelivered run exact.
 from __future__ import annotations
 
 import itertools
+import operator
 import os
 import socket
 import time
@@ -117,10 +118,13 @@ class Evaluator:
         to_dict = self.header.to_dict
         outcomes = self.validator.validate_batch([to_dict(r.values) for r in readable])
         valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]] = []
-        key_of = self.spec.key_of
+        key = self.spec.key
+        single = key[0] if len(key) == 1 else None
+        many = operator.itemgetter(*key)
         for raw, outcome in zip(readable, outcomes, strict=True):
             if isinstance(outcome, dict):
-                valid.append((raw, outcome, key_of(outcome)))
+                # The natural key, as spec.key_of gives it (inlined: this runs per record).
+                valid.append((raw, outcome, (outcome[single],) if single else many(outcome)))
             else:
                 plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
         if len(self.spec.key) == 1:
