@@ -7,6 +7,8 @@ ledger is skipped, which is what makes a resumed or redelivered run exact.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import operator
 import os
@@ -441,7 +443,46 @@ class Progress:
         }
 
 
+@contextlib.contextmanager
+def _bulk_gc() -> Iterator[None]:
+    """Collect garbage less often while a file streams through.
+
+    A chunk allocates thousands of short-lived objects; with the default thresholds the
+    collector runs every few hundred records and re-scans every long-lived object of the
+    process (measured: a quarter of the preparing time). Freezing what exists at the start
+    and raising the first threshold keeps memory flat and the collector cheap.
+    """
+    previous = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+        gc.unfreeze()
+
+
 def run_operation(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    *,
+    owner: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    wait: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) an import, update or delete until it ends; returns the operation.
+
+    ``wait`` is called while another operation of the same entity holds the line; return False
+    from it to give up waiting (the operation then stays pending).
+    """
+    with _bulk_gc():
+        return _run_operation(
+            ctx, org_id, op_id, owner=owner, on_progress=on_progress, wait=wait
+        )
+
+
+def _run_operation(
     ctx: Context,
     org_id: int,
     op_id: str,

@@ -278,6 +278,18 @@ class Store:
             tx.update_operation(op_id, values)
             return True
 
+    # -- API tokens, listed (the HTTP API's token management) -------------------------------------
+
+    def list_tokens(self, org_id: int) -> list[dict[str, Any]]:
+        """Every token of the organization (revoked ones too), oldest first, with its hash."""
+        with self.system() as conn:
+            rows = conn.execute(
+                select(api_tokens)
+                .where(api_tokens.c.organization_id == org_id)
+                .order_by(api_tokens.c.id)
+            )
+            return [{k: _aware(v) for k, v in r._mapping.items()} for r in rows]
+
 
 class Tx:
     """One transaction scoped to one organization: every query filters by it."""
@@ -654,8 +666,11 @@ class Tx:
         if not ids:
             return {}
         where, params = self._key_filter(("id",), [(i,) for i in ids])
+        # SQLite would otherwise walk the (organization, key) index over every row of the
+        # organization; the unary plus makes it look the ids up by primary key instead.
+        org_column = "+organization_id" if self.dialect == "sqlite" else "organization_id"
         sql = (
-            f"SELECT id, {', '.join(fields)} FROM {entity} WHERE organization_id = {self._ph} "
+            f"SELECT id, {', '.join(fields)} FROM {entity} WHERE {org_column} = {self._ph} "
             f"AND {where}"
         )
         return {
@@ -747,6 +762,21 @@ class Tx:
             "%s::bigint[]" if isinstance(keys[0][i], int) else "%s::text[]" for i in range(len(key))
         )
         return f"({', '.join(key)}) IN (SELECT * FROM unnest({casts}))", arrays
+
+    # -- events, latest (the SSE stream's starting point) -----------------------------------------
+
+    def latest_event(self, op_id: str) -> dict[str, Any] | None:
+        """The operation's newest event (id, event, data), or None."""
+        row = self.conn.execute(
+            select(operation_events.c.id, operation_events.c.event, operation_events.c.data)
+            .where(
+                operation_events.c.operation_id == op_id,
+                operation_events.c.organization_id == self.org_id,
+            )
+            .order_by(operation_events.c.id.desc())
+            .limit(1)
+        ).first()
+        return {"id": row.id, "event": row.event, "data": orjson.loads(row.data)} if row else None
 
 
 def _from_db(value: Any) -> Any:
