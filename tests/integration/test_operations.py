@@ -218,3 +218,31 @@ def test_organizations_do_not_see_each_other(ctx: Context, org_id: int, tmp_path
     assert len(table(ctx, org_id, "products")) == 3
     with ctx.store.transaction(other) as tx:
         assert len(tx.list_operations()) == 1
+
+
+def test_a_record_the_database_refuses_fails_alone_with_its_row(ctx: Context, org_id: int) -> None:
+    """When a batched write hits a constraint, records are retried one by one (savepoints)."""
+    from bulkops.engine.runner import ChunkPlan, apply_plan
+    from bulkops.entities import spec_for
+    from bulkops.model import RawRecord
+
+    spec = spec_for("products")
+    chunk = [
+        RawRecord(row=2, line=2, values=["K-1", "One", "", "", "1.00"]),
+        RawRecord(row=3, line=4, values=["K-2", "Two", "", "", "2.00"]),
+    ]
+    plan = ChunkPlan(
+        creates=[(2, ("K-1", "One", None, None, "1.00")), (3, ("K-2", "Two", None, None, "2.00"))]
+    )
+    with ctx.store.transaction(org_id, write=True) as tx:
+        # Someone else created K-2 after the chunk was decided.
+        tx.insert_rows("products", spec.field_names, [("K-2", "Other", None, None, "9.00")])
+        apply_plan(tx, spec, "op-1", plan, chunk)
+    assert [row for row, _ in plan.creates] == [2]
+    [(raw, errors)] = plan.failures
+    assert (raw.row, raw.line, errors[0].line) == (3, 4, 4)
+    assert "refused" in errors[0].message
+    assert sorted(r[1:3] for r in table(ctx, org_id, "products")) == [
+        ("K-1", "One"),
+        ("K-2", "Other"),
+    ]

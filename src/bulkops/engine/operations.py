@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bulkops.config import Settings
 from bulkops.entities import map_header, spec_for
-from bulkops.errors import Conflict, FileProblem, FileRejected, NotFound, UsageError
+from bulkops.errors import (
+    Conflict,
+    FileProblem,
+    FileRejected,
+    FileTooLarge,
+    NotFound,
+    UsageError,
+)
 from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
 from bulkops.model import EntityType, OperationStatus, OperationType
 from bulkops.store import Store, utcnow
@@ -82,14 +88,10 @@ class OperationConfig(BaseModel):
             return cls.model_validate({k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
             problems = [
-                FileProblem(
-                    code="bad_parameter",
-                    message=f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}",
-                    column=str(e["loc"][0]) if e["loc"] else None,
-                )
-                for e in exc.errors()
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)
             ]
-            raise UsageError("; ".join(p.message for p in problems)) from exc
+            raise UsageError("Bad option: " + "; ".join(problems)) from exc
 
     def read_options(self) -> ReadOptions:
         delimiter = {"tab": "\t", "\\t": "\t"}.get(self.delimiter or "", self.delimiter)
@@ -140,8 +142,6 @@ def store_file(ctx: Context, org_id: int, source: Path | BinaryIO) -> tuple[Path
 
 
 def _too_large(limit: int) -> FileRejected:
-    from bulkops.errors import FileTooLarge
-
     return FileTooLarge(
         FileProblem(
             code="file_too_large",
@@ -317,8 +317,3 @@ def operation_view(op: Mapping[str, Any]) -> dict[str, Any]:
         }
     )
     return view
-
-
-def copy_file(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)

@@ -212,13 +212,11 @@ class Evaluator:
     ) -> None:
         blockers: list[tuple[str, dict[Any, int]]] = []
         if self._dependents and existing:
-            key_field = self.spec.key[0]
             values = [k[0] for k in existing]
             for entity, column in self._dependents:
                 counts = tx.count_referencing(entity, column, values)
                 if counts:
                     blockers.append((entity, counts))
-            del key_field
         for raw, _values, key in valid:
             current = existing.get(key)
             if current is None:
@@ -308,13 +306,15 @@ class Evaluator:
         )
 
 
-def apply_plan(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
+def apply_plan(
+    tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan, chunk: Sequence[RawRecord]
+) -> None:
     """Write one chunk's plan and its audit records; a bad record never sinks its chunk."""
     try:
         with tx.savepoint():
             _write(tx, spec, op_id, plan)
     except DuplicateRow:
-        _write_one_by_one(tx, spec, op_id, plan)
+        _write_one_by_one(tx, spec, op_id, plan, chunk)
 
 
 def _write(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
@@ -344,11 +344,11 @@ def _write(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
     tx.insert_audit(op_id, audit)
 
 
-def _write_one_by_one(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
+def _write_one_by_one(
+    tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan, chunk: Sequence[RawRecord]
+) -> None:
     """The batch hit a constraint: apply each record in its own savepoint to name the row."""
-    rows_by_number: dict[int, RawRecord] = {}
-    for raw, _ in plan.failures:
-        rows_by_number[raw.row] = raw
+    records = {raw.row: raw for raw in chunk}
     kept = ChunkPlan(unchanged=plan.unchanged, failures=list(plan.failures))
     singles: list[ChunkPlan] = (
         [ChunkPlan(creates=[c]) for c in plan.creates]
@@ -361,14 +361,14 @@ def _write_one_by_one(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> 
                 _write(tx, spec, op_id, single)
         except DuplicateRow as exc:
             row = (single.creates or single.updates or single.deletes)[0][0]
-            raw = RawRecord(row=row, line=0, values=[])
+            raw = records[row]
             kept.failures.append(
                 (
                     raw,
                     [
                         RecordError(
                             row,
-                            0,
+                            raw.line,
                             None,
                             None,
                             f"The database refused this record: {_first_line(str(exc))}. It may "
@@ -549,7 +549,7 @@ def _run_operation(
                 if current["lease_owner"] != owner:
                     raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
                 plan = evaluator.evaluate(tx, prepared)
-                apply_plan(tx, spec, op_id, plan)
+                apply_plan(tx, spec, op_id, plan, chunk)
                 tx.insert_errors(op_id, failure_rows(plan))
                 counters = plan.counters()
                 processed = current["processed_records"] + counters["processed_records"]
