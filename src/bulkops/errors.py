@@ -91,6 +91,10 @@ class FileRejected(BulkopsError):
         self.problems = [problems] if isinstance(problems, FileProblem) else list(problems)
         super().__init__("; ".join(p.message for p in self.problems))
 
+    def __reduce__(self) -> tuple[type[FileRejected], tuple[list[FileProblem]]]:
+        # Rebuilt from its problems (it crosses process boundaries as a pickle).
+        return (type(self), (self.problems,))
+
 
 class FileTooLarge(FileRejected):
     http_status = 413
