@@ -30,9 +30,6 @@ class Settings(BaseSettings):
     max_columns: int = 256
     max_rows: int = 10_000_000
     lease_seconds: float = 30.0
-    # Files at least this large are read and validated by a second process while this one
-    # writes (two cores at work); smaller ones are not worth the process start.
-    prepare_in_child_bytes: int = 8 * 1024 * 1024
     # PostgreSQL: the application connects as this role (NOBYPASSRLS); migrations as the owner.
     database_owner_url: str | None = None
 

@@ -246,23 +246,3 @@ def test_a_record_the_database_refuses_fails_alone_with_its_row(ctx: Context, or
         ("K-1", "One"),
         ("K-2", "Other"),
     ]
-
-
-def test_reading_in_a_second_process_gives_the_same_result(
-    ctx: Context, org_id: int, tmp_path: Path
-) -> None:
-    """Large files are prepared by a child process; results, errors and rows are the same."""
-    child = Context(ctx.store, ctx.settings.model_copy(update={"prepare_in_child_bytes": 0}))
-    text = (
-        "sku,name,description,category,price\n"
-        + "".join(f"P-{i},Name {i},,x,{i + 1}.00\n" for i in range(2500))
-        + "P-7,Duplicate,,x,1.00\nP-bad,,,x,1.00\n"
-    )
-    op = run(
-        child, org_id, "import", "products", write_csv(tmp_path / "c.csv", text), chunk_size=700
-    )
-    assert (op["created_records"], op["failed_records"]) == (2500, 2)
-    assert "row 9" in op["results"] and "required" in op["results"]
-    assert len(table(ctx, org_id, "products")) == 2500
-    with pytest.raises(FileRejected):
-        run(child, org_id, "import", "products", write_csv(tmp_path / "h.csv", "sku\nx\n"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import multiprocessing
 import operator
 import os
 import socket
@@ -18,7 +17,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from multiprocessing.connection import Connection
 from typing import Any
 
 import orjson
@@ -26,8 +24,8 @@ import orjson
 from bulkops.engine.operations import Context, OperationConfig, operation_view
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator, map_header, spec_for
-from bulkops.errors import BulkopsError, Conflict, NotFound
-from bulkops.formats import CsvFile, ReadLimits, ReadOptions, open_csv
+from bulkops.errors import Conflict, NotFound
+from bulkops.formats import CsvFile, open_csv
 from bulkops.model import (
     EntityType,
     FieldError,
@@ -416,8 +414,10 @@ def _prepared_chunks(
 ) -> Iterator[Prepared]:
     """Chunks after the file-only checks, numbered, with how far into the file they end.
 
-    (Preparing in a background thread was measured slower: the GIL convoy with the
-    driver's per-row re-acquisition cost more than the overlap gained.)
+    Measured alternatives that did not pay: preparing in a background thread (the GIL
+    convoy with the driver cost more than the overlap gained) and in a second process (at
+    a million records, unpickling the prepared records in the writer cost nearly as much as
+    preparing them).
     """
     for index, chunk in enumerate(chunked(csv_file.records(), chunk_size)):
         if index == 0 and csv_file.bytes_consumed:
@@ -429,82 +429,6 @@ def _prepared_chunks(
         prepared.index = index
         prepared.bytes_consumed = csv_file.bytes_consumed
         yield prepared
-
-
-@dataclass(frozen=True, slots=True)
-class PrepareJob:
-    """Everything needed to read and prepare a file's chunks, in this process or another."""
-
-    path: str
-    options: ReadOptions
-    limits: ReadLimits
-    entity: str
-    operation: str
-    mapping: dict[str, str]
-    chunk_size: int
-
-
-def _prepare_chunks(job: PrepareJob) -> Iterator[Prepared]:
-    spec = spec_for(job.entity)
-    operation = OperationType(job.operation)
-    with open_csv(job.path, job.options, job.limits) as csv_file, SeenKeys() as seen:
-        header = map_header(spec, csv_file.header, operation, job.mapping)
-        evaluator = Evaluator(spec, operation, header, seen)
-        yield from _prepared_chunks(csv_file, evaluator, job.chunk_size)
-
-
-def _prepare_in_child(job: PrepareJob, conn: Connection) -> None:
-    """The child process: prepare every chunk and send it; None at the end, or the error."""
-    try:
-        with _bulk_gc():
-            for prepared in _prepare_chunks(job):
-                conn.send(prepared)
-        conn.send(None)
-    except BaseException as exc:
-        try:
-            conn.send(exc)
-        except Exception:  # an exception that cannot be pickled: send its text
-            conn.send(BulkopsError(f"Reading the file failed: {type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
-
-
-def prepared_stream(job: PrepareJob, *, in_child: bool) -> Iterator[Prepared]:
-    """The file's prepared chunks, in order.
-
-    With ``in_child`` a second process reads, validates and checks duplicate keys while this
-    one writes, so both cores work on a large file (threads do not help: the GIL convoy
-    with the driver cost more than the overlap gained). The pipe holds about one chunk, so
-    the reader stays at most a chunk or two ahead and memory stays flat.
-    """
-    if not in_child:
-        yield from _prepare_chunks(job)
-        return
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(
-        target=_prepare_in_child, args=(job, sender), name="bulkops-prepare", daemon=True
-    )
-    child.start()
-    sender.close()
-    try:
-        while True:
-            try:
-                item = receiver.recv()
-            except EOFError:
-                raise BulkopsError(
-                    f"The process reading the file stopped unexpectedly (exit {child.exitcode})."
-                ) from None
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        receiver.close()
-        if child.is_alive():
-            child.terminate()
-        child.join()
 
 
 class Progress:
@@ -612,9 +536,7 @@ def _run_operation(
         size = max(csv_file.file_size_bytes, 1)
         # Chunks already committed before a crash are still prepared (their keys are needed
         # to spot later duplicates) but not decided or written again.
-        job = _job(op, config, ctx.read_limits())
-        in_child = csv_file.file_size_bytes >= ctx.settings.prepare_in_child_bytes
-        for prepared in prepared_stream(job, in_child=in_child):
+        for prepared in _prepared_chunks(csv_file, evaluator, config.chunk_size):
             index, chunk = prepared.index, prepared.chunk
             if index in committed:
                 continue
@@ -717,9 +639,7 @@ def _plan_pass(
         size = max(csv_file.file_size_bytes, 1)
         with ctx.store.transaction(org_id, write=True) as tx:
             tx.delete_errors_from_row(op_id, 0)
-        job = _job(op, config, ctx.read_limits())
-        in_child = csv_file.file_size_bytes >= ctx.settings.prepare_in_child_bytes
-        for prepared in prepared_stream(job, in_child=in_child):
+        for prepared in _prepared_chunks(csv_file, evaluator, config.chunk_size):
             with ctx.store.transaction(org_id) as tx:
                 plan = evaluator.evaluate(tx, prepared)
             for name, value in plan.counters().items():
@@ -743,18 +663,6 @@ def _plan_pass(
             if on_progress:
                 on_progress(event)
     return totals, False
-
-
-def _job(op: dict[str, Any], config: OperationConfig, limits: ReadLimits) -> PrepareJob:
-    return PrepareJob(
-        path=op["file_path"],
-        options=config.read_options(),
-        limits=limits,
-        entity=op["entity_type"],
-        operation=op["operation_type"],
-        mapping=dict(config.mapping),
-        chunk_size=config.chunk_size,
-    )
 
 
 def _progress_event(op: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
