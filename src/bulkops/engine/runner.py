@@ -181,8 +181,11 @@ class Evaluator:
 
     def _plan_import(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
         fields = self.fields
+        # An import's validated record holds every field in template order (the validator's
+        # output order), so its values are the row as stored.
+        in_order = self.validator.fields == fields
         for raw, values, key in valid:
-            after = tuple([values[f] for f in fields])
+            after = tuple(values.values()) if in_order else tuple([values[f] for f in fields])
             current = existing.get(key)
             if current is None:
                 plan.creates.append((raw.row, after))
