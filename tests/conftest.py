@@ -7,6 +7,7 @@ names the server; CI requires it (``BULKOPS_REQUIRE_PG=1`` turns a missing serve
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,33 @@ from bulkops.engine import Context, create_organization
 from bulkops.store import Store
 
 PG_SERVER = os.environ.get("BULKOPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432")
+PG_APP_ROLE = "bulkops_test_app"
+"""The login role the store and engine tests connect as: a member of ``bulkops_app`` that owns
+nothing and cannot bypass row-level security (the migrations run as the server's superuser)."""
+
+
+def pg_url(database: str, *, user: str | None = None) -> str:
+    """A SQLAlchemy URL on the test server, as ``user`` (default: the server URL's user)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(PG_SERVER).set(database=database)
+    if user is not None:
+        url = url.set(username=user, password=None)
+    return url.render_as_string(hide_password=False)
+
+
+def _ensure_app_role(admin: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PG_APP_ROLE,)).fetchone():
+            return
+        # Another test worker may make it meanwhile.
+        with contextlib.suppress(psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):
+            conn.execute(
+                f"CREATE ROLE {PG_APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB "
+                "NOCREATEROLE IN ROLE bulkops_app"
+            )
 
 
 def _pg_available() -> bool:
@@ -48,6 +76,7 @@ def pg_template() -> Iterator[str | None]:
     store = Store(f"{PG_SERVER}/{name}")
     store.migrate()
     store.dispose()
+    _ensure_app_role(admin)
     yield name
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -71,7 +100,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-    yield f"{PG_SERVER}/{name}"
+    yield pg_url(name, user=PG_APP_ROLE)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -24,6 +24,14 @@ class Settings(BaseSettings):
         description="Where uploaded and exported files are stored (per organization).",
     )
     broker_url: str | None = Field(default=None, description="Celery broker; none = embedded.")
+    queue: str = Field(default="bulkops", description="Celery queue the workers consume.")
+    worker_concurrency: int = Field(default=2, description="Celery worker processes per worker.")
+    task_time_limit_seconds: float = Field(
+        default=3600.0, description="A task past this stops; its operation resumes in a new one."
+    )
+    reconcile_seconds: float = Field(
+        default=1.0, description="How often a Celery worker looks for work to enqueue."
+    )
     secret_key: str | None = Field(default=None, description="Signs session cookies.")
     max_file_bytes: int = 2 * 1024**3
     max_field_bytes: int = 64 * 1024

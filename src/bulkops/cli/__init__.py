@@ -327,11 +327,25 @@ def init(
     admin_email: Annotated[str, typer.Option(help="Email of the first admin user.")] = (
         "admin@example.com"
     ),
+    admin_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="BULKOPS_DATABASE_ADMIN_URL",
+            help="PostgreSQL: a superuser URL; first create the owner and application roles "
+            "(users and passwords of BULKOPS_DATABASE_OWNER_URL and BULKOPS_DATABASE_URL) "
+            "and the database.",
+        ),
+    ] = None,
 ) -> None:
     """Create or upgrade the schema; the first run creates an organization and an admin."""
     state = _state(ctx)
     with _errors():
-        state.store.migrate()
+        if admin_url:
+            for line in Store.setup_roles(
+                admin_url, state.settings.database_url, state.settings.database_owner_url
+            ):
+                err.print(f"PostgreSQL: {line}.")
+        state.store.migrate(owner_url=state.settings.database_owner_url)
         err.print(f"Schema is up to date ({_redact(state.settings.database_url)}).")
         if not state.store.list_organizations():
             slug = state.org_slug or "default"
@@ -701,6 +715,59 @@ def token_create(
         token = engine.create_token(state.store, found["organization_id"], found["id"], name)
     sys.stdout.write(token + "\n")
     err.print("Store this token now; it cannot be shown again.")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    embedded_worker: Annotated[
+        bool,
+        typer.Option(
+            "--embedded-worker/--no-embedded-worker",
+            help="Run queued operations in a worker process beside the server.",
+        ),
+    ] = True,
+) -> None:
+    """Web API (+ embedded worker process): http://HOST:PORT/docs, JSON logs on stderr."""
+    from bulkops.asgi import serve as serve_http
+
+    state = _state(ctx)
+    with _errors():
+        if state.settings.is_sqlite:
+            state.store.migrate()  # the embedded default needs no set-up beyond this
+        state.store.dispose()
+        serve_http(state.settings, host=host, port=port, embedded_worker=embedded_worker)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Operations run at once; default BULKOPS_WORKER_CONCURRENCY."),
+    ] = None,
+    pool: Annotated[str, typer.Option(help="Celery pool: prefork, threads or solo.")] = "prefork",
+    dispatch: Annotated[
+        bool,
+        typer.Option(
+            "--dispatch/--no-dispatch",
+            help="Also look for runnable operations in the database and enqueue them.",
+        ),
+    ] = True,
+) -> None:
+    """Celery worker on BULKOPS_BROKER_URL (scaling out: run one per machine), JSON logs."""
+    state = _state(ctx)
+    with _errors():
+        if not state.settings.broker_url:
+            raise UsageError(
+                "No broker: set BULKOPS_BROKER_URL, e.g. redis://127.0.0.1:6379/0 or "
+                "amqp://guest:guest@127.0.0.1:5672//"
+            )
+        from bulkops.workers.celery_app import run_worker
+
+        run_worker(state.settings, concurrency=concurrency, pool=pool, dispatch=dispatch)
 
 
 def main() -> None:

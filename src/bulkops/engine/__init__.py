@@ -24,7 +24,12 @@ from bulkops.engine.operations import (
     request_cancel,
 )
 from bulkops.engine.reports import write_conflict_report, write_error_report, write_template
-from bulkops.engine.rollback import request_rollback, rollback_applied, rollback_operation
+from bulkops.engine.rollback import (
+    queue_rollback,
+    request_rollback,
+    rollback_applied,
+    rollback_operation,
+)
 from bulkops.engine.runner import ProgressCallback, get_fresh, process_owner, run_operation
 from bulkops.errors import Conflict
 
@@ -45,6 +50,7 @@ __all__ = [
     "get_operation",
     "operation_view",
     "process_owner",
+    "queue_rollback",
     "request_cancel",
     "request_rollback",
     "resolve_organization",

@@ -110,9 +110,11 @@ def create_token(store: Store, org_id: int, user_id: int, name: str) -> str:
 
 
 def authenticate_token(store: Store, token: str) -> Principal:
-    found = store.find_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
+    """The user behind a live token; marks the token used (in a transaction of its own)."""
+    found = store.lookup_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
     if found is None:
         raise AuthenticationFailed("Missing, revoked or unknown API token.")
+    store.touch_token(found["id"])
     return Principal(
         found["organization_id"], found["user_id"], found["email"], Role(found["role"])
     )

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -162,8 +162,12 @@ def create_operation(
     file_name: str | None = None,
     created_by: int | None = None,
     idempotency_key: str | None = None,
+    executor: Literal["inline", "worker"] = "inline",
 ) -> dict[str, Any]:
     """Store the file, check its header and queue the operation as ``pending``.
+
+    ``executor`` says who runs it: the caller itself (``inline``, as the CLI does) or the
+    service's workers (``worker``).
 
     Everything that makes the whole file unusable is raised here (FileRejected and its
     subclasses), before any operation exists.
@@ -207,6 +211,7 @@ def create_operation(
         "created_at": utcnow(),
         "created_by": created_by,
         "idempotency_key": idempotency_key,
+        "executor": executor,
         "config": config.model_dump_json(),
         "header": orjson.dumps(header).decode() if header is not None else None,
         "results": "{}",

@@ -20,7 +20,7 @@ from bulkops.errors import Conflict, NotFound
 from bulkops.model import OperationStatus
 from bulkops.store import DuplicateRow, Tx, utcnow
 
-__all__ = ["request_rollback", "rollback_applied", "rollback_operation"]
+__all__ = ["queue_rollback", "request_rollback", "rollback_applied", "rollback_operation"]
 
 ROLLBACK = "rollback"
 
@@ -63,6 +63,30 @@ def request_rollback(
         updated = tx.get_operation(op_id)
     assert updated is not None
     return updated
+
+
+def queue_rollback(
+    ctx: Context, org_id: int, op_id: str, *, user_id: int | None, force: bool
+) -> dict[str, Any]:
+    """Record the rollback request and leave it for a worker.
+
+    The queued state is the one a crashed rollback is left in: ``rolling_back`` with no
+    lease. Workers resume such operations (``engine.resume``), which runs the rollback as the
+    user who asked, with their ``force``.
+    """
+    request_rollback(ctx, org_id, op_id, user_id=user_id, force=force)
+    with ctx.store.transaction(org_id, write=True) as tx:
+        op = tx.get_operation(op_id)
+        assert op is not None
+        queued = op["status"] == "rolling_back" and op["lease_owner"] is None
+        if OperationStatus(op["status"]).is_final or queued:
+            tx.update_operation(
+                op_id, {"status": "rolling_back", "lease_owner": None, "lease_expires_at": None}
+            )
+            tx.add_event(op_id, "status", {"status": "rolling_back", "phase": "queued"})
+        op = tx.get_operation(op_id)
+    assert op is not None
+    return op
 
 
 def rollback_operation(

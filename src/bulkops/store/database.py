@@ -12,15 +12,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from bulkops.errors import Conflict, StoreError
-from bulkops.store import schema
+from bulkops.store import postgres, schema
 from bulkops.store.tables import (
     ENTITY_TABLES,
     api_tokens,
@@ -33,7 +34,7 @@ from bulkops.store.tables import (
     users,
 )
 
-__all__ = ["ActiveOperation", "DuplicateRow", "Store", "Tx", "utcnow"]
+__all__ = ["ActiveOperation", "DuplicateRow", "EventWaiter", "Store", "Tx", "utcnow"]
 
 ACTIVE_STATUSES = ("processing", "rolling_back")
 _COUNTERS = (
@@ -63,6 +64,23 @@ class DuplicateRow(StoreError):
     """A batched write hit a unique or foreign key constraint (the engine retries per record)."""
 
 
+class EventWaiter(Protocol):
+    def wait(self, op_id: str | None, timeout: float) -> bool:
+        """Block until an event of ``op_id`` (None: any) may have been written, or the timeout.
+
+        True means "read the events table again"; False means the timeout passed quietly.
+        """
+        ...
+
+
+class _SleepWaiter:
+    """SQLite has no notifications: wake up often and let the caller read the table."""
+
+    def wait(self, op_id: str | None, timeout: float) -> bool:
+        time.sleep(min(timeout, 0.25))
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class ActiveOperation:
     id: str
@@ -72,8 +90,11 @@ class ActiveOperation:
 class Store:
     """The database of one deployment. Built by an entry point from ``Settings``."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, owner_url: str | None = None) -> None:
         self.url = url
+        # PostgreSQL: migrations run as the owner of the tables; the application role owns
+        # nothing and is subject to row-level security.
+        self.owner_url = owner_url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
         if self.dialect == "sqlite":
             # A pooled connection per thread: opening one costs PRAGMAs, closing the last one
@@ -89,15 +110,49 @@ class Store:
             event.listen(self.engine, "begin", _sqlite_on_begin)
         else:
             self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+            event.listen(self.engine, "connect", _postgres_on_connect)
 
     def dispose(self) -> None:
         self.engine.dispose()
 
     # -- schema -------------------------------------------------------------------------------
 
-    def migrate(self) -> None:
-        with _translate(), self.engine.begin() as conn:
-            schema.upgrade(conn)
+    def migrate(self, owner_url: str | None = None) -> None:
+        """Upgrade the schema; on PostgreSQL as ``owner_url`` (default: the owner given, or url)."""
+        if self.dialect == "sqlite":
+            with _translate(), self.engine.begin() as conn:
+                schema.upgrade(conn)
+            return
+        # As the owner, on a connection of its own: the application's connections drop to the
+        # application role, which may not create tables.
+        owner = create_engine(owner_url or self.owner_url or self.url, poolclass=NullPool)
+        try:
+            with _translate(), owner.begin() as conn:
+                schema.upgrade(conn)
+        finally:
+            owner.dispose()
+        self.engine.dispose()  # connections opened before the roles existed
+
+    @staticmethod
+    def setup_roles(admin_url: str, app_url: str, owner_url: str | None) -> list[str]:
+        """PostgreSQL: create the application and owner roles and the database (a superuser)."""
+        return postgres.setup_roles(admin_url, app_url, owner_url)
+
+    @contextmanager
+    def listen_events(self) -> Iterator[EventWaiter]:
+        """Wake-ups for progress events written by any process (the events table is the truth).
+
+        PostgreSQL: LISTEN/NOTIFY on a dedicated connection. SQLite: a short sleep, then the
+        caller reads the table again.
+        """
+        if self.dialect == "sqlite":
+            yield _SleepWaiter()
+            return
+        listener = postgres.EventListener(self.url)
+        try:
+            yield listener
+        finally:
+            listener.close()
 
     def ping(self) -> bool:
         try:
@@ -123,8 +178,13 @@ class Store:
                 conn.close()
 
     @contextmanager
-    def system(self) -> Iterator[Connection]:
+    def system(self, org_id: int | None = None) -> Iterator[Connection]:
+        """A transaction for cross-organization work; with ``org_id``, scoped to it (RLS)."""
         with _translate(), self.engine.begin() as conn:
+            if org_id is not None and self.dialect == "postgresql":
+                conn.execute(
+                    text("SELECT set_config('app.current_org', :org, true)"), {"org": str(org_id)}
+                )
             yield conn
 
     # -- organizations, users, tokens -----------------------------------------------------------
@@ -150,7 +210,7 @@ class Store:
             return dict(row._mapping) if row else None
 
     def create_user(self, org_id: int, email: str, password_hash: str | None, role: str) -> int:
-        with self.system() as conn:
+        with self.system(org_id) as conn:
             try:
                 result = conn.execute(
                     insert(users).values(
@@ -168,6 +228,10 @@ class Store:
     def find_user(
         self, *, email: str | None = None, user_id: int | None = None
     ) -> dict[str, Any] | None:
+        if self.dialect == "postgresql":
+            # Before the organization is known: a SECURITY DEFINER function (migration 0002).
+            with self.system() as conn:
+                return postgres.find_user(conn, email or None, None if email else user_id)
         query = select(users)
         query = query.where(users.c.email == email) if email else query.where(users.c.id == user_id)
         with self.system() as conn:
@@ -175,14 +239,14 @@ class Store:
             return dict(row._mapping) if row else None
 
     def list_users(self, org_id: int) -> list[dict[str, Any]]:
-        with self.system() as conn:
+        with self.system(org_id) as conn:
             rows = conn.execute(
                 select(users).where(users.c.organization_id == org_id).order_by(users.c.id)
             )
             return [dict(r._mapping) for r in rows]
 
     def create_token(self, org_id: int, user_id: int, name: str, token_hash: str) -> int:
-        with self.system() as conn:
+        with self.system(org_id) as conn:
             result = conn.execute(
                 insert(api_tokens).values(
                     organization_id=org_id,
@@ -196,6 +260,9 @@ class Store:
 
     def find_token(self, token_hash: str) -> dict[str, Any] | None:
         """The live token with this hash, with its user's id, role and email; marks it used."""
+        if self.dialect == "postgresql":
+            with self.system() as conn:
+                return postgres.use_token(conn, token_hash)
         with self.system() as conn:
             row = conn.execute(
                 select(
@@ -220,7 +287,7 @@ class Store:
             return dict(row._mapping)
 
     def revoke_token(self, org_id: int, token_id: int) -> bool:
-        with self.system() as conn:
+        with self.system(org_id) as conn:
             result = conn.execute(
                 update(api_tokens)
                 .where(api_tokens.c.id == token_id, api_tokens.c.organization_id == org_id)
@@ -282,13 +349,50 @@ class Store:
 
     def list_tokens(self, org_id: int) -> list[dict[str, Any]]:
         """Every token of the organization (revoked ones too), oldest first, with its hash."""
-        with self.system() as conn:
+        with self.system(org_id) as conn:
             rows = conn.execute(
                 select(api_tokens)
                 .where(api_tokens.c.organization_id == org_id)
                 .order_by(api_tokens.c.id)
             )
             return [{k: _aware(v) for k, v in r._mapping.items()} for r in rows]
+
+    def lookup_token(self, token_hash: str) -> dict[str, Any] | None:
+        """Like :meth:`find_token` but read-only (the API marks use with :meth:`touch_token`).
+
+        A read that turns into a write inside one SQLite transaction fails at once with
+        "database is locked" when a writer committed meanwhile; a busy server cannot afford it.
+        """
+        if self.dialect == "postgresql":
+            with self.system() as conn:
+                return postgres.lookup_token(conn, token_hash)
+        with self.system() as conn:
+            row = conn.execute(
+                select(
+                    api_tokens.c.id,
+                    api_tokens.c.organization_id,
+                    api_tokens.c.user_id,
+                    users.c.role,
+                    users.c.email,
+                )
+                .join(users, users.c.id == api_tokens.c.user_id)
+                .where(
+                    api_tokens.c.token_hash == token_hash,
+                    api_tokens.c.revoked_at.is_(None),
+                    users.c.disabled_at.is_(None),
+                )
+            ).first()
+            return dict(row._mapping) if row else None
+
+    def touch_token(self, token_id: int) -> None:
+        if self.dialect == "postgresql":
+            with self.system() as conn:
+                postgres.touch_token(conn, token_id)
+            return
+        with self.system() as conn:
+            conn.execute(
+                update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=utcnow())
+            )
 
 
 class Tx:
@@ -531,6 +635,10 @@ class Tx:
         """rows: (record_index, entity_id, action, before JSON, after JSON)."""
         if not rows:
             return
+        if self.dialect == "postgresql" and len(rows) >= postgres.STAGE_MIN_ROWS:
+            with _staged():
+                postgres.insert_audit_staged(self.conn, self.org_id, op_id, rows)
+            return
         ph = self._ph
         self.conn.exec_driver_sql(
             "INSERT INTO operation_records (organization_id, operation_id, record_index, "
@@ -588,12 +696,19 @@ class Tx:
         if not keys:
             return {}
         columns = ", ".join(fields)
-        where, params = self._key_filter(key, keys)
-        sql = f"SELECT id, {columns} FROM {entity} WHERE organization_id = {self._ph} AND {where}"
+        found: Sequence[Sequence[Any]]
+        if self.dialect == "postgresql":
+            found = postgres.rows_by_keys(
+                self.conn, self.org_id, entity, key, ("id", *fields), keys
+            )
+        else:
+            where, params = self._key_filter(key, keys)
+            sql = f"SELECT id, {columns} FROM {entity} WHERE organization_id = ? AND {where}"
+            found = self._select(sql, (self.org_id, *params))
         n_key = len(key)
         positions = [fields.index(k) for k in key]
         result: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
-        for row in self.conn.exec_driver_sql(sql, (self.org_id, *params)):
+        for row in found:
             values = tuple(_from_db(v) for v in row[1:])
             result[tuple(values[p] for p in positions[:n_key])] = (row[0], values)
         return result
@@ -603,10 +718,13 @@ class Tx:
     ) -> set[tuple[Any, ...]]:
         if not keys:
             return set()
+        if self.dialect == "postgresql":
+            rows = postgres.rows_by_keys(self.conn, self.org_id, entity, key, key, keys)
+            return {tuple(r) for r in rows}
         where, params = self._key_filter(key, keys)
         columns = ", ".join(key)
         sql = f"SELECT {columns} FROM {entity} WHERE organization_id = {self._ph} AND {where}"
-        return {tuple(r) for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))}
+        return {tuple(r) for r in self._select(sql, (self.org_id, *params))}
 
     def count_referencing(self, entity: str, column: str, values: Sequence[Any]) -> dict[Any, int]:
         if not values:
@@ -616,7 +734,7 @@ class Tx:
             f"SELECT {column}, count(*) FROM {entity} WHERE organization_id = {self._ph} "
             f"AND {where} GROUP BY {column}"
         )
-        return {r[0]: int(r[1]) for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))}
+        return {r[0]: int(r[1]) for r in self._select(sql, (self.org_id, *params))}
 
     def insert_rows(
         self,
@@ -631,6 +749,9 @@ class Tx:
         """
         if not rows:
             return []
+        if self.dialect == "postgresql" and len(rows) >= postgres.STAGE_MIN_ROWS:
+            with _staged():
+                return postgres.insert_staged(self.conn, self.org_id, entity, fields, rows, ids)
         if ids is None:
             ids = self._allocate_ids(entity, len(rows))
         ph = self._ph
@@ -646,6 +767,10 @@ class Tx:
     ) -> None:
         if not rows:
             return
+        if self.dialect == "postgresql" and len(rows) >= postgres.STAGE_MIN_ROWS:
+            with _staged():
+                postgres.update_staged(self.conn, self.org_id, entity, fields, rows)
+            return
         ph = self._ph
         assignments = ", ".join(f"{f} = {ph}" for f in fields)
         sql = f"UPDATE {entity} SET {assignments} WHERE id = {ph} AND organization_id = {ph}"
@@ -654,6 +779,10 @@ class Tx:
 
     def delete_rows(self, entity: str, ids: Sequence[int]) -> None:
         if not ids:
+            return
+        if self.dialect == "postgresql":
+            with _staged():
+                postgres.delete_by_ids(self.conn, self.org_id, entity, ids)
             return
         ph = self._ph
         sql = f"DELETE FROM {entity} WHERE id = {ph} AND organization_id = {ph}"
@@ -665,6 +794,11 @@ class Tx:
     ) -> dict[int, tuple[Any, ...]]:
         if not ids:
             return {}
+        if self.dialect == "postgresql":
+            rows = postgres.rows_by_keys(
+                self.conn, self.org_id, entity, ("id",), ("id", *fields), [(i,) for i in ids]
+            )
+            return {r[0]: tuple(_from_db(v) for v in r[1:]) for r in rows}
         where, params = self._key_filter(("id",), [(i,) for i in ids])
         # SQLite would otherwise walk the (organization, key) index over every row of the
         # organization; the unary plus makes it look the ids up by primary key instead.
@@ -675,7 +809,7 @@ class Tx:
         )
         return {
             r[0]: tuple(_from_db(v) for v in r[1:])
-            for r in self.conn.exec_driver_sql(sql, (self.org_id, *params))
+            for r in self._select(sql, (self.org_id, *params))
         }
 
     def iter_rows(
@@ -722,6 +856,12 @@ class Tx:
 
     # -- helpers ---------------------------------------------------------------------------------
 
+    def _select(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
+        """Key look-ups: never a prepared generic plan on PostgreSQL (see postgres.py)."""
+        if self.dialect == "postgresql":
+            return postgres.select_unprepared(self.conn, sql, params)
+        return list(self.conn.exec_driver_sql(sql, params))
+
     def _write(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         try:
             self.conn.exec_driver_sql(sql, params)
@@ -756,7 +896,9 @@ class Tx:
             payload = orjson.dumps([list(k) for k in keys]).decode()
             return f"({', '.join(key)}) IN (SELECT {picks} FROM json_each(?))", (payload,)
         if len(key) == 1:
-            return f"{key[0]} = ANY(%s)", ([k[0] for k in keys],)
+            # Typed, so that the index on the key serves it (an untyped array is not used).
+            cast = "bigint[]" if isinstance(keys[0][0], int) else "text[]"
+            return f"{key[0]} = ANY(%s::{cast})", ([k[0] for k in keys],)
         arrays = tuple([k[i] for k in keys] for i in range(len(key)))
         casts = ", ".join(
             "%s::bigint[]" if isinstance(keys[0][i], int) else "%s::text[]" for i in range(len(key))
@@ -784,6 +926,18 @@ def _from_db(value: Any) -> Any:
     if value.__class__.__name__ == "Decimal":
         return f"{value:.2f}"
     return value
+
+
+def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    postgres.prepare_session(dbapi_connection)
+
+
+@contextmanager
+def _staged() -> Iterator[None]:
+    try:
+        yield
+    except postgres.RowsRejected as exc:
+        raise DuplicateRow(str(exc)) from exc
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:

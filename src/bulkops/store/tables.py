@@ -201,6 +201,9 @@ operations = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
     Column("idempotency_key", String(255), nullable=True),
+    # Who runs it: "inline" (the command that created it, e.g. the CLI) or "worker" (the
+    # service's workers pick it up).
+    Column("executor", String(16), nullable=False, server_default="inline"),
     Column("config", Text, nullable=False),
     Column("header", Text, nullable=True),
     Column("results", Text, nullable=False),

@@ -189,6 +189,7 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_expires_at", sa.Float(), nullable=True),
         sa.Column("idempotency_key", sa.String(length=255), nullable=True),
+        sa.Column("executor", sa.String(length=16), server_default="inline", nullable=False),
         sa.Column("config", sa.Text(), nullable=False),
         sa.Column("header", sa.Text(), nullable=True),
         sa.Column("results", sa.Text(), nullable=False),

@@ -1,0 +1,24 @@
+"""The HTTP API (``/api/v1``): FastAPI routes, dependencies, problem+json errors and SSE.
+
+:func:`include_api` mounts every router and the error handlers on an application; the
+application itself is built by :func:`bulkops.asgi.create_app`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from . import accounts, catalogue, events, operations
+from .deps import ApiState, TokenCache
+from .logs import JsonFormatter, RequestLog
+from .problems import install_problem_handlers
+
+__all__ = ["ApiState", "JsonFormatter", "RequestLog", "TokenCache", "include_api"]
+
+
+def include_api(app: FastAPI) -> None:
+    install_problem_handlers(app)
+    app.include_router(operations.router)
+    app.include_router(events.router)
+    app.include_router(catalogue.router)
+    app.include_router(accounts.router)

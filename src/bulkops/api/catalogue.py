@@ -1,0 +1,81 @@
+"""``/api/v1/templates`` and ``/api/v1/entities``: the catalogue as CSV templates and JSON rows."""
+
+from __future__ import annotations
+
+import io
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from bulkops import engine
+from bulkops.entities import spec_for
+from bulkops.model import EntityType
+
+from .deps import Ctx, Viewer
+from .models import EntityPage
+from .pages import decode_cursor, encode_cursor
+from .problems import PROBLEM_JSON, InvalidParameters
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["catalogue"])
+_401: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or a bad token", "content": {PROBLEM_JSON: {}}}
+}
+
+
+@router.get(
+    "/templates/{entity}",
+    summary="CSV template: the header and one example row",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}, **_401},
+)
+def template(entity: EntityType, _principal: Viewer) -> Response:
+    buffer = io.StringIO(newline="")
+    engine.write_template(entity.value, buffer)
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{entity.value}-template.csv"'},
+    )
+
+
+@router.get(
+    "/entities/{entity}", response_model=EntityPage, summary="Rows of an entity", responses=_401
+)
+def entity_rows(
+    entity: EntityType,
+    request: Request,
+    principal: Viewer,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """Ordered by id. Filter by the entity's key columns as query parameters, e.g.
+    ``/entities/inventory?warehouse_code=WH-01`` or ``/entities/products?sku=A-1``."""
+    spec = spec_for(entity)
+    where: dict[str, Any] = {}
+    for column in spec.key:
+        value = request.query_params.get(column)
+        if value is None:
+            continue
+        if column == "min_quantity":
+            if not value.isascii() or not value.isdigit():
+                raise InvalidParameters([{"field": column, "message": "is a whole number."}])
+            where[column] = int(value)
+        else:
+            where[column] = value.strip().lower() if column == "email" else value.strip()
+    after = decode_cursor(cursor) or 0
+    if not isinstance(after, int):
+        raise InvalidParameters([{"field": "cursor", "message": "Not a cursor this API returned."}])
+    fields = spec.field_names
+    with ctx.store.transaction(principal.org_id) as tx:
+        rows = tx.iter_rows(entity.value, fields, after_id=after, limit=limit + 1, where=where)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return {
+        "entity_type": entity.value,
+        "columns": list(fields),
+        "items": [{"id": r[0], **dict(zip(fields, r[1:], strict=True))} for r in rows],
+        "next_cursor": encode_cursor(rows[-1][0]) if more else None,
+    }

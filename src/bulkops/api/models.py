@@ -1,0 +1,187 @@
+"""The JSON the API accepts and returns (separate in and out models, snake_case)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bulkops.model import Role
+
+__all__ = [
+    "CancelIn",
+    "EntityPage",
+    "ErrorPage",
+    "ErrorRowOut",
+    "HealthOut",
+    "MeOut",
+    "OperationOut",
+    "OperationPage",
+    "RecordOut",
+    "RecordPage",
+    "RollbackIn",
+    "TokenCreatedOut",
+    "TokenIn",
+    "TokenOut",
+    "TokenPage",
+    "UserCreatedOut",
+    "UserIn",
+    "UserOut",
+    "UserPage",
+]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OperationOut(BaseModel):
+    """The operation object of CONTRACT section 5."""
+
+    id: str
+    operation_type: str
+    entity_type: str
+    status: str
+    file_name: str | None
+    file_size_bytes: int | None
+    file_sha256: str | None
+    total_records: int | None
+    processed_records: int
+    successful_records: int
+    failed_records: int
+    unchanged_records: int
+    created_records: int
+    updated_records: int
+    deleted_records: int
+    rolled_back_records: int
+    conflict_records: int
+    percentage: float
+    estimated_completion: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    created_at: datetime
+    created_by: int | None
+    cancelled_at: datetime | None
+    cancelled_by: int | None
+    config: dict[str, Any]
+    results: dict[str, Any]
+
+
+class OperationPage(BaseModel):
+    items: list[OperationOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
+
+
+class CancelIn(_In):
+    rollback: bool = Field(
+        default=False, description="Roll back what was applied, at once, after stopping."
+    )
+
+
+class RollbackIn(_In):
+    force: bool = Field(default=False, description="Overwrite rows changed since the operation.")
+
+
+class ErrorRowOut(BaseModel):
+    row: int = Field(description="Spreadsheet row: the header is row 1.")
+    line: int = Field(description="Physical line where the record starts.")
+    errors: list[dict[str, Any]] = Field(description="column, value and message of each problem")
+    values: list[str] = Field(description="The record's original values, in header order.")
+
+
+class ErrorPage(BaseModel):
+    header: list[str]
+    items: list[ErrorRowOut]
+    next_cursor: str | None
+
+
+class RecordOut(BaseModel):
+    id: int
+    record_index: int = Field(description="The spreadsheet row of the record.")
+    entity_id: int | None
+    action: str
+    before_data: dict[str, Any] | None
+    after_data: dict[str, Any] | None
+    status: str
+    error: str | None
+
+
+class RecordPage(BaseModel):
+    items: list[RecordOut]
+    next_cursor: str | None
+
+
+class EntityPage(BaseModel):
+    entity_type: str
+    columns: list[str]
+    items: list[dict[str, Any]] = Field(description="`id` and the entity's columns.")
+    next_cursor: str | None
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: str
+
+
+class MeOut(BaseModel):
+    user_id: int | None
+    email: str
+    role: Role
+    organization_id: int
+
+
+class UserIn(_In):
+    email: str = Field(min_length=3, max_length=254)
+    role: Role = Role.EDITOR
+    password: str | None = Field(
+        default=None,
+        min_length=10,
+        max_length=1024,
+        description="At least 10 characters; when left out one is generated and shown once.",
+    )
+
+
+class UserOut(BaseModel):
+    id: int
+    email: str
+    role: Role
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class UserCreatedOut(UserOut):
+    password: str | None = Field(description="The generated password, shown once (or null).")
+
+
+class UserPage(BaseModel):
+    items: list[UserOut]
+
+
+class TokenIn(_In):
+    name: str = Field(default="api", min_length=1, max_length=100)
+    user_id: int | None = Field(
+        default=None,
+        ge=1,
+        le=2**62,
+        description="Whose token (a user of your organization); default: yours.",
+    )
+
+
+class TokenOut(BaseModel):
+    id: int
+    user_id: int
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="The token, shown once; only its hash is stored.")
+
+
+class TokenPage(BaseModel):
+    items: list[TokenOut]

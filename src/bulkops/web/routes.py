@@ -1,0 +1,477 @@
+"""The dashboard's pages: log in and out, history, new operation, one operation.
+
+Pages are rendered on the server from the engine and the organization-scoped store reads.
+Everything that changes state (start, cancel, roll back, export) is sent by the page's script
+to the HTTP API with the session cookie and the ``X-CSRF-Token`` header, so each rule lives
+once, in the API and the engine. Log in and out are plain forms with a CSRF field.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio.to_thread
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from bulkops import engine
+from bulkops.entities import spec_for
+from bulkops.errors import AuthenticationFailed, NotFound
+from bulkops.model import EntityType, OperationStatus, OperationType
+
+from .sessions import CSRF_FIELD, LOGIN_CSRF_COOKIE, Session, Sessions
+
+__all__ = ["STATIC_DIR", "WebState", "router"]
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+PAGE_SIZE = 25
+FIRST_ERRORS = 20
+FIRST_RECORDS = 20
+_RUNNING = ("pending", "processing", "rolling_back")
+_ROLLBACKABLE = ("completed", "failed", "cancelled")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
+    "base-uri 'none'; object-src 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+STATUS_LABELS = {
+    "pending": "queued",
+    "processing": "running",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "rolling_back": "rolling back",
+    "rolled_back": "rolled back",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+def formula_like(value: Any) -> bool:
+    """A value a spreadsheet would run as a formula (it is shown as plain text here)."""
+    if not isinstance(value, str) or not value:
+        return False
+    text = value.lstrip(" ")
+    if not text.startswith(_FORMULA_STARTS):
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return True
+    return False
+
+
+def _bytes(value: Any) -> str:
+    if not isinstance(value, int):
+        return ""
+    size = float(value)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return str(value)
+
+
+def _when(value: Any) -> str:
+    if not value:
+        return ""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return str(moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+
+def _duration(start: Any, end: Any) -> str:
+    if not start or not end:
+        return ""
+    first = datetime.fromisoformat(start) if isinstance(start, str) else start
+    last = datetime.fromisoformat(end) if isinstance(end, str) else end
+    seconds = max((last - first).total_seconds(), 0.0)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest} s"
+
+
+def build_templates() -> Jinja2Templates:
+    environment = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(bytes=_bytes, when=_when)
+    environment.globals.update(
+        formula_like=formula_like,
+        duration=_duration,
+        status_labels=STATUS_LABELS,
+        entities=[e.value for e in EntityType],
+        operation_types=[t.value for t in OperationType if t is not OperationType.EXPORT],
+        statuses=[s.value for s in OperationStatus],
+    )
+    return Jinja2Templates(env=environment)
+
+
+@dataclass
+class WebState:
+    """What the dashboard holds while the application runs (built by the ASGI lifespan)."""
+
+    ctx: engine.Context
+    sessions: Sessions
+    templates: Jinja2Templates
+
+
+def _web(request: Request) -> WebState:
+    state = request.app.state.web
+    assert isinstance(state, WebState)
+    return state
+
+
+def _render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    session: Session | None,
+    status_code: int = 200,
+) -> Response:
+    response = _web(request).templates.TemplateResponse(
+        request,
+        name,
+        {"session": session, "csrf_token": session.csrf_token if session else "", **context},
+        status_code=status_code,
+        headers=SECURITY_HEADERS,
+    )
+    return response
+
+
+async def _session(request: Request) -> Session | None:
+    return await anyio.to_thread.run_sync(_web(request).sessions.session, request)
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path of this site (never ``//host`` or a scheme) may follow a login."""
+    if value and value.startswith("/") and not value.startswith(("//", "/\\")):
+        return value
+    return "/operations"
+
+
+# -- log in and out -----------------------------------------------------------------------------
+
+
+def _login_page(
+    request: Request, *, error: str | None, next_path: str, email: str = "", status: int = 200
+) -> Response:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
+    response = _render(
+        request,
+        "login.html",
+        {
+            "error": error,
+            "next": next_path,
+            "email": email,
+            "login_csrf": token,
+            "logged_out": request.query_params.get("logged_out") == "1",
+        },
+        session=None,
+        status_code=status,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@router.get("/login")
+async def login_form(request: Request) -> Response:
+    if await _session(request) is not None:
+        return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
+    return _login_page(request, error=None, next_path=request.query_params.get("next", ""))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    form = await request.form()
+    email = str(form.get("email", "")).strip()[:254]
+    password = str(form.get("password", ""))[:1024]
+    next_path = str(form.get("next", ""))[:2000]
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    sent = str(form.get(CSRF_FIELD, ""))
+    if not expected or not hmac.compare_digest(sent, expected):
+        return _login_page(
+            request,
+            error="The login form had expired. Please enter your email and password again.",
+            next_path=next_path,
+            email=email,
+            status=403,
+        )
+    web = _web(request)
+    try:
+        principal = await anyio.to_thread.run_sync(
+            engine.authenticate_password, web.ctx.store, email, password
+        )
+    except AuthenticationFailed:
+        return _login_page(
+            request,
+            error="Wrong email or password. Check both and try again.",
+            next_path=next_path,
+            email=email,
+            status=401,
+        )
+    response = RedirectResponse(_safe_next(next_path), status_code=303)
+    web.sessions.log_in(response, request, principal)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    session = await _session(request)
+    form = await request.form()
+    if session is not None and not session.csrf_ok(str(form.get(CSRF_FIELD, ""))):
+        return _render(
+            request,
+            "message.html",
+            {"title": "Not logged out", "message": "The page was out of date; reload it and "
+             "press Log out again."},
+            session=session,
+            status_code=403,
+        )
+    response = RedirectResponse("/login?logged_out=1", status_code=303)
+    Sessions.log_out(response)
+    return response
+
+
+# -- history ------------------------------------------------------------------------------------
+
+
+def _choice(value: str | None, allowed: list[str]) -> str:
+    return value if value in allowed else ""
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def _users(ctx: engine.Context, org_id: int) -> dict[int, str]:
+    return {u["id"]: u["email"] for u in ctx.store.list_users(org_id)}
+
+
+def _history(ctx: engine.Context, org_id: int, filters: dict[str, Any]) -> dict[str, Any]:
+    with ctx.store.transaction(org_id) as tx:
+        rows = tx.list_operations(
+            status=[filters["status"]] if filters["status"] else [],
+            operation_type=[filters["type"]] if filters["type"] else [],
+            entity_type=[filters["entity"]] if filters["entity"] else [],
+            created_after=filters["created_after"],
+            created_before=filters["created_before"],
+            query=filters["q"] or None,
+            limit=PAGE_SIZE + 1,
+            before=filters["before"],
+        )
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    older = (
+        {"before": rows[-1]["created_at"].isoformat(), "before_id": rows[-1]["id"]}
+        if more
+        else None
+    )
+    return {
+        "operations": [engine.operation_view(r) for r in rows],
+        "older": older,
+        "users": _users(ctx, org_id),
+    }
+
+
+@router.get("/")
+async def home(request: Request) -> Response:
+    return RedirectResponse("/operations")
+
+
+@router.get("/operations")
+async def history(request: Request) -> Response:
+    session = await _session(request)
+    if session is None:
+        return _to_login(request)
+    params = request.query_params
+    since, until = _day(params.get("since")), _day(params.get("until"))
+    before: tuple[datetime, str] | None = None
+    if params.get("before") and params.get("before_id"):
+        try:
+            moment = datetime.fromisoformat(params["before"])
+            before = (moment if moment.tzinfo else moment.replace(tzinfo=UTC), params["before_id"])
+        except ValueError:
+            before = None
+    filters = {
+        "status": _choice(params.get("status"), [s.value for s in OperationStatus]),
+        "type": _choice(params.get("type"), [t.value for t in OperationType]),
+        "entity": _choice(params.get("entity"), [e.value for e in EntityType]),
+        "since": since.isoformat() if since else "",
+        "until": until.isoformat() if until else "",
+        "q": (params.get("q") or "").strip()[:255],
+        "created_after": datetime.combine(since, time(), UTC) if since else None,
+        "created_before": datetime.combine(until + timedelta(days=1), time(), UTC)
+        if until
+        else None,
+        "before": before,
+    }
+    ctx = _web(request).ctx
+    data = await anyio.to_thread.run_sync(_history, ctx, session.principal.org_id, filters)
+    keep = {
+        k: filters[k] for k in ("status", "type", "entity", "since", "until", "q") if filters[k]
+    }
+    older_url = f"/operations?{urlencode({**keep, **data['older']})}" if data["older"] else None
+    return _render(
+        request,
+        "history.html",
+        {
+            **data,
+            "filters": filters,
+            "older_url": older_url,
+            "first_url": f"/operations?{urlencode(keep)}" if before else None,
+            "filtered": bool(keep),
+        },
+        session=session,
+    )
+
+
+# -- new operation ------------------------------------------------------------------------------
+
+
+@router.get("/operations/new")
+async def new_operation(request: Request) -> Response:
+    session = await _session(request)
+    if session is None:
+        return _to_login(request)
+    ctx = _web(request).ctx
+    columns = {e.value: [(f.name, f.required) for f in spec_for(e).fields] for e in EntityType}
+    return _render(
+        request,
+        "new.html",
+        {
+            "max_file_bytes": ctx.settings.max_file_bytes,
+            "columns": columns,
+            "entity": _choice(request.query_params.get("entity"), [e.value for e in EntityType]),
+        },
+        session=session,
+    )
+
+
+# -- one operation ------------------------------------------------------------------------------
+
+
+def _error_rows(page: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for entry in page:
+        for error in entry["errors"]:
+            rows.append(
+                {
+                    "row": entry["row"],
+                    "line": entry["line"],
+                    "column": error.get("column"),
+                    "value": error.get("value"),
+                    "message": error.get("message"),
+                }
+            )
+    return rows
+
+
+def _record(r: dict[str, Any]) -> dict[str, Any]:
+    before = orjson.loads(r["before_data"]) if r["before_data"] else {}
+    after = orjson.loads(r["after_data"]) if r["after_data"] else {}
+    names = list(dict.fromkeys([*after, *before]))
+    return {
+        "index": r["record_index"],
+        "entity_id": r["entity_id"],
+        "action": r["action"],
+        "status": r["status"],
+        "error": r["error"],
+        "fields": [
+            {
+                "name": n,
+                "before": before.get(n),
+                "after": after.get(n),
+                "changed": before.get(n) != after.get(n),
+            }
+            for n in names
+        ],
+    }
+
+
+def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
+    op = engine.get_operation(ctx, org_id, op_id)
+    with ctx.store.transaction(org_id) as tx:
+        errors = tx.iter_errors(op_id, after_row=0, limit=FIRST_ERRORS)
+        records = tx.audit_page(op_id, newest_first=False, limit=FIRST_RECORDS)
+        conflicts = tx.audit_page(op_id, newest_first=False, limit=FIRST_RECORDS, status="conflict")
+    return {
+        "op": engine.operation_view(op),
+        "header": orjson.loads(op["header"]) if op.get("header") else [],
+        "errors": _error_rows(errors),
+        "records": [_record(r) for r in records],
+        "conflicts": [_record(r) for r in conflicts],
+        "users": _users(ctx, org_id),
+    }
+
+
+@router.get("/operations/{operation_id}")
+async def operation_page(operation_id: str, request: Request) -> Response:
+    session = await _session(request)
+    if session is None:
+        return _to_login(request)
+    ctx = _web(request).ctx
+    try:
+        data = await anyio.to_thread.run_sync(
+            _operation, ctx, session.principal.org_id, operation_id[:64]
+        )
+    except NotFound:
+        return _render(
+            request,
+            "message.html",
+            {
+                "title": "Operation not found",
+                "message": f"There is no operation {operation_id[:64]} in your organization.",
+            },
+            session=session,
+            status_code=404,
+        )
+    op = data["op"]
+    return _render(
+        request,
+        "operation.html",
+        {
+            **data,
+            "running": op["status"] in _RUNNING,
+            "may_write": session.principal.may_write(),
+            "may_cancel": op["status"] in ("pending", "processing"),
+            "may_rollback": op["status"] in _ROLLBACKABLE
+            and op["operation_type"] != "export"
+            and (op["created_records"] + op["updated_records"] + op["deleted_records"]) > 0,
+        },
+        session=session,
+    )

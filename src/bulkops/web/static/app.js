@@ -1,0 +1,293 @@
+// bulkops dashboard: small, dependency-free. Text from the server is only ever set with
+// textContent (never innerHTML), so file names, values and messages stay text.
+"use strict";
+
+(function () {
+  const csrf = () => {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.getAttribute("content") : "";
+  };
+
+  const STATUS_LABELS = {
+    pending: "queued", processing: "running", completed: "completed", failed: "failed",
+    cancelled: "cancelled", rolling_back: "rolling back", rolled_back: "rolled back",
+  };
+
+  function formatBytes(n) {
+    const units = ["bytes", "KB", "MB", "GB"];
+    let size = n;
+    let unit = 0;
+    while (size >= 1024 && unit < units.length - 1) { size /= 1024; unit += 1; }
+    return unit === 0 ? `${size} bytes` : `${size.toFixed(1)} ${units[unit]}`;
+  }
+
+  function formatSeconds(s) {
+    if (s === null || s === undefined) return "time remaining unknown";
+    if (s < 1) return "less than a second left";
+    if (s < 90) return `about ${Math.round(s)} s left`;
+    if (s < 5400) return `about ${Math.round(s / 60)} min left`;
+    return `about ${(s / 3600).toFixed(1)} h left`;
+  }
+
+  // -- talking to the API -------------------------------------------------------------------
+
+  async function api(method, url, body, contentType) {
+    const headers = { "X-CSRF-Token": csrf(), Accept: "application/json" };
+    if (contentType) headers["Content-Type"] = contentType;
+    let response;
+    try {
+      response = await fetch(url, { method, body, headers, credentials: "same-origin" });
+    } catch (error) {
+      return { ok: false, status: 0, problem: null };
+    }
+    let data = null;
+    try { data = await response.json(); } catch (error) { data = null; }
+    return { ok: response.ok, status: response.status, data, problem: response.ok ? null : data };
+  }
+
+  // Turns a problem+json answer into sentences for someone who does not read JSON.
+  function explain(result, what) {
+    const p = result.problem || {};
+    const detail = typeof p.detail === "string" ? p.detail : "";
+    const items = [];
+    for (const e of Array.isArray(p.errors) ? p.errors : []) {
+      let text = e.message || "";
+      if (e.column && !text.includes(e.column)) text = `Column “${e.column}”: ${text}`;
+      if (e.field && e.field !== "file" && !text.includes(e.field)) text = `${e.field.replace(/_/g, " ")}: ${text}`;
+      if (e.suggestion && !text.includes(e.suggestion)) text += ` Did you mean “${e.suggestion}”?`;
+      if (e.line) text += ` (line ${e.line})`;
+      items.push(text);
+    }
+    switch (result.status) {
+      case 0:
+        return { lead: "The server could not be reached. Check your connection and try again.", items };
+      case 401:
+        return { lead: "Your session has ended. Log in again, then retry.", items };
+      case 403:
+        return { lead: detail || `You may not ${what}.`, items };
+      case 409:
+        return { lead: detail || `This cannot be done now.`, items };
+      case 413:
+        return { lead: "The file is too large to upload. Split it into smaller files and upload them one by one.", items: detail ? [detail] : items };
+      case 415:
+        return { lead: "This file is not a CSV or TSV text file (it looks like a spreadsheet workbook, PDF, image or other binary file). In your spreadsheet program choose “Save as” → “CSV UTF-8” and upload that file.", items: items.length ? items : (detail ? [detail] : []) };
+      case 422:
+        return { lead: "The file or the settings need fixing before anything can be imported. Nothing was changed.", items: items.length ? items : (detail ? [detail] : []) };
+      default:
+        return { lead: `Something went wrong (${result.status}). ${detail}`.trim(), items };
+    }
+  }
+
+  function showProblem(box, explanation) {
+    box.textContent = "";
+    const lead = document.createElement("p");
+    lead.textContent = explanation.lead;
+    box.appendChild(lead);
+    if (explanation.items.length) {
+      const list = document.createElement("ul");
+      for (const text of explanation.items) {
+        const li = document.createElement("li");
+        li.textContent = text;
+        list.appendChild(li);
+      }
+      box.appendChild(list);
+    }
+    box.hidden = false;
+  }
+
+  // -- confirmation dialog -------------------------------------------------------------------
+
+  function confirmAction(text) {
+    const dialog = document.getElementById("confirm");
+    if (!dialog || typeof dialog.showModal !== "function") return Promise.resolve(window.confirm(text));
+    document.getElementById("confirm-text").textContent = text;
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.returnValue = "";
+      dialog.showModal();
+      document.getElementById("confirm-ok").focus();
+    });
+  }
+
+  // -- new operation -------------------------------------------------------------------------
+
+  function setUpUpload(form) {
+    const entity = form.querySelector("#entity_type");
+    const link = document.getElementById("template-link");
+    const label = document.querySelector("[data-template-entity]");
+    const box = document.getElementById("upload-errors");
+    const busy = form.querySelector("[data-upload-busy]");
+    const button = form.querySelector("#upload-button");
+    const fileInput = form.querySelector("#file");
+    const maxBytes = Number(form.dataset.maxBytes);
+
+    const syncEntity = () => {
+      link.href = `/api/v1/templates/${encodeURIComponent(entity.value)}`;
+      label.textContent = entity.value;
+      for (const block of document.querySelectorAll("[data-columns-for]")) {
+        block.hidden = block.dataset.columnsFor !== entity.value;
+      }
+    };
+    entity.addEventListener("change", syncEntity);
+    syncEntity();
+
+    const checkSize = () => {
+      const file = fileInput.files && fileInput.files[0];
+      if (file && maxBytes && file.size > maxBytes) {
+        showProblem(box, {
+          lead: `This file is ${formatBytes(file.size)}; the limit is ${formatBytes(maxBytes)}. Split it into smaller files and upload them one by one.`,
+          items: [],
+        });
+        return false;
+      }
+      box.hidden = true;
+      return true;
+    };
+    fileInput.addEventListener("change", checkSize);
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const file = fileInput.files && fileInput.files[0];
+      if (!file) {
+        showProblem(box, { lead: "Choose the CSV file to upload first.", items: [] });
+        fileInput.focus();
+        return;
+      }
+      if (!checkSize()) { fileInput.focus(); return; }
+      const chunk = form.querySelector("#chunk_size");
+      if (chunk.value && !(Number(chunk.value) >= 1 && Number(chunk.value) <= 50000 && Number.isInteger(Number(chunk.value)))) {
+        showProblem(box, { lead: "Chunk size must be a whole number from 1 to 50,000.", items: [] });
+        chunk.focus();
+        return;
+      }
+      const body = new FormData(form);
+      if (!chunk.value) body.delete("chunk_size");
+      button.disabled = true;
+      busy.hidden = false;
+      box.hidden = true;
+      const result = await api("POST", "/api/v1/operations", body);
+      button.disabled = false;
+      busy.hidden = true;
+      if (result.ok && result.data && result.data.id) {
+        window.location.assign(`/operations/${encodeURIComponent(result.data.id)}`);
+        return;
+      }
+      showProblem(box, explain(result, "start operations"));
+      box.focus();
+    });
+  }
+
+  // -- export, cancel, rollback --------------------------------------------------------------
+
+  function setUpExports() {
+    const box = document.querySelector("[data-export-error]");
+    for (const button of document.querySelectorAll("[data-export]")) {
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        const body = new URLSearchParams({ operation_type: "export", entity_type: button.dataset.export });
+        const result = await api("POST", "/api/v1/operations", body.toString(), "application/x-www-form-urlencoded");
+        button.disabled = false;
+        if (result.ok && result.data && result.data.id) {
+          window.location.assign(`/operations/${encodeURIComponent(result.data.id)}`);
+        } else if (box) {
+          showProblem(box, explain(result, "start exports"));
+        }
+      });
+    }
+  }
+
+  function setUpActions() {
+    const box = document.querySelector("[data-action-error]");
+    for (const form of document.querySelectorAll("form[data-action]")) {
+      form.addEventListener("submit", async (event) => {
+        event.preventDefault();
+        const checkbox = form.querySelector('input[type="checkbox"]');
+        const checked = Boolean(checkbox && checkbox.checked);
+        const text = checked ? form.dataset.confirmChecked : form.dataset.confirm;
+        if (!(await confirmAction(text))) return;
+        const action = form.dataset.action;
+        const payload = action === "cancel" ? { rollback: checked } : { force: checked };
+        const url = `/api/v1/operations/${encodeURIComponent(form.dataset.opId)}/${action}`;
+        const result = await api("POST", url, JSON.stringify(payload), "application/json");
+        if (result.ok) { window.location.reload(); return; }
+        if (box) showProblem(box, explain(result, `${action} operations`));
+      });
+    }
+  }
+
+  // -- live progress -------------------------------------------------------------------------
+
+  function watch(element) {
+    const id = element.dataset.liveOp;
+    const reloadOnDone = element.hasAttribute("data-reload-on-done");
+    const connection = element.querySelector('[data-field="connection"]');
+    let source = null;
+    let delay = 1000;
+    let finished = false;
+
+    const set = (name, value) => {
+      for (const node of element.querySelectorAll(`[data-field="${name}"]`)) {
+        if (name === "progress") node.value = Number(value) || 0;
+        else node.textContent = String(value);
+      }
+    };
+    const setStatus = (status) => {
+      for (const badge of element.querySelectorAll('[data-field="status"]')) {
+        badge.textContent = STATUS_LABELS[status] || status;
+        badge.className = `badge status-${status}`;
+      }
+      const queued = element.querySelector("[data-queued]");
+      if (queued) queued.hidden = status !== "pending";
+      const pageBadge = document.querySelector('.title-row [data-field="status"]');
+      if (reloadOnDone && pageBadge) {
+        pageBadge.textContent = STATUS_LABELS[status] || status;
+        pageBadge.className = `badge status-${status}`;
+      }
+    };
+    const apply = (data) => {
+      if (data.status) setStatus(data.status);
+      for (const name of ["processed_records", "total_records", "created_records", "updated_records",
+        "deleted_records", "unchanged_records", "failed_records"]) {
+        if (data[name] !== undefined && data[name] !== null) set(name, data[name]);
+      }
+      if (data.percentage !== undefined) { set("percentage", data.percentage); set("progress", data.percentage); }
+      if (data.rate !== undefined && data.rate !== null) set("rate", data.rate);
+      if ("estimated_time_remaining" in data) set("remaining", formatSeconds(data.estimated_time_remaining));
+    };
+    const onMessage = (event) => {
+      delay = 1000;
+      if (connection) connection.textContent = "";
+      try { apply(JSON.parse(event.data)); } catch (error) { /* a malformed frame is skipped */ }
+    };
+    const connect = () => {
+      source = new EventSource(`/api/v1/operations/${encodeURIComponent(id)}/events`);
+      for (const name of ["progress", "rollback-progress", "status"]) source.addEventListener(name, onMessage);
+      source.addEventListener("open", () => { if (connection) connection.textContent = ""; });
+      source.addEventListener("done", (event) => {
+        finished = true;
+        onMessage(event);
+        source.close();
+        element.removeAttribute("data-live-op");
+        if (reloadOnDone) window.setTimeout(() => window.location.reload(), 300);
+      });
+      source.addEventListener("error", () => {
+        if (finished) return;
+        if (connection) connection.textContent = "Connection lost; reconnecting…";
+        if (source.readyState === EventSource.CLOSED) {
+          // The browser gave up (e.g. the server answered with an error): try again later.
+          window.setTimeout(connect, delay);
+          delay = Math.min(delay * 2, 30000);
+        }
+      });
+    };
+    connect();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const upload = document.getElementById("upload-form");
+    if (upload) setUpUpload(upload);
+    setUpExports();
+    setUpActions();
+    for (const element of document.querySelectorAll("[data-live-op]")) watch(element);
+  });
+})();

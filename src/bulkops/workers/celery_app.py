@@ -1,0 +1,374 @@
+"""Celery executor: tasks carry ids only and call the engine; the database keeps every state.
+
+Nothing is built on import: :func:`make_celery` builds the app for given settings, and
+``bulkops worker`` (:func:`run_worker`) starts it together with its dispatcher.
+
+How an operation reaches a worker
+    The API only writes the operation (``executor = worker``) to the database, exactly as
+    without a broker. Every ``bulkops worker`` runs a **dispatcher** process that looks at the
+    database every ``reconcile_seconds`` and enqueues ``bulkops.run_operation(org_id, op_id)``
+    for pending operations, for orphaned ones (processing or rolling back with an expired or no
+    lease: a worker died, or the API queued a rollback) — the same work the embedded worker
+    polls for. A task that ends an operation enqueues the next pending ones of its organization
+    at once, so a queue of operations does not wait for the next look.
+
+Why a lost or repeated message does no harm
+    ``acks_late`` with ``task_reject_on_worker_lost``: a message is acknowledged only when its
+    task has ended, so a killed worker's message is delivered again. Whether or not it is, the
+    operation's lease expires ``lease_seconds`` after its last committed chunk and a dispatcher
+    enqueues it again; the engine resumes from its chunk ledger. A repeated message finds the
+    operation ended, or running under a live lease elsewhere, and does nothing; a chunk whose
+    ledger row is committed is never applied twice (one transaction holds its writes, audit
+    records, ledger row and counters).
+
+Cancel is the database flag the engine checks between chunks (Celery's revoke cannot stop a
+running task); a rollback the API queues is an orphan as above and runs on a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.exceptions import SoftTimeLimitExceeded
+
+from bulkops import engine
+from bulkops.config import Settings
+from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
+from bulkops.store import Store
+from bulkops.workers.logs import configure_json_logging
+
+__all__ = [
+    "RUN_OPERATION",
+    "Dispatcher",
+    "DispatcherProcess",
+    "dispatcher_main",
+    "make_celery",
+    "run_worker",
+]
+
+log = logging.getLogger("bulkops.worker")
+
+RUN_OPERATION = "bulkops.run_operation"
+RECONCILE = "bulkops.reconcile"
+_FINAL = {"completed", "failed", "cancelled", "rolled_back"}
+
+
+class _Runtime:
+    """The engine context of the current process (made after the pool forks, never shared)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._pid: int | None = None
+        self._ctx: engine.Context | None = None
+
+    def ctx(self) -> engine.Context:
+        if self._ctx is None or self._pid != os.getpid():
+            # A forked child must not reuse its parent's connection pool.
+            self._ctx = engine.Context(Store(self.settings.database_url), self.settings)
+            self._pid = os.getpid()
+        return self._ctx
+
+
+def make_celery(settings: Settings) -> Celery:
+    """The Celery app for ``settings`` with the bulkops tasks registered on it."""
+    if not settings.broker_url:
+        raise BulkopsError("No broker: set BULKOPS_BROKER_URL (e.g. redis://127.0.0.1:6379/0).")
+    soft_limit = settings.task_time_limit_seconds
+    app = Celery("bulkops", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=settings.queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=soft_limit,
+        task_time_limit=soft_limit + 30,
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        # Redis re-delivers an unacknowledged message after this; longer than any task, so a
+        # running task's message is not handed to a second worker meanwhile.
+        broker_transport_options={"visibility_timeout": int(soft_limit + 120)},
+    )
+    runtime = _Runtime(settings)
+
+    @app.task(  # type: ignore[untyped-decorator]
+        name=RUN_OPERATION,
+        bind=True,
+        autoretry_for=(StoreError,),
+        retry_backoff=2,
+        retry_backoff_max=60,
+        retry_jitter=True,
+        max_retries=8,
+    )
+    def run_operation(task: Any, org_id: int, op_id: str) -> str:
+        """Run, resume or roll back one operation (whatever its state asks for)."""
+        return _run_operation(runtime.ctx(), app, org_id, op_id, task_id=task.request.id)
+
+    @app.task(name=RECONCILE)  # type: ignore[untyped-decorator]
+    def reconcile() -> int:
+        """Enqueue every runnable operation once (for Celery beat; the dispatcher loops)."""
+        return Dispatcher(runtime.ctx(), _sender(app, settings)).reconcile_once()
+
+    del run_operation, reconcile  # registered on the app by name
+    return app
+
+
+def _sender(app: Celery, settings: Settings) -> Callable[[int, str], None]:
+    def send(org_id: int, op_id: str) -> None:
+        app.send_task(RUN_OPERATION, args=[org_id, op_id], queue=settings.queue)
+
+    return send
+
+
+def _run_operation(
+    ctx: engine.Context, app: Celery, org_id: int, op_id: str, *, task_id: str | None
+) -> str:
+    owner = engine.process_owner()
+    fields: dict[str, Any] = {"operation_id": op_id, "org_id": org_id, "task_id": task_id}
+    try:
+        op = engine.get_operation(ctx, org_id, op_id)
+    except NotFound:
+        log.warning("operation not found", extra=fields)
+        return "not-found"
+    status = str(op["status"])
+    if status in _FINAL:
+        log.info("operation already ended", extra={**fields, "status": status})
+        return status
+    if (
+        op["lease_owner"] not in (None, owner)
+        and (op["lease_expires_at"] or 0) > time.time()
+    ):
+        # A repeated message: the operation runs elsewhere. If that worker dies, its lease
+        # expires and a dispatcher enqueues the operation again.
+        log.info("operation runs elsewhere", extra={**fields, "lease_owner": op["lease_owner"]})
+        return "elsewhere"
+    path = op.get("file_path")
+    readable = status == "rolling_back" or op["operation_type"] == "export"
+    if path and not readable and not Path(path).is_file():
+        log.error(
+            "uploaded file not readable on this worker; BULKOPS_DATA_DIR must be shared "
+            "storage mounted at the same absolute path on every machine",
+            extra={**fields, "file_path": path, "host": socket.gethostname()},
+        )
+        return "no-file"
+    chunks = 0
+
+    def on_progress(event: dict[str, Any]) -> None:
+        nonlocal chunks
+        if event.get("phase") == "done":
+            return
+        chunks += 1
+        log.info(
+            "chunk committed",
+            extra={
+                **fields,
+                "chunk": chunks,  # counted in this task; the ledger holds the file's index
+                "phase": event.get("phase"),
+                "processed_records": event.get("processed_records"),
+                "failed_records": event.get("failed_records"),
+                "percentage": event.get("percentage"),
+            },
+        )
+
+    log.info("operation started", extra={**fields, "status": status, "owner": owner})
+    started = time.monotonic()
+    try:
+        final = engine.resume(ctx, org_id, op_id, on_progress=on_progress, owner=owner)
+    except Conflict as exc:  # another worker got there first, or it changed meanwhile
+        log.info("operation skipped", extra={**fields, "reason": str(exc)})
+        return "skipped"
+    except SoftTimeLimitExceeded:
+        # The chunk in flight was rolled back with its transaction; give the operation up at
+        # once (expire the lease) so that a dispatcher enqueues it for a fresh task.
+        _expire_lease(ctx, org_id, op_id, owner)
+        log.warning("task time limit reached; operation continues in a new task", extra=fields)
+        return "time-limit"
+    log.info(
+        "operation ended" if final["status"] != "pending" else "operation waits",
+        extra={
+            **fields,
+            "status": final["status"],
+            "processed_records": final["processed_records"],
+            "failed_records": final["failed_records"],
+            "chunks": chunks,
+            "seconds": round(time.monotonic() - started, 3),
+        },
+    )
+    if final["status"] in _FINAL:
+        # The next operation of the same entity may be waiting for this one.
+        _send_pending(ctx, org_id, _sender(app, ctx.settings))
+    return str(final["status"])
+
+
+def _expire_lease(ctx: engine.Context, org_id: int, op_id: str, owner: str) -> None:
+    try:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            current = tx.get_operation(op_id)
+            if current is not None and current["lease_owner"] == owner:
+                tx.renew_lease(op_id, owner, -1.0)
+    except BulkopsError:
+        pass  # the lease runs out by itself
+
+
+def _send_pending(ctx: engine.Context, org_id: int, send: Callable[[int, str], None]) -> None:
+    with ctx.store.transaction(org_id) as tx:
+        pending = tx.list_operations(status=["pending"], limit=200)
+    for op in reversed(pending):  # oldest first
+        if op["executor"] == "worker":
+            send(org_id, op["id"])
+
+
+@dataclass
+class Dispatcher:
+    """Finds runnable operations in the database and enqueues each one once.
+
+    "Once" per state: an operation is enqueued again when its state (status, lease) changed
+    since, or after ``redispatch_seconds`` (a pending operation that waited for another of
+    its entity; a message lost with its broker).
+    """
+
+    ctx: engine.Context
+    send: Callable[[int, str], None]
+    redispatch_seconds: float | None = None
+    _sent: dict[str, tuple[tuple[Any, ...], float]] = field(default_factory=dict)
+
+    def reconcile_once(self) -> int:
+        now = time.monotonic()
+        again = self.redispatch_seconds or max(self.ctx.settings.lease_seconds, 5.0)
+        seen: set[str] = set()
+        sent = 0
+        for org in self.ctx.store.list_organizations():
+            with self.ctx.store.transaction(org["id"]) as tx:
+                pending = [
+                    op
+                    for op in reversed(tx.list_operations(status=["pending"], limit=200))
+                    if op["executor"] == "worker"
+                ]
+                orphans = [tx.get_operation(op_id) for op_id in tx.orphaned_operations()]
+            for op in [*pending, *orphans]:
+                if op is None:
+                    continue
+                seen.add(op["id"])
+                state = (op["status"], op["lease_owner"], op["lease_expires_at"])
+                previous = self._sent.get(op["id"])
+                if previous is not None and previous[0] == state and now - previous[1] < again:
+                    continue
+                self.send(org["id"], op["id"])
+                self._sent[op["id"]] = (state, now)
+                sent += 1
+                log.info(
+                    "operation enqueued",
+                    extra={"operation_id": op["id"], "org_id": org["id"], "status": op["status"]},
+                )
+        for op_id in set(self._sent) - seen:
+            del self._sent[op_id]
+        return sent
+
+
+def dispatcher_main(
+    settings_values: dict[str, Any], stop: threading.Event | None, parent_pid: int | None
+) -> None:
+    """Entry point of the dispatcher process that ``bulkops worker`` starts beside Celery.
+
+    It runs until ``stop`` is set (a thread, in tests), it is terminated, or its parent dies.
+    """
+    stop = stop or threading.Event()
+    configure_json_logging()
+    settings = Settings(**settings_values)
+    store = Store(settings.database_url)
+    app = make_celery(settings)
+    dispatcher = Dispatcher(engine.Context(store, settings), _sender(app, settings))
+    log.info("dispatcher started", extra={"pid": os.getpid(), "queue": settings.queue})
+    try:
+        while not stop.is_set():
+            if parent_pid is not None and os.getppid() != parent_pid:
+                break  # the worker is gone
+            try:
+                dispatcher.reconcile_once()
+            except Exception as exc:  # the database or the broker is down: try again later
+                log.warning("dispatch failed", extra={"error": str(exc)})
+            stop.wait(settings.reconcile_seconds)
+    finally:
+        store.dispose()
+
+
+class DispatcherProcess:
+    """The dispatcher in its own (spawned) process, so the Celery pool never forks a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._mp = multiprocessing.get_context("spawn")
+        self._process: BaseProcess | None = None
+
+    def start(self) -> None:
+        self._process = self._mp.Process(
+            target=dispatcher_main,
+            args=(self.settings.model_dump(), None, os.getpid()),
+            name="bulkops-dispatcher",
+            daemon=True,
+        )
+        self._process.start()
+
+    def stop(self) -> None:
+        if self._process is None:
+            return
+        # Terminate rather than signal an Event: a shared Event's set() hangs when a waiter
+        # died (the whole process group gets Ctrl-C or SIGTERM). It only reads and enqueues.
+        self._process.terminate()
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._process = None
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    concurrency: int | None = None,
+    pool: str = "prefork",
+    loglevel: str = "INFO",
+    dispatch: bool = True,
+) -> None:
+    """``bulkops worker``: a Celery worker on ``settings.queue`` plus its dispatcher."""
+    configure_json_logging()
+    if not settings.data_dir.is_absolute():
+        log.warning(
+            "BULKOPS_DATA_DIR is relative; workers on other machines need the same absolute "
+            "path to shared storage",
+            extra={"data_dir": str(settings.data_dir)},
+        )
+    app = make_celery(settings)
+    dispatcher = DispatcherProcess(settings) if dispatch else None
+    if dispatcher is not None:
+        dispatcher.start()
+    try:
+        app.worker_main(
+            [
+                "worker",
+                f"--concurrency={concurrency or settings.worker_concurrency}",
+                f"--pool={pool}",
+                f"--loglevel={loglevel}",
+                f"--queues={settings.queue}",
+                f"--hostname=bulkops-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        if dispatcher is not None:
+            dispatcher.stop()

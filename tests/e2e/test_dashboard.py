@@ -1,0 +1,280 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium against a real server.
+
+The server (uvicorn) and the worker run in threads on a SQLite file, as in
+``tests/integration/test_api.py``. The browser is launched from ``/usr/bin/chromium`` with
+``executable_path`` (Playwright's own browser downloads are blocked); CI installs it.
+Screenshots of the main pages go to ``docs/screenshots/`` when ``BULKOPS_SCREENSHOTS=1``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bulkops import engine
+from bulkops.asgi import create_app
+from bulkops.config import Settings
+from bulkops.model import Role
+from bulkops.store import Store
+from bulkops.workers import worker_main
+from tests.integration.test_api import ServerThread
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+Page = playwright_sync.Page
+expect = playwright_sync.expect
+
+CHROMIUM = Path(os.environ.get("BULKOPS_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PASSWORD = "correct horse battery staple"
+MAX_FILE_BYTES = 300_000
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+XSS = "<script>window.__xss = 1</script>"
+
+
+@dataclass
+class Site:
+    url: str
+    settings: Settings
+    store: Store
+    org_id: int
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    folder = tmp_path_factory.mktemp("dashboard")
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'bulkops.db'}",
+        data_dir=folder / "data",
+        max_file_bytes=MAX_FILE_BYTES,
+        secret_key="test-secret-key-for-the-dashboard",
+    )
+    store = Store(settings.database_url)
+    store.migrate()
+    org_id = engine.create_organization(store, "acme", "Acme")
+    engine.create_user(store, org_id, "editor@acme.example", Role.EDITOR, PASSWORD)
+    engine.create_user(store, org_id, "viewer@acme.example", Role.VIEWER, PASSWORD)
+    server = ServerThread(
+        create_app(settings, sse_poll_seconds=0.05, sse_heartbeat_seconds=0.5)
+    )
+    url = server.start()
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=worker_main, args=(settings.model_dump(), stop, None, 0.05), daemon=True
+    )
+    runner.start()
+    try:
+        yield Site(url, settings, store, org_id)
+    finally:
+        stop.set()
+        server.stop()
+        runner.join(30)
+        store.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        if os.environ.get("BULKOPS_REQUIRE_PG") == "1":
+            pytest.fail(f"Chromium is required in CI but missing at {CHROMIUM}")
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with playwright_sync.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, site: Site) -> Iterator[Page]:
+    context = browser.new_context(base_url=site.url, viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    the_page = context.new_page()
+    the_page.on("dialog", lambda dialog: pytest.fail(f"unexpected dialog: {dialog.message}"))
+    yield the_page
+    context.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    if os.environ.get("BULKOPS_SCREENSHOTS") == "1":
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def log_in(page: Page, email: str = "editor@acme.example") -> None:
+    page.goto("/operations")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/operations$"))
+
+
+def upload(page: Page, name: str, content: bytes, **options: Any) -> None:
+    page.goto("/operations/new")
+    page.get_by_label("Entity").select_option(options.get("entity", "products"))
+    page.get_by_label("Type").select_option(options.get("operation", "import"))
+    if "chunk_size" in options:
+        page.get_by_label("Chunk size").fill(str(options["chunk_size"]))
+    page.get_by_label(re.compile("CSV or TSV file")).set_input_files(
+        {"name": name, "mimeType": "text/csv", "buffer": content}
+    )
+    page.get_by_role("button", name="Start").click()
+
+
+def confirm(page: Page, says: str) -> None:
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(says)
+    dialog.get_by_role("button", name="Yes, go ahead").click()
+
+
+def products(count: int, *, bad_every: int = 0, first: int = 0) -> bytes:
+    lines = ["sku,name,price"]
+    for i in range(first, first + count):
+        price = "abc" if bad_every and i % bad_every == bad_every - 1 else f"{i % 90 + 1}.50"
+        lines.append(f"DASH-{i:05d},Product {i},{price}")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_login_session_cookie_and_logout(page: Page, site: Site) -> None:
+    page.goto("/operations")
+    screenshot(page, "login")
+    page.get_by_label("Email").fill("editor@acme.example")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_have_text(re.compile("Wrong email or password"))
+
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Operations")).to_be_visible()
+    cookie = next(c for c in page.context.cookies() if c["name"] == "bulkops_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+
+    # The API answers through the cookie; a write without the CSRF header is refused.
+    reads = page.request.get("/api/v1/operations")
+    assert reads.status == 200
+    forged = page.request.post(
+        "/api/v1/operations", form={"operation_type": "export", "entity_type": "products"}
+    )
+    assert forged.status == 403 and "CSRF" in forged.json()["detail"]
+
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("status")).to_have_text("You have logged out.")
+    assert page.request.get("/api/v1/operations").status == 401
+
+
+def test_import_errors_report_and_rollback(page: Page, site: Site) -> None:
+    log_in(page)
+    page.goto("/operations/new")
+    page.get_by_label("Entity").select_option("products")
+    with page.expect_download() as template:
+        page.get_by_role("link", name=re.compile("download the products template")).click()
+    assert Path(template.value.path()).read_text().startswith("sku,name,description")
+    screenshot(page, "new-operation")
+
+    xss_rows = f"DASH-XSS,{XSS},=HYPERLINK(1)\nDASH-XSS2,{XSS},9.99\n".encode()
+    body = products(40, bad_every=10).replace(b"price\n", b"price\n" + xss_rows, 1)
+    upload(page, f"{XSS}.csv", body)
+    expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
+    status = page.locator(".title-row [data-field=status]")
+    expect(status).to_have_text("completed", timeout=20_000)
+    expect(page.locator("dd[data-field=created_records]")).to_have_text("37")
+    expect(page.locator("dd[data-field=failed_records]")).to_have_text("5")
+
+    errors = page.locator("table.errors tbody tr")
+    expect(errors).to_have_count(5)
+    expect(errors.nth(1)).to_contain_text("price")
+    expect(errors.nth(1)).to_contain_text("abc")
+    # A formula-like value and a <script> are shown as text, never run.
+    expect(page.locator("table.errors")).to_contain_text("=HYPERLINK(1)")
+    with page.expect_download() as report:
+        page.get_by_role("link", name="Download the error report (CSV)").click()
+    lines = Path(report.value.path()).read_text().splitlines()
+    assert lines[0].startswith("_row,_line,_errors,sku,name,price") and len(lines) == 6
+
+    record = page.locator(".records details", has_text="DASH-XSS2")
+    record.locator("summary").click()
+    expect(record).to_contain_text(XSS)
+    assert page.evaluate("window.__xss") is None
+    expect(page.locator(".file-name").first).to_contain_text("script")
+    screenshot(page, "operation")
+
+    page.get_by_role("button", name="Roll back").click()
+    confirm(page, "37 created rows will be deleted")
+    expect(status).to_have_text("rolled back", timeout=20_000)
+    assert page.evaluate("window.__xss") is None
+
+    page.goto("/operations")
+    row = page.locator("tr.op-row").first
+    expect(row).to_contain_text("rolled back")
+    expect(row.locator("td.file-name")).to_contain_text("script")
+    screenshot(page, "history")
+    page.get_by_label("File name").fill(XSS)
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_text("No operation matches these filters.")).to_be_visible()
+    expect(page.get_by_label("File name")).to_have_value(XSS)
+    assert page.evaluate("window.__xss") is None
+
+
+def test_upload_problems_are_explained(page: Page, site: Site) -> None:
+    log_in(page)
+    upload(page, "photo.csv", b"\x89PNG\r\n\x1a\n" + bytes(200))
+    box = page.locator("#upload-errors")
+    expect(box).to_contain_text("not a CSV or TSV text file")
+    upload(page, "typo.csv", b"sku,nmae,price\nA,B,1.00\n")
+    expect(box).to_contain_text("need fixing before anything can be imported")
+    expect(box).to_contain_text("name")
+    upload(page, "huge.csv", b"sku,name,price\n" + b"x" * (MAX_FILE_BYTES + 10))
+    expect(box).to_contain_text("the limit is")
+
+
+def test_live_progress_and_cancel(page: Page, site: Site) -> None:
+    log_in(page)
+    upload(page, "long.csv", products(4000, first=10_000), chunk_size=1)
+    expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
+    status = page.locator(".title-row [data-field=status]")
+    expect(status).to_have_text("running", timeout=20_000)
+    expect(page.locator("[data-field=rate]")).not_to_have_text("—")
+    processed = page.locator("span[data-field=processed_records]")
+    expect(processed).not_to_have_text("0")
+    page.get_by_role("button", name="Cancel operation").click()
+    confirm(page, "Rows it has already written stay written")
+    expect(status).to_have_text("cancelled", timeout=20_000)
+    created = int(page.locator("dd[data-field=created_records]").inner_text())
+    assert 0 < created < 4000
+
+
+def test_export_and_phone_width(page: Page, site: Site) -> None:
+    log_in(page)
+    page.get_by_role("button", name="Export warehouses").click()
+    expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
+    expect(page.locator(".title-row [data-field=status]")).to_have_text(
+        "completed", timeout=20_000
+    )
+    with page.expect_download() as export:
+        page.get_by_role("link", name=re.compile("Download the warehouses export")).click()
+    assert Path(export.value.path()).read_text().splitlines()[0] == "code,name"
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/operations")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    screenshot(page, "history-phone")
+
+
+def test_viewer_sees_no_actions(page: Page, site: Site) -> None:
+    log_in(page, "viewer@acme.example")
+    expect(page.get_by_text("Your role may read but not start exports.")).to_be_visible()
+    page.goto("/operations/new")
+    expect(page.get_by_role("alert")).to_contain_text("may read but not start operations")

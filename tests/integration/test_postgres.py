@@ -1,0 +1,411 @@
+"""PostgreSQL only: row-level security, the roles, the COPY staging path, events across processes.
+
+Each test gets a database cloned from the migrated template and connects as the test
+application role (a member of ``bulkops_app`` that owns nothing), like the rest of the suite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from bulkops.cli import app
+from bulkops.config import Settings
+from bulkops.engine import (
+    Context,
+    OperationConfig,
+    authenticate_password,
+    authenticate_token,
+    create_operation,
+    create_organization,
+    create_token,
+    create_user,
+    execute,
+)
+from bulkops.model import EntityType, OperationType, Role
+from bulkops.store import DuplicateRow, Store
+from bulkops.store.tables import TENANT_TABLES
+from tests.conftest import PG_APP_ROLE, pg_url
+
+TENANT = [t.name for t in TENANT_TABLES]
+FIELDS = ("sku", "name", "description", "category", "price")
+
+
+def _libpq(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The name of a fresh database cloned from the migrated template."""
+    template = request.getfixturevalue("pg_template")
+    if template is None:
+        pytest.skip("PostgreSQL server not reachable (CI sets BULKOPS_REQUIRE_PG=1)")
+    name = f"bulkops_t_{uuid.uuid4().hex[:10]}"
+    admin = _libpq(pg_url("postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    yield name
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def store(pg: str) -> Iterator[Store]:
+    s = Store(pg_url(pg, user=PG_APP_ROLE))
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def orgs(store: Store) -> tuple[int, int]:
+    """Two organizations, each with one product, one user and one token."""
+    a = create_organization(store, "org-a", "A")
+    b = create_organization(store, "org-b", "B")
+    for org, sku in ((a, "A-1"), (b, "B-1")):
+        with store.transaction(org, write=True) as tx:
+            tx.insert_rows("products", FIELDS, [(sku, f"Product {sku}", None, None, "1.00")])
+        user = create_user(store, org, f"admin@{sku.lower()}.example", Role.ADMIN, "x" * 12)
+        create_token(store, org, user, "sync")
+    return a, b
+
+
+def _as_app(pg: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(_libpq(pg_url(pg, user=PG_APP_ROLE)))
+
+
+def _products(store: Store, org: int) -> list[tuple[Any, ...]]:
+    with store.transaction(org) as tx:
+        return tx.iter_rows("products", FIELDS)
+
+
+# -- the catalog ------------------------------------------------------------------------------
+
+
+def test_every_tenant_table_forces_row_level_security_with_four_policies(pg: str) -> None:
+    with _as_app(pg) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity FROM pg_class c "
+            "WHERE c.relname = ANY(%s) AND c.relkind = 'r' AND c.relnamespace = "
+            "current_schema()::regnamespace",
+            (TENANT,),
+        ).fetchall()
+        assert sorted(r[0] for r in rows) == sorted(TENANT)
+        assert all(r[1] and r[2] for r in rows), rows
+        policies = conn.execute(
+            "SELECT tablename, cmd, roles, qual, with_check FROM pg_policies "
+            "WHERE tablename = ANY(%s) AND roles = '{public}'",
+            (TENANT,),
+        ).fetchall()
+    for table in TENANT:
+        commands = {p[1]: p for p in policies if p[0] == table}
+        assert set(commands) == {"SELECT", "INSERT", "UPDATE", "DELETE"}, table
+        for policy in commands.values():
+            for expression in policy[3:]:
+                assert expression is None or "app.current_org" in expression
+
+
+def test_the_application_role_owns_nothing_and_cannot_bypass_rls(store: Store, pg: str) -> None:
+    with _as_app(pg) as conn:
+        user, superuser, bypass = conn.execute(
+            "SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"
+        ).fetchone() or (None, None, None)
+        owned = conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relowner = (SELECT oid FROM pg_roles "
+            "WHERE rolname = current_user) AND relpersistence <> 't'"
+        ).fetchone()
+        functions = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proowner = (SELECT oid FROM pg_roles "
+            "WHERE rolname = current_user)"
+        ).fetchone()
+    assert (user, superuser, bypass) == (PG_APP_ROLE, False, False)
+    assert owned == (0,) and functions == (0,)
+    # The store's own sessions run as that role too.
+    with store.system() as sa_conn:
+        assert sa_conn.exec_driver_sql("SELECT current_user").scalar() == PG_APP_ROLE
+
+
+def test_a_superuser_url_drops_to_the_application_role(pg: str) -> None:
+    privileged = Store(pg_url(pg))
+    try:
+        with privileged.system() as conn:
+            assert conn.exec_driver_sql("SELECT current_user").scalar() == "bulkops_app"
+            assert conn.exec_driver_sql("SELECT count(*) FROM products").scalar() == 0
+    finally:
+        privileged.dispose()
+
+
+# -- fail closed, and one organization never sees another ---------------------------------------
+
+
+def test_without_an_organization_every_tenant_table_is_empty_and_inserts_fail(
+    store: Store, orgs: tuple[int, int], pg: str, tmp_path: Path
+) -> None:
+    a, _ = orgs
+    execute_import(store, a, "sku,name\nA-2,Two\n", tmp=tmp_path)
+    with _as_app(pg) as conn:
+        for setting in (None, ""):
+            if setting is not None:
+                conn.execute("SELECT set_config('app.current_org', '', false)")
+            for table in TENANT:
+                count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+                assert count == (0,), (table, setting)
+            conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute(
+                "INSERT INTO products (organization_id, sku, name) VALUES (%s, 'X', 'x')", (a,)
+            )
+        conn.rollback()
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+            conn.execute(
+                "INSERT INTO operation_events (organization_id, operation_id, event, data, "
+                "created_at) VALUES (%s, 'x', 'progress', '{}', now())",
+                (a,),
+            )
+    # The data is there all the same, for its organization.
+    assert [r[1] for r in _products(store, a)] == ["A-1", "A-2"]
+
+
+def test_organization_a_cannot_see_or_change_the_rows_of_b(
+    store: Store, orgs: tuple[int, int], pg: str
+) -> None:
+    a, b = orgs
+    b_row = _products(store, b)[0]
+    b_id = b_row[0]
+    with _as_app(pg) as conn:
+        conn.execute("SELECT set_config('app.current_org', %s, true)", (str(a),))
+        assert [r[0] for r in conn.execute("SELECT sku FROM products")] == ["A-1"]
+        assert conn.execute("SELECT count(*) FROM users").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM api_tokens").fetchone() == (1,)
+        assert conn.execute("UPDATE products SET name = 'x' WHERE id = %s", (b_id,)).rowcount == 0
+        assert conn.execute("DELETE FROM products WHERE organization_id = %s", (b,)).rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO products (organization_id, sku, name) VALUES (%s, 'B-9', 'x')", (b,)
+            )
+        conn.rollback()
+        conn.execute("SELECT set_config('app.current_org', %s, true)", (str(a),))
+        # ON CONFLICT on B's key: the proposed row is B's, so the insert policy refuses it.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO products (organization_id, sku, name) VALUES (%s, 'B-1', 'x') "
+                "ON CONFLICT (organization_id, sku) DO UPDATE SET name = 'hacked'",
+                (b,),
+            )
+        conn.rollback()
+        conn.execute("SELECT set_config('app.current_org', %s, true)", (str(a),))
+        # ON CONFLICT on B's id with an A row: the existing row fails the update policy.
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO products (id, organization_id, sku, name) VALUES (%s, %s, 'A-9', "
+                "'x') ON CONFLICT (id) DO UPDATE SET name = 'hacked'",
+                (b_id, a),
+            )
+        conn.rollback()
+    # Through the store: the staging path (8 rows and more) and the per-record path.
+    many = [(b_id, ("B-1", "hacked", None, None, "9.99"))] + [
+        (b_id + 1000 + i, (f"N-{i}", "n", None, None, "1.00")) for i in range(9)
+    ]
+    with store.transaction(a, write=True) as tx:
+        tx.update_rows("products", FIELDS, many)
+        tx.update_rows("products", FIELDS, many[:1])
+        tx.delete_rows("products", [b_id])
+        with pytest.raises(DuplicateRow), tx.savepoint():
+            tx.insert_rows("products", FIELDS, [v for _, v in many], ids=[i for i, _ in many])
+        with pytest.raises(DuplicateRow), tx.savepoint():
+            tx.insert_rows("products", FIELDS, [many[0][1]], ids=[b_id])
+        assert tx.fetch_existing("products", ("sku",), FIELDS, [("B-1",)]) == {}
+        assert tx.rows_by_id("products", FIELDS, [b_id]) == {}
+    assert _products(store, b) == [b_row]
+
+
+def test_a_pooled_connection_never_carries_one_organization_into_another(
+    store: Store, orgs: tuple[int, int]
+) -> None:
+    a, b = orgs
+    pids = []
+    for org, expected in ((a, ["A-1"]), (b, ["B-1"]), (a, ["A-1"])):
+        with store.transaction(org) as tx:
+            pids.append(tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            assert [r[1] for r in tx.iter_rows("products", FIELDS)] == expected
+        with store.system() as conn:  # the same connection, no organization: nothing at all
+            pids.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
+            assert conn.exec_driver_sql("SELECT count(*) FROM products").scalar() == 0
+            assert conn.exec_driver_sql(
+                "SELECT current_setting('app.current_org', true)"
+            ).scalar() in (None, "")
+    assert len(set(pids)) == 1
+
+
+# -- the engine through the fast path ---------------------------------------------------------
+
+
+def execute_import(
+    store: Store, org: int, content: str, *, tmp: Path, chunk_size: int = 1000
+) -> dict[str, Any]:
+    folder = tmp / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    path = folder / "products.csv"
+    path.write_text(content, encoding="utf-8")
+    ctx = Context(store, Settings(database_url=store.url, data_dir=folder / "data"))
+    op = create_operation(
+        ctx,
+        org,
+        operation_type=OperationType.IMPORT,
+        entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(chunk_size=chunk_size),
+        source=path,
+        file_name=path.name,
+    )
+    return execute(ctx, org, op["id"])
+
+
+def test_staged_inserts_return_ids_in_order_and_reject_a_taken_key(
+    store: Store, orgs: tuple[int, int]
+) -> None:
+    a, _ = orgs
+    rows = [(f"S-{i:03d}", f"n{i}", "d, \"q\"\n\\x", None, f"{i + 1}.50") for i in range(50)]
+    rows.reverse()  # ids follow the order given, not the key order
+    with store.transaction(a, write=True) as tx:
+        ids = tx.insert_rows("products", FIELDS, rows)
+        assert ids == sorted(ids) and len(set(ids)) == 50
+        stored = tx.rows_by_id("products", FIELDS, ids)
+        assert [stored[i] for i in ids] == rows
+        taken = [*rows[:10], ("A-1", "again", None, None, "1.00")]
+        with pytest.raises(DuplicateRow), tx.savepoint():
+            tx.insert_rows("products", FIELDS, taken)
+        with pytest.raises(DuplicateRow, match="uq_products_key"), tx.savepoint():
+            tx.insert_rows("products", FIELDS, taken[-1:])
+    assert len(_products(store, a)) == 51
+
+
+def test_one_transaction_per_chunk(store: Store, orgs: tuple[int, int], tmp_path: Path) -> None:
+    a, _ = orgs
+    content = "sku,name,price\n" + "".join(f"C-{i:04d},Name {i},{i + 1}.00\n" for i in range(60))
+    final = execute_import(store, a, content, tmp=tmp_path, chunk_size=20)
+    assert final["status"] == "completed" and final["created_records"] == 60
+    with store.transaction(a) as tx:
+        xids = tx.conn.exec_driver_sql(
+            "SELECT xmin::text FROM operation_chunks WHERE operation_id = %s", (final["id"],)
+        ).all()
+        audited = tx.conn.exec_driver_sql(
+            "SELECT count(*) FROM operation_records WHERE operation_id = %s", (final["id"],)
+        ).scalar()
+    # Three ledger rows written by three different (committed) transactions, not savepoints
+    # of one long transaction.
+    assert len({x[0] for x in xids}) == 3
+    assert audited == 60
+
+
+# -- progress events across processes ------------------------------------------------------------
+
+
+def test_a_listener_wakes_up_for_an_event_written_by_another_process(
+    store: Store, orgs: tuple[int, int], tmp_path: Path
+) -> None:
+    a, _ = orgs
+    op_id = str(uuid.uuid4())
+    with store.transaction(a, write=True) as tx:
+        tx.insert_operation(
+            {
+                "id": op_id,
+                "operation_type": "import",
+                "entity_type": "products",
+                "status": "processing",
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+                "config": "{}",
+                "results": "{}",
+            }
+        )
+    script = (
+        "import sys\n"
+        "from bulkops.store import Store\n"
+        "s = Store(sys.argv[1])\n"
+        "with s.transaction(int(sys.argv[2]), write=True) as tx:\n"
+        "    tx.add_event(sys.argv[3], 'progress', {'processed_records': 7})\n"
+        "s.dispose()\n"
+    )
+    woke: list[bool] = []
+    with store.listen_events() as waiter:
+        thread = threading.Thread(target=lambda: woke.append(waiter.wait(op_id, 30)))
+        thread.start()
+        started = time.monotonic()
+        subprocess.run(
+            [sys.executable, "-c", script, store.url, str(a), op_id], check=True, timeout=60
+        )
+        thread.join(timeout=30)
+        assert woke == [True] and time.monotonic() - started < 30
+        assert waiter.wait(op_id, 0.2) is False  # nothing new
+    with store.transaction(a) as tx:
+        assert [e["data"] for e in tx.events_after(op_id, 0)] == [{"processed_records": 7}]
+
+
+# -- roles on a fresh server, login and tokens through the definer functions -------------------
+
+
+def test_init_sets_up_both_roles_and_the_application_works_as_the_app_role(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if request.getfixturevalue("pg_template") is None:
+        pytest.skip("PostgreSQL server not reachable")
+    tag = uuid.uuid4().hex[:8]
+    owner, user, database = f"bulkops_t_owner_{tag}", f"bulkops_t_user_{tag}", f"bulkops_t_{tag}"
+    app_url = pg_url(database).replace("postgres@", f"{user}:apppw@", 1)
+    owner_url = pg_url(database).replace("postgres@", f"{owner}:ownerpw@", 1)
+    admin = _libpq(pg_url("postgres"))
+    env = {
+        "BULKOPS_DATABASE_URL": app_url,
+        "BULKOPS_DATABASE_OWNER_URL": owner_url,
+        "BULKOPS_DATA_DIR": str(tmp_path / "data"),
+    }
+    runner = CliRunner()
+    try:
+        result = runner.invoke(app, ["init", "--admin-url", pg_url("postgres")], env=env)
+        assert result.exit_code == 0, result.output
+        password = result.output.split("store it now): ")[1].split()[0]
+        again = runner.invoke(app, ["init", "--admin-url", pg_url("postgres")], env=env)
+        assert again.exit_code == 0, again.output
+        with psycopg.connect(admin) as conn:
+            roles = dict(
+                conn.execute(
+                    "SELECT rolname, rolsuper OR rolbypassrls FROM pg_roles "
+                    "WHERE rolname = ANY(%s)",
+                    ([owner, user],),
+                ).fetchall()
+            )
+        assert roles == {owner: False, user: False}
+        with psycopg.connect(_libpq(owner_url)) as conn:
+            owners = conn.execute(
+                "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class "
+                "WHERE relnamespace = 'public'::regnamespace"
+            ).fetchall()
+        assert owners == [(owner,)]
+        store = Store(app_url)
+        try:
+            principal = authenticate_password(store, "admin@example.com", password)
+            token = create_token(store, principal.org_id, principal.user_id or 0, "ci")
+            assert authenticate_token(store, token).email == "admin@example.com"
+            final = execute_import(
+                store, principal.org_id, "sku,name\nP-1,One\n", tmp=tmp_path
+            )
+            assert final["status"] == "completed" and final["created_records"] == 1
+            with store.system() as conn:
+                assert conn.exec_driver_sql("SELECT current_user").scalar() == user
+                assert conn.exec_driver_sql("SELECT count(*) FROM users").scalar() == 0
+        finally:
+            store.dispose()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{user}"')
+            conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
