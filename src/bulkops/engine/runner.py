@@ -772,8 +772,12 @@ def _finish(
         if counters is not None:
             values.update(counters)
             values["total_records"] = counters["processed_records"]
+        elif status == "completed":
+            values["total_records"] = op["processed_records"]  # the whole file was read
         else:
-            values["total_records"] = op["processed_records"]
+            # Stopped early: the total stays the estimate from the file's size, so the
+            # percentage says how far the operation got.
+            values["total_records"] = max(op["total_records"] or 0, op["processed_records"])
         if cancelled:
             values["cancelled_at"] = utcnow()
         failed = values.get("failed_records", op["failed_records"])
