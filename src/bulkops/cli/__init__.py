@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -431,7 +432,7 @@ def export(
             final = engine.execute(state.ctx, org["id"], op["id"], on_progress=p)
         source = engine.export_path(state.ctx, org["id"], op["id"])
         if output is not None:
-            output.write_bytes(source.read_bytes())
+            shutil.copyfile(source, output)  # streamed, not read whole into memory
         elif not as_json:
             with source.open("rb") as handle:
                 while block := handle.read(1 << 20):
@@ -726,7 +727,8 @@ def serve(
         bool,
         typer.Option(
             "--embedded-worker/--no-embedded-worker",
-            help="Run queued operations in a worker process beside the server.",
+            help="Run queued operations in a worker process beside the server "
+            "(never with BULKOPS_BROKER_URL set: `bulkops worker` runs them).",
         ),
     ] = True,
 ) -> None:
