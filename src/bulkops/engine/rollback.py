@@ -115,6 +115,13 @@ def rollback_applied(
     redo_conflicts = op["status"] == "rolled_back" and force
     while not ctx.store.try_start(org_id, op_id, owner, ctx.settings.lease_seconds,
                                   status="rolling_back"):
+        # Waiting for another writer of the same entity; but never for, or after, another
+        # process's rollback of this very operation.
+        now = get_fresh(ctx, org_id, op_id)
+        if now["status"] == "rolling_back" and now["lease_owner"] not in (None, owner):
+            raise Conflict(f"Operation {op_id} is being rolled back by {now['lease_owner']}.")
+        if now["status"] == "rolled_back" and not redo_conflicts:
+            return now
         time.sleep(0.2)
     config = OperationConfig.model_validate_json(op["config"])
     spec = spec_for(op["entity_type"])
@@ -128,8 +135,8 @@ def rollback_applied(
         op = tx.get_operation(op_id) or op
     total = (op["created_records"] + op["updated_records"] + op["deleted_records"])
     progress = Progress(op["rolled_back_records"] or 0)
-    # First every record still 'applied' (a fresh or resumed rollback; each one leaves that
-    # status, so re-reading the first page is safe). Then, when forced, the records left as
+    # First every record still 'applied' (a fresh or resumed rollback), newest first, paged by
+    # id. Then, when forced, the records left as
     # conflicts (a forced second rollback, or a forced one resumed after a crash); those may
     # stay conflicts (the database refuses them), so they are paged through by id.
     passes = ["applied", "conflict"] if force else ["applied"]
