@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,8 +17,9 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from bulkops import __version__, engine
-from bulkops.api import ApiState, JsonFormatter, RequestLog, include_api
+from bulkops.api import ApiState, RequestLog, include_api
 from bulkops.config import Settings
+from bulkops.logs import configure_json_logging
 from bulkops.store import Store
 from bulkops.web import Sessions, WebState, build_templates, include_web
 from bulkops.workers import EmbeddedWorker
@@ -102,13 +102,7 @@ def serve(settings: Settings, *, host: str, port: int, embedded_worker: bool = T
     """
     import uvicorn
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    for name in ("bulkops", "uvicorn.error"):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO)
-        logger.propagate = False
+    configure_json_logging(("bulkops", "uvicorn.error"))
     if embedded_worker and settings.broker_url:
         # Operations go to the Celery workers (``bulkops worker``): their dispatchers find
         # them in the database, where the API leaves them either way.

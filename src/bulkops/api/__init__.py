@@ -10,10 +10,10 @@ from fastapi import FastAPI
 
 from . import accounts, catalogue, events, operations
 from .deps import ApiState, TokenCache
-from .logs import JsonFormatter, RequestLog
+from .logs import RequestLog
 from .problems import install_problem_handlers
 
-__all__ = ["ApiState", "JsonFormatter", "RequestLog", "TokenCache", "include_api"]
+__all__ = ["ApiState", "RequestLog", "TokenCache", "include_api"]
 
 
 def include_api(app: FastAPI) -> None:

@@ -1,39 +1,13 @@
-"""Structured logs: one JSON object per line, and one line per HTTP request."""
+"""One structured log line per HTTP request (the JSON format is :mod:`bulkops.logs`)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["JsonFormatter", "RequestLog"]
-
-_STANDARD = set(vars(logging.makeLogRecord({}))) | {
-    "message",
-    "asctime",
-    "taskName",
-    "color_message",
-}
-
-
-class JsonFormatter(logging.Formatter):
-    """``{"ts", "level", "logger", "msg", ...extra}`` on one line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": round(record.created, 3),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
-
+__all__ = ["RequestLog"]
 
 class RequestLog:
     """ASGI middleware: one log line per request (method, path, status, duration, caller)."""

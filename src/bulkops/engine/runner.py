@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from bulkops.engine.operations import Context, OperationConfig, operation_view
+from bulkops.engine.operations import COUNTERS, Context, OperationConfig, operation_view
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator, map_header, spec_for
 from bulkops.errors import Conflict, NotFound
@@ -501,11 +501,6 @@ def _run_operation(
     on_progress: ProgressCallback | None = None,
     wait: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) an import, update or delete until it ends; returns the operation.
-
-    ``wait`` is called while another operation of the same entity holds the line; return False
-    from it to give up waiting (the operation then stays pending).
-    """
     owner = owner or process_owner()
     op = _claim(ctx, org_id, op_id, owner, wait)
     if op["status"] != "processing":
@@ -673,20 +668,7 @@ def _progress_event(op: dict[str, Any], figures: dict[str, Any]) -> dict[str, An
     return {
         "status": view["status"],
         "phase": "applying",
-        **{
-            k: view[k]
-            for k in (
-                "total_records",
-                "processed_records",
-                "successful_records",
-                "failed_records",
-                "unchanged_records",
-                "created_records",
-                "updated_records",
-                "deleted_records",
-                "percentage",
-            )
-        },
+        **{k: view[k] for k in (*COUNTERS, "percentage")},
         "rate": figures["rate"],
         "estimated_time_remaining": figures["estimated_time_remaining"],
     }

@@ -258,34 +258,6 @@ class Store:
             )
             return int(result.inserted_primary_key[0])  # type: ignore[index]
 
-    def find_token(self, token_hash: str) -> dict[str, Any] | None:
-        """The live token with this hash, with its user's id, role and email; marks it used."""
-        if self.dialect == "postgresql":
-            with self.system() as conn:
-                return postgres.use_token(conn, token_hash)
-        with self.system() as conn:
-            row = conn.execute(
-                select(
-                    api_tokens.c.id,
-                    api_tokens.c.organization_id,
-                    api_tokens.c.user_id,
-                    users.c.role,
-                    users.c.email,
-                )
-                .join(users, users.c.id == api_tokens.c.user_id)
-                .where(
-                    api_tokens.c.token_hash == token_hash,
-                    api_tokens.c.revoked_at.is_(None),
-                    users.c.disabled_at.is_(None),
-                )
-            ).first()
-            if row is None:
-                return None
-            conn.execute(
-                update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_at=utcnow())
-            )
-            return dict(row._mapping)
-
     def revoke_token(self, org_id: int, token_id: int) -> bool:
         with self.system(org_id) as conn:
             result = conn.execute(
@@ -358,10 +330,11 @@ class Store:
             return [{k: _aware(v) for k, v in r._mapping.items()} for r in rows]
 
     def lookup_token(self, token_hash: str) -> dict[str, Any] | None:
-        """Like :meth:`find_token` but read-only (the API marks use with :meth:`touch_token`).
+        """The live token with this hash, with its user's id, role and email (read-only).
 
-        A read that turns into a write inside one SQLite transaction fails at once with
-        "database is locked" when a writer committed meanwhile; a busy server cannot afford it.
+        Marking it used is :meth:`touch_token`, in a transaction of its own: a read that turns
+        into a write inside one SQLite transaction fails at once with "database is locked" when
+        a writer committed meanwhile, which a busy server cannot afford.
         """
         if self.dialect == "postgresql":
             with self.system() as conn:

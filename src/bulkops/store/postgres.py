@@ -46,7 +46,6 @@ __all__ = [
     "setup_roles",
     "touch_token",
     "update_staged",
-    "use_token",
 ]
 
 APP_ROLE = "bulkops_app"
@@ -308,15 +307,8 @@ def find_user(conn: Connection, email: str | None, user_id: int | None) -> dict[
         return cur.fetchone()
 
 
-def use_token(conn: Connection, token_hash: str) -> dict[str, Any] | None:
-    """The live token with this hash (id, organization_id, user_id, role, email); marks it used."""
-    with _batch_errors(), _driver(conn).cursor(row_factory=psycopg.rows.dict_row) as cur:
-        cur.execute("SELECT * FROM bulkops_use_token(%s)", (token_hash,))
-        return cur.fetchone()
-
-
 def lookup_token(conn: Connection, token_hash: str) -> dict[str, Any] | None:
-    """Like :func:`use_token`, read-only."""
+    """The live token with this hash (id, organization_id, user_id, role, email), read-only."""
     with _batch_errors(), _driver(conn).cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute("SELECT * FROM bulkops_lookup_token(%s)", (token_hash,))
         return cur.fetchone()

@@ -45,8 +45,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from bulkops import engine
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
+from bulkops.logs import configure_json_logging
 from bulkops.store import Store
-from bulkops.workers.logs import configure_json_logging
 
 __all__ = [
     "RUN_OPERATION",

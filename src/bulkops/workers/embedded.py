@@ -23,17 +23,15 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
-import orjson
-
 from bulkops import engine
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError
+from bulkops.logs import configure_json_logging
 from bulkops.store import Store
 
 __all__ = ["EmbeddedWorker", "Worker", "worker_main"]
@@ -124,30 +122,6 @@ class Worker:
                 self._running.discard(op_id)
 
 
-def _configure_logging() -> None:
-    class _Json(logging.Formatter):
-        _standard = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-        def format(self, record: logging.LogRecord) -> str:
-            entry = {
-                "ts": round(record.created, 3),
-                "level": record.levelname.lower(),
-                "logger": record.name,
-                "msg": record.getMessage(),
-                **{k: v for k, v in vars(record).items() if k not in self._standard},
-            }
-            if record.exc_info:
-                entry["exc"] = self.formatException(record.exc_info)
-            return orjson.dumps(entry, default=str).decode()
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Json())
-    root = logging.getLogger("bulkops")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
-    root.propagate = False
-
-
 def worker_main(
     settings_values: dict[str, Any], stop: StopSignal, parent_pid: int | None, poll_seconds: float
 ) -> None:
@@ -155,7 +129,7 @@ def worker_main(
     if threading.current_thread() is threading.main_thread():
         # Ctrl-C reaches the whole process group; the server decides when the worker stops.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _configure_logging()
+        configure_json_logging()
     settings = Settings(**settings_values)
     store = Store(settings.database_url)
     try:

@@ -43,7 +43,6 @@ TENANT_TABLES = (
 CURRENT_ORG = "nullif(current_setting('app.current_org', true), '')::bigint"
 FUNCTIONS = (
     "bulkops_find_user(text, bigint)",
-    "bulkops_use_token(text)",
     "bulkops_lookup_token(text)",
     "bulkops_touch_token(bigint)",
 )
@@ -115,22 +114,6 @@ def upgrade() -> None:
             SELECT * FROM users
             WHERE (p_email IS NOT NULL AND email = p_email)
                OR (p_email IS NULL AND id = p_id)
-        $$
-        """
-    )
-    op.execute(
-        f"""
-        CREATE FUNCTION bulkops_use_token(p_hash text)
-        RETURNS TABLE (id bigint, organization_id bigint, user_id bigint, role text, email text)
-        LANGUAGE sql VOLATILE SECURITY DEFINER
-        SET search_path = "{schema}", pg_temp
-        AS $$
-            UPDATE api_tokens t SET last_used_at = now()
-            FROM users u
-            WHERE t.token_hash = p_hash AND t.revoked_at IS NULL
-              AND u.id = t.user_id AND u.disabled_at IS NULL
-            RETURNING t.id::bigint, t.organization_id::bigint, t.user_id::bigint,
-                      u.role::text, u.email::text
         $$
         """
     )
