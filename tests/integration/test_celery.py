@@ -123,8 +123,8 @@ def _make_cluster(
     pg_template: str | None, tmp_path: Path, broker: str, port: int
 ) -> Iterator[Cluster]:
     if not _reachable(port):
-        if os.environ.get("BULKOPS_REQUIRE_PG") == "1" and broker.startswith("redis"):
-            pytest.fail(f"broker not reachable at {broker}")  # CI starts Redis (.ci/run)
+        if os.environ.get("BULKOPS_REQUIRE_PG") == "1":
+            pytest.fail(f"broker not reachable at {broker}")  # CI starts both (.ci/run)
         pytest.skip(f"broker not reachable at {broker}")
     for url in _database(pg_template):
         queue = f"bulkops-test-{uuid.uuid4().hex[:10]}"
