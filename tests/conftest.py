@@ -91,12 +91,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         store.dispose()
         yield url
         return
-    template = request.getfixturevalue("pg_template")
+    yield from cloned_database(request.getfixturevalue("pg_template"), "bulkops_t")
+
+
+def cloned_database(template: str | None, prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database cloned from the migrated template (app-role URL), dropped
+    afterwards; skips when there is no server (a failure in CI, see ``pg_template``)."""
     if template is None:
         pytest.skip("PostgreSQL server not reachable (CI sets BULKOPS_REQUIRE_PG=1)")
     import psycopg
 
-    name = f"bulkops_t_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')

@@ -28,7 +28,7 @@ from bulkops.config import Settings
 from bulkops.engine import OperationConfig, create_operation
 from bulkops.model import EntityType, OperationType
 from bulkops.store import Store
-from tests.conftest import PG_APP_ROLE, PG_SERVER, pg_url
+from tests.conftest import cloned_database
 from tests.helpers import table
 
 BULKOPS = Path(sys.executable).with_name("bulkops")
@@ -106,17 +106,7 @@ class Cluster:
 
 
 def _database(pg_template: str | None) -> Iterator[str]:
-    if pg_template is None:
-        pytest.skip("PostgreSQL server not reachable (CI sets BULKOPS_REQUIRE_PG=1)")
-    import psycopg
-
-    name = f"bulkops_c_{uuid.uuid4().hex[:10]}"
-    admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield pg_url(name, user=PG_APP_ROLE)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return cloned_database(pg_template, "bulkops_c")
 
 
 def _make_cluster(
