@@ -317,6 +317,7 @@ async def create_operation(
                 ctx,
                 principal.org_id,
                 source=upload.path,
+                move_source=True,
                 file_name=upload.file_name or None,
                 created_by=principal.user_id,
                 idempotency_key=key,

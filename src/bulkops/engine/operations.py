@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import uuid
@@ -110,10 +111,14 @@ def display_name(name: str | None) -> str | None:
     return cleaned or "upload.csv"
 
 
-def store_file(ctx: Context, org_id: int, source: Path | BinaryIO) -> tuple[Path, int, str]:
-    """Copy the file into the organization's storage under a generated name.
+def store_file(
+    ctx: Context, org_id: int, source: Path | BinaryIO, *, move: bool = False
+) -> tuple[Path, int, str]:
+    """Put the file into the organization's storage under a generated name.
 
     Returns (stored path, size in bytes, SHA-256). Stops as soon as the size limit is passed.
+    With ``move`` (a file already spooled on the same file system, as uploads are) the file is
+    read once for its checksum and renamed instead of copied.
     """
     folder = ctx.settings.data_dir / "files" / str(org_id)
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,7 +128,7 @@ def store_file(ctx: Context, org_id: int, source: Path | BinaryIO) -> tuple[Path
     limit = ctx.settings.max_file_bytes
     handle = source.open("rb") if isinstance(source, Path) else source
     try:
-        with target.open("wb") as out:
+        with contextlib.nullcontext() if move else target.open("wb") as out:
             while block := handle.read(1024 * 1024):
                 if size == 0:
                     sniff_content(block[: 64 * 1024])
@@ -131,7 +136,10 @@ def store_file(ctx: Context, org_id: int, source: Path | BinaryIO) -> tuple[Path
                 if size > limit:
                     raise _too_large(limit)
                 digest.update(block)
-                out.write(block)
+                if out is not None:
+                    out.write(block)
+        if move and isinstance(source, Path):
+            source.replace(target)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -163,11 +171,13 @@ def create_operation(
     created_by: int | None = None,
     idempotency_key: str | None = None,
     executor: Literal["inline", "worker"] = "inline",
+    move_source: bool = False,
 ) -> dict[str, Any]:
     """Store the file, check its header and queue the operation as ``pending``.
 
     ``executor`` says who runs it: the caller itself (``inline``, as the CLI does) or the
-    service's workers (``worker``).
+    service's workers (``worker``). ``move_source`` takes over a spooled upload instead of
+    copying it.
 
     Everything that makes the whole file unusable is raised here (FileRejected and its
     subclasses), before any operation exists.
@@ -183,7 +193,7 @@ def create_operation(
     if operation_type is not OperationType.EXPORT:
         if source is None:
             raise UsageError(f"A file is needed for an {operation_type.value} operation.")
-        stored = store_file(ctx, org_id, source)
+        stored = store_file(ctx, org_id, source, move=move_source)
         try:
             with open_csv(stored[0], config.read_options(), ctx.read_limits()) as csv_file:
                 header = list(csv_file.header)
