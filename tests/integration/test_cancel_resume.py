@@ -58,8 +58,9 @@ def elsewhere(ctx: Context) -> Iterator[Context]:
     store.dispose()
 
 
-class Crash(Exception):
-    """Stands for the process dying right after a chunk committed."""
+class Crash(BaseException):
+    """Stands for the process dying right after a chunk committed (like Ctrl-C or a kill,
+    it is no ``Exception``: the engine does not get to end the operation as failed)."""
 
 
 # -- 4. cancel -------------------------------------------------------------------------------------

@@ -246,3 +246,47 @@ def test_a_record_the_database_refuses_fails_alone_with_its_row(ctx: Context, or
         ("K-1", "One"),
         ("K-2", "Other"),
     ]
+
+
+def test_a_file_over_the_row_limit_is_refused_before_anything_changes(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    small = Context(ctx.store, ctx.settings.model_copy(update={"max_rows": 5}))
+    rows = "".join(f"R-{i},Name {i},,x,1.00\n" for i in range(8))
+    path = write_csv(tmp_path / "big.csv", "sku,name,description,category,price\n" + rows)
+    with pytest.raises(FileRejected) as caught:
+        run(small, org_id, "import", "products", path, chunk_size=2)
+    assert "5" in str(caught.value)
+    assert table(ctx, org_id, "products") == []
+    with ctx.store.transaction(org_id) as tx:
+        assert tx.list_operations() == []
+    within = "sku,name,description,category,price\n" + rows[: rows.index("R-5")]
+    assert (
+        run(small, org_id, "import", "products", write_csv(tmp_path / "ok.csv", within))[
+            "created_records"
+        ]
+        == 5
+    )
+
+
+def test_a_fault_half_way_ends_the_operation_as_failed_with_the_reason(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    from bulkops.engine import create_operation, execute, get_operation
+    from bulkops.engine.operations import OperationConfig
+    from bulkops.model import EntityType, OperationType
+
+    op = create_operation(
+        ctx,
+        org_id,
+        operation_type=OperationType.IMPORT,
+        entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(),
+        source=write_csv(tmp_path / "p.csv", PRODUCTS),
+    )
+    Path(op["file_path"]).unlink()  # the stored file is lost before a worker runs it
+    with pytest.raises(FileNotFoundError):
+        execute(ctx, org_id, op["id"])
+    failed = get_operation(ctx, org_id, op["id"])
+    assert failed["status"] == "failed" and failed["lease_owner"] is None
+    assert "FileNotFoundError" in failed["results"]

@@ -149,6 +149,22 @@ def store_file(
     return target, size, digest.hexdigest()
 
 
+def _check_row_limit(ctx: Context, path: Path, config: OperationConfig) -> None:
+    """Refuse a file with more records than allowed before anything is changed.
+
+    Counting line breaks is enough almost always (a record spans at least one line); only a
+    file with more lines than the limit is parsed, which raises at the first record too many.
+    """
+    limit = ctx.settings.max_rows
+    with path.open("rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    if lines <= limit:
+        return
+    with open_csv(path, config.read_options(), ctx.read_limits()) as csv_file:
+        for _ in csv_file.records():
+            pass
+
+
 def _too_large(limit: int) -> FileRejected:
     return FileTooLarge(
         FileProblem(
@@ -198,6 +214,7 @@ def create_operation(
             with open_csv(stored[0], config.read_options(), ctx.read_limits()) as csv_file:
                 header = list(csv_file.header)
                 map_header(spec, header, operation_type, config.mapping)
+            _check_row_limit(ctx, stored[0], config)
         except BaseException:
             stored[0].unlink(missing_ok=True)
             raise

@@ -24,7 +24,7 @@ import orjson
 from bulkops.engine.operations import COUNTERS, Context, OperationConfig, operation_view
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator, map_header, spec_for
-from bulkops.errors import Conflict, NotFound
+from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
 from bulkops.formats import CsvFile, open_csv
 from bulkops.model import (
     EntityType,
@@ -485,11 +485,62 @@ def run_operation(
 
     ``wait`` is called while another operation of the same entity holds the line; return False
     from it to give up waiting (the operation then stays pending).
+
+    A fault that running it again would only repeat (a file that breaks a limit half-way, a
+    bug) ends the operation as ``failed`` with the reason in its results, and is re-raised;
+    what was applied stays applied and can be rolled back. A database outage (StoreError) or
+    another process taking over (Conflict) leaves it to be resumed.
     """
+    owner = owner or process_owner()
     with _bulk_gc():
-        return _run_operation(
-            ctx, org_id, op_id, owner=owner, on_progress=on_progress, wait=wait
-        )
+        try:
+            return _run_operation(
+                ctx, org_id, op_id, owner=owner, on_progress=on_progress, wait=wait
+            )
+        except (StoreError, Conflict, NotFound):
+            raise
+        except Exception as exc:
+            _fail(ctx, org_id, op_id, owner, exc, on_progress)
+            raise
+
+
+def _fail(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    owner: str,
+    exc: Exception,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """End a running operation as failed because of ``exc`` (if this process still runs it)."""
+    reason = str(exc) if isinstance(exc, BulkopsError) else f"{type(exc).__name__}: {exc}"
+    try:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            op = tx.get_operation(op_id)
+            if op is None or op["status"] != "processing" or op["lease_owner"] != owner:
+                return
+            results = orjson.loads(op["results"] or "{}")
+            results["error"] = reason
+            tx.update_operation(
+                op_id,
+                {
+                    "status": "failed",
+                    "completed_at": utcnow(),
+                    "estimated_completion": None,
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    "total_records": max(op["total_records"] or 0, op["processed_records"]),
+                    "results": orjson.dumps(results).decode(),
+                },
+            )
+            final = tx.get_operation(op_id)
+            assert final is not None
+            view = operation_view(final)
+            tx.add_event(op_id, "done", view)
+    except StoreError:
+        return  # the lease expires and a resume will meet the same fault again
+    if on_progress:
+        on_progress({**view, "phase": "done"})
 
 
 def _run_operation(
