@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from bulkops import __version__, engine
-from bulkops.api import ApiState, RequestLog, include_api
+from bulkops.api import ApiState, EventHub, RequestLog, include_api
 from bulkops.config import Settings
 from bulkops.logs import configure_json_logging
 from bulkops.store import Store
@@ -34,6 +34,7 @@ def create_app(
     *,
     sse_poll_seconds: float = 0.3,
     sse_heartbeat_seconds: float = 10.0,
+    sse_wake_timeout_seconds: float = 2.0,
     token_touch_seconds: float = 30.0,
 ) -> FastAPI:
     """The bulkops HTTP API and dashboard for ``settings`` (the store is opened at start-up).
@@ -54,7 +55,11 @@ def create_app(
             sse_poll_seconds=sse_poll_seconds,
             sse_heartbeat_seconds=sse_heartbeat_seconds,
             sse_limiter=anyio.CapacityLimiter(8),
+            sse_wake_timeout_seconds=sse_wake_timeout_seconds,
         )
+        if store.dialect == "postgresql":
+            state.event_hub = EventHub()
+            state.event_hub.start(store)
         state.tokens.ttl_seconds = token_touch_seconds
         sessions = Sessions(state.ctx, secret)
         state.cookie_auth = sessions.cookie_auth
@@ -63,6 +68,8 @@ def create_app(
         try:
             yield
         finally:
+            if state.event_hub is not None:
+                state.event_hub.stop()
             store.dispose()
 
     app = FastAPI(

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 
 from . import accounts, catalogue, events, operations
 from .deps import ApiState, TokenCache
+from .events import EventHub
 from .logs import RequestLog
 from .problems import install_problem_handlers
 
-__all__ = ["ApiState", "RequestLog", "TokenCache", "include_api"]
+__all__ = ["ApiState", "EventHub", "RequestLog", "TokenCache", "include_api"]
 
 
 def include_api(app: FastAPI) -> None:

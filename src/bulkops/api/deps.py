@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import anyio
 from fastapi import Depends, Request
@@ -18,6 +18,9 @@ from bulkops import engine
 from bulkops.engine.accounts import TOKEN_PREFIX, hash_token
 from bulkops.errors import AuthenticationFailed, PermissionDenied, StoreError
 from bulkops.model import Role
+
+if TYPE_CHECKING:
+    from .events import EventHub
 
 __all__ = [
     "Admin",
@@ -75,6 +78,9 @@ class ApiState:
     sse_retry_ms: int = 2000
     # SSE polls take their threads from here, so many streams never starve request threads.
     sse_limiter: anyio.CapacityLimiter | None = None
+    # PostgreSQL: wakes streams on LISTEN/NOTIFY; they re-read at least this often anyway.
+    event_hub: EventHub | None = None
+    sse_wake_timeout_seconds: float = 2.0
     # The dashboard's session cookie (set by the ASGI app): the principal and its CSRF token.
     cookie_auth: CookieAuth | None = None
 

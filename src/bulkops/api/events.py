@@ -1,7 +1,9 @@
 """``/api/v1/operations/{id}/events``: live progress as Server-Sent Events, read from the database.
 
-The stream polls the operation's event log (the database is the truth, so any server process
-serves any operation, whichever process does the work). It sends ``retry:`` first, each event
+The stream reads the operation's event log (the database is the truth, so any server process
+serves any operation, whichever process does the work). On PostgreSQL one LISTEN connection
+per server process (:class:`EventHub`) wakes every stream when any process commits an event;
+on SQLite the streams poll. It sends ``retry:`` first, each event
 with its growing ``id``, a ``: ping`` comment when nothing else was sent for a while, and ends
 after ``done``. ``Last-Event-ID`` continues right after that event, without gap or repeat.
 A ``done`` that later events followed (an operation rolled back after it completed) belongs
@@ -10,6 +12,9 @@ to the past and is skipped.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -21,11 +26,15 @@ from fastapi import APIRouter, Header
 from fastapi.responses import StreamingResponse
 
 from bulkops import engine
+from bulkops.errors import StoreError
+from bulkops.store import Store
 
 from .deps import State, Viewer
 from .problems import PROBLEM_JSON
 
-__all__ = ["router"]
+__all__ = ["EventHub", "router"]
+
+log = logging.getLogger("bulkops.api.events")
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 PAGE = 500
@@ -35,6 +44,57 @@ _FINAL = ("completed", "failed", "cancelled", "rolled_back")
 def _frame(event: dict[str, Any]) -> bytes:
     data = orjson.dumps(event["data"], default=str).decode()
     return f"id: {event['id']}\nevent: {event['event']}\ndata: {data}\n\n".encode()
+
+
+class EventHub:
+    """Wakes the event streams of this process when any process commits an event.
+
+    A thread holds one LISTEN connection (however many streams are open) and, on every
+    notification, sets the current :class:`asyncio.Event` and replaces it. A stream takes the
+    current event *before* it reads the table, so a notification that arrives while it reads
+    still wakes it.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, store: Store) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(
+            target=self._listen, args=(store,), name="bulkops-event-hub", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def arm(self) -> asyncio.Event:
+        return self._event
+
+    async def wait(self, armed: asyncio.Event, timeout: float) -> None:
+        with anyio.move_on_after(timeout):
+            await armed.wait()
+
+    def _wake(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    def _listen(self, store: Store) -> None:
+        assert self._loop is not None
+        while not self._stop.is_set():
+            try:
+                with store.listen_events() as waiter:
+                    while not self._stop.is_set():
+                        if waiter.wait(None, 1.0):
+                            self._loop.call_soon_threadsafe(self._wake)
+            except StoreError as exc:  # streams fall back to their timeout meanwhile
+                log.warning("event listener lost; reconnecting", extra={"error": str(exc)})
+                self._stop.wait(1.0)
 
 
 class _Log:
@@ -107,7 +167,9 @@ async def operation_events(
         else:
             after = latest_id
         quiet_since = time.monotonic()
+        hub = state.event_hub
         while True:
+            armed = hub.arm() if hub is not None else None
             events = await anyio.to_thread.run_sync(log.after, after, limiter=state.sse_limiter)
             for index, event in enumerate(events):
                 after = event["id"]
@@ -127,7 +189,10 @@ async def operation_events(
             elif time.monotonic() - quiet_since >= state.sse_heartbeat_seconds:
                 yield b": ping\n\n"
                 quiet_since = time.monotonic()
-            await anyio.sleep(state.sse_poll_seconds)
+            if hub is None or armed is None:
+                await anyio.sleep(state.sse_poll_seconds)
+            else:
+                await hub.wait(armed, state.sse_wake_timeout_seconds)
 
     return StreamingResponse(
         stream(),
