@@ -422,12 +422,20 @@ def _prepared_chunks(
     a million records, unpickling the prepared records in the writer cost nearly as much as
     preparing them).
     """
+    records_read = 0
+    sized = False
     for index, chunk in enumerate(chunked(csv_file.records(), chunk_size)):
-        if index == 0 and csv_file.bytes_consumed:
-            # Size the duplicate-key table once for the whole file, from the first chunk's
-            # bytes per record (measured within 1 % on generated files; 5 % margin).
-            ratio = csv_file.file_size_bytes / csv_file.bytes_consumed
-            evaluator.seen.reserve(int(len(chunk) * ratio * 1.05) + 1)
+        records_read += len(chunk)
+        consumed = csv_file.bytes_consumed
+        if not sized and consumed and (
+            consumed >= 1 << 20 or consumed >= csv_file.file_size_bytes
+        ):
+            # Size the duplicate-key table once for the whole file from the bytes per record
+            # of its first megabyte (5 % margin; read-ahead blurs a smaller sample), so it
+            # does not grow, and briefly exist twice, while the file streams.
+            ratio = csv_file.file_size_bytes / consumed
+            evaluator.seen.reserve(int(records_read * ratio * 1.05) + 1)
+            sized = True
         prepared = evaluator.prepare(chunk)
         prepared.index = index
         prepared.bytes_consumed = csv_file.bytes_consumed
