@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Page, expect, sync_playwright
 
 from bulkops import engine
 from bulkops.asgi import create_app
@@ -25,10 +26,6 @@ from bulkops.model import Role
 from bulkops.store import Store
 from bulkops.workers import worker_main
 from tests.integration.test_api import ServerThread
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-Page = playwright_sync.Page
-expect = playwright_sync.expect
 
 CHROMIUM = Path(os.environ.get("BULKOPS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -91,7 +88,7 @@ def browser() -> Iterator[Any]:
         if os.environ.get("BULKOPS_REQUIRE_PG") == "1":
             pytest.fail(f"Chromium is required in CI but missing at {CHROMIUM}")
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with playwright_sync.sync_playwright() as playwright:
+    with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()

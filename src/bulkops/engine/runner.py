@@ -556,11 +556,10 @@ def _run_operation(
     org_id: int,
     op_id: str,
     *,
-    owner: str | None = None,
-    on_progress: ProgressCallback | None = None,
-    wait: Callable[[], bool] | None = None,
+    owner: str,
+    on_progress: ProgressCallback | None,
+    wait: Callable[[], bool] | None,
 ) -> dict[str, Any]:
-    owner = owner or process_owner()
     op = _claim(ctx, org_id, op_id, owner, wait)
     if op["status"] != "processing":
         return op
