@@ -227,8 +227,11 @@ def test_resume_of_an_interrupted_rollback(ctx: Context, org_id: int, tmp_path: 
         rollback_operation(ctx, org_id, op["id"], user_id=None,
                            on_progress=_crash_after(30, "rolling_back"))
     crashed = get_operation(ctx, org_id, op["id"])
-    assert (crashed["status"], crashed["rolled_back_records"]) == ("rolling_back", 30)
-    assert len(table(ctx, org_id, "products")) == 65  # the newest 30 are gone
+    # A rollback restores whole audit batches (one per applied chunk), newest first: the last
+    # chunk held 5 records, then 10 each, so the first progress past 30 says 35.
+    assert (crashed["status"], crashed["rolled_back_records"]) == ("rolling_back", 35)
+    assert len(table(ctx, org_id, "products")) == 60  # the newest 35 are gone
+    assert _audit_count(ctx, org_id, op["id"], "applied") == 60
 
     final = resume(ctx, org_id, op["id"])
     assert (final["status"], final["rolled_back_records"], final["conflict_records"]) == (
@@ -337,14 +340,25 @@ class Cli:
         return {r[0]: r[1:] for r in rows}
 
     def audit_records(self, op_id: str, status: str | None = None) -> int:
-        sql = "SELECT count(*), count(DISTINCT record_index) FROM operation_records " \
-              "WHERE operation_id = ?"
+        """Audit records of the operation (each data row at most once), counted through its
+        per-chunk batches with SQLite's JSON functions; a record's status is its batch's
+        while applied, else its outcome (a plain rolled_back unless listed)."""
+        per_record = (
+            "SELECT r.value, CASE WHEN c.status = 'applied' THEN 'applied' ELSE coalesce("
+            "json_extract(c.outcomes, '$.\"' || r.key || '\"[0]'), 'rolled_back') END AS status "
+            "FROM operation_changes c, json_each(c.data, '$.rows') r WHERE c.operation_id = ?"
+        )
+        sql = f"SELECT count(*), count(DISTINCT value) FROM ({per_record})"
         params: tuple[Any, ...] = (op_id,)
         if status is not None:
-            sql += " AND status = ?"
+            sql += " WHERE status = ?"
             params += (status,)
         total, distinct = self.query(sql, *params)[0]
         assert total == distinct
+        if status is None:
+            counted = self.query("SELECT coalesce(sum(record_count), 0) FROM operation_changes "
+                                 "WHERE operation_id = ?", op_id)[0][0]
+            assert counted == total
         return int(total)
 
 

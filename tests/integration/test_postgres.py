@@ -298,13 +298,22 @@ def test_one_transaction_per_chunk(store: Store, orgs: tuple[int, int], tmp_path
         xids = tx.conn.exec_driver_sql(
             "SELECT xmin::text FROM operation_chunks WHERE operation_id = %s", (final["id"],)
         ).all()
-        audited = tx.conn.exec_driver_sql(
-            "SELECT count(*) FROM operation_records WHERE operation_id = %s", (final["id"],)
-        ).scalar()
+        # One audit batch per chunk; its records, each data row exactly once.
+        batches = tx.conn.exec_driver_sql(
+            "SELECT record_count FROM operation_changes WHERE operation_id = %s ORDER BY id",
+            (final["id"],),
+        ).all()
+        records, distinct = tx.conn.exec_driver_sql(
+            "SELECT count(*), count(DISTINCT r.value) FROM operation_changes c "
+            "CROSS JOIN LATERAL jsonb_array_elements(c.data::jsonb -> 'rows') r "
+            "WHERE c.operation_id = %s",
+            (final["id"],),
+        ).one()
     # Three ledger rows written by three different (committed) transactions, not savepoints
     # of one long transaction.
     assert len({x[0] for x in xids}) == 3
-    assert audited == 60
+    assert [b[0] for b in batches] == [20, 20, 20]
+    assert records == distinct == 60
 
 
 # -- progress events across processes ------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Undo: restore an operation's audit records newest first, never over somebody else's change.
 
-Each chunk of audit records is restored in one transaction that also marks those records
-``rolled_back`` or ``conflict``; a rollback that is interrupted therefore resumes with the
-records still marked ``applied`` and never restores one twice.
+The audit holds one batch per applied chunk (``operation_changes``). Batches are restored
+newest first, and the records of a batch in reverse order, each batch in one transaction
+that also marks it ``rolled_back`` (or ``conflict``, with the outcome of every record left
+alone); a rollback that is interrupted therefore resumes with the batches still ``applied``
+and never restores one twice.
 """
 
 from __future__ import annotations
@@ -13,16 +15,17 @@ from typing import Any
 
 import orjson
 
-from bulkops.engine.operations import Context, OperationConfig, operation_view
+from bulkops.engine.operations import Context, operation_view
 from bulkops.engine.runner import Progress, ProgressCallback, get_fresh, process_owner
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound
 from bulkops.model import OperationStatus
-from bulkops.store import DuplicateRow, Tx, utcnow
+from bulkops.store import ChangeBatch, DuplicateRow, Tx, utcnow
 
 __all__ = ["queue_rollback", "request_rollback", "rollback_applied", "rollback_operation"]
 
 ROLLBACK = "rollback"
+_Target = tuple[int, int]  # (position in the batch, entity id)
 
 
 def request_rollback(
@@ -123,7 +126,6 @@ def rollback_applied(
         if now["status"] == "rolled_back" and not redo_conflicts:
             return now
         time.sleep(0.2)
-    config = OperationConfig.model_validate_json(op["config"])
     spec = spec_for(op["entity_type"])
     with ctx.store.transaction(org_id, write=True) as tx:
         values: dict[str, Any] = {"rollback_requested_by": user_id, "rollback_force": force}
@@ -135,10 +137,10 @@ def rollback_applied(
         op = tx.get_operation(op_id) or op
     total = (op["created_records"] + op["updated_records"] + op["deleted_records"])
     progress = Progress(op["rolled_back_records"] or 0)
-    # First every record still 'applied' (a fresh or resumed rollback), newest first, paged by
-    # id. Then, when forced, the records left as
-    # conflicts (a forced second rollback, or a forced one resumed after a crash); those may
-    # stay conflicts (the database refuses them), so they are paged through by id.
+    # First every batch still 'applied' (a fresh or resumed rollback), newest first, by id.
+    # Then, when forced, the records left as conflicts (a forced second rollback, or a forced
+    # one resumed after a crash), in the batches marked 'conflict'; those may stay conflicts
+    # (the database refuses them), so the batches are paged through by id.
     passes = ["applied", "conflict"] if force else ["applied"]
     for target in passes:
         before_id: int | None = None
@@ -147,17 +149,25 @@ def rollback_applied(
                 current = tx.get_operation(op_id)
                 if current is None or current["lease_owner"] != owner:
                     raise Conflict(f"The rollback of {op_id} was taken over by another process.")
-                page = tx.audit_page(op_id, newest_first=True, status=target,
-                                     before_id=before_id, limit=config.chunk_size)
-                if not page:
+                batches = tx.change_batches(op_id, newest_first=True, statuses=(target,),
+                                            before_id=before_id, limit=1)
+                if not batches:
                     break
-                restored, conflicts = _restore(tx, spec, page, force)
+                batch = batches[0]
+                before_id = batch.id  # newest first: the next batch is older
+                # Newest first inside the batch too; a conflict pass retries the conflicts only.
+                todo = [p for p in batch.positions(reverse=True)
+                        if target == "applied" or batch.outcome(p)[0] == "conflict"]
+                outcomes, restored, conflicts = _restore(tx, spec, batch, todo, force)
+                # The batch's outcomes: those of the records not retried now, then the new ones.
+                retried = set(todo)
+                kept = {p: o for p, o in batch.outcomes.items() if p not in retried}
+                tx.mark_changes(batch.id, kept | outcomes)
                 deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
                 if target == "conflict":
-                    # Every record of the page was counted as a conflict already.
+                    # Every record retried was counted as a conflict already.
                     deltas["conflict_records"] = -restored
-                before_id = page[-1]["id"]  # newest first: the next page is older
-                tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(page))
+                tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(todo))
                 tx.add_counters(op_id, deltas, lease_expires_at=time.time()
                                 + ctx.settings.lease_seconds)
                 updated = tx.get_operation(op_id)
@@ -212,32 +222,46 @@ def rollback_applied(
     return final
 
 
-def _restore(tx: Tx, spec: EntitySpec, page: Sequence[dict[str, Any]], force: bool
-             ) -> tuple[int, int]:
-    """Restore one page of audit records; returns (restored, conflicts)."""
+def _restore(
+    tx: Tx, spec: EntitySpec, batch: ChangeBatch, positions: Sequence[int], force: bool
+) -> tuple[dict[int, tuple[str, str | None]], int, int]:
+    """Restore these records of one batch (in this order).
+
+    Returns (outcomes, restored, conflicts): ``outcomes`` names the records not plainly
+    rolled back (position -> (status, error)), i.e. the conflicts.
+    """
     entity = spec.entity.value
     fields = spec.field_names
-    current = tx.rows_by_id(entity, fields, [r["entity_id"] for r in page])
-    to_delete: list[dict[str, Any]] = []
-    to_update: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
-    to_insert: list[tuple[dict[str, Any], tuple[Any, ...]]] = []
-    marks: list[tuple[str, str | None, int]] = []
+    same_order = batch.fields == tuple(fields)
 
-    def image(data: str | None) -> tuple[Any, ...] | None:
-        if data is None:
+    def image(values: list[Any] | None) -> tuple[Any, ...] | None:
+        if values is None:
             return None
-        values = orjson.loads(data)
-        return tuple(values.get(f) for f in fields)
+        if same_order:
+            return tuple(values)
+        by_name = dict(zip(batch.fields, values, strict=True))
+        return tuple(by_name.get(f) for f in fields)
 
-    for record in page:
-        now = current.get(record["entity_id"])
-        after = image(record["after_data"])
-        before = image(record["before_data"])
-        action = record["action"]
+    current = tx.rows_by_id(
+        entity, fields, [i for i in (batch.ids[p] for p in positions) if i is not None]
+    )
+    # (position, entity id) of each record to write back, with the image to restore.
+    to_delete: list[_Target] = []
+    to_update: list[tuple[_Target, tuple[Any, ...]]] = []
+    to_insert: list[tuple[_Target, tuple[Any, ...]]] = []
+    marks: dict[int, tuple[str, str | None]] = {}
+
+    for position in positions:
+        entity_id = batch.ids[position]
+        assert entity_id is not None
+        record = (position, entity_id)
+        now = current.get(entity_id)
+        after = image(batch.after[position])
+        before = image(batch.before[position])
+        action = batch.action(position)
         if action == "delete":
             if now is not None:
-                marks.append(("conflict", "A row with this id exists again; not restored.",
-                              record["id"]))
+                marks[position] = ("conflict", "A row with this id exists again; not restored.")
             else:
                 assert before is not None
                 to_insert.append((record, before))
@@ -245,19 +269,19 @@ def _restore(tx: Tx, spec: EntitySpec, page: Sequence[dict[str, Any]], force: bo
         if now is None:
             if action == "create" or not force:
                 if action == "create" and force:
-                    marks.append(("rolled_back", None, record["id"]))
+                    marks[position] = ("rolled_back", None)
                 else:
-                    marks.append(("conflict", "The row was deleted after this operation "
-                                  "wrote it; not restored.", record["id"]))
+                    marks[position] = ("conflict", "The row was deleted after this operation "
+                                       "wrote it; not restored.")
                 continue
             assert before is not None
             to_insert.append((record, before))
             continue
         if now != after and not force:
             changed = [f for f, a, b in zip(fields, after or (), now, strict=False) if a != b]
-            marks.append(("conflict", "Changed after this operation wrote it "
-                          f"({', '.join(changed)}); not restored. Roll back with --force to "
-                          "overwrite.", record["id"]))
+            marks[position] = ("conflict", "Changed after this operation wrote it "
+                               f"({', '.join(changed)}); not restored. Roll back with --force "
+                               "to overwrite.")
             continue
         if action == "create":
             to_delete.append(record)
@@ -265,35 +289,35 @@ def _restore(tx: Tx, spec: EntitySpec, page: Sequence[dict[str, Any]], force: bo
             assert before is not None
             to_update.append((record, before))
 
-    restored: list[tuple[str, str | None, int]] = []
+    restored = 0
 
-    def write(deletes: list[dict[str, Any]], updates: list[tuple[dict[str, Any], tuple[Any, ...]]],
-              inserts: list[tuple[dict[str, Any], tuple[Any, ...]]]) -> None:
-        tx.delete_rows(entity, [r["entity_id"] for r in deletes])
-        tx.update_rows(entity, fields, [(r["entity_id"], v) for r, v in updates])
-        tx.insert_rows(entity, fields, [v for _, v in inserts],
-                       ids=[r["entity_id"] for r, _ in inserts])
+    def write(deletes: list[_Target], updates: list[tuple[_Target, tuple[Any, ...]]],
+              inserts: list[tuple[_Target, tuple[Any, ...]]]) -> None:
+        tx.delete_rows(entity, [i for _, i in deletes])
+        tx.update_rows(entity, fields, [(i, v) for (_, i), v in updates])
+        tx.insert_rows(entity, fields, [v for _, v in inserts], ids=[i for (_, i), _ in inserts])
 
     try:
         with tx.savepoint():
             write(to_delete, to_update, to_insert)
-        restored = [("rolled_back", None, r["id"]) for r in to_delete]
-        restored += [("rolled_back", None, r["id"]) for r, _ in to_update + to_insert]
+        restored = len(to_delete) + len(to_update) + len(to_insert)
     except DuplicateRow:
-        singles: list[tuple[list[dict[str, Any]], list[tuple[dict[str, Any], tuple[Any, ...]]],
-                            list[tuple[dict[str, Any], tuple[Any, ...]]]]]
+        singles: list[tuple[list[_Target], list[tuple[_Target, tuple[Any, ...]]],
+                            list[tuple[_Target, tuple[Any, ...]]]]]
         singles = ([([r], [], []) for r in to_delete] + [([], [u], []) for u in to_update]
                    + [([], [], [i]) for i in to_insert])
         for single in singles:
-            record = (single[0] or [u[0] for u in single[1]] or [i[0] for i in single[2]])[0]
+            position = (single[0] or [u[0] for u in single[1]] or [i[0] for i in single[2]])[0][0]
             try:
                 with tx.savepoint():
                     write(*single)
             except DuplicateRow as exc:
-                marks.append(("conflict", f"The database refused to restore this row: "
-                              f"{str(exc).strip().splitlines()[0]}", record["id"]))
+                marks[position] = ("conflict", f"The database refused to restore this row: "
+                                   f"{str(exc).strip().splitlines()[0]}")
                 continue
-            restored.append(("rolled_back", None, record["id"]))
-    tx.mark_audit(restored + marks)
-    conflicts = sum(1 for status, _, _ in marks if status == "conflict")
-    return len(restored) + sum(1 for s, _, _ in marks if s == "rolled_back"), conflicts
+            restored += 1
+    conflicts = sum(1 for status, _ in marks.values() if status == "conflict")
+    restored += sum(1 for status, _ in marks.values() if status == "rolled_back")
+    # Only what is not a plain "rolled_back" is kept with the batch.
+    outcomes = {p: o for p, o in marks.items() if o != ("rolled_back", None)}
+    return outcomes, restored, conflicts

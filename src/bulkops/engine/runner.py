@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -36,9 +36,11 @@ from bulkops.model import (
 )
 from bulkops.store import DuplicateRow, Tx, utcnow
 
-__all__ = ["ProgressCallback", "process_owner", "run_operation"]
+__all__ = ["ChunkSender", "KeyRegistry", "ProgressCallback", "process_owner", "run_operation"]
 
 ProgressCallback = Callable[[dict[str, Any]], None]
+ChunkSender = Callable[[int, str, int], None]
+"""Asks any worker to apply chunk ``index`` of operation ``op_id`` of ``org_id``."""
 APPLY = "apply"
 
 
@@ -88,11 +90,19 @@ class Prepared:
     index: int = 0
 
 
+class KeyRegistry(Protocol):
+    """Where the natural keys already seen in the file are kept (a :class:`SeenKeys`)."""
+
+    def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]: ...
+
+    def reserve(self, keys: int) -> None: ...
+
+
 class Evaluator:
     """Decides, chunk by chunk, what each record does against the current data."""
 
     def __init__(
-        self, spec: EntitySpec, operation: OperationType, header: HeaderMap, seen: SeenKeys
+        self, spec: EntitySpec, operation: OperationType, header: HeaderMap, seen: KeyRegistry
     ) -> None:
         self.spec = spec
         self.operation = operation
@@ -320,31 +330,30 @@ def apply_plan(
         _write_one_by_one(tx, spec, op_id, plan, chunk)
 
 
-def _write(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
+def _write(
+    tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan, *, audit: bool = True
+) -> list[tuple[int, int | None, str, tuple[Any, ...] | None, tuple[Any, ...] | None]]:
+    """Write the plan's rows and (``audit``) its audit as one batch; returns the audit records.
+
+    An audit record is (record_index, entity_id, action, before, after): ``store.AuditRecord``.
+    """
     entity = spec.entity.value
     fields = spec.field_names
     ids = tx.insert_rows(entity, fields, [values for _, values in plan.creates])
     tx.update_rows(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
     tx.delete_rows(entity, [row_id for _, row_id, _ in plan.deletes])
-    dumps = orjson.dumps
-    audit: list[tuple[int, int | None, str, str | None, str | None]] = []
-    for (row, values), row_id in zip(plan.creates, ids, strict=True):
-        image = dumps(dict(zip(fields, values, strict=True))).decode()
-        audit.append((row, row_id, "create", None, image))
-    for row, row_id, before, after in plan.updates:
-        audit.append(
-            (
-                row,
-                row_id,
-                "update",
-                dumps(dict(zip(fields, before, strict=True))).decode(),
-                dumps(dict(zip(fields, after, strict=True))).decode(),
-            )
-        )
-    for row, row_id, before in plan.deletes:
-        image = dumps(dict(zip(fields, before, strict=True))).decode()
-        audit.append((row, row_id, "delete", image, None))
-    tx.insert_audit(op_id, audit)
+    # The images stay value tuples in field order: the batch is serialised once, in the store.
+    records: list[tuple[int, int | None, str, tuple[Any, ...] | None, tuple[Any, ...] | None]] = [
+        (row, row_id, "create", None, values)
+        for (row, values), row_id in zip(plan.creates, ids, strict=True)
+    ]
+    records += [
+        (row, row_id, "update", before, after) for row, row_id, before, after in plan.updates
+    ]
+    records += [(row, row_id, "delete", before, None) for row, row_id, before in plan.deletes]
+    if audit and records:
+        tx.insert_changes(op_id, fields, records)
+    return records
 
 
 def _write_one_by_one(
@@ -358,10 +367,11 @@ def _write_one_by_one(
         + [ChunkPlan(updates=[u]) for u in plan.updates]
         + [ChunkPlan(deletes=[d]) for d in plan.deletes]
     )
+    audited: list[tuple[int, int | None, str, tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
     for single in singles:
         try:
             with tx.savepoint():
-                _write(tx, spec, op_id, single)
+                written = _write(tx, spec, op_id, single, audit=False)
         except DuplicateRow as exc:
             row = (single.creates or single.updates or single.deletes)[0][0]
             raw = records[row]
@@ -382,9 +392,13 @@ def _write_one_by_one(
                 )
             )
             continue
+        audited += written
         kept.creates.extend(single.creates)
         kept.updates.extend(single.updates)
         kept.deletes.extend(single.deletes)
+    # The records that went in, audited as one batch in the chunk's transaction.
+    if audited:
+        tx.insert_changes(op_id, spec.field_names, audited)
     plan.creates, plan.updates, plan.deletes = kept.creates, kept.updates, kept.deletes
     plan.failures = kept.failures
 
@@ -488,8 +502,13 @@ def run_operation(
     owner: str | None = None,
     on_progress: ProgressCallback | None = None,
     wait: Callable[[], bool] | None = None,
+    send_chunk: ChunkSender | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) an import, update or delete until it ends; returns the operation.
+
+    With ``send_chunk`` (a distributed executor) and ``max_concurrent`` > 1, this process
+    coordinates: it reads and checks the file and hands chunks to other workers, applying
+    chunks itself whenever ``max_concurrent`` are already in flight (``engine.fanout``).
 
     ``wait`` is called while another operation of the same entity holds the line; return False
     from it to give up waiting (the operation then stays pending).
@@ -503,7 +522,13 @@ def run_operation(
     with _bulk_gc():
         try:
             return _run_operation(
-                ctx, org_id, op_id, owner=owner, on_progress=on_progress, wait=wait
+                ctx,
+                org_id,
+                op_id,
+                owner=owner,
+                on_progress=on_progress,
+                wait=wait,
+                send_chunk=send_chunk,
             )
         except (StoreError, Conflict, NotFound):
             raise
@@ -559,12 +584,11 @@ def _run_operation(
     owner: str,
     on_progress: ProgressCallback | None,
     wait: Callable[[], bool] | None,
+    send_chunk: ChunkSender | None,
 ) -> dict[str, Any]:
     op = _claim(ctx, org_id, op_id, owner, wait)
     if op["status"] != "processing":
         return op
-    from bulkops.engine.rollback import rollback_applied
-
     config = OperationConfig.model_validate_json(op["config"])
     operation = OperationType(op["operation_type"])
     spec = spec_for(op["entity_type"])
@@ -581,6 +605,13 @@ def _run_operation(
         if config.validate_only or planned["failed_records"]:
             status = "completed" if config.validate_only else "rolled_back"
             return _finish(ctx, org_id, op_id, status, planned, on_progress)
+    if send_chunk is not None and config.max_concurrent > 1:
+        from bulkops.engine.fanout import coordinate
+
+        return coordinate(
+            ctx, org_id, op, config, spec, owner=owner, on_progress=on_progress,
+            send_chunk=send_chunk,
+        )
     progress = Progress(sum(committed.values()))
     stopped: str | None = None
     with (
@@ -636,7 +667,28 @@ def _run_operation(
             if updated["failed_records"] > config.max_errors:
                 stopped = "failed"
                 break
-    with ctx.store.transaction(org_id) as tx:
+    return conclude(ctx, org_id, op_id, config, stopped, owner=owner, on_progress=on_progress)
+
+
+def conclude(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    config: OperationConfig,
+    stopped: str | None,
+    *,
+    owner: str,
+    on_progress: ProgressCallback | None,
+) -> dict[str, Any]:
+    """End an operation whose chunks are all applied, or that ``stopped`` early.
+
+    ``stopped`` is ``"cancelled"``, ``"failed"`` (too many errors) or None. A cancel that asks
+    for it, or ``rollback_on_error`` with failed records, rolls back what was applied.
+    """
+    from bulkops.engine.rollback import rollback_applied
+
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.delete_chunk_plans(op_id)  # chunks handed out to workers and not applied
         op_final = tx.get_operation(op_id)
     assert op_final is not None
     if stopped is None and op_final["cancel_requested_at"] is not None:

@@ -25,16 +25,27 @@ from bulkops.store import postgres, schema
 from bulkops.store.tables import (
     ENTITY_TABLES,
     api_tokens,
+    operation_changes,
+    operation_chunk_plans,
     operation_chunks,
     operation_errors,
     operation_events,
-    operation_records,
     operations,
     organizations,
     users,
 )
 
-__all__ = ["ActiveOperation", "DuplicateRow", "EventWaiter", "Store", "Tx", "utcnow"]
+__all__ = [
+    "CHANGE_ID_STRIDE",
+    "ActiveOperation",
+    "AuditRecord",
+    "ChangeBatch",
+    "DuplicateRow",
+    "EventWaiter",
+    "Store",
+    "Tx",
+    "utcnow",
+]
 
 ACTIVE_STATUSES = ("processing", "rolling_back")
 _COUNTERS = (
@@ -48,6 +59,96 @@ _COUNTERS = (
     "rolled_back_records",
     "conflict_records",
 )
+
+
+CHANGE_ID_STRIDE = 1_000_000
+"""A record's id in the per-record audit views: batch id * CHANGE_ID_STRIDE + its position."""
+
+AuditRecord = tuple[int, int | None, str, tuple[Any, ...] | None, tuple[Any, ...] | None]
+"""One record of an applied chunk: (record_index, entity_id, action, before, after)."""
+
+_ACTIONS = {"c": "create", "u": "update", "d": "delete"}
+# A record's status -> the statuses of the batches that can hold such a record.
+_BATCH_STATUSES: dict[str, tuple[str, ...]] = {
+    "applied": ("applied",),
+    "rolled_back": ("rolled_back", "conflict"),
+    "conflict": ("conflict",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeBatch:
+    """One row of ``operation_changes`` decoded: the audit of one applied chunk.
+
+    The lists are parallel, one item per record, in the order the records were written;
+    ``before``/``after`` hold values in ``fields`` order (None for the side an action lacks).
+    ``outcomes`` (after a rollback): position -> (status, error) of the records that were
+    not plainly rolled back.
+    """
+
+    id: int
+    status: str
+    fields: tuple[str, ...]
+    rows: list[int]
+    ids: list[int | None]
+    actions: str
+    before: list[list[Any] | None]
+    after: list[list[Any] | None]
+    outcomes: dict[int, tuple[str, str | None]]
+
+    @classmethod
+    def decode(cls, batch_id: int, status: str, data: str, outcomes: str | None) -> ChangeBatch:
+        doc = orjson.loads(data)
+        return cls(
+            id=int(batch_id),
+            status=status,
+            fields=tuple(doc["fields"]),
+            rows=doc["rows"],
+            ids=doc["ids"],
+            actions=doc["actions"],
+            before=doc["before"],
+            after=doc["after"],
+            outcomes={int(p): (o[0], o[1]) for p, o in orjson.loads(outcomes).items()}
+            if outcomes
+            else {},
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def action(self, position: int) -> str:
+        return _ACTIONS[self.actions[position]]
+
+    def outcome(self, position: int) -> tuple[str, str | None]:
+        """(status, error) of one record."""
+        if self.status == "applied":
+            return ("applied", None)
+        return self.outcomes.get(position, ("rolled_back", None))
+
+    def positions(self, *, reverse: bool = False) -> range:
+        """The records' positions, in the order written or newest first."""
+        n = len(self.rows)
+        return range(n - 1, -1, -1) if reverse else range(n)
+
+    def record(self, position: int) -> dict[str, Any]:
+        """One record as a per-record audit item (the keys of ``Tx.audit_page``)."""
+        dumps = orjson.dumps
+        before, after = self.before[position], self.after[position]
+        status, error = self.outcome(position)
+        return {
+            "id": self.id * CHANGE_ID_STRIDE + position,
+            "record_index": self.rows[position],
+            "entity_id": self.ids[position],
+            "action": self.action(position),
+            "before_data": None
+            if before is None
+            else dumps(dict(zip(self.fields, before, strict=True))).decode(),
+            "after_data": None
+            if after is None
+            else dumps(dict(zip(self.fields, after, strict=True))).decode(),
+            "status": status,
+            "error": error,
+        }
 
 
 def utcnow() -> datetime:
@@ -504,6 +605,8 @@ class Tx:
         first_row: int | None,
         last_row: int | None,
         records: int,
+        *,
+        worker: str | None = None,
     ) -> None:
         try:
             self.conn.execute(
@@ -516,11 +619,133 @@ class Tx:
                     last_row=last_row,
                     records=records,
                     committed_at=utcnow(),
+                    worker=worker,
                 )
             )
         except IntegrityError as exc:
             # Another worker committed this chunk first: this whole transaction must not land.
             raise Conflict(f"Chunk {index} of operation {op_id} was already committed.") from exc
+
+    def chunk_workers(self, op_id: str, phase: str) -> dict[int, str | None]:
+        """chunk index -> the process that applied it, for committed chunks of ``phase``."""
+        c = operation_chunks.c
+        rows = self.conn.execute(
+            select(c.chunk_index, c.worker).where(
+                c.operation_id == op_id, c.phase == phase, c.organization_id == self.org_id
+            )
+        )
+        return {int(r.chunk_index): r.worker for r in rows}
+
+    # -- chunks planned for several workers ----------------------------------------------------
+
+    def add_chunk_plan(
+        self,
+        op_id: str,
+        index: int,
+        first_row: int,
+        last_row: int,
+        records: int,
+        bytes_consumed: int,
+        payload: str,
+    ) -> None:
+        self.conn.execute(
+            insert(operation_chunk_plans).values(
+                operation_id=op_id,
+                chunk_index=index,
+                organization_id=self.org_id,
+                first_row=first_row,
+                last_row=last_row,
+                records=records,
+                bytes_consumed=bytes_consumed,
+                payload=payload,
+                created_at=utcnow(),
+            )
+        )
+
+    def chunk_plans(self, op_id: str) -> list[dict[str, Any]]:
+        """The chunks planned and not applied yet (without their records), by index."""
+        c = operation_chunk_plans.c
+        rows = self.conn.execute(
+            select(c.chunk_index, c.lease_owner, c.lease_expires_at)
+            .where(c.operation_id == op_id, c.organization_id == self.org_id)
+            .order_by(c.chunk_index)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def claim_chunk_plan(
+        self, op_id: str, index: int, owner: str, lease_seconds: float
+    ) -> dict[str, Any] | None:
+        """Take the lease of a planned chunk (free, expired or already ours); None if taken."""
+        c = operation_chunk_plans.c
+        now = time.time()
+        claimed = self.conn.execute(
+            update(operation_chunk_plans)
+            .where(
+                c.operation_id == op_id,
+                c.chunk_index == index,
+                c.organization_id == self.org_id,
+                c.lease_owner.is_(None) | (c.lease_expires_at < now) | (c.lease_owner == owner),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
+        ).rowcount
+        if not claimed:
+            return None
+        row = self.conn.execute(
+            select(operation_chunk_plans).where(
+                c.operation_id == op_id, c.chunk_index == index, c.organization_id == self.org_id
+            )
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def delete_chunk_plans(self, op_id: str, index: int | None = None) -> None:
+        """Forget one planned chunk (it was applied), or all of them (the operation ended)."""
+        c = operation_chunk_plans.c
+        conditions = [c.operation_id == op_id, c.organization_id == self.org_id]
+        if index is not None:
+            conditions.append(c.chunk_index == index)
+        self.conn.execute(operation_chunk_plans.delete().where(*conditions))
+
+    def lease_owners(self) -> set[str]:
+        """Who holds a lease in this organization: on running operations and planned chunks."""
+        ops = self.conn.execute(
+            select(operations.c.lease_owner).where(
+                operations.c.organization_id == self.org_id,
+                operations.c.status.in_(ACTIVE_STATUSES),
+                operations.c.lease_owner.is_not(None),
+                operations.c.lease_expires_at > time.time(),
+            )
+        )
+        plans = self.conn.execute(
+            select(operation_chunk_plans.c.lease_owner).where(
+                operation_chunk_plans.c.organization_id == self.org_id,
+                operation_chunk_plans.c.lease_owner.is_not(None),
+                operation_chunk_plans.c.lease_expires_at > time.time(),
+            )
+        )
+        return {r[0] for r in ops} | {r[0] for r in plans}
+
+    def expire_leases(self, owners: Sequence[str]) -> int:
+        """End every lease these owners hold now (they are known to be dead)."""
+        if not owners:
+            return 0
+        expired = self.conn.execute(
+            update(operations)
+            .where(
+                operations.c.organization_id == self.org_id,
+                operations.c.lease_owner.in_(owners),
+                operations.c.status.in_(ACTIVE_STATUSES),
+            )
+            .values(lease_expires_at=0.0)
+        ).rowcount
+        expired += self.conn.execute(
+            update(operation_chunk_plans)
+            .where(
+                operation_chunk_plans.c.organization_id == self.org_id,
+                operation_chunk_plans.c.lease_owner.in_(owners),
+            )
+            .values(lease_expires_at=0.0)
+        ).rowcount
+        return int(expired)
 
     def add_event(self, op_id: str, name: str, data: Mapping[str, Any]) -> int:
         result = self.conn.execute(
@@ -590,6 +815,17 @@ class Tx:
             for r in self.conn.execute(query)
         ]
 
+    def count_errors_before(self, op_id: str, row: int) -> int:
+        """How many failed records the operation has on rows before ``row``."""
+        c = operation_errors.c
+        return int(
+            self.conn.execute(
+                select(func.count()).where(
+                    c.operation_id == op_id, c.organization_id == self.org_id, c.row < row
+                )
+            ).scalar_one()
+        )
+
     def delete_errors_from_row(self, op_id: str, first_row: int) -> None:
         """Forget errors recorded for rows >= first_row (a chunk being re-run)."""
         self.conn.execute(
@@ -600,25 +836,83 @@ class Tx:
             )
         )
 
-    # -- audit records ---------------------------------------------------------------------------
+    # -- audit: one batch of changes per applied chunk (see tables.operation_changes) ---------
 
-    def insert_audit(
-        self, op_id: str, rows: Sequence[tuple[int, int | None, str, str | None, str | None]]
+    def insert_changes(
+        self, op_id: str, fields: Sequence[str], records: Sequence[AuditRecord]
     ) -> None:
-        """rows: (record_index, entity_id, action, before JSON, after JSON)."""
-        if not rows:
-            return
-        if self.dialect == "postgresql" and len(rows) >= postgres.STAGE_MIN_ROWS:
-            with _staged():
-                postgres.insert_audit_staged(self.conn, self.org_id, op_id, rows)
-            return
+        """One chunk's audit as ONE row: (record_index, entity_id, action, before, after).
+
+        ``before`` and ``after`` are the row's values in ``fields`` order (None for the side a
+        create or delete lacks), already JSON-native. The whole batch is one ``orjson.dumps``.
+        """
+        ph = self._ph
+        statement = (
+            "INSERT INTO operation_changes (organization_id, operation_id, first_record_index, "
+            f"record_count, data, status) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 'applied')"
+        )
+        # A batch never holds more records than a synthetic id has room for (chunks are far
+        # smaller); split rather than overflow.
+        for start in range(0, len(records), CHANGE_ID_STRIDE):
+            part = records[start : start + CHANGE_ID_STRIDE]
+            rows, ids, actions, before, after = zip(*part, strict=True)
+            data = orjson.dumps(
+                {
+                    "fields": fields,
+                    "rows": rows,
+                    "ids": ids,
+                    "actions": "".join([a[0] for a in actions]),
+                    "before": before,
+                    "after": after,
+                }
+            )
+            self.conn.exec_driver_sql(
+                statement, (self.org_id, op_id, min(rows), len(part), data.decode())
+            )
+
+    def change_batches(
+        self,
+        op_id: str,
+        *,
+        newest_first: bool,
+        statuses: Sequence[str] = (),
+        before_id: int | None = None,
+        after_id: int | None = None,
+        limit: int = 1,
+    ) -> list[ChangeBatch]:
+        """Batches by id (``before_id``/``after_id``: batch ids, exclusive), of ``statuses``."""
+        c = operation_changes.c
+        conditions = [c.operation_id == op_id, c.organization_id == self.org_id]
+        if before_id is not None:
+            conditions.append(c.id < before_id)
+        if after_id is not None:
+            conditions.append(c.id > after_id)
+        if statuses:
+            conditions.append(c.status.in_(statuses))
+        rows = self.conn.execute(
+            select(c.id, c.status, c.data, c.outcomes)
+            .where(*conditions)
+            .order_by(c.id.desc() if newest_first else c.id)
+            .limit(limit)
+        )
+        return [ChangeBatch.decode(r.id, r.status, r.data, r.outcomes) for r in rows]
+
+    def mark_changes(self, batch_id: int, outcomes: Mapping[int, tuple[str, str | None]]) -> str:
+        """A batch after its rollback: ``outcomes`` lists the records (by position) that were
+        not plainly rolled back, with (status, error). Returns the batch's new status."""
+        status = "conflict" if any(s == "conflict" for s, _ in outcomes.values()) else "rolled_back"
+        stored = (
+            orjson.dumps({str(p): list(o) for p, o in sorted(outcomes.items())}).decode()
+            if outcomes
+            else None
+        )
         ph = self._ph
         self.conn.exec_driver_sql(
-            "INSERT INTO operation_records (organization_id, operation_id, record_index, "
-            "entity_id, action, before_data, after_data, status) "
-            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph}, {ph}, 'applied')",
-            [(self.org_id, op_id, *r) for r in rows],
+            f"UPDATE operation_changes SET status = {ph}, outcomes = {ph} WHERE id = {ph} "
+            f"AND organization_id = {ph}",
+            (status, stored, batch_id, self.org_id),
         )
+        return status
 
     def audit_page(
         self,
@@ -630,31 +924,53 @@ class Tx:
         limit: int = 1000,
         status: str | None = None,
     ) -> list[dict[str, Any]]:
-        c = operation_records.c
-        conditions = [c.operation_id == op_id, c.organization_id == self.org_id]
-        if before_id is not None:
-            conditions.append(c.id < before_id)
-        if after_id is not None:
-            conditions.append(c.id > after_id)
-        if status is not None:
-            conditions.append(c.status == status)
-        rows = self.conn.execute(
-            select(operation_records)
-            .where(*conditions)
-            .order_by(c.id.desc() if newest_first else c.id)
-            .limit(limit)
-        )
-        return [dict(r._mapping) for r in rows]
+        """Per-record audit items, expanded from the batches, in the order they were written.
 
-    def mark_audit(self, updates: Sequence[tuple[str, str | None, int]]) -> None:
-        """(status, error, audit id) for each record."""
-        if updates:
-            ph = self._ph
-            self.conn.exec_driver_sql(
-                f"UPDATE operation_records SET status = {ph}, error = {ph} WHERE id = {ph} "
-                f"AND organization_id = {self.org_id:d}",
-                list(updates),
+        Each item has the keys of the former per-record table: ``id`` (synthetic, see
+        ``CHANGE_ID_STRIDE``; ``before_id``/``after_id`` take these ids, exclusive),
+        ``record_index``, ``entity_id``, ``action``, ``before_data``/``after_data`` (JSON text
+        of the image, or None), ``status`` (applied, rolled_back or conflict) and ``error``.
+        """
+        found: list[dict[str, Any]] = []
+        if limit <= 0:
+            return found
+        # Batch bounds (exclusive) that contain the given record ids (kept within BIGINT).
+        top = 2**63 - 1
+        upper = min(before_id // CHANGE_ID_STRIDE + 1, top) if before_id is not None else None
+        lower = min(after_id // CHANGE_ID_STRIDE - 1, top) if after_id is not None else None
+        statuses = _BATCH_STATUSES.get(status, (status,)) if status is not None else ()
+        fetch = 1  # batches can be large: one first, more while more records are wanted
+        while True:
+            batches = self.change_batches(
+                op_id,
+                newest_first=newest_first,
+                statuses=statuses,
+                before_id=upper,
+                after_id=lower,
+                limit=fetch,
             )
+            for batch in batches:
+                base = batch.id * CHANGE_ID_STRIDE
+                for position in batch.positions(reverse=newest_first):
+                    if before_id is not None and base + position >= before_id:
+                        continue
+                    if after_id is not None and base + position <= after_id:
+                        continue
+                    if status is not None and batch.outcome(position)[0] != status:
+                        continue
+                    item = batch.record(position)
+                    item["organization_id"] = self.org_id
+                    item["operation_id"] = op_id
+                    found.append(item)
+                    if len(found) >= limit:
+                        return found
+            if len(batches) < fetch:
+                return found
+            if newest_first:
+                upper = batches[-1].id
+            else:
+                lower = batches[-1].id
+            fetch = min(fetch * 2, 16)
 
     # -- entity rows: the per-chunk fast paths ---------------------------------------------------
 

@@ -37,7 +37,6 @@ __all__ = [
     "RowsRejected",
     "delete_by_ids",
     "find_user",
-    "insert_audit_staged",
     "insert_staged",
     "lookup_token",
     "prepare_session",
@@ -52,8 +51,6 @@ APP_ROLE = "bulkops_app"
 EVENTS_CHANNEL = "bulkops_events"
 STAGE_MIN_ROWS = 8
 """Smaller batches (the per-record fallback, single rows) use plain statements."""
-
-_AUDIT_STAGE = "bulkops_stage_operation_records"
 
 
 class RowsRejected(Exception):
@@ -85,10 +82,6 @@ def _stage_ddl() -> list[str]:
             f"CREATE TEMP TABLE IF NOT EXISTS {_stage(name)} "
             f"(n bigint, id bigint, {columns}) ON COMMIT DELETE ROWS"
         )
-    statements.append(
-        f"CREATE TEMP TABLE IF NOT EXISTS {_AUDIT_STAGE} (n bigint, record_index bigint, "
-        "entity_id bigint, action text, before_data text, after_data text) ON COMMIT DELETE ROWS"
-    )
     return statements
 
 
@@ -272,30 +265,6 @@ def delete_by_ids(conn: Connection, org_id: int, entity: str, ids: Sequence[int]
     statement = f"DELETE FROM {entity} WHERE organization_id = %s AND id = ANY(%s::bigint[])"
     with _batch_errors(), _driver(conn).cursor() as cur:
         cur.execute(statement, (org_id, list(ids)), prepare=False)
-
-
-def insert_audit_staged(
-    conn: Connection,
-    org_id: int,
-    op_id: str,
-    rows: Sequence[tuple[int, int | None, str, str | None, str | None]],
-) -> None:
-    """Audit records (record_index, entity_id, action, before, after), ids in this order."""
-    statement = (
-        f"WITH s AS (DELETE FROM {_AUDIT_STAGE} RETURNING *) "
-        "INSERT INTO operation_records (organization_id, operation_id, record_index, "
-        "entity_id, action, before_data, after_data, status) "
-        "SELECT %s, %s, record_index, entity_id, action, before_data, after_data, 'applied' "
-        "FROM s ORDER BY n"
-    )
-    with _batch_errors(), _driver(conn).cursor() as cur:
-        _copy(
-            cur,
-            _AUDIT_STAGE,
-            ["n", "record_index", "entity_id", "action", "before_data", "after_data"],
-            ((n, *r) for n, r in enumerate(rows)),
-        )
-        cur.execute(statement, (org_id, op_id), prepare=False)
 
 
 # -- cross-organization look-ups (SECURITY DEFINER functions of migration 0002) ---------------

@@ -204,6 +204,9 @@ operations = Table(
     # Who runs it: "inline" (the command that created it, e.g. the CLI) or "worker" (the
     # service's workers pick it up).
     Column("executor", String(16), nullable=False, server_default="inline"),
+    # Set once a coordinating worker has planned the whole file into chunks for several
+    # workers (see operation_chunk_plans); NULL for an operation run in one process.
+    Column("chunk_count", Integer, nullable=True),
     Column("config", Text, nullable=False),
     Column("header", Text, nullable=True),
     Column("results", Text, nullable=False),
@@ -212,21 +215,33 @@ operations = Table(
     UniqueConstraint("organization_id", "idempotency_key", name="uq_operations_idempotency"),
 )
 
-operation_records = Table(
-    "operation_records",
+# The audit trail: one row per applied chunk (a "batch") holding the before and after images
+# of all its records, written with one statement. ``data`` is one JSON document, arrays in
+# the order the records were written (creates, then updates, then deletes):
+#   {"fields": [...],            the entity's fields, the order of every image below
+#    "rows": [...],              record indexes (spreadsheet rows)
+#    "ids": [...],               entity row ids
+#    "actions": "ccud...",       one letter per record: c(reate), u(pdate), d(elete)
+#    "before": [[...] | null],   values in "fields" order; null for a create
+#    "after": [[...] | null]}    values in "fields" order; null for a delete
+# ``status``: applied; rolled_back (every record restored); conflict (rolled back except
+# some records). ``outcomes`` is NULL until a rollback marks the batch; then a JSON object
+# listing only the records whose outcome is not a plain "rolled_back":
+# {"<position in the batch>": [status, error]} (in practice the conflicts). A record's
+# synthetic id in the per-record views is batch id * CHANGE_ID_STRIDE + its position.
+operation_changes = Table(
+    "operation_changes",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True),
     _org_column(),
     Column("operation_id", String(36), nullable=False),
-    Column("record_index", BigInteger, nullable=False),
-    Column("entity_id", BigInteger, nullable=True),
-    Column("action", String(8), nullable=False),
-    Column("before_data", Text, nullable=True),
-    Column("after_data", Text, nullable=True),
+    Column("first_record_index", BigInteger, nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("data", Text, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("error", Text, nullable=True),
-    # Rollback pages through one operation's records by id, newest first.
-    Index("ix_operation_records_op", "operation_id", "id"),
+    Column("outcomes", Text, nullable=True),
+    # Rollback pages through one operation's batches by id, newest first.
+    Index("ix_operation_changes_op", "operation_id", "id"),
     sqlite_autoincrement=True,
 )
 
@@ -255,6 +270,26 @@ operation_chunks = Table(
     Column("last_row", BigInteger, nullable=True),
     Column("records", Integer, nullable=False),
     Column("committed_at", Timestamp, nullable=False),
+    Column("worker", String(64), nullable=True),  # the process that applied it
+)
+
+# Chunks read and checked by a coordinating worker, waiting to be applied by any worker:
+# the prepared records travel here (JSON), never in a task message. A row is deleted in the
+# transaction that applies its chunk.
+operation_chunk_plans = Table(
+    "operation_chunk_plans",
+    metadata,
+    Column("operation_id", String(36), primary_key=True),
+    Column("chunk_index", Integer, primary_key=True),
+    _org_column(),
+    Column("first_row", BigInteger, nullable=False),
+    Column("last_row", BigInteger, nullable=False),
+    Column("records", Integer, nullable=False),
+    Column("bytes_consumed", BigInteger, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    Column("created_at", Timestamp, nullable=False),
 )
 
 operation_events = Table(
@@ -282,8 +317,9 @@ TENANT_TABLES: tuple[Table, ...] = (
     pricing,
     customers,
     operations,
-    operation_records,
+    operation_changes,
     operation_errors,
     operation_chunks,
+    operation_chunk_plans,
     operation_events,
 )
