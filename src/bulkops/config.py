@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     max_columns: int = 256
     max_rows: int = 10_000_000
     lease_seconds: float = 30.0
+    reclaim_local_leases: bool = Field(
+        default=True,
+        description="Treat a lease held by a process of this host that no longer exists as "
+        "expired at once. Turn off if processes in different PID namespaces share a host name.",
+    )
     # PostgreSQL: the application connects as this role (NOBYPASSRLS); migrations as the owner.
     database_owner_url: str | None = None
 

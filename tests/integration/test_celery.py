@@ -259,6 +259,12 @@ def test_two_workers_give_the_single_process_result(cluster: Cluster, tmp_path: 
     with ctx.store.transaction(reference_org) as tx:
         assert errors == tx.iter_errors(expected["id"])
     assert [e["row"] for e in errors] == [100_002, 100_003]  # row 1 is the header
+    # The chunks of the one operation were applied by both workers.
+    with ctx.store.transaction(org_id) as tx:
+        appliers = {w.rsplit(":", 1)[1] for w in tx.chunk_workers(op_id, "apply").values() if w}
+    pools = {int(pid) for pid in appliers}
+    assert len(pools) == 2, appliers
+    assert {os.getpgid(pid) for pid in pools} == {w.pid for w in cluster.workers}
 
 
 @pytest.mark.slow
@@ -272,21 +278,25 @@ def test_killing_workers_mid_operation_loses_and_duplicates_nothing(
     workers = [cluster.start_worker("--concurrency", "1") for _ in range(2)]
     kills = 0
     threshold = 0
-    for _ in range(3):
-        threshold += rows // 5
+    for round_ in range(4):
+        threshold += rows // 6
         op = wait_for(
             ctx, org_id, op_id, lambda o, at=threshold: ended(o) or o["processed_records"] >= at
         )
         if ended(op):
             break
+        # Kill the coordinating worker (it holds the operation's lease) and, in turn, the
+        # other one (it applies the chunks handed out).
         owner_pid = int(str(op["lease_owner"]).rsplit(":", 1)[1])
-        victim = next(w for w in workers if _in_group(owner_pid, w.pid))
+        coordinator = next(w for w in workers if _in_group(owner_pid, w.pid))
+        others = [w for w in workers if w is not coordinator]
+        victim = coordinator if round_ % 2 == 0 else others[0]
         cluster.kill(victim)  # kill -9 of the whole worker (its pool process too)
         kills += 1
         workers.remove(victim)
         workers.append(cluster.start_worker("--concurrency", "1"))
     final = wait_for(ctx, org_id, op_id, ended, timeout=90)
-    assert kills >= 2
+    assert kills >= 3
     assert final["status"] == "completed"
     assert final["processed_records"] == final["created_records"] == rows
     products = table(ctx, org_id, "products")

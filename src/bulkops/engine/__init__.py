@@ -15,6 +15,8 @@ from bulkops.engine.accounts import (
     resolve_organization,
 )
 from bulkops.engine.export import export_path, run_export
+from bulkops.engine.fanout import apply_chunk
+from bulkops.engine.leases import expire_dead_leases
 from bulkops.engine.operations import (
     Context,
     OperationConfig,
@@ -30,14 +32,22 @@ from bulkops.engine.rollback import (
     rollback_applied,
     rollback_operation,
 )
-from bulkops.engine.runner import ProgressCallback, get_fresh, process_owner, run_operation
+from bulkops.engine.runner import (
+    ChunkSender,
+    ProgressCallback,
+    get_fresh,
+    process_owner,
+    run_operation,
+)
 from bulkops.errors import Conflict
 
 __all__ = [
+    "ChunkSender",
     "Context",
     "OperationConfig",
     "Principal",
     "ProgressCallback",
+    "apply_chunk",
     "authenticate_password",
     "authenticate_token",
     "create_operation",
@@ -45,6 +55,7 @@ __all__ = [
     "create_token",
     "create_user",
     "execute",
+    "expire_dead_leases",
     "export_path",
     "generate_password",
     "get_operation",
@@ -71,12 +82,18 @@ def execute(
     on_progress: ProgressCallback | None = None,
     wait: Any = None,
     owner: str | None = None,
+    send_chunk: ChunkSender | None = None,
 ) -> dict[str, Any]:
-    """Run a pending operation of any type to its end (the one entry point for executors)."""
+    """Run a pending operation of any type to its end (the one entry point for executors).
+
+    ``send_chunk``: a distributed executor's way to have other workers apply chunks.
+    """
     op = get_fresh(ctx, org_id, op_id)
     if op["operation_type"] == "export":
         return run_export(ctx, org_id, op_id, on_progress=on_progress)
-    return run_operation(ctx, org_id, op_id, on_progress=on_progress, wait=wait, owner=owner)
+    return run_operation(
+        ctx, org_id, op_id, on_progress=on_progress, wait=wait, owner=owner, send_chunk=send_chunk
+    )
 
 
 def resume(
@@ -86,6 +103,7 @@ def resume(
     *,
     on_progress: ProgressCallback | None = None,
     owner: str | None = None,
+    send_chunk: ChunkSender | None = None,
 ) -> dict[str, Any]:
     """Continue an operation or rollback whose process died, from its last committed chunk."""
     op = get_fresh(ctx, org_id, op_id)
@@ -101,7 +119,9 @@ def resume(
             user_id=op["rollback_requested_by"],
         )
     if op["status"] in ("pending", "processing"):
-        return execute(ctx, org_id, op_id, on_progress=on_progress, owner=owner)
+        return execute(
+            ctx, org_id, op_id, on_progress=on_progress, owner=owner, send_chunk=send_chunk
+        )
     raise Conflict(f"Operation {op_id} is {op['status']}; there is nothing to resume.")
 
 

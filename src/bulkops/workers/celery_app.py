@@ -49,6 +49,7 @@ from bulkops.logs import configure_json_logging
 from bulkops.store import Store
 
 __all__ = [
+    "APPLY_CHUNK",
     "RUN_OPERATION",
     "Dispatcher",
     "DispatcherProcess",
@@ -60,6 +61,7 @@ __all__ = [
 log = logging.getLogger("bulkops.worker")
 
 RUN_OPERATION = "bulkops.run_operation"
+APPLY_CHUNK = "bulkops.apply_chunk"
 RECONCILE = "bulkops.reconcile"
 _FINAL = {"completed", "failed", "cancelled", "rolled_back"}
 
@@ -118,12 +120,25 @@ def make_celery(settings: Settings) -> Celery:
         """Run, resume or roll back one operation (whatever its state asks for)."""
         return _run_operation(runtime.ctx(), app, org_id, op_id, task_id=task.request.id)
 
+    @app.task(  # type: ignore[untyped-decorator]
+        name=APPLY_CHUNK,
+        bind=True,
+        autoretry_for=(StoreError,),
+        retry_backoff=1,
+        retry_backoff_max=30,
+        retry_jitter=True,
+        max_retries=8,
+    )
+    def apply_chunk(task: Any, org_id: int, op_id: str, index: int) -> str:
+        """Apply one chunk that an operation's coordinating worker handed out."""
+        return _apply_chunk(runtime.ctx(), org_id, op_id, index, task_id=task.request.id)
+
     @app.task(name=RECONCILE)  # type: ignore[untyped-decorator]
     def reconcile() -> int:
         """Enqueue every runnable operation once (for Celery beat; the dispatcher loops)."""
         return Dispatcher(runtime.ctx(), _sender(app, settings)).reconcile_once()
 
-    del run_operation, reconcile  # registered on the app by name
+    del run_operation, apply_chunk, reconcile  # registered on the app by name
     return app
 
 
@@ -132,6 +147,37 @@ def _sender(app: Celery, settings: Settings) -> Callable[[int, str], None]:
         app.send_task(RUN_OPERATION, args=[org_id, op_id], queue=settings.queue)
 
     return send
+
+
+def _chunk_sender(app: Celery, settings: Settings) -> engine.ChunkSender:
+    def send(org_id: int, op_id: str, index: int) -> None:
+        app.send_task(APPLY_CHUNK, args=[org_id, op_id, index], queue=settings.queue)
+
+    return send
+
+
+def _apply_chunk(
+    ctx: engine.Context, org_id: int, op_id: str, index: int, *, task_id: str | None
+) -> str:
+    fields: dict[str, Any] = {
+        "operation_id": op_id,
+        "org_id": org_id,
+        "chunk": index,
+        "task_id": task_id,
+    }
+    started = time.monotonic()
+    try:
+        outcome = engine.apply_chunk(ctx, org_id, op_id, index, owner=engine.process_owner())
+    except NotFound:
+        log.warning("operation not found", extra=fields)
+        return "not-found"
+    level = logging.INFO if outcome in ("applied", "taken") else logging.WARNING
+    log.log(
+        level,
+        "chunk committed" if outcome == "applied" else "chunk not applied",
+        extra={**fields, "outcome": outcome, "seconds": round(time.monotonic() - started, 3)},
+    )
+    return outcome
 
 
 def _run_operation(
@@ -148,6 +194,8 @@ def _run_operation(
     if status in _FINAL:
         log.info("operation already ended", extra={**fields, "status": status})
         return status
+    if op["lease_owner"] not in (None, owner) and engine.expire_dead_leases(ctx, org_id):
+        op = engine.get_operation(ctx, org_id, op_id)  # its holder died on this host
     if (
         op["lease_owner"] not in (None, owner)
         and (op["lease_expires_at"] or 0) > time.time()
@@ -187,7 +235,14 @@ def _run_operation(
     log.info("operation started", extra={**fields, "status": status, "owner": owner})
     started = time.monotonic()
     try:
-        final = engine.resume(ctx, org_id, op_id, on_progress=on_progress, owner=owner)
+        final = engine.resume(
+            ctx,
+            org_id,
+            op_id,
+            on_progress=on_progress,
+            owner=owner,
+            send_chunk=_chunk_sender(app, ctx.settings),
+        )
     except Conflict as exc:  # another worker got there first, or it changed meanwhile
         log.info("operation skipped", extra={**fields, "reason": str(exc)})
         return "skipped"
@@ -252,6 +307,7 @@ class Dispatcher:
         seen: set[str] = set()
         sent = 0
         for org in self.ctx.store.list_organizations():
+            engine.expire_dead_leases(self.ctx, org["id"])
             with self.ctx.store.transaction(org["id"]) as tx:
                 pending = [
                     op

@@ -1,0 +1,415 @@
+"""The chunks of one operation on several workers at once.
+
+One worker **coordinates**: it holds the operation's lease, reads the file once and runs the
+file-only checks on every chunk (parsing, validation, duplicate keys — the part that needs
+the whole file in order). A checked chunk is either *handed out* — its records are stored in
+``operation_chunk_plans`` and any worker is asked to apply it — or, when ``max_concurrent``
+chunks are already in flight, applied by the coordinator itself. So one worker alone still
+finishes the operation, and with more workers up to ``max_concurrent`` chunks are applied
+at the same time.
+
+A chunk is applied exactly as in a single process: one transaction holds its writes, their
+audit records, its ledger row, the counters and a progress event, and deletes its plan. A
+worker claims a planned chunk with a lease (``lease_seconds``); the coordinator takes over a
+chunk whose lease ran out (its worker died). Two workers that both apply one chunk cannot
+both commit: the ledger's key lets only the first transaction land.
+
+Cancel and "too many errors" hold exactly too: every chunk transaction re-reads the
+operation *after* adding its counters (which waits for any other transaction writing the
+operation row) and gives up if the operation was cancelled or had failed before it. So no
+chunk lands after a cancel was committed, and a rollback never misses a late chunk.
+
+If the coordinator dies, its lease runs out and a dispatcher starts a new one; it re-reads
+the file (to know the keys already seen) and continues after the last chunk planned or
+applied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import orjson
+
+from bulkops.engine.leases import expire_dead_leases
+from bulkops.engine.operations import Context, OperationConfig
+from bulkops.engine.runner import (
+    APPLY,
+    ChunkSender,
+    Evaluator,
+    Prepared,
+    ProgressCallback,
+    _prepared_chunks,
+    _progress_event,
+    apply_plan,
+    conclude,
+    failure_rows,
+    get_fresh,
+)
+from bulkops.engine.seen import SeenKeys
+from bulkops.entities import EntitySpec, map_header, spec_for
+from bulkops.errors import Conflict, NotFound
+from bulkops.formats import open_csv
+from bulkops.model import OperationType, RawRecord
+from bulkops.store import Tx, utcnow
+
+__all__ = ["apply_chunk", "coordinate"]
+
+_POLL_SECONDS = 0.05
+_REAP_SECONDS = 0.5
+
+
+class _Recording:
+    """A :class:`SeenKeys` that remembers the repeats it found in the last chunk."""
+
+    def __init__(self, seen: SeenKeys) -> None:
+        self.seen = seen
+        self.last: dict[int, int] = {}
+
+    def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]:
+        self.last = self.seen.check_and_add(keys)
+        return self.last
+
+    def reserve(self, keys: int) -> None:
+        self.seen.reserve(keys)
+
+
+class _KnownRepeats:
+    """The coordinator's verdict on a planned chunk's duplicate keys, replayed by a worker."""
+
+    def __init__(self, repeats: dict[int, int]) -> None:
+        self.repeats = repeats
+
+    def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]:
+        return {row: self.repeats[row] for _, row in keys if row in self.repeats}
+
+    def reserve(self, keys: int) -> None:
+        return None
+
+
+class _Stopped(Exception):
+    """The operation was cancelled or failed while this chunk was being applied."""
+
+
+def _stop_reason(
+    tx: Tx, op: dict[str, Any], config: OperationConfig, first_row: int | None = None
+) -> str | None:
+    """Why a chunk may not land: "cancelled", "failed" (too many errors), "ended".
+
+    As in one process, "too many errors" stops the chunks *after* the one that crossed
+    ``max_errors``: a chunk starting at ``first_row`` may still land when the records
+    failed before it do not exceed the limit.
+    """
+    if op["status"] != "processing":
+        return "ended"
+    if op["cancel_requested_at"] is not None:
+        return "cancelled"
+    if op["failed_records"] > config.max_errors and (
+        first_row is None or tx.count_errors_before(op["id"], first_row) > config.max_errors
+    ):
+        return "failed"
+    return None
+
+
+def _commit_chunk(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    prepared: Prepared,
+    evaluator: Evaluator,
+    config: OperationConfig,
+    *,
+    owner: str,
+    coordinator: bool,
+    byte_span: int,
+    total_estimate: int | None = None,
+) -> tuple[str | None, dict[str, Any] | None]:
+    """Apply one checked chunk in one transaction; returns (stop reason, progress event).
+
+    Nothing is written when the stop reason is set. A coordinator also renews the
+    operation's lease and proves it still holds it; a worker applying a planned chunk
+    deletes the plan in the same transaction.
+    """
+    chunk = prepared.chunk
+    spec = evaluator.spec
+    lease = ctx.settings.lease_seconds
+    try:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            current = tx.get_operation(op_id)
+            if current is None:
+                raise NotFound(f"No operation {op_id}.")
+            reason = _stop_reason(tx, current, config, chunk[0].row)
+            if reason is not None:
+                if not coordinator:
+                    tx.delete_chunk_plans(op_id, prepared.index)  # it will never land
+                return reason, None
+            if coordinator and current["lease_owner"] != owner:
+                raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
+            plan = evaluator.evaluate(tx, prepared)
+            apply_plan(tx, spec, op_id, plan, chunk)
+            tx.insert_errors(op_id, failure_rows(plan))
+            tx.record_chunk(
+                op_id, APPLY, prepared.index, chunk[0].row, chunk[-1].row, len(chunk),
+                worker=owner,
+            )
+            if not coordinator:
+                tx.delete_chunk_plans(op_id, prepared.index)
+            counters = plan.counters()
+            values: dict[str, Any] = {}
+            if coordinator:
+                values["lease_expires_at"] = time.time() + lease
+            tx.add_counters(op_id, {**counters, "bytes_processed": byte_span}, **values)
+            # Re-read after the counter update: on PostgreSQL that update waited for every
+            # other transaction writing this operation, so a cancel committed meanwhile shows.
+            updated = tx.get_operation(op_id)
+            assert updated is not None
+            reason = _stop_reason(tx, updated, config, chunk[0].row)
+            if reason is not None:
+                raise _Stopped(reason)
+            processed = updated["processed_records"]
+            total = max(total_estimate or 0, updated["total_records"] or 0, processed)
+            started = updated["started_at"]
+            elapsed = max((utcnow() - started).total_seconds(), 1e-3) if started else None
+            rate = processed / elapsed if elapsed else 0.0
+            eta = (total - processed) / rate if rate > 0 else None
+            tx.update_operation(
+                op_id,
+                {
+                    "total_records": total,
+                    "estimated_completion": utcnow() + timedelta(seconds=eta) if eta else None,
+                },
+            )
+            updated["total_records"] = total
+            event = _progress_event(
+                updated,
+                {
+                    "rate": round(rate, 1),
+                    "estimated_time_remaining": round(eta, 1) if eta is not None else None,
+                },
+            )
+            tx.add_event(op_id, "progress", event)
+    except _Stopped as stop:
+        if not coordinator:
+            with ctx.store.transaction(org_id, write=True) as tx:
+                tx.delete_chunk_plans(op_id, prepared.index)  # it will never land
+        return str(stop), None
+    return None, event
+
+
+def _encode(chunk: Sequence[RawRecord], repeats: dict[int, int], byte_span: int) -> str:
+    return orjson.dumps(
+        {
+            "records": [[r.row, r.line, r.values, r.error] for r in chunk],
+            "repeats": list(repeats.items()),
+            "bytes": byte_span,
+        }
+    ).decode()
+
+
+def _decode(payload: str) -> tuple[list[RawRecord], dict[int, int], int]:
+    data = orjson.loads(payload)
+    records = [RawRecord(row, line, values, error) for row, line, values, error in data["records"]]
+    return records, {int(row): int(earlier) for row, earlier in data["repeats"]}, data["bytes"]
+
+
+def coordinate(
+    ctx: Context,
+    org_id: int,
+    op: dict[str, Any],
+    config: OperationConfig,
+    spec: EntitySpec,
+    *,
+    owner: str,
+    on_progress: ProgressCallback | None,
+    send_chunk: ChunkSender,
+) -> dict[str, Any]:
+    """Read, check and hand out (or apply) every chunk, wait for the others, then conclude."""
+    op_id = op["id"]
+    operation = OperationType(op["operation_type"])
+    handout_limit = config.max_concurrent - 1  # the coordinator applies one chunk itself
+    with ctx.store.transaction(org_id) as tx:
+        committed = tx.committed_chunks(op_id, APPLY)
+        planned = {p["chunk_index"] for p in tx.chunk_plans(op_id)}
+    stopped: str | None = None
+    chunk_count = 0
+    with (
+        open_csv(op["file_path"], config.read_options(), ctx.read_limits()) as csv_file,
+        SeenKeys() as seen,
+    ):
+        header = map_header(spec, csv_file.header, operation, config.mapping)
+        recording = _Recording(seen)
+        evaluator = Evaluator(spec, operation, header, recording)
+        size = max(csv_file.file_size_bytes, 1)
+        records_read = 0
+        previous_end = 0
+        for prepared in _prepared_chunks(csv_file, evaluator, config.chunk_size):
+            index, chunk = prepared.index, prepared.chunk
+            chunk_count = index + 1
+            records_read += len(chunk)
+            byte_span = prepared.bytes_consumed - previous_end
+            previous_end = prepared.bytes_consumed
+            if index in committed or index in planned:
+                continue  # resumed: done, or waiting for a worker
+            fraction = min(prepared.bytes_consumed / size, 1.0)
+            estimate = max(round(records_read / fraction), records_read) if fraction else None
+            with ctx.store.transaction(org_id) as tx:
+                in_flight = len(tx.chunk_plans(op_id))
+            if in_flight < handout_limit:
+                with ctx.store.transaction(org_id, write=True) as tx:
+                    current = tx.get_operation(op_id)
+                    if current is None:
+                        raise NotFound(f"No operation {op_id}.")
+                    stopped = _stop_reason(tx, current, config)
+                    if stopped is not None:
+                        break
+                    if current["lease_owner"] != owner:
+                        raise Conflict(
+                            f"Operation {op_id} was taken over by {current['lease_owner']}."
+                        )
+                    tx.add_chunk_plan(
+                        op_id,
+                        index,
+                        chunk[0].row,
+                        chunk[-1].row,
+                        len(chunk),
+                        prepared.bytes_consumed,
+                        _encode(chunk, recording.last, byte_span),
+                    )
+                    tx.update_operation(
+                        op_id,
+                        {
+                            "lease_expires_at": time.time() + ctx.settings.lease_seconds,
+                            "total_records": max(estimate or 0, current["total_records"] or 0),
+                        },
+                    )
+                planned.add(index)
+                send_chunk(org_id, op_id, index)
+                continue
+            stopped, event = _commit_chunk(
+                ctx, org_id, op_id, prepared, evaluator, config, owner=owner,
+                coordinator=True, byte_span=byte_span, total_estimate=estimate,
+            )
+            if stopped is not None:
+                break
+            if on_progress and event:
+                on_progress(event)
+        else:
+            with ctx.store.transaction(org_id, write=True) as tx:
+                tx.update_operation(op_id, {"chunk_count": chunk_count})
+    if stopped in (None, "failed"):
+        # Chunks handed out before the stop may still land (too many errors stop only the
+        # chunks after the one that crossed the limit).
+        stopped = _drain(ctx, org_id, op_id, config, owner=owner, on_progress=on_progress)
+    if stopped == "ended":
+        raise Conflict(f"Operation {op_id} was ended by another process.")
+    return conclude(ctx, org_id, op_id, config, stopped, owner=owner, on_progress=on_progress)
+
+
+def _drain(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    config: OperationConfig,
+    *,
+    owner: str,
+    on_progress: ProgressCallback | None,
+) -> str | None:
+    """Wait for the chunks handed out; apply those nobody took or whose worker died."""
+    lease = ctx.settings.lease_seconds
+    renewed = reaped = time.monotonic()
+    while True:
+        with ctx.store.transaction(org_id) as tx:
+            current = tx.get_operation(op_id)
+            plans = tx.chunk_plans(op_id)
+            reason = _stop_reason(tx, current, config) if current is not None else None
+        if current is None:
+            raise NotFound(f"No operation {op_id}.")
+        if current["lease_owner"] != owner:
+            raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
+        if reason in ("cancelled", "ended") or not plans:
+            return reason
+        now = time.time()
+        free = [
+            p["chunk_index"]
+            for p in plans
+            if p["lease_owner"] is None or (p["lease_expires_at"] or 0) < now
+        ]
+        if free:
+            outcome = apply_chunk(
+                ctx, org_id, op_id, free[0], owner=owner, on_progress=on_progress
+            )
+            if outcome in ("cancelled", "ended"):
+                return outcome
+        else:
+            time.sleep(_POLL_SECONDS)
+            if time.monotonic() - reaped > _REAP_SECONDS:
+                expire_dead_leases(ctx, org_id)  # a worker of this host died holding a chunk
+                reaped = time.monotonic()
+        if time.monotonic() - renewed > lease / 4:
+            with ctx.store.transaction(org_id, write=True) as tx:
+                held = tx.get_operation(op_id)
+                if held is None or held["lease_owner"] != owner:
+                    raise Conflict(f"Operation {op_id} was taken over by another process.")
+                tx.renew_lease(op_id, owner, lease)
+            renewed = time.monotonic()
+
+
+_evaluators: dict[str, tuple[Evaluator, OperationConfig]] = {}
+
+
+def _evaluator_for(op: dict[str, Any]) -> tuple[Evaluator, OperationConfig]:
+    """The operation's evaluator and config, built once per process (a few are kept)."""
+    cached = _evaluators.get(op["id"])
+    if cached is not None:
+        return cached
+    config = OperationConfig.model_validate_json(op["config"])
+    spec = spec_for(op["entity_type"])
+    operation = OperationType(op["operation_type"])
+    header = map_header(spec, orjson.loads(op["header"]), operation, config.mapping)
+    evaluator = Evaluator(spec, operation, header, _KnownRepeats({}))
+    if len(_evaluators) >= 8:
+        _evaluators.pop(next(iter(_evaluators)))
+    _evaluators[op["id"]] = (evaluator, config)
+    return evaluator, config
+
+
+def apply_chunk(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    index: int,
+    *,
+    owner: str,
+    on_progress: ProgressCallback | None = None,
+) -> str:
+    """Apply planned chunk ``index`` if nobody else holds it (a worker's task).
+
+    Returns ``"applied"``, ``"taken"`` (applied already, or another worker holds its
+    lease), or the reason the operation stopped (``"cancelled"``, ``"failed"``, or the
+    status it has ended in).
+    """
+    with ctx.store.transaction(org_id, write=True) as tx:
+        plan = tx.claim_chunk_plan(op_id, index, owner, ctx.settings.lease_seconds)
+    if plan is None:
+        return "taken"
+    op = get_fresh(ctx, org_id, op_id)
+    evaluator, config = _evaluator_for(op)
+    records, repeats, byte_span = _decode(plan["payload"])
+    evaluator.seen = _KnownRepeats(repeats)
+    prepared = evaluator.prepare(records)
+    prepared.index = index
+    prepared.bytes_consumed = plan["bytes_consumed"]
+    try:
+        reason, event = _commit_chunk(
+            ctx, org_id, op_id, prepared, evaluator, config, owner=owner, coordinator=False,
+            byte_span=byte_span,
+        )
+    except Conflict:
+        return "taken"  # another worker committed it first (its lease had run out)
+    if reason is not None:
+        return reason
+    if on_progress and event:
+        on_progress(event)
+    return "applied"
