@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     max_columns: int = 256
     max_rows: int = 10_000_000
     lease_seconds: float = 30.0
+    read_in_background: bool = Field(
+        default=True,
+        description="Read and check the file in a second process while the first one writes.",
+    )
     reclaim_local_leases: bool = Field(
         default=True,
         description="Treat a lease held by a process of this host that no longer exists as "

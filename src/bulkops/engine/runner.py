@@ -612,18 +612,26 @@ def _run_operation(
             ctx, org_id, op, config, spec, owner=owner, on_progress=on_progress,
             send_chunk=send_chunk,
         )
+    from bulkops.engine.pipeline import checked_chunks
+
     progress = Progress(sum(committed.values()))
     stopped: str | None = None
-    with (
-        open_csv(op["file_path"], config.read_options(), ctx.read_limits()) as csv_file,
-        SeenKeys() as seen,
-    ):
-        header = map_header(spec, csv_file.header, operation, config.mapping)
-        evaluator = Evaluator(spec, operation, header, seen)
-        size = max(csv_file.file_size_bytes, 1)
-        # Chunks already committed before a crash are still prepared (their keys are needed
+    with checked_chunks(
+        op["file_path"],
+        config.read_options(),
+        ctx.read_limits(),
+        spec,
+        operation,
+        config.mapping,
+        config.chunk_size,
+        skip=set(committed),
+        background=ctx.settings.read_in_background,
+    ) as checked:
+        evaluator = checked.evaluator
+        size = max(checked.file_size_bytes, 1)
+        # Chunks already committed before a crash are still checked (their keys are needed
         # to spot later duplicates) but not decided or written again.
-        for prepared in _prepared_chunks(csv_file, evaluator, config.chunk_size):
+        for prepared in checked.chunks:
             index, chunk = prepared.index, prepared.chunk
             if index in committed:
                 continue

@@ -1,0 +1,207 @@
+"""Reading and checking the file in a second process while this one writes.
+
+The file-only half of a run — decoding, parsing, header mapping, validation, duplicate keys
+(:meth:`Evaluator.prepare`) — needs no database and costs about as much as the writing. A
+forked *reader* process does it and streams the checked chunks to the writing process
+through a pipe, a few chunks ahead (the pipe's buffer holds them back: memory stays flat).
+The writer decides each chunk against the database and applies it, as before.
+
+What crosses the pipe is plain JSON (orjson): per record its row, line, raw cells and
+validated values; per failed record its errors. Earlier attempts handed over Python objects
+(pickles) and lost the gain to unpickling; flat lists cost a fraction of that.
+
+A file-level fault the reader meets half-way (a row over the row limit, say) is raised in
+the writer as the same exception. Where ``fork`` is not available (or
+``BULKOPS_READ_IN_BACKGROUND=false``) the same steps run in-process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import signal
+from collections.abc import Container, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, NoReturn
+
+import orjson
+
+from bulkops.engine.runner import ChunkPlan, Evaluator, Prepared, _prepared_chunks
+from bulkops.engine.seen import SeenKeys
+from bulkops.entities import EntitySpec, map_header
+from bulkops.formats import ReadLimits, ReadOptions, open_csv
+from bulkops.model import OperationType, RawRecord, RecordError
+
+__all__ = ["CheckedFile", "checked_chunks"]
+
+_HEADER, _CHUNK, _SKIPPED, _END, _FAULT = b"H", b"C", b"S", b"Z", b"E"
+
+
+@dataclass(slots=True)
+class CheckedFile:
+    """The writer's side: the evaluator (for the database half) and the checked chunks."""
+
+    evaluator: Evaluator
+    file_size_bytes: int
+    chunks: Iterator[Prepared]
+
+
+class _NoKeys:
+    """The writer never checks keys itself: the reader did."""
+
+    def check_and_add(self, keys: Any) -> dict[int, int]:
+        return {}
+
+    def reserve(self, keys: int) -> None:
+        return None
+
+
+@contextmanager
+def checked_chunks(
+    path: str,
+    read_options: ReadOptions,
+    limits: ReadLimits,
+    spec: EntitySpec,
+    operation: OperationType,
+    mapping: dict[str, str],
+    chunk_size: int,
+    *,
+    skip: Container[int] = (),
+    background: bool = True,
+) -> Iterator[CheckedFile]:
+    """The file's checked chunks, in order; chunks in ``skip`` come without records.
+
+    Skipped chunks (already committed before a resume) are still read and checked, since
+    their keys are needed to spot later duplicates.
+    """
+    if not background or not hasattr(os, "fork"):
+        with (
+            open_csv(path, read_options, limits) as csv_file,
+            SeenKeys() as seen,
+        ):
+            header = map_header(spec, csv_file.header, operation, mapping)
+            evaluator = Evaluator(spec, operation, header, seen)
+            yield CheckedFile(
+                evaluator,
+                csv_file.file_size_bytes,
+                _prepared_chunks(csv_file, evaluator, chunk_size),
+            )
+        return
+    receiver, sender = multiprocessing.Pipe(duplex=False)
+    # A plain fork (not multiprocessing.Process): the service's worker is itself a daemon
+    # process, which multiprocessing forbids to have children. The child only reads the
+    # file and writes to the pipe; it never touches the parent's connections or threads.
+    pid = os.fork()
+    if pid == 0:
+        receiver.close()
+        _read(sender, path, read_options, limits, spec, operation, mapping, chunk_size, skip)
+    sender.close()
+    try:
+        tag, body = _receive(receiver)
+        if tag == _FAULT:
+            raise pickle.loads(body)  # noqa: S301 - our own child process, over our own pipe
+        header_cells, file_size = orjson.loads(body)
+        header = map_header(spec, header_cells, operation, mapping)
+        evaluator = Evaluator(spec, operation, header, _NoKeys())
+        yield CheckedFile(evaluator, file_size, _decoded(receiver, evaluator))
+    finally:
+        receiver.close()  # a reader still writing gets a broken pipe and ends
+        with suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)  # the writer stopped early (cancel, errors, a fault)
+        os.waitpid(pid, 0)
+
+
+def _receive(receiver: Connection) -> tuple[bytes, bytes]:
+    try:
+        message = receiver.recv_bytes()
+    except EOFError:
+        raise RuntimeError("The file reader process ended unexpectedly.") from None
+    return message[:1], message[1:]
+
+
+def _decoded(receiver: Connection, evaluator: Evaluator) -> Iterator[Prepared]:
+    key = evaluator.spec.key
+    while True:
+        tag, body = _receive(receiver)
+        if tag == _END:
+            return
+        if tag == _FAULT:
+            raise pickle.loads(body)  # noqa: S301 - our own child process, over our own pipe
+        data = orjson.loads(body)
+        if tag == _SKIPPED:
+            index, consumed = data
+            yield Prepared([], ChunkPlan(), [], consumed, index)
+            continue
+        index, consumed, records, valid_rows, failures = data
+        chunk = [RawRecord(row, line, cells, error) for row, line, cells, error in records]
+        by_row = {raw.row: raw for raw in chunk} if failures else {}
+        plan = ChunkPlan()
+        for row, errors in failures:
+            raw = by_row[row]
+            plan.failures.append(
+                (raw, [RecordError(row, raw.line, column, value, message)
+                       for column, value, message in errors])
+            )
+        if failures:
+            valid = [(by_row[row], values, tuple([values[k] for k in key]))
+                     for row, values in valid_rows]
+        else:  # every record is valid, in file order
+            valid = [(raw, values, tuple([values[k] for k in key]))
+                     for raw, (_, values) in zip(chunk, valid_rows, strict=True)]
+        yield Prepared(chunk, plan, valid, consumed, index)
+
+
+def _read(  # runs in the forked reader process and never returns
+    sender: Connection,
+    path: str,
+    read_options: ReadOptions,
+    limits: ReadLimits,
+    spec: EntitySpec,
+    operation: OperationType,
+    mapping: dict[str, str],
+    chunk_size: int,
+    skip: Container[int],
+) -> NoReturn:
+    """The reader process: header first, then every checked chunk, then the end mark."""
+    dumps = orjson.dumps
+    try:
+        with (
+            open_csv(path, read_options, limits) as csv_file,
+            SeenKeys() as seen,
+        ):
+            sender.send_bytes(_HEADER + dumps([csv_file.header, csv_file.file_size_bytes]))
+            header = map_header(spec, csv_file.header, operation, mapping)
+            evaluator = Evaluator(spec, operation, header, seen)
+            for prepared in _prepared_chunks(csv_file, evaluator, chunk_size):
+                if prepared.index in skip:
+                    sender.send_bytes(_SKIPPED + dumps([prepared.index, prepared.bytes_consumed]))
+                    continue
+                sender.send_bytes(
+                    _CHUNK
+                    + dumps(
+                        [
+                            prepared.index,
+                            prepared.bytes_consumed,
+                            [[r.row, r.line, r.values, r.error] for r in prepared.chunk],
+                            [[raw.row, values] for raw, values, _ in prepared.valid],
+                            [
+                                [raw.row, [[e.column, e.value, e.message] for e in errors]]
+                                for raw, errors in prepared.plan.failures
+                            ],
+                        ]
+                    )
+                )
+        sender.send_bytes(_END)
+    except BaseException as exc:  # every fault is the writer's to report
+        try:
+            fault = pickle.dumps(exc)
+        except Exception:  # not picklable: its text is enough
+            fault = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+        with suppress(OSError):  # the writer may be gone already
+            sender.send_bytes(_FAULT + fault)
+    finally:
+        sender.close()
+        os._exit(0)  # never run the parent's clean-up (its database connections) here

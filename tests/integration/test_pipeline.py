@@ -1,0 +1,125 @@
+"""The file read and checked in a second process while the first one writes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bulkops.engine import Context, OperationConfig, create_operation, execute, request_cancel
+from bulkops.errors import FileRejected
+from bulkops.model import EntityType, OperationType
+from tests.helpers import table, write_csv
+
+HEADER = "sku,name,description,category,price\n"
+
+
+def children() -> set[int]:
+    """Processes whose parent is this one."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == os.getpid():
+                found.add(int(entry.name))
+    return found
+
+
+def with_reader(ctx: Context, background: bool) -> Context:
+    return Context(ctx.store, ctx.settings.model_copy(update={"read_in_background": background}))
+
+
+def import_file(ctx: Context, org_id: int, path: Path, **config: Any) -> dict[str, Any]:
+    op = create_operation(
+        ctx,
+        org_id,
+        operation_type=OperationType.IMPORT,
+        entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(**config),
+        source=path,
+    )
+    return execute(ctx, org_id, op["id"])
+
+
+def test_a_reader_process_gives_the_same_result_as_one_process(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    from bulkops.engine import create_organization
+
+    rows = [f"S-{i:04d},Name {i},\"A, b \"\"c\"\"\",cat,{i % 50 + 1}.5\n" for i in range(1_200)]
+    rows[300] = "S-0010,Again,,cat,1.00\n"  # a duplicate of row 12
+    rows[700] = "S-BAD,Bad,,cat,12,50\n"  # too many fields
+    rows[900] = "S-PRICE,Bad,,cat,abc\n"
+    path = write_csv(tmp_path / "p.csv", HEADER + "".join(rows))
+    results = {}
+    for background in (True, False):
+        org = org_id if background else create_organization(ctx.store, "one", "One process")
+        final = import_file(with_reader(ctx, background), org, path, chunk_size=100)
+        with ctx.store.transaction(org) as tx:
+            errors = tx.iter_errors(final["id"])
+        results[background] = (
+            {k: final[k] for k in ("status", "created_records", "failed_records",
+                                   "processed_records", "total_records")},
+            [(e["row"], e["line"], e["errors"], e["raw"]) for e in errors],
+            [row[1:] for row in table(ctx, org, "products")],
+        )
+    assert results[True] == results[False]
+    counters, errors, products = results[True]
+    assert counters["created_records"] == 1_197 and counters["failed_records"] == 3
+    assert [e[0] for e in errors] == [302, 702, 902]
+    assert "already appears in row 12" in errors[0][2][0]["message"]
+    assert products[0] == ("S-0000", "Name 0", 'A, b "c"', "cat", "1.50")
+
+
+def test_a_fault_the_reader_meets_half_way_fails_the_operation_with_its_reason(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    small = Context(ctx.store, ctx.settings.model_copy(update={"max_rows": 50}))
+    op = create_operation(
+        small,
+        org_id,
+        operation_type=OperationType.IMPORT,
+        entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(chunk_size=10),
+        source=write_csv(tmp_path / "p.csv", HEADER + "".join(
+            f"R-{i},Name {i},,x,1.00\n" for i in range(40))),
+    )
+    with Path(op["file_path"]).open("a", encoding="utf-8") as stored:  # grows after the check
+        stored.writelines(f"T-{i},Name {i},,x,1.00\n" for i in range(40))
+    before = children()
+    with pytest.raises(FileRejected) as caught:
+        execute(small, org_id, op["id"])
+    assert "50" in str(caught.value)
+    from bulkops.engine import get_operation
+
+    failed = get_operation(ctx, org_id, op["id"])
+    assert failed["status"] == "failed" and "50" in failed["results"]
+    assert failed["created_records"] == len(table(ctx, org_id, "products")) == 50
+    assert children() <= before  # the reader process is gone
+
+
+def test_cancel_stops_the_reader_process_too(ctx: Context, org_id: int, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "p.csv", HEADER + "".join(
+        f"C-{i:05d},Name {i},,x,1.00\n" for i in range(5_000)))
+    op = create_operation(
+        ctx,
+        org_id,
+        operation_type=OperationType.IMPORT,
+        entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(chunk_size=100),
+        source=path,
+    )
+    before = children()
+
+    def cancel_at_300(event: dict[str, Any]) -> None:
+        if event.get("phase") == "applying" and event["processed_records"] >= 300:
+            request_cancel(ctx, org_id, op["id"], user_id=None, rollback=False)
+
+    final = execute(ctx, org_id, op["id"], on_progress=cancel_at_300)
+    assert final["status"] == "cancelled" and final["created_records"] == 300
+    assert children() <= before
