@@ -27,7 +27,6 @@ applied.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -35,58 +34,28 @@ import orjson
 
 from bulkops.engine.leases import expire_dead_leases
 from bulkops.engine.operations import Context, OperationConfig
+from bulkops.engine.pipeline import NoKeys, checked_chunks, decode_prepared, encode_prepared
 from bulkops.engine.runner import (
     APPLY,
     ChunkSender,
     Evaluator,
     Prepared,
     ProgressCallback,
-    _prepared_chunks,
     _progress_event,
     apply_plan,
     conclude,
     failure_rows,
     get_fresh,
 )
-from bulkops.engine.seen import SeenKeys
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import Conflict, NotFound
-from bulkops.formats import open_csv
-from bulkops.model import OperationType, RawRecord
+from bulkops.model import OperationType
 from bulkops.store import Tx, utcnow
 
 __all__ = ["apply_chunk", "coordinate"]
 
 _POLL_SECONDS = 0.05
 _REAP_SECONDS = 0.5
-
-
-class _Recording:
-    """A :class:`SeenKeys` that remembers the repeats it found in the last chunk."""
-
-    def __init__(self, seen: SeenKeys) -> None:
-        self.seen = seen
-        self.last: dict[int, int] = {}
-
-    def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]:
-        self.last = self.seen.check_and_add(keys)
-        return self.last
-
-    def reserve(self, keys: int) -> None:
-        self.seen.reserve(keys)
-
-
-class _KnownRepeats:
-    """The coordinator's verdict on a planned chunk's duplicate keys, replayed by a worker."""
-
-    def __init__(self, repeats: dict[int, int]) -> None:
-        self.repeats = repeats
-
-    def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]:
-        return {row: self.repeats[row] for _, row in keys if row in self.repeats}
-
-    def reserve(self, keys: int) -> None:
-        return None
 
 
 class _Stopped(Exception):
@@ -198,22 +167,6 @@ def _commit_chunk(
     return None, event
 
 
-def _encode(chunk: Sequence[RawRecord], repeats: dict[int, int], byte_span: int) -> str:
-    return orjson.dumps(
-        {
-            "records": [[r.row, r.line, r.values, r.error] for r in chunk],
-            "repeats": list(repeats.items()),
-            "bytes": byte_span,
-        }
-    ).decode()
-
-
-def _decode(payload: str) -> tuple[list[RawRecord], dict[int, int], int]:
-    data = orjson.loads(payload)
-    records = [RawRecord(row, line, values, error) for row, line, values, error in data["records"]]
-    return records, {int(row): int(earlier) for row, earlier in data["repeats"]}, data["bytes"]
-
-
 def coordinate(
     ctx: Context,
     org_id: int,
@@ -234,24 +187,29 @@ def coordinate(
         planned = {p["chunk_index"] for p in tx.chunk_plans(op_id)}
     stopped: str | None = None
     chunk_count = 0
-    with (
-        open_csv(op["file_path"], config.read_options(), ctx.read_limits()) as csv_file,
-        SeenKeys() as seen,
-    ):
-        header = map_header(spec, csv_file.header, operation, config.mapping)
-        recording = _Recording(seen)
-        evaluator = Evaluator(spec, operation, header, recording)
-        size = max(csv_file.file_size_bytes, 1)
+    with checked_chunks(
+        op["file_path"],
+        config.read_options(),
+        ctx.read_limits(),
+        spec,
+        operation,
+        config.mapping,
+        config.chunk_size,
+        skip=set(committed) | planned,
+        background=ctx.settings.read_in_background,
+    ) as checked:
+        evaluator = checked.evaluator
+        size = max(checked.file_size_bytes, 1)
         records_read = 0
         previous_end = 0
-        for prepared in _prepared_chunks(csv_file, evaluator, config.chunk_size):
+        for prepared in checked.chunks:
             index, chunk = prepared.index, prepared.chunk
             chunk_count = index + 1
-            records_read += len(chunk)
             byte_span = prepared.bytes_consumed - previous_end
             previous_end = prepared.bytes_consumed
             if index in committed or index in planned:
                 continue  # resumed: done, or waiting for a worker
+            records_read = chunk[-1].row - 1  # rows read so far (row 1 is the header)
             fraction = min(prepared.bytes_consumed / size, 1.0)
             estimate = max(round(records_read / fraction), records_read) if fraction else None
             with ctx.store.transaction(org_id) as tx:
@@ -274,8 +232,8 @@ def coordinate(
                         chunk[0].row,
                         chunk[-1].row,
                         len(chunk),
-                        prepared.bytes_consumed,
-                        _encode(chunk, recording.last, byte_span),
+                        byte_span,
+                        (prepared.encoded or encode_prepared(prepared)).decode(),
                     )
                     tx.update_operation(
                         op_id,
@@ -368,7 +326,7 @@ def _evaluator_for(op: dict[str, Any]) -> tuple[Evaluator, OperationConfig]:
     spec = spec_for(op["entity_type"])
     operation = OperationType(op["operation_type"])
     header = map_header(spec, orjson.loads(op["header"]), operation, config.mapping)
-    evaluator = Evaluator(spec, operation, header, _KnownRepeats({}))
+    evaluator = Evaluator(spec, operation, header, NoKeys())
     if len(_evaluators) >= 8:
         _evaluators.pop(next(iter(_evaluators)))
     _evaluators[op["id"]] = (evaluator, config)
@@ -396,15 +354,11 @@ def apply_chunk(
         return "taken"
     op = get_fresh(ctx, org_id, op_id)
     evaluator, config = _evaluator_for(op)
-    records, repeats, byte_span = _decode(plan["payload"])
-    evaluator.seen = _KnownRepeats(repeats)
-    prepared = evaluator.prepare(records)
-    prepared.index = index
-    prepared.bytes_consumed = plan["bytes_consumed"]
+    prepared = decode_prepared(plan["payload"], evaluator)  # checked by the coordinator
     try:
         reason, event = _commit_chunk(
             ctx, org_id, op_id, prepared, evaluator, config, owner=owner, coordinator=False,
-            byte_span=byte_span,
+            byte_span=plan["byte_count"],
         )
     except Conflict:
         return "taken"  # another worker committed it first (its lease had run out)

@@ -35,7 +35,7 @@ from bulkops.entities import EntitySpec, map_header
 from bulkops.formats import ReadLimits, ReadOptions, open_csv
 from bulkops.model import OperationType, RawRecord, RecordError
 
-__all__ = ["CheckedFile", "checked_chunks"]
+__all__ = ["CheckedFile", "NoKeys", "checked_chunks", "decode_prepared", "encode_prepared"]
 
 _HEADER, _CHUNK, _SKIPPED, _END, _FAULT = b"H", b"C", b"S", b"Z", b"E"
 
@@ -49,8 +49,8 @@ class CheckedFile:
     chunks: Iterator[Prepared]
 
 
-class _NoKeys:
-    """The writer never checks keys itself: the reader did."""
+class NoKeys:
+    """For an evaluator that never checks keys itself: the reader process did."""
 
     def check_and_add(self, keys: Any) -> dict[int, int]:
         return {}
@@ -105,7 +105,7 @@ def checked_chunks(
             raise pickle.loads(body)  # noqa: S301 - our own child process, over our own pipe
         header_cells, file_size = orjson.loads(body)
         header = map_header(spec, header_cells, operation, mapping)
-        evaluator = Evaluator(spec, operation, header, _NoKeys())
+        evaluator = Evaluator(spec, operation, header, NoKeys())
         yield CheckedFile(evaluator, file_size, _decoded(receiver, evaluator))
     finally:
         receiver.close()  # a reader still writing gets a broken pipe and ends
@@ -123,35 +123,57 @@ def _receive(receiver: Connection) -> tuple[bytes, bytes]:
 
 
 def _decoded(receiver: Connection, evaluator: Evaluator) -> Iterator[Prepared]:
-    key = evaluator.spec.key
     while True:
         tag, body = _receive(receiver)
         if tag == _END:
             return
         if tag == _FAULT:
             raise pickle.loads(body)  # noqa: S301 - our own child process, over our own pipe
-        data = orjson.loads(body)
         if tag == _SKIPPED:
-            index, consumed = data
+            index, consumed = orjson.loads(body)
             yield Prepared([], ChunkPlan(), [], consumed, index)
             continue
-        index, consumed, records, valid_rows, failures = data
-        chunk = [RawRecord(row, line, cells, error) for row, line, cells, error in records]
-        by_row = {raw.row: raw for raw in chunk} if failures else {}
-        plan = ChunkPlan()
-        for row, errors in failures:
-            raw = by_row[row]
-            plan.failures.append(
-                (raw, [RecordError(row, raw.line, column, value, message)
-                       for column, value, message in errors])
-            )
-        if failures:
-            valid = [(by_row[row], values, tuple([values[k] for k in key]))
-                     for row, values in valid_rows]
-        else:  # every record is valid, in file order
-            valid = [(raw, values, tuple([values[k] for k in key]))
-                     for raw, (_, values) in zip(chunk, valid_rows, strict=True)]
-        yield Prepared(chunk, plan, valid, consumed, index)
+        yield decode_prepared(body, evaluator)
+
+
+def encode_prepared(prepared: Prepared) -> bytes:
+    """A checked chunk as JSON: what crosses the pipe, and what a chunk plan stores."""
+    return orjson.dumps(
+        [
+            prepared.index,
+            prepared.bytes_consumed,
+            [[r.row, r.line, r.values, r.error] for r in prepared.chunk],
+            [[raw.row, values] for raw, values, _ in prepared.valid],
+            [
+                [raw.row, [[e.column, e.value, e.message] for e in errors]]
+                for raw, errors in prepared.plan.failures
+            ],
+        ]
+    )
+
+
+def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
+    """The checked chunk back, ready for :meth:`Evaluator.evaluate` (keeps ``body``)."""
+    key = evaluator.spec.key
+    index, consumed, records, valid_rows, failures = orjson.loads(body)
+    chunk = [RawRecord(row, line, cells, error) for row, line, cells, error in records]
+    by_row = {raw.row: raw for raw in chunk} if failures else {}
+    plan = ChunkPlan()
+    for row, errors in failures:
+        raw = by_row[row]
+        plan.failures.append(
+            (raw, [RecordError(row, raw.line, column, value, message)
+                   for column, value, message in errors])
+        )
+    if failures:
+        valid = [(by_row[row], values, tuple([values[k] for k in key]))
+                 for row, values in valid_rows]
+    else:  # every record is valid, in file order
+        valid = [(raw, values, tuple([values[k] for k in key]))
+                 for raw, (_, values) in zip(chunk, valid_rows, strict=True)]
+    prepared = Prepared(chunk, plan, valid, consumed, index)
+    prepared.encoded = body if isinstance(body, bytes) else body.encode()
+    return prepared
 
 
 def _read(  # runs in the forked reader process and never returns
@@ -166,34 +188,20 @@ def _read(  # runs in the forked reader process and never returns
     skip: Container[int],
 ) -> NoReturn:
     """The reader process: header first, then every checked chunk, then the end mark."""
-    dumps = orjson.dumps
     try:
         with (
             open_csv(path, read_options, limits) as csv_file,
             SeenKeys() as seen,
         ):
-            sender.send_bytes(_HEADER + dumps([csv_file.header, csv_file.file_size_bytes]))
+            sender.send_bytes(_HEADER + orjson.dumps([csv_file.header, csv_file.file_size_bytes]))
             header = map_header(spec, csv_file.header, operation, mapping)
             evaluator = Evaluator(spec, operation, header, seen)
             for prepared in _prepared_chunks(csv_file, evaluator, chunk_size):
                 if prepared.index in skip:
-                    sender.send_bytes(_SKIPPED + dumps([prepared.index, prepared.bytes_consumed]))
+                    skipped = [prepared.index, prepared.bytes_consumed]
+                    sender.send_bytes(_SKIPPED + orjson.dumps(skipped))
                     continue
-                sender.send_bytes(
-                    _CHUNK
-                    + dumps(
-                        [
-                            prepared.index,
-                            prepared.bytes_consumed,
-                            [[r.row, r.line, r.values, r.error] for r in prepared.chunk],
-                            [[raw.row, values] for raw, values, _ in prepared.valid],
-                            [
-                                [raw.row, [[e.column, e.value, e.message] for e in errors]]
-                                for raw, errors in prepared.plan.failures
-                            ],
-                        ]
-                    )
-                )
+                sender.send_bytes(_CHUNK + encode_prepared(prepared))
         sender.send_bytes(_END)
     except BaseException as exc:  # every fault is the writer's to report
         try:

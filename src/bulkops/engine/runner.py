@@ -88,6 +88,7 @@ class Prepared:
     valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]]
     bytes_consumed: int = 0
     index: int = 0
+    encoded: bytes = b""  # as it came from the reader process (engine.pipeline), if it did
 
 
 class KeyRegistry(Protocol):

@@ -645,7 +645,7 @@ class Tx:
         first_row: int,
         last_row: int,
         records: int,
-        bytes_consumed: int,
+        byte_count: int,
         payload: str,
     ) -> None:
         self.conn.execute(
@@ -656,7 +656,7 @@ class Tx:
                 first_row=first_row,
                 last_row=last_row,
                 records=records,
-                bytes_consumed=bytes_consumed,
+                byte_count=byte_count,
                 payload=payload,
                 created_at=utcnow(),
             )

@@ -37,7 +37,7 @@ def upgrade() -> None:
         sa.Column("first_row", sa.BigInteger(), nullable=False),
         sa.Column("last_row", sa.BigInteger(), nullable=False),
         sa.Column("records", sa.Integer(), nullable=False),
-        sa.Column("bytes_consumed", sa.BigInteger(), nullable=False),
+        sa.Column("byte_count", sa.BigInteger(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=False),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_expires_at", sa.Float(), nullable=True),
