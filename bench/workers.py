@@ -85,6 +85,7 @@ class Run:
             BULKOPS_QUEUE=self.settings.queue,
             BULKOPS_LEASE_SECONDS=str(args.lease),
             BULKOPS_RECONCILE_SECONDS=str(args.reconcile),
+            BULKOPS_RECLAIM_LOCAL_LEASES="false" if args.no_reclaim else "true",
         )
         self.workers: list[subprocess.Popen[bytes]] = []
         self.work = work
@@ -196,6 +197,9 @@ def main() -> None:
     parser.add_argument("--lease", type=float, default=10.0)
     parser.add_argument("--reconcile", type=float, default=1.0)
     parser.add_argument("--scenarios", default="one-op,two-ops,kill")
+    parser.add_argument("--no-reclaim", action="store_true",
+                        help="workers wait for a dead worker's lease to run out, as across "
+                        "machines (BULKOPS_RECLAIM_LOCAL_LEASES=false)")
     args = parser.parse_args()
     folder = Path(tempfile.gettempdir()) / "bulkops-bench-workers"
     folder.mkdir(exist_ok=True)

@@ -90,7 +90,7 @@ class RawRecord(NamedTuple):
     line (1-based) where the record starts. ``error`` is set when the record could not be
     read as a whole (wrong field count, unclosed quote, undecodable bytes); ``values`` then
     holds what could be read. (A named tuple: a million of them are made per million rows,
-    and they cross to the writing process as pickles, where tuples are cheapest.)
+    and tuples are the cheapest objects to make.)
     """
 
     row: int
