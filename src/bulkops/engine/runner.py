@@ -34,7 +34,7 @@ from bulkops.model import (
     RawRecord,
     RecordError,
 )
-from bulkops.store import DuplicateRow, Tx, utcnow
+from bulkops.store import AuditRecord, DuplicateRow, Tx, utcnow
 
 __all__ = ["ChunkSender", "KeyRegistry", "ProgressCallback", "process_owner", "run_operation"]
 
@@ -333,10 +333,10 @@ def apply_plan(
 
 def _write(
     tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan, *, audit: bool = True
-) -> list[tuple[int, int | None, str, tuple[Any, ...] | None, tuple[Any, ...] | None]]:
+) -> list[AuditRecord]:
     """Write the plan's rows and (``audit``) its audit as one batch; returns the audit records.
 
-    An audit record is (record_index, entity_id, action, before, after): ``store.AuditRecord``.
+    An audit record is (record_index, entity_id, action, before, after).
     """
     entity = spec.entity.value
     fields = spec.field_names
@@ -344,7 +344,7 @@ def _write(
     tx.update_rows(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
     tx.delete_rows(entity, [row_id for _, row_id, _ in plan.deletes])
     # The images stay value tuples in field order: the batch is serialised once, in the store.
-    records: list[tuple[int, int | None, str, tuple[Any, ...] | None, tuple[Any, ...] | None]] = [
+    records: list[AuditRecord] = [
         (row, row_id, "create", None, values)
         for (row, values), row_id in zip(plan.creates, ids, strict=True)
     ]
@@ -368,7 +368,7 @@ def _write_one_by_one(
         + [ChunkPlan(updates=[u]) for u in plan.updates]
         + [ChunkPlan(deletes=[d]) for d in plan.deletes]
     )
-    audited: list[tuple[int, int | None, str, tuple[Any, ...] | None, tuple[Any, ...] | None]] = []
+    audited: list[AuditRecord] = []
     for single in singles:
         try:
             with tx.savepoint():
