@@ -235,3 +235,17 @@ def test_a_lease_of_a_process_gone_from_this_host_ends_at_once(ctx: Context, org
         assert tx.orphaned_operations() == [op_id]
     final = engine.resume(ctx, org_id, op_id)
     assert final["status"] == "completed" and final["created_records"] == 10
+
+
+def test_chunks_that_could_not_be_handed_out_are_applied_by_the_coordinator(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    def broker_down(org: int, op_id: str, index: int) -> None:
+        raise ConnectionError("broker unreachable")
+
+    op_id = queued(ctx, org_id, products(tmp_path / "p.csv", 1_000), chunk_size=100,
+                   max_concurrent=4)
+    final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=broker_down)
+    assert final["status"] == "completed" and final["created_records"] == 1_000
+    assert set(ledger_workers(ctx, org_id, op_id).values()) == {COORDINATOR}
+    assert len(table(ctx, org_id, "products")) == 1_000

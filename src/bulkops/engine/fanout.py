@@ -26,6 +26,7 @@ applied.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import timedelta
 from typing import Any
@@ -243,7 +244,10 @@ def coordinate(
                         },
                     )
                 planned.add(index)
-                send_chunk(org_id, op_id, index)
+                # A lost message (the broker is down) loses nothing: a chunk nobody claims is
+                # applied by the coordinator itself before the operation ends.
+                with contextlib.suppress(Exception):
+                    send_chunk(org_id, op_id, index)
                 continue
             stopped, event = _commit_chunk(
                 ctx, org_id, op_id, prepared, evaluator, config, owner=owner,
