@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         default=True,
         description="Read and check the file in a second process while the first one writes.",
     )
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="An operation taken up this many times in a row without committing a "
+        "chunk (its process died each time) ends as failed instead of being resumed again.",
+    )
     reclaim_local_leases: bool = Field(
         default=True,
         description="Treat a lease held by a process of this host that no longer exists as "

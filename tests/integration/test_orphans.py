@@ -36,3 +36,51 @@ def test_resume_orphaned_finishes_an_operation_whose_process_died(
     assert finals[0]["status"] == "completed" and finals[0]["created_records"] == 25
     assert len(table(ctx, org_id, "products")) == 25
     assert resume_orphaned(ctx, org_id) == []  # nothing left behind
+
+
+def _queued(ctx: Context, org_id: int, path: Path) -> str:
+    op = create_operation(
+        ctx,
+        org_id,
+        operation_type=OperationType.IMPORT,
+        entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(chunk_size=10),
+        source=path,
+    )
+    return str(op["id"])
+
+
+def test_an_operation_whose_process_dies_every_time_is_given_up_as_failed(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    from bulkops.engine import get_operation
+
+    path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nA-1,N,,x,1.00\n")
+    op_id = _queued(ctx, org_id, path)
+    # Taken up max_attempts times by processes that died before committing a chunk.
+    for attempt in range(ctx.settings.max_attempts):
+        assert ctx.store.try_start(org_id, op_id, f"dead-host:{attempt}", -1.0,
+                                   status="processing")
+    assert get_operation(ctx, org_id, op_id)["attempts"] == ctx.settings.max_attempts
+    [final] = resume_orphaned(ctx, org_id)
+    assert final["status"] == "failed" and final["lease_owner"] is None
+    assert "Given up after 5 attempts" in final["results"] and "dead-host:4" in final["results"]
+    assert table(ctx, org_id, "products") == []
+    assert resume_orphaned(ctx, org_id) == []  # not taken up again
+
+
+def test_a_committed_chunk_resets_the_attempts(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    path = write_csv(
+        tmp_path / "p.csv",
+        "sku,name,description,category,price\n"
+        + "".join(f"R-{i},N{i},,x,1.00\n" for i in range(25)),
+    )
+    op_id = _queued(ctx, org_id, path)
+    for attempt in range(ctx.settings.max_attempts - 1):  # one short of giving up
+        assert ctx.store.try_start(org_id, op_id, f"dead-host:{attempt}", -1.0,
+                                   status="processing")
+    [final] = resume_orphaned(ctx, org_id)
+    assert final["status"] == "completed" and final["created_records"] == 25
+    assert final["attempts"] == 0

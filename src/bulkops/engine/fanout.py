@@ -127,7 +127,7 @@ def _commit_chunk(
             if not coordinator:
                 tx.delete_chunk_plans(op_id, prepared.index)
             counters = plan.counters()
-            values: dict[str, Any] = {}
+            values: dict[str, Any] = {"attempts": 0}  # progress: not a poison operation
             if coordinator:
                 values["lease_expires_at"] = time.time() + lease
             tx.add_counters(op_id, {**counters, "bytes_processed": byte_span}, **values)

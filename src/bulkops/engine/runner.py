@@ -553,24 +553,7 @@ def _fail(
             op = tx.get_operation(op_id)
             if op is None or op["status"] != "processing" or op["lease_owner"] != owner:
                 return
-            results = orjson.loads(op["results"] or "{}")
-            results["error"] = reason
-            tx.update_operation(
-                op_id,
-                {
-                    "status": "failed",
-                    "completed_at": utcnow(),
-                    "estimated_completion": None,
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    "total_records": max(op["total_records"] or 0, op["processed_records"]),
-                    "results": orjson.dumps(results).decode(),
-                },
-            )
-            final = tx.get_operation(op_id)
-            assert final is not None
-            view = operation_view(final)
-            tx.add_event(op_id, "done", view)
+            view = operation_view(_mark_failed(tx, op, reason))
     except StoreError:
         return  # the lease expires and a resume will meet the same fault again
     if on_progress:
@@ -662,6 +645,7 @@ def _run_operation(
                     estimated_completion=utcnow() + timedelta(seconds=eta) if eta else None,
                     lease_owner=owner,
                     lease_expires_at=time.time() + lease,
+                    attempts=0,
                 )
                 updated = {
                     **current,
@@ -815,6 +799,8 @@ def _claim(
                 f"Operation {op_id} is running in {op['lease_owner']}; its lease expires in "
                 f"{op['lease_expires_at'] - time.time():.0f} s if that process has died."
             )
+        if status is OperationStatus.PROCESSING and op["attempts"] >= ctx.settings.max_attempts:
+            return _give_up(ctx, org_id, op)
         if ctx.store.try_start(
             org_id, op_id, owner, ctx.settings.lease_seconds, status="processing"
         ):
@@ -824,6 +810,47 @@ def _claim(
             return op
         if wait is None or not wait():
             return get_fresh(ctx, org_id, op_id)
+
+
+def _give_up(ctx: Context, org_id: int, op: dict[str, Any]) -> dict[str, Any]:
+    """End as failed an operation whose process died every time it was taken up."""
+    op_id = op["id"]
+    reason = (
+        f"Given up after {op['attempts']} attempts in a row: the process running it ended "
+        f"unexpectedly each time before committing a chunk (the last was {op['lease_owner']}). "
+        "What was applied stays applied and can be rolled back; check the workers' logs."
+    )
+    with ctx.store.transaction(org_id, write=True) as tx:
+        current = tx.get_operation(op_id)
+        if current is None:
+            raise NotFound(f"No operation {op_id}.")
+        if current["status"] != "processing" or (current["lease_expires_at"] or 0) > time.time():
+            return current  # somebody else took it up meanwhile
+        return _mark_failed(tx, current, reason)
+
+
+def _mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
+    """In ``tx``: end a running operation as failed with ``reason`` in its results."""
+    op_id = op["id"]
+    results = orjson.loads(op["results"] or "{}")
+    results["error"] = reason
+    tx.update_operation(
+        op_id,
+        {
+            "status": "failed",
+            "completed_at": utcnow(),
+            "estimated_completion": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "total_records": max(op["total_records"] or 0, op["processed_records"]),
+            "results": orjson.dumps(results).decode(),
+        },
+    )
+    tx.delete_chunk_plans(op_id)  # chunks handed out to workers and not applied
+    final = tx.get_operation(op_id)
+    assert final is not None
+    tx.add_event(op_id, "done", operation_view(final))
+    return final
 
 
 def get_fresh(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:

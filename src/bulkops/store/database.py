@@ -413,8 +413,10 @@ class Store:
                 "lease_owner": owner,
                 "lease_expires_at": now + lease_seconds,
             }
-            if status == "processing" and op["started_at"] is None:
-                values["started_at"] = utcnow()
+            if status == "processing":
+                values["attempts"] = operations.c.attempts + 1
+                if op["started_at"] is None:
+                    values["started_at"] = utcnow()
             tx.update_operation(op_id, values)
             return True
 

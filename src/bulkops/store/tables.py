@@ -207,6 +207,8 @@ operations = Table(
     # Set once a coordinating worker has planned the whole file into chunks for several
     # workers (see operation_chunk_plans); NULL for an operation run in one process.
     Column("chunk_count", Integer, nullable=True),
+    # Take-ups in a row without a committed chunk (a chunk commit resets it).
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
     Column("config", Text, nullable=False),
     Column("header", Text, nullable=True),
     Column("results", Text, nullable=False),
