@@ -11,7 +11,7 @@ validated values; per failed record its errors. Earlier attempts handed over Pyt
 (pickles) and lost the gain to unpickling; flat lists cost a fraction of that.
 
 A file-level fault the reader meets half-way (a row over the row limit, say) is raised in
-the writer as the same exception. Where ``fork`` is not available (or
+the writer as the same exception. Outside Linux (or with
 ``BULKOPS_READ_IN_BACKGROUND=false``) the same steps run in-process.
 """
 
@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 from collections.abc import Container, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -77,7 +78,9 @@ def checked_chunks(
     Skipped chunks (already committed before a resume) are still read and checked, since
     their keys are needed to spot later duplicates.
     """
-    if not background or not hasattr(os, "fork"):
+    # Linux only: fork() in a process with threads (the service's worker) is safe there for
+    # what the reader does; macOS and Windows run both halves in one process.
+    if not background or sys.platform != "linux":
         with (
             open_csv(path, read_options, limits) as csv_file,
             SeenKeys() as seen,
