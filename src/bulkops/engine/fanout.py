@@ -14,10 +14,12 @@ worker claims a planned chunk with a lease (``lease_seconds``); the coordinator 
 chunk whose lease ran out (its worker died). Two workers that both apply one chunk cannot
 both commit: the ledger's key lets only the first transaction land.
 
-Cancel and "too many errors" hold exactly too: every chunk transaction re-reads the
-operation *after* adding its counters (which waits for any other transaction writing the
-operation row) and gives up if the operation was cancelled or had failed before it. So no
-chunk lands after a cancel was committed, and a rollback never misses a late chunk.
+Cancel holds exactly too: every chunk transaction re-reads the operation *after* adding its
+counters (which waits for any other transaction writing the operation row) and gives up if
+the operation was cancelled. So no chunk lands after a cancel was committed, and a rollback
+never misses a late chunk. "Too many errors" is checked the same way against the records
+failed before the chunk's first row: chunks before the one that crossed ``max_errors`` still
+land, none starts after it (a chunk further down already being applied may still land).
 
 If the coordinator dies, its lease runs out and a dispatcher starts a new one; it re-reads
 the file (to know the keys already seen) and continues after the last chunk planned or
