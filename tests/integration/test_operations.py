@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -290,3 +291,42 @@ def test_a_fault_half_way_ends_the_operation_as_failed_with_the_reason(
     failed = get_operation(ctx, org_id, op["id"])
     assert failed["status"] == "failed" and failed["lease_owner"] is None
     assert "FileNotFoundError" in failed["results"]
+
+
+def test_an_import_into_an_empty_table_still_refuses_a_row_written_behind_its_back(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    """The first import of an entity skips the look-up of current rows (there are none);
+    a row someone writes into the table meanwhile is still caught by the unique key."""
+    from bulkops.engine import create_operation, execute
+    from bulkops.engine.operations import OperationConfig
+    from bulkops.entities import spec_for
+    from bulkops.model import EntityType, OperationType
+
+    rows = "".join(f"E-{i:03d},Name {i},,x,1.00\n" for i in range(50))
+    path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\n" + rows)
+    op = create_operation(
+        ctx,
+        org_id,
+        operation_type=OperationType.IMPORT,
+        entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(chunk_size=10),
+        source=path,
+    )
+    fields = spec_for("products").field_names
+
+    def sneak_in(event: dict[str, Any]) -> None:
+        if event.get("phase") == "applying" and event["processed_records"] == 10:
+            with ctx.store.transaction(org_id, write=True) as tx:
+                tx.insert_rows("products", fields, [("E-040", "Sneaked", None, None, "2.00")])
+
+    final = execute(ctx, org_id, op["id"], on_progress=sneak_in)
+    assert final["status"] == "completed"
+    assert (final["created_records"], final["failed_records"]) == (49, 1)
+    with ctx.store.transaction(org_id) as tx:
+        [error] = tx.iter_errors(op["id"])
+    assert error["row"] == 42 and "refused" in error["errors"][0]["message"]
+    assert [r[2] for r in table(ctx, org_id, "products") if r[1] == "E-040"] == ["Sneaked"]
+    # A second import of the same file is not an import into an empty table any more.
+    again = run(ctx, org_id, "import", "products", path, chunk_size=10)
+    assert (again["unchanged_records"], again["updated_records"]) == (49, 1)

@@ -202,6 +202,9 @@ def coordinate(
         background=ctx.settings.read_in_background,
     ) as checked:
         evaluator = checked.evaluator
+        if operation is OperationType.IMPORT and not committed and not planned:
+            with ctx.store.transaction(org_id) as tx:
+                evaluator.started_empty = not tx.has_rows(spec.entity.value)
         size = max(checked.file_size_bytes, 1)
         records_read = 0
         previous_end = 0

@@ -112,6 +112,11 @@ class Evaluator:
         self.fields = spec.field_names
         self.validator: RecordValidator = spec.validator(operation, header.present)
         self._index = {name: i for i, name in enumerate(self.fields)}
+        #: Set for an import that began on an empty table (no row of the organization): the
+        #: keys of a chunk cannot exist then (duplicates in the file are errors, and nobody
+        #: else writes this entity meanwhile), so the look-up of current rows is skipped. A
+        #: row written behind bulkops' back is still refused by the unique key and reported.
+        self.started_empty = False
         self._dependents = [
             (other.entity.value, ref.fields[0])
             for other in SPECS.values()
@@ -177,8 +182,12 @@ class Evaluator:
         valid = prepared.valid
         if self.operation is not OperationType.DELETE:
             valid = self._check_references(tx, plan, valid)
-        existing = tx.fetch_existing(
-            self.spec.entity.value, self.spec.key, self.fields, [k for _, _, k in valid]
+        existing = (
+            {}
+            if self.started_empty
+            else tx.fetch_existing(
+                self.spec.entity.value, self.spec.key, self.fields, [k for _, _, k in valid]
+            )
         )
         if self.operation is OperationType.IMPORT:
             self._plan_import(plan, valid, existing)
@@ -612,6 +621,9 @@ def _run_operation(
         background=ctx.settings.read_in_background,
     ) as checked:
         evaluator = checked.evaluator
+        if operation is OperationType.IMPORT and not committed:
+            with ctx.store.transaction(org_id) as tx:
+                evaluator.started_empty = not tx.has_rows(spec.entity.value)
         size = max(checked.file_size_bytes, 1)
         # Chunks already committed before a crash are still checked (their keys are needed
         # to spot later duplicates) but not decided or written again.

@@ -1004,6 +1004,15 @@ class Tx:
             result[tuple(values[p] for p in positions[:n_key])] = (row[0], values)
         return result
 
+    def has_rows(self, entity: str) -> bool:
+        """Whether the organization has any row of ``entity``."""
+        found = self.conn.exec_driver_sql(
+            f"SELECT 1 FROM {ENTITY_TABLES[entity].name} WHERE organization_id = {self._ph} "
+            "LIMIT 1",
+            (self.org_id,),
+        ).first()
+        return found is not None
+
     def existing_keys(
         self, entity: str, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
     ) -> set[tuple[Any, ...]]:
