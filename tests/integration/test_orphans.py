@@ -84,3 +84,33 @@ def test_a_committed_chunk_resets_the_attempts(
     [final] = resume_orphaned(ctx, org_id)
     assert final["status"] == "completed" and final["created_records"] == 25
     assert final["attempts"] == 0
+
+
+def test_a_long_re_read_after_a_crash_keeps_the_lease(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    """Resuming re-reads the committed part of the file; meanwhile the lease is renewed, so
+    no second process takes the operation over (and a process that lost it stops)."""
+    import pytest
+
+    from bulkops.engine import get_operation
+    from bulkops.engine.runner import LeaseKeeper
+    from bulkops.errors import Conflict
+
+    path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nL-1,N,,x,1.00\n")
+    op_id = _queued(ctx, org_id, path)
+    assert ctx.store.try_start(org_id, op_id, "me:1", 0.4, status="processing")
+    keeper = LeaseKeeper(ctx, org_id, op_id, "me:1", 0.4)
+    keeper.keep()  # too soon: nothing to do
+    first = get_operation(ctx, org_id, op_id)["lease_expires_at"]
+    time.sleep(0.15)
+    keeper.keep()
+    renewed = get_operation(ctx, org_id, op_id)["lease_expires_at"]
+    assert renewed > first + 0.1
+    with ctx.store.transaction(org_id) as tx:
+        assert tx.orphaned_operations() == []
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.renew_lease(op_id, "someone-else:2", 30)
+    time.sleep(0.15)
+    with pytest.raises(Conflict):
+        keeper.keep()

@@ -23,7 +23,8 @@ land, none starts after it (a chunk further down already being applied may still
 
 If the coordinator dies, its lease runs out and a dispatcher starts a new one; it re-reads
 the file (to know the keys already seen) and continues after the last chunk planned or
-applied.
+applied. The coordinator renews its lease for half of ``lease_seconds`` (it renews with
+every chunk), so that a successor has taken over and re-read the file within the lease time.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from bulkops.engine.runner import (
     APPLY,
     ChunkSender,
     Evaluator,
+    LeaseKeeper,
     Prepared,
     ProgressCallback,
     _progress_event,
@@ -59,6 +61,11 @@ __all__ = ["apply_chunk", "coordinate"]
 
 _POLL_SECONDS = 0.05
 _REAP_SECONDS = 0.5
+
+
+def _coordinator_lease(ctx: Context) -> float:
+    """Half the lease: a successor must also re-read what was planned before it took over."""
+    return ctx.settings.lease_seconds / 2
 
 
 class _Stopped(Exception):
@@ -106,7 +113,6 @@ def _commit_chunk(
     """
     chunk = prepared.chunk
     spec = evaluator.spec
-    lease = ctx.settings.lease_seconds
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
             current = tx.get_operation(op_id)
@@ -131,7 +137,7 @@ def _commit_chunk(
             counters = plan.counters()
             values: dict[str, Any] = {"attempts": 0}  # progress: not a poison operation
             if coordinator:
-                values["lease_expires_at"] = time.time() + lease
+                values["lease_expires_at"] = time.time() + _coordinator_lease(ctx)
             tx.add_counters(op_id, {**counters, "bytes_processed": byte_span}, **values)
             # Re-read after the counter update: on PostgreSQL that update waited for every
             # other transaction writing this operation, so a cancel committed meanwhile shows.
@@ -208,12 +214,14 @@ def coordinate(
         size = max(checked.file_size_bytes, 1)
         records_read = 0
         previous_end = 0
+        keeper = LeaseKeeper(ctx, org_id, op_id, owner, _coordinator_lease(ctx))
         for prepared in checked.chunks:
             index, chunk = prepared.index, prepared.chunk
             chunk_count = index + 1
             byte_span = prepared.bytes_consumed - previous_end
             previous_end = prepared.bytes_consumed
             if index in committed or index in planned:
+                keeper.keep()  # re-reading a long file after a crash takes a while
                 continue  # resumed: done, or waiting for a worker
             records_read = chunk[-1].row - 1  # rows read so far (row 1 is the header)
             fraction = min(prepared.bytes_consumed / size, 1.0)
@@ -244,7 +252,7 @@ def coordinate(
                     tx.update_operation(
                         op_id,
                         {
-                            "lease_expires_at": time.time() + ctx.settings.lease_seconds,
+                            "lease_expires_at": time.time() + _coordinator_lease(ctx),
                             "total_records": max(estimate or 0, current["total_records"] or 0),
                         },
                     )
@@ -284,8 +292,8 @@ def _drain(
     on_progress: ProgressCallback | None,
 ) -> str | None:
     """Wait for the chunks handed out; apply those nobody took or whose worker died."""
-    lease = ctx.settings.lease_seconds
-    renewed = reaped = time.monotonic()
+    keeper = LeaseKeeper(ctx, org_id, op_id, owner, _coordinator_lease(ctx))
+    reaped = time.monotonic()
     while True:
         with ctx.store.transaction(org_id) as tx:
             current = tx.get_operation(op_id)
@@ -314,13 +322,7 @@ def _drain(
             if time.monotonic() - reaped > _REAP_SECONDS:
                 expire_dead_leases(ctx, org_id)  # a worker of this host died holding a chunk
                 reaped = time.monotonic()
-        if time.monotonic() - renewed > lease / 4:
-            with ctx.store.transaction(org_id, write=True) as tx:
-                held = tx.get_operation(op_id)
-                if held is None or held["lease_owner"] != owner:
-                    raise Conflict(f"Operation {op_id} was taken over by another process.")
-                tx.renew_lease(op_id, owner, lease)
-            renewed = time.monotonic()
+        keeper.keep()
 
 
 _evaluators: dict[str, tuple[Evaluator, OperationConfig]] = {}

@@ -627,9 +627,11 @@ def _run_operation(
         size = max(checked.file_size_bytes, 1)
         # Chunks already committed before a crash are still checked (their keys are needed
         # to spot later duplicates) but not decided or written again.
+        keeper = LeaseKeeper(ctx, org_id, op_id, owner, lease)
         for prepared in checked.chunks:
             index, chunk = prepared.index, prepared.chunk
             if index in committed:
+                keeper.keep()  # re-reading a long file after a crash takes a while
                 continue
             fraction = min(prepared.bytes_consumed / size, 1.0)
             with ctx.store.transaction(org_id, write=True) as tx:
@@ -863,6 +865,29 @@ def _mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
     assert final is not None
     tx.add_event(op_id, "done", operation_view(final))
     return final
+
+
+class LeaseKeeper:
+    """Renews an operation's lease now and then while no chunk is committed (which renews it).
+
+    Raises Conflict when another process holds the lease now.
+    """
+
+    def __init__(self, ctx: Context, org_id: int, op_id: str, owner: str, seconds: float) -> None:
+        self.ctx, self.org_id, self.op_id, self.owner, self.seconds = (
+            ctx, org_id, op_id, owner, seconds
+        )
+        self.renewed = time.monotonic()
+
+    def keep(self) -> None:
+        if time.monotonic() - self.renewed < self.seconds / 4:
+            return
+        with self.ctx.store.transaction(self.org_id, write=True) as tx:
+            held = tx.get_operation(self.op_id)
+            if held is None or held["lease_owner"] != self.owner:
+                raise Conflict(f"Operation {self.op_id} was taken over by another process.")
+            tx.renew_lease(self.op_id, self.owner, self.seconds)
+        self.renewed = time.monotonic()
 
 
 def get_fresh(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
