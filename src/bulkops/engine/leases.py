@@ -3,8 +3,9 @@
 A lease names its holder as ``host:pid`` (:func:`bulkops.engine.runner.process_owner`). A
 worker on another machine can only wait for the lease to run out (``lease_seconds``); a
 worker on the *same* host can see that the holder no longer exists and end the lease now,
-so the work resumes without waiting. A process id that was reused, or a holder that is a
-zombie not yet reaped, is at worst treated as alive: the lease then runs out as usual.
+so the work resumes without waiting. A holder that exited but is not yet reaped (a zombie)
+counts as gone; a process id that was reused since is at worst treated as alive, and the
+lease then runs out as usual.
 """
 
 from __future__ import annotations

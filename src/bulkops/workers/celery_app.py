@@ -10,7 +10,9 @@ How an operation reaches a worker
     for pending operations, for orphaned ones (processing or rolling back with an expired or no
     lease: a worker died, or the API queued a rollback) — the same work the embedded worker
     polls for. A task that ends an operation enqueues the next pending ones of its organization
-    at once, so a queue of operations does not wait for the next look.
+    at once, so a queue of operations does not wait for the next look. The task running an
+    operation coordinates it and hands chunks to other workers as
+    ``bulkops.apply_chunk(org_id, op_id, chunk_index)`` (see ``bulkops.engine.fanout``).
 
 Why a lost or repeated message does no harm
     ``acks_late`` with ``task_reject_on_worker_lost``: a message is acknowledged only when its
