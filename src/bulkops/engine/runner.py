@@ -157,22 +157,11 @@ class Evaluator:
                 if earlier is None:
                     kept.append((raw, values, key))
                     continue
-                label = ", ".join(f"{k} '{v}'" for k, v in zip(self.spec.key, key, strict=True))
-                plan.failures.append(
-                    (
-                        raw,
-                        [
-                            RecordError(
-                                raw.row,
-                                raw.line,
-                                self.header.column_of(self.spec.key[0]),
-                                str(key[0]),
-                                f"Duplicate key: {label} already appears in row {earlier}. "
-                                "Keep one of the two rows.",
-                            )
-                        ],
-                    )
+                message = (
+                    f"Duplicate key: {self._label(key)} already appears in row {earlier}. "
+                    "Keep one of the two rows."
                 )
+                plan.failures.append((raw, [self._key_error(raw, key, message)]))
             valid = kept
         return Prepared(chunk, plan, valid)
 
@@ -251,21 +240,11 @@ class Evaluator:
                 if key[0] in counts
             ]
             if held:
-                plan.failures.append(
-                    (
-                        raw,
-                        [
-                            RecordError(
-                                raw.row,
-                                raw.line,
-                                self.header.column_of(self.spec.key[0]),
-                                str(key[0]),
-                                f"Cannot delete {self.spec.key[0]} '{key[0]}': it still has "
-                                f"{' and '.join(held)}. Delete those first.",
-                            )
-                        ],
-                    )
+                message = (
+                    f"Cannot delete {self.spec.key[0]} '{key[0]}': it still has "
+                    f"{' and '.join(held)}. Delete those first."
                 )
+                plan.failures.append((raw, [self._key_error(raw, key, message)]))
                 continue
             plan.deletes.append((raw.row, current[0], current[1]))
 
@@ -319,14 +298,17 @@ class Evaluator:
         return RecordError(raw.row, raw.line, column, value, error.message)
 
     def _not_found(self, raw: RawRecord, key: tuple[Any, ...]) -> RecordError:
-        label = ", ".join(f"{k} '{v}'" for k, v in zip(self.spec.key, key, strict=True))
+        message = f"Not found: there is no {self.spec.entity.value} row with {self._label(key)}."
+        return self._key_error(raw, key, message)
+
+    def _key_error(self, raw: RawRecord, key: tuple[Any, ...], message: str) -> RecordError:
+        """An error about the record's natural key, shown in the key's (first) column."""
         return RecordError(
-            raw.row,
-            raw.line,
-            self.header.column_of(self.spec.key[0]),
-            str(key[0]),
-            f"Not found: there is no {self.spec.entity.value} row with {label}.",
+            raw.row, raw.line, self.header.column_of(self.spec.key[0]), str(key[0]), message
         )
+
+    def _label(self, key: tuple[Any, ...]) -> str:
+        return ", ".join(f"{k} '{v}'" for k, v in zip(self.spec.key, key, strict=True))
 
 
 def apply_plan(
@@ -650,7 +632,9 @@ def _run_operation(
                 processed = current["processed_records"] + counters["processed_records"]
                 figures = progress.figures(processed, fraction)
                 eta = figures["estimated_time_remaining"]
-                tx.record_chunk(op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk))
+                tx.record_chunk(
+                    op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), worker=owner
+                )
                 tx.add_counters(
                     op_id,
                     counters,
