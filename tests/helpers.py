@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bulkops.engine import Context, OperationConfig, create_operation, execute
 from bulkops.entities import spec_for
@@ -16,14 +16,17 @@ def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-def run(
+def queue(
     ctx: Context,
     org_id: int,
     operation: str,
     entity: str,
     path: Path | None = None,
+    *,
+    executor: Literal["inline", "worker"] = "inline",
     **config: Any,
-) -> dict[str, Any]:
+) -> str:
+    """Create the operation (pending); returns its id."""
     op = create_operation(
         ctx,
         org_id,
@@ -32,8 +35,20 @@ def run(
         config=OperationConfig(**config),
         source=path,
         file_name=path.name if path else None,
+        executor=executor,
     )
-    return execute(ctx, org_id, op["id"])
+    return str(op["id"])
+
+
+def run(
+    ctx: Context,
+    org_id: int,
+    operation: str,
+    entity: str,
+    path: Path | None = None,
+    **config: Any,
+) -> dict[str, Any]:
+    return execute(ctx, org_id, queue(ctx, org_id, operation, entity, path, **config))
 
 
 def table(ctx: Context, org_id: int, entity: str) -> list[tuple[Any, ...]]:

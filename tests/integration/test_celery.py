@@ -29,7 +29,7 @@ from bulkops.engine import OperationConfig, create_operation
 from bulkops.model import EntityType, OperationType
 from bulkops.store import Store
 from tests.conftest import cloned_database
-from tests.helpers import table
+from tests.helpers import queue, table
 
 BULKOPS = Path(sys.executable).with_name("bulkops")
 REDIS = "redis://127.0.0.1:6379/0"
@@ -166,17 +166,8 @@ def products_csv(path: Path, rows: int, *, prefix: str = "P") -> Path:
 
 
 def queue_import(ctx: engine.Context, org_id: int, path: Path, **config: Any) -> str:
-    op = create_operation(
-        ctx,
-        org_id,
-        operation_type=OperationType.IMPORT,
-        entity_type=EntityType.PRODUCTS,
-        config=OperationConfig(**config),
-        source=path,
-        file_name=path.name,
-        executor="worker",
-    )
-    return str(op["id"])
+    """An import of products queued for the workers."""
+    return queue(ctx, org_id, "import", "products", path, executor="worker", **config)
 
 
 def wait_for(

@@ -22,9 +22,9 @@ import pytest
 
 from bulkops import engine
 from bulkops.config import Settings
-from bulkops.engine import Context, OperationConfig, create_operation, execute, request_cancel
-from bulkops.model import EntityType, OperationType
+from bulkops.engine import Context, execute, request_cancel
 from bulkops.store import Store
+from tests.helpers import queue as queue_operation
 from tests.helpers import run, table
 
 COORDINATOR = "coordinator-host:101"
@@ -49,17 +49,8 @@ def products(path: Path, rows: int, *, extra: str = "") -> Path:
 
 
 def queued(ctx: Context, org_id: int, path: Path, **config: Any) -> str:
-    op = create_operation(
-        ctx,
-        org_id,
-        operation_type=OperationType.IMPORT,
-        entity_type=EntityType.PRODUCTS,
-        config=OperationConfig(**config),
-        source=path,
-        file_name=path.name,
-        executor="worker",
-    )
-    return str(op["id"])
+    """An import of products queued for the workers."""
+    return queue_operation(ctx, org_id, "import", "products", path, executor="worker", **config)
 
 
 class Worker:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bulkops.engine import Context, OperationConfig, create_operation, resume_orphaned
 from bulkops.model import EntityType, OperationType
-from tests.helpers import table, write_csv
+from tests.helpers import queue, table, write_csv
 
 
 def test_resume_orphaned_finishes_an_operation_whose_process_died(
@@ -38,25 +38,13 @@ def test_resume_orphaned_finishes_an_operation_whose_process_died(
     assert resume_orphaned(ctx, org_id) == []  # nothing left behind
 
 
-def _queued(ctx: Context, org_id: int, path: Path) -> str:
-    op = create_operation(
-        ctx,
-        org_id,
-        operation_type=OperationType.IMPORT,
-        entity_type=EntityType.PRODUCTS,
-        config=OperationConfig(chunk_size=10),
-        source=path,
-    )
-    return str(op["id"])
-
-
 def test_an_operation_whose_process_dies_every_time_is_given_up_as_failed(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     from bulkops.engine import get_operation
 
     path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nA-1,N,,x,1.00\n")
-    op_id = _queued(ctx, org_id, path)
+    op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
     # Taken up max_attempts times by processes that died before committing a chunk.
     for attempt in range(ctx.settings.max_attempts):
         assert ctx.store.try_start(org_id, op_id, f"dead-host:{attempt}", -1.0,
@@ -77,7 +65,7 @@ def test_a_committed_chunk_resets_the_attempts(
         "sku,name,description,category,price\n"
         + "".join(f"R-{i},N{i},,x,1.00\n" for i in range(25)),
     )
-    op_id = _queued(ctx, org_id, path)
+    op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
     for attempt in range(ctx.settings.max_attempts - 1):  # one short of giving up
         assert ctx.store.try_start(org_id, op_id, f"dead-host:{attempt}", -1.0,
                                    status="processing")
@@ -98,7 +86,7 @@ def test_a_long_re_read_after_a_crash_keeps_the_lease(
     from bulkops.errors import Conflict
 
     path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nL-1,N,,x,1.00\n")
-    op_id = _queued(ctx, org_id, path)
+    op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
     assert ctx.store.try_start(org_id, op_id, "me:1", 0.4, status="processing")
     keeper = LeaseKeeper(ctx, org_id, op_id, "me:1", 0.4)
     keeper.keep()  # too soon: nothing to do

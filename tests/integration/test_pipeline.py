@@ -11,7 +11,7 @@ import pytest
 from bulkops.engine import Context, OperationConfig, create_operation, execute, request_cancel
 from bulkops.errors import FileRejected
 from bulkops.model import EntityType, OperationType
-from tests.helpers import table, write_csv
+from tests.helpers import run, table, write_csv
 
 HEADER = "sku,name,description,category,price\n"
 
@@ -34,18 +34,6 @@ def with_reader(ctx: Context, background: bool) -> Context:
     return Context(ctx.store, ctx.settings.model_copy(update={"read_in_background": background}))
 
 
-def import_file(ctx: Context, org_id: int, path: Path, **config: Any) -> dict[str, Any]:
-    op = create_operation(
-        ctx,
-        org_id,
-        operation_type=OperationType.IMPORT,
-        entity_type=EntityType.PRODUCTS,
-        config=OperationConfig(**config),
-        source=path,
-    )
-    return execute(ctx, org_id, op["id"])
-
-
 def test_a_reader_process_gives_the_same_result_as_one_process(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
@@ -59,7 +47,7 @@ def test_a_reader_process_gives_the_same_result_as_one_process(
     results = {}
     for background in (True, False):
         org = org_id if background else create_organization(ctx.store, "one", "One process")
-        final = import_file(with_reader(ctx, background), org, path, chunk_size=100)
+        final = run(with_reader(ctx, background), org, "import", "products", path, chunk_size=100)
         with ctx.store.transaction(org) as tx:
             errors = tx.iter_errors(final["id"])
         results[background] = (
