@@ -33,7 +33,7 @@ import orjson
 from bulkops.engine.runner import ChunkPlan, Evaluator, Prepared, _prepared_chunks
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import EntitySpec, map_header
-from bulkops.formats import ReadLimits, ReadOptions, open_csv
+from bulkops.formats import CsvFile, ReadLimits, ReadOptions, open_csv
 from bulkops.model import OperationType, RawRecord, RecordError
 
 __all__ = ["CheckedFile", "NoKeys", "checked_chunks", "decode_prepared", "encode_prepared"]
@@ -81,12 +81,7 @@ def checked_chunks(
     # Linux only: fork() in a process with threads (the service's worker) is safe there for
     # what the reader does; macOS and Windows run both halves in one process.
     if not background or sys.platform != "linux":
-        with (
-            open_csv(path, read_options, limits) as csv_file,
-            SeenKeys() as seen,
-        ):
-            header = map_header(spec, csv_file.header, operation, mapping)
-            evaluator = Evaluator(spec, operation, header, seen)
+        with _opened(path, read_options, limits, spec, operation, mapping) as (csv_file, evaluator):
             yield CheckedFile(
                 evaluator,
                 csv_file.file_size_bytes,
@@ -115,6 +110,21 @@ def checked_chunks(
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # the writer stopped early (cancel, errors, a fault)
         os.waitpid(pid, 0)
+
+
+@contextmanager
+def _opened(
+    path: str,
+    read_options: ReadOptions,
+    limits: ReadLimits,
+    spec: EntitySpec,
+    operation: OperationType,
+    mapping: dict[str, str],
+) -> Iterator[tuple[CsvFile, Evaluator]]:
+    """The file opened and its header mapped, with an evaluator that checks duplicate keys."""
+    with open_csv(path, read_options, limits) as csv_file, SeenKeys() as seen:
+        header = map_header(spec, csv_file.header, operation, mapping)
+        yield csv_file, Evaluator(spec, operation, header, seen)
 
 
 def _receive(receiver: Connection) -> tuple[bytes, bytes]:
@@ -192,13 +202,8 @@ def _read(  # runs in the forked reader process and never returns
 ) -> NoReturn:
     """The reader process: header first, then every checked chunk, then the end mark."""
     try:
-        with (
-            open_csv(path, read_options, limits) as csv_file,
-            SeenKeys() as seen,
-        ):
+        with _opened(path, read_options, limits, spec, operation, mapping) as (csv_file, evaluator):
             sender.send_bytes(_HEADER + orjson.dumps([csv_file.header, csv_file.file_size_bytes]))
-            header = map_header(spec, csv_file.header, operation, mapping)
-            evaluator = Evaluator(spec, operation, header, seen)
             for prepared in _prepared_chunks(csv_file, evaluator, chunk_size):
                 if prepared.index in skip:
                     skipped = [prepared.index, prepared.bytes_consumed]
