@@ -21,7 +21,6 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from bulkops.errors import Conflict, StoreError
-from bulkops.store import postgres, schema
 from bulkops.store.tables import (
     ENTITY_TABLES,
     api_tokens,
@@ -34,6 +33,9 @@ from bulkops.store.tables import (
     organizations,
     users,
 )
+
+# ``postgres`` (psycopg) and ``schema`` (Alembic) are imported where they are used: together
+# they took over half a second of every command's start-up, and SQLite needs neither.
 
 __all__ = [
     "CHANGE_ID_STRIDE",
@@ -220,6 +222,7 @@ class Store:
 
     def migrate(self, owner_url: str | None = None) -> None:
         """Upgrade the schema; on PostgreSQL as ``owner_url`` (default: the owner given, or url)."""
+        from bulkops.store import schema
         if self.dialect == "sqlite":
             with _translate(), self.engine.begin() as conn:
                 schema.upgrade(conn)
@@ -237,6 +240,7 @@ class Store:
     @staticmethod
     def setup_roles(admin_url: str, app_url: str, owner_url: str | None) -> list[str]:
         """PostgreSQL: create the application and owner roles and the database (a superuser)."""
+        from bulkops.store import postgres
         return postgres.setup_roles(admin_url, app_url, owner_url)
 
     @contextmanager
@@ -246,6 +250,7 @@ class Store:
         PostgreSQL: LISTEN/NOTIFY on a dedicated connection. SQLite: a short sleep, then the
         caller reads the table again.
         """
+        from bulkops.store import postgres
         if self.dialect == "sqlite":
             yield _SleepWaiter()
             return
@@ -329,6 +334,7 @@ class Store:
     def find_user(
         self, *, email: str | None = None, user_id: int | None = None
     ) -> dict[str, Any] | None:
+        from bulkops.store import postgres
         if self.dialect == "postgresql":
             # Before the organization is known: a SECURITY DEFINER function (migration 0002).
             with self.system() as conn:
@@ -439,6 +445,7 @@ class Store:
         into a write inside one SQLite transaction fails at once with "database is locked" when
         a writer committed meanwhile, which a busy server cannot afford.
         """
+        from bulkops.store import postgres
         if self.dialect == "postgresql":
             with self.system() as conn:
                 return postgres.lookup_token(conn, token_hash)
@@ -461,6 +468,7 @@ class Store:
             return dict(row._mapping) if row else None
 
     def touch_token(self, token_id: int) -> None:
+        from bulkops.store import postgres
         if self.dialect == "postgresql":
             with self.system() as conn:
                 postgres.touch_token(conn, token_id)
@@ -984,6 +992,7 @@ class Tx:
         keys: Sequence[tuple[Any, ...]],
     ) -> dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]]:
         """Current rows for these natural keys: key -> (id, field values in ``fields`` order)."""
+        from bulkops.store import postgres
         if not keys:
             return {}
         columns = ", ".join(fields)
@@ -1016,6 +1025,7 @@ class Tx:
     def existing_keys(
         self, entity: str, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
     ) -> set[tuple[Any, ...]]:
+        from bulkops.store import postgres
         if not keys:
             return set()
         if self.dialect == "postgresql":
@@ -1047,6 +1057,7 @@ class Tx:
 
         With ``ids`` the rows get exactly those ids (a rollback re-creating deleted rows).
         """
+        from bulkops.store import postgres
         if not rows:
             return []
         if self.dialect == "postgresql" and len(rows) >= postgres.STAGE_MIN_ROWS:
@@ -1065,6 +1076,7 @@ class Tx:
     def update_rows(
         self, entity: str, fields: Sequence[str], rows: Sequence[tuple[int, tuple[Any, ...]]]
     ) -> None:
+        from bulkops.store import postgres
         if not rows:
             return
         if self.dialect == "postgresql" and len(rows) >= postgres.STAGE_MIN_ROWS:
@@ -1078,6 +1090,7 @@ class Tx:
         self._write(sql, [(*values, i, org) for i, values in rows])
 
     def delete_rows(self, entity: str, ids: Sequence[int]) -> None:
+        from bulkops.store import postgres
         if not ids:
             return
         if self.dialect == "postgresql":
@@ -1092,6 +1105,7 @@ class Tx:
     def rows_by_id(
         self, entity: str, fields: Sequence[str], ids: Sequence[int]
     ) -> dict[int, tuple[Any, ...]]:
+        from bulkops.store import postgres
         if not ids:
             return {}
         if self.dialect == "postgresql":
@@ -1158,6 +1172,7 @@ class Tx:
 
     def _select(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         """Key look-ups: never a prepared generic plan on PostgreSQL (see postgres.py)."""
+        from bulkops.store import postgres
         if self.dialect == "postgresql":
             return postgres.select_unprepared(self.conn, sql, params)
         return list(self.conn.exec_driver_sql(sql, params))
@@ -1229,11 +1244,13 @@ def _from_db(value: Any) -> Any:
 
 
 def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    from bulkops.store import postgres
     postgres.prepare_session(dbapi_connection)
 
 
 @contextmanager
 def _staged() -> Iterator[None]:
+    from bulkops.store import postgres
     try:
         yield
     except postgres.RowsRejected as exc:
