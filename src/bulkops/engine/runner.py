@@ -14,7 +14,7 @@ import operator
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Protocol
@@ -590,7 +590,6 @@ def _run_operation(
     from bulkops.engine.pipeline import checked_chunks
 
     progress = Progress(sum(committed.values()))
-    stopped: str | None = None
     with checked_chunks(
         op["file_path"],
         config.read_options(),
@@ -610,21 +609,53 @@ def _run_operation(
         # Chunks already committed before a crash are still checked (their keys are needed
         # to spot later duplicates) but not decided or written again.
         keeper = LeaseKeeper(ctx, org_id, op_id, owner, lease)
-        for prepared in checked.chunks:
-            index, chunk = prepared.index, prepared.chunk
-            if index in committed:
-                keeper.keep()  # re-reading a long file after a crash takes a while
-                continue
-            fraction = min(prepared.bytes_consumed / size, 1.0)
+        with ctx.store.pinned():  # one connection for the whole run
+            stopped = _apply_chunks(
+                ctx, org_id, op, config, spec, evaluator, checked.chunks, committed,
+                size=size, owner=owner, keeper=keeper, progress=progress,
+                on_progress=on_progress,
+            )
+    return conclude(ctx, org_id, op_id, config, stopped, owner=owner, on_progress=on_progress)
+
+
+class _Cancelled(Exception):
+    """Raised inside a chunk's transaction to roll it back: the operation was cancelled."""
+
+
+def _apply_chunks(
+    ctx: Context,
+    org_id: int,
+    op: dict[str, Any],
+    config: OperationConfig,
+    spec: EntitySpec,
+    evaluator: Evaluator,
+    chunks: Iterable[Prepared],
+    committed: Container[int],
+    *,
+    size: int,
+    owner: str,
+    keeper: LeaseKeeper,
+    progress: Progress,
+    on_progress: ProgressCallback | None,
+) -> str | None:
+    """Apply the checked chunks in order, one transaction each; returns why it stopped early.
+
+    Each transaction holds the chunk's writes, its audit batch, its errors, its ledger row,
+    the counters and the progress event. The counter update comes last and returns the
+    operation as the database has it then: a cancel committed by then rolls the chunk back
+    (so nothing lands after a cancel), and a lost lease raises Conflict.
+    """
+    op_id = op["id"]
+    current = op
+    lease = ctx.settings.lease_seconds
+    for prepared in chunks:
+        index, chunk = prepared.index, prepared.chunk
+        if index in committed:
+            keeper.keep()  # re-reading a long file after a crash takes a while
+            continue
+        fraction = min(prepared.bytes_consumed / size, 1.0)
+        try:
             with ctx.store.transaction(org_id, write=True) as tx:
-                current = tx.get_operation(op_id)
-                if current is None:
-                    raise NotFound(f"No operation {op_id}.")
-                if current["cancel_requested_at"] is not None:
-                    stopped = "cancelled"
-                    break
-                if current["lease_owner"] != owner:
-                    raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
                 plan = evaluator.evaluate(tx, prepared)
                 apply_plan(tx, spec, op_id, plan, chunk)
                 tx.insert_errors(op_id, failure_rows(plan))
@@ -635,30 +666,33 @@ def _run_operation(
                 tx.record_chunk(
                     op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), worker=owner
                 )
-                tx.add_counters(
+                updated = tx.advance(
                     op_id,
+                    owner,
                     counters,
                     total_records=max(figures["total_estimate"] or 0, processed),
                     bytes_processed=prepared.bytes_consumed,
                     estimated_completion=utcnow() + timedelta(seconds=eta) if eta else None,
-                    lease_owner=owner,
                     lease_expires_at=time.time() + lease,
                     attempts=0,
                 )
-                updated = {
-                    **current,
-                    **{k: current[k] + v for k, v in counters.items()},
-                    "total_records": max(figures["total_estimate"] or 0, processed),
-                    "bytes_processed": prepared.bytes_consumed,
-                }
+                if updated is None:
+                    held = tx.get_operation(op_id)
+                    if held is None:
+                        raise NotFound(f"No operation {op_id}.")
+                    raise Conflict(f"Operation {op_id} was taken over by {held['lease_owner']}.")
+                if updated["cancel_requested_at"] is not None:
+                    raise _Cancelled
                 event = _progress_event(updated, figures)
                 tx.add_event(op_id, "progress", event)
-            if on_progress:
-                on_progress(event)
-            if updated["failed_records"] > config.max_errors:
-                stopped = "failed"
-                break
-    return conclude(ctx, org_id, op_id, config, stopped, owner=owner, on_progress=on_progress)
+        except _Cancelled:
+            return "cancelled"
+        current = updated
+        if on_progress:
+            on_progress(event)
+        if updated["failed_records"] > config.max_errors:
+            return "failed"
+    return None
 
 
 def conclude(

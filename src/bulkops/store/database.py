@@ -7,6 +7,7 @@ exceptions are translated into :class:`bulkops.errors.StoreError` at this bounda
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -199,6 +200,7 @@ class Store:
         # nothing and is subject to row-level security.
         self.owner_url = owner_url
         self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self._pinned = threading.local()  # see pinned()
         if self.dialect == "sqlite":
             # A pooled connection per thread: opening one costs PRAGMAs, closing the last one
             # checkpoints the WAL.
@@ -272,8 +274,17 @@ class Store:
 
     @contextmanager
     def transaction(self, org_id: int, *, write: bool = False) -> Iterator[Tx]:
-        """One transaction for one organization. ``write`` takes SQLite's write lock at once."""
+        """One transaction for one organization. ``write`` takes SQLite's write lock at once.
+
+        Inside :meth:`pinned` (same thread), it runs on the pinned connection.
+        """
         with _translate():
+            pinned: Connection | None = getattr(self._pinned, "conn", None)
+            if pinned is not None and not pinned.in_transaction():
+                pinned.execution_options(bulkops_immediate=write)
+                with pinned.begin():
+                    yield Tx(pinned, self.dialect, org_id)
+                return
             conn = self.engine.connect()
             try:
                 if write:
@@ -282,6 +293,26 @@ class Store:
                     yield Tx(conn, self.dialect, org_id)
             finally:
                 conn.close()
+
+    @contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Run this thread's transactions on one connection until the block ends.
+
+        A long run of short transactions (one per chunk) then skips the pool's check-out,
+        reset and (PostgreSQL) liveness ping around each of them. A connection lost meanwhile
+        is replaced on its next use.
+        """
+        if getattr(self._pinned, "conn", None) is not None:
+            yield  # already pinned by an outer block
+            return
+        with _translate():
+            conn = self.engine.connect()
+        self._pinned.conn = conn
+        try:
+            yield
+        finally:
+            self._pinned.conn = None
+            conn.close()
 
     @contextmanager
     def system(self, org_id: int | None = None) -> Iterator[Connection]:
@@ -530,6 +561,31 @@ class Tx:
         changes.update(values)
         if changes:
             self.update_operation(op_id, changes)
+
+    def advance(
+        self, op_id: str, owner: str, deltas: Mapping[str, int], **values: Any
+    ) -> dict[str, Any] | None:
+        """Add a chunk's counters (and set ``values``) while ``owner`` holds the lease.
+
+        Returns the operation as it is after the update, or None when ``owner`` no longer
+        holds it (or it is gone). One statement: the row it returns is read under the
+        update's lock, so a cancel committed before it shows, and none can slip in after.
+        """
+        changes: dict[str, Any] = {
+            name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
+        }
+        changes.update(values)
+        row = self.conn.execute(
+            update(operations)
+            .where(
+                operations.c.id == op_id,
+                operations.c.organization_id == self.org_id,
+                operations.c.lease_owner == owner,
+            )
+            .values(**changes)
+            .returning(*operations.c)
+        ).first()
+        return {k: _aware(v) for k, v in row._mapping.items()} if row else None
 
     def list_operations(
         self,
