@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -95,7 +96,7 @@ class RawRecord(NamedTuple):
 
     row: int
     line: int
-    values: list[str]
+    values: Sequence[str]
     error: str | None = None
 
 

@@ -64,6 +64,41 @@ def test_a_reader_process_gives_the_same_result_as_one_process(
     assert products[0] == ("S-0000", "Name 0", 'A, b "c"', "cat", "1.50")
 
 
+def test_a_record_refused_by_the_database_is_reported_with_its_cells_as_read(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    """The reader sends the cells apart; a record that fails in the writer still has them."""
+    from bulkops.engine import create_organization
+
+    products = write_csv(
+        tmp_path / "p.csv", HEADER + "".join(f"S-{i},Name,,cat,1.00\n" for i in range(400))
+    )
+    warehouses = write_csv(tmp_path / "w.csv", "code,name\nWH-1,One\n")
+    stock = write_csv(
+        tmp_path / "i.csv",
+        "sku,warehouse_code,quantity,reason,notes\n"
+        + "".join(
+            f"{ {3: 'S-404', 250: 'S-405'}.get(i, f'S-{i}') },{'WH-1' if i != 7 else 'WH-9'},{i},"
+            f"count,\"note, {i}\"\n"
+            for i in range(400)
+        ),
+    )
+    reports = {}
+    for background in (True, False):
+        org = org_id if background else create_organization(ctx.store, "one", "One process")
+        for path, entity in ((products, "products"), (warehouses, "warehouses")):
+            run(ctx, org, "import", entity, path)
+        final = run(with_reader(ctx, background), org, "import", "inventory", stock, chunk_size=100)
+        with ctx.store.transaction(org) as tx:
+            reports[background] = [(e["row"], e["raw"]) for e in tx.iter_errors(final["id"])]
+    assert reports[True] == reports[False]
+    assert reports[True] == [
+        (5, ["S-404", "WH-1", "3", "count", "note, 3"]),
+        (9, ["S-7", "WH-9", "7", "count", "note, 7"]),
+        (252, ["S-405", "WH-1", "250", "count", "note, 250"]),
+    ]
+
+
 def test_a_fault_the_reader_meets_half_way_fails_the_operation_with_its_reason(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:

@@ -127,7 +127,7 @@ def _commit_chunk(
                 raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
             plan = evaluator.evaluate(tx, prepared)
             apply_plan(tx, spec, op_id, plan, chunk)
-            tx.insert_errors(op_id, failure_rows(plan))
+            tx.insert_errors(op_id, failure_rows(plan, prepared))
             tx.record_chunk(
                 op_id, APPLY, prepared.index, chunk[0].row, chunk[-1].row, len(chunk),
                 worker=owner,

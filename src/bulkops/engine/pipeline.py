@@ -6,8 +6,9 @@ forked *reader* process does it and streams the checked chunks to the writing pr
 through a pipe, a few chunks ahead (the pipe's buffer holds them back: memory stays flat).
 The writer decides each chunk against the database and applies it, as before.
 
-What crosses the pipe is plain JSON (orjson): per record its row, line, raw cells and
-validated values; per failed record its errors. Earlier attempts handed over Python objects
+What crosses the pipe is plain JSON (orjson): per record its row, line and validated
+values; per failed record its errors; and apart, the raw cells, which the writer decodes only
+for a chunk where a record fails. Earlier attempts handed over Python objects
 (pickles) and lost the gain to unpickling; flat lists cost a fraction of that.
 
 A file-level fault the reader meets half-way (a row over the row limit, say) is raised in
@@ -25,6 +26,7 @@ import sys
 from collections.abc import Container, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from itertools import repeat
 from multiprocessing.connection import Connection
 from typing import Any, NoReturn
 
@@ -39,6 +41,7 @@ from bulkops.model import OperationType, RawRecord, RecordError
 __all__ = ["CheckedFile", "NoKeys", "checked_chunks", "decode_prepared", "encode_prepared"]
 
 _HEADER, _CHUNK, _SKIPPED, _END, _FAULT = b"H", b"C", b"S", b"Z", b"E"
+_NOT_SENT: tuple[str, ...] = ()  # a decoded record's cells: see Prepared.cells_of
 
 
 @dataclass(slots=True)
@@ -150,43 +153,55 @@ def _decoded(receiver: Connection, evaluator: Evaluator) -> Iterator[Prepared]:
 
 
 def encode_prepared(prepared: Prepared) -> bytes:
-    """A checked chunk as JSON: what crosses the pipe, and what a chunk plan stores."""
-    return orjson.dumps(
+    """A checked chunk as JSON: what crosses the pipe, and what a chunk plan stores.
+
+    Two JSON documents on two lines. The first is what the writer needs: per record its
+    row and line, the validated values, and the errors found so far. The second holds the
+    raw cells of every record, which only a record that fails later (against the database)
+    needs: the writer decodes it only then (:meth:`Prepared.cells_of`).
+    """
+    chunk = prepared.chunk
+    positions = {raw.row: i for i, raw in enumerate(chunk)} if prepared.plan.failures else None
+    head = [
+        prepared.index,
+        prepared.bytes_consumed,
+        [r.row for r in chunk],
+        [r.line for r in chunk],
+        [[i, r.error] for i, r in enumerate(chunk) if r.error is not None],
+        [values for _, values, _ in prepared.valid],
+        None if positions is None else [positions[raw.row] for raw, _, _ in prepared.valid],
         [
-            prepared.index,
-            prepared.bytes_consumed,
-            [[r.row, r.line, r.values, r.error] for r in prepared.chunk],
-            [[raw.row, values] for raw, values, _ in prepared.valid],
-            [
-                [raw.row, [[e.column, e.value, e.message] for e in errors]]
-                for raw, errors in prepared.plan.failures
-            ],
-        ]
-    )
+            [positions[raw.row], [[e.column, e.value, e.message] for e in errors]]
+            for raw, errors in prepared.plan.failures
+        ] if positions is not None else [],
+    ]
+    cells = prepared.cells_json or orjson.dumps([r.values for r in chunk])
+    return orjson.dumps(head) + b"\n" + cells
 
 
 def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
     """The checked chunk back, ready for :meth:`Evaluator.evaluate` (keeps ``body``)."""
-    key = evaluator.spec.key
-    index, consumed, records, valid_rows, failures = orjson.loads(body)
-    chunk = [RawRecord(row, line, cells, error) for row, line, cells, error in records]
-    by_row = {raw.row: raw for raw in chunk} if failures else {}
+    encoded = body if isinstance(body, bytes) else body.encode()
+    head, _, cells = encoded.partition(b"\n")
+    index, consumed, rows, lines, read_errors, values, positions, failures = orjson.loads(head)
+    chunk = list(map(RawRecord, rows, lines, repeat(_NOT_SENT)))
+    for i, error in read_errors:
+        chunk[i] = chunk[i]._replace(error=error)
     plan = ChunkPlan()
-    for row, errors in failures:
-        raw = by_row[row]
+    for i, errors in failures:
+        raw = chunk[i]
         plan.failures.append(
-            (raw, [RecordError(row, raw.line, column, value, message)
+            (raw, [RecordError(raw.row, raw.line, column, value, message)
                    for column, value, message in errors])
         )
-    if failures:
-        valid = [(by_row[row], values, tuple([values[k] for k in key]))
-                 for row, values in valid_rows]
-    else:  # every record is valid, in file order
-        valid = [(raw, values, tuple([values[k] for k in key]))
-                 for raw, (_, values) in zip(chunk, valid_rows, strict=True)]
-    prepared = Prepared(chunk, plan, valid, consumed, index)
-    prepared.encoded = body if isinstance(body, bytes) else body.encode()
-    return prepared
+    pairs = zip(chunk if positions is None else [chunk[i] for i in positions], values, strict=True)
+    key = evaluator.spec.key
+    if len(key) == 1:
+        name = key[0]
+        valid = [(raw, v, (v[name],)) for raw, v in pairs]
+    else:
+        valid = [(raw, v, tuple([v[k] for k in key])) for raw, v in pairs]
+    return Prepared(chunk, plan, valid, consumed, index, encoded, cells)
 
 
 def _read(  # runs in the forked reader process and never returns

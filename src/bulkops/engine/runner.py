@@ -89,6 +89,20 @@ class Prepared:
     bytes_consumed: int = 0
     index: int = 0
     encoded: bytes = b""  # as it came from the reader process (engine.pipeline), if it did
+    #: The records' raw cells as JSON, when they came apart from the records (from the reader
+    #: process): only a record that fails needs them, so they are decoded on first use.
+    cells_json: bytes = b""
+    _cells: dict[int, Sequence[str]] | None = None
+
+    def cells_of(self, raw: RawRecord) -> Sequence[str]:
+        """The raw cells of one of the chunk's records, as read from the file."""
+        if not self.cells_json:
+            return raw.values
+        if self._cells is None:
+            rows = [r.row for r in self.chunk]
+            self._cells = dict(zip(rows, orjson.loads(self.cells_json), strict=True))
+        cells: Sequence[str] = self._cells[raw.row]
+        return cells
 
 
 class KeyRegistry(Protocol):
@@ -133,8 +147,7 @@ class Evaluator:
                 plan.failures.append((raw, [RecordError(raw.row, raw.line, None, None, raw.error)]))
             else:
                 readable.append(raw)
-        to_dict = self.header.to_dict
-        outcomes = self.validator.validate_batch([to_dict(r.values) for r in readable])
+        outcomes = self.validator.validate_batch(self.header.to_dicts([r.values for r in readable]))
         valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]] = []
         key = self.spec.key
         single = key[0] if len(key) == 1 else None
@@ -399,14 +412,18 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "constraint violated"
 
 
-def failure_rows(plan: ChunkPlan) -> list[tuple[int, int, str, str]]:
+def failure_rows(
+    plan: ChunkPlan, prepared: Prepared | None = None
+) -> list[tuple[int, int, str, str]]:
+    """The plan's failed records as error-report rows (with their cells from ``prepared``)."""
     dumps = orjson.dumps
+    cells_of = prepared.cells_of if prepared is not None else (lambda raw: raw.values)
     return [
         (
             raw.row,
             raw.line,
             dumps([e.as_dict() for e in errors]).decode(),
-            dumps(raw.values).decode(),
+            dumps(cells_of(raw)).decode(),
         )
         for raw, errors in plan.failures
     ]
@@ -658,7 +675,7 @@ def _apply_chunks(
             with ctx.store.transaction(org_id, write=True) as tx:
                 plan = evaluator.evaluate(tx, prepared)
                 apply_plan(tx, spec, op_id, plan, chunk)
-                tx.insert_errors(op_id, failure_rows(plan))
+                tx.insert_errors(op_id, failure_rows(plan, prepared))
                 counters = plan.counters()
                 processed = current["processed_records"] + counters["processed_records"]
                 figures = progress.figures(processed, fraction)

@@ -78,6 +78,16 @@ class HeaderMap:
             count = len(values)
             return {name: values[i] if i < count else "" for i, name in self.columns}
 
+    def to_dicts(self, records: Sequence[Sequence[str]]) -> list[dict[str, str]]:
+        """:meth:`to_dict` of many records at once (the per-record calls cost more than this)."""
+        names, cells = self._names, self._cells
+        if not names:
+            return [{} for _ in records]
+        try:
+            return [dict(zip(names, cells(values))) for values in records]  # noqa: B905
+        except IndexError:  # a short record: the careful way
+            return [self.to_dict(values) for values in records]
+
     def column_of(self, field: str) -> str:
         """The header text of the column holding ``field`` (the field name if none does)."""
         for index, name in self.columns:
