@@ -13,9 +13,10 @@ Python process, with no validation and no audit:
 
 * SQLite: ``executemany`` of INSERT / UPDATE / DELETE, 1000 rows per transaction, into a
   fresh table with the same unique key index (WAL, ``synchronous=NORMAL``, as the engine);
-* PostgreSQL: ``COPY ... FROM STDIN`` (psycopg ``cursor.copy()`` fed by ``csv.reader``) into
-  an unindexed table; update and delete copy the file into a temporary table and run one
-  ``UPDATE ... FROM`` / ``DELETE ... USING``;
+* PostgreSQL: a server-side ``COPY ... FROM 'file' (FORMAT csv, HEADER)`` into an unindexed
+  table (where the server cannot read the file, ``COPY ... FROM STDIN`` fed by ``csv.reader``);
+  update and delete copy the file into a temporary table and run one ``UPDATE ... FROM`` /
+  ``DELETE ... USING``;
 * export: ``SELECT`` + ``csv.writer``.
 
 Usage::
@@ -283,6 +284,10 @@ def raw_postgresql(op: str, entity: str, target: str, path: Path) -> int:
                     count += len(rows)
             return count
         file_cols = cols if op != "delete" else keys
+        if op == "import":
+            loaded = _server_side_copy(conn, table, cols, path)
+            if loaded is not None:
+                return loaded
         with conn.transaction():
             if op == "import":
                 conn.execute(  # unindexed: the load floor
@@ -323,6 +328,34 @@ def raw_postgresql(op: str, entity: str, target: str, path: Path) -> int:
                 else:
                     raise ValueError(op)
                 return cur.rowcount
+
+
+def _server_side_copy(conn: Any, table: str, cols: Sequence[str], path: Path) -> int | None:
+    """The PostgreSQL load floor: the server itself reads the file (``COPY … FROM 'file'``).
+
+    Needs a superuser (or ``pg_read_server_files``) and the file on the server's machine;
+    None when that is not possible here (the caller then copies from this process).
+    """
+    import psycopg
+    import psycopg.sql
+
+    try:
+        with conn.transaction():
+            conn.execute(  # unindexed: the load floor
+                f"CREATE TABLE {table} (organization_id bigint NOT NULL DEFAULT 1, "
+                f"{', '.join(f'{c} text' for c in cols)})"
+            )
+            statement = psycopg.sql.SQL("COPY {} ({}) FROM {} (FORMAT csv, HEADER true)").format(
+                psycopg.sql.Identifier(table),
+                psycopg.sql.SQL(", ").join(map(psycopg.sql.Identifier, cols)),
+                psycopg.sql.Literal(str(path.resolve())),
+            )
+            cur = conn.execute(statement)
+            return int(cur.rowcount)
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedFile,
+            psycopg.errors.ObjectNotInPrerequisiteState):
+        log("  (server-side COPY not possible here: the baseline copies from the client)")
+        return None
 
 
 def raw_main(argv: Sequence[str]) -> int:
