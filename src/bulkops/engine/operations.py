@@ -113,10 +113,11 @@ def display_name(name: str | None) -> str | None:
 
 def store_file(
     ctx: Context, org_id: int, source: Path | BinaryIO, *, move: bool = False
-) -> tuple[Path, int, str]:
+) -> tuple[Path, int, str, int]:
     """Put the file into the organization's storage under a generated name.
 
-    Returns (stored path, size in bytes, SHA-256). Stops as soon as the size limit is passed.
+    Returns (stored path, size in bytes, SHA-256, line breaks). Stops as soon as the size
+    limit is passed.
     With ``move`` (a file already spooled on the same file system, as uploads are) the file is
     read once for its checksum and renamed instead of copied.
     """
@@ -124,7 +125,7 @@ def store_file(
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{uuid.uuid4().hex}.csv"
     digest = hashlib.sha256()
-    size = 0
+    size = lines = 0
     limit = ctx.settings.max_file_bytes
     handle = source.open("rb") if isinstance(source, Path) else source
     try:
@@ -136,6 +137,7 @@ def store_file(
                 if size > limit:
                     raise _too_large(limit)
                 digest.update(block)
+                lines += block.count(b"\n")
                 if out is not None:
                     out.write(block)
         if move and isinstance(source, Path):
@@ -146,18 +148,17 @@ def store_file(
     finally:
         if isinstance(source, Path):
             handle.close()
-    return target, size, digest.hexdigest()
+    return target, size, digest.hexdigest(), lines
 
 
-def _check_row_limit(ctx: Context, path: Path, config: OperationConfig) -> None:
+def _check_row_limit(ctx: Context, path: Path, lines: int, config: OperationConfig) -> None:
     """Refuse a file with more records than allowed before anything is changed.
 
-    Counting line breaks is enough almost always (a record spans at least one line); only a
-    file with more lines than the limit is parsed, which raises at the first record too many.
+    Counting line breaks (done while storing the file) is enough almost always, since a
+    record spans at least one line; only a file with more lines than the limit is parsed,
+    which raises at the first record too many.
     """
     limit = ctx.settings.max_rows
-    with path.open("rb") as handle:
-        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
     if lines <= limit:
         return
     with open_csv(path, config.read_options(), ctx.read_limits()) as csv_file:
@@ -205,7 +206,7 @@ def create_operation(
         if existing is not None:
             return existing
     header: list[str] | None = None
-    stored: tuple[Path, int, str] | None = None
+    stored: tuple[Path, int, str, int] | None = None
     if operation_type is not OperationType.EXPORT:
         if source is None:
             raise UsageError(f"A file is needed for an {operation_type.value} operation.")
@@ -214,7 +215,7 @@ def create_operation(
             with open_csv(stored[0], config.read_options(), ctx.read_limits()) as csv_file:
                 header = list(csv_file.header)
                 map_header(spec, header, operation_type, config.mapping)
-            _check_row_limit(ctx, stored[0], config)
+            _check_row_limit(ctx, stored[0], stored[3], config)
         except BaseException:
             stored[0].unlink(missing_ok=True)
             raise
