@@ -16,7 +16,18 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Engine, and_, create_engine, event, func, insert, select, text, update
+from sqlalchemy import (
+    Engine,
+    Numeric,
+    and_,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.pool import NullPool
@@ -25,6 +36,7 @@ from bulkops.errors import Conflict, StoreError
 from bulkops.store.tables import (
     ENTITY_TABLES,
     api_tokens,
+    natural_key,
     operation_changes,
     operation_chunk_plans,
     operation_chunks,
@@ -1061,12 +1073,22 @@ class Tx:
             where, params = self._key_filter(key, keys)
             sql = f"SELECT id, {columns} FROM {entity} WHERE organization_id = ? AND {where}"
             found = self._select(sql, (self.org_id, *params))
-        n_key = len(key)
         positions = [fields.index(k) for k in key]
+        # Only PostgreSQL's NUMERIC columns need converting (Decimal -> canonical text).
+        numeric = (
+            [i for i, f in enumerate(fields) if _is_numeric(entity, f)]
+            if self.dialect == "postgresql"
+            else []
+        )
         result: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
         for row in found:
-            values = tuple(_from_db(v) for v in row[1:])
-            result[tuple(values[p] for p in positions[:n_key])] = (row[0], values)
+            values = tuple(row[1:])
+            if numeric:
+                listed = list(values)
+                for i in numeric:
+                    listed[i] = _from_db(listed[i])
+                values = tuple(listed)
+            result[tuple([values[p] for p in positions])] = (row[0], values)
         return result
 
     def has_rows(self, entity: str) -> bool:
@@ -1132,9 +1154,20 @@ class Tx:
     def update_rows(
         self, entity: str, fields: Sequence[str], rows: Sequence[tuple[int, tuple[Any, ...]]]
     ) -> None:
+        """Set the rows' values by id; ``fields`` include the natural key, which stays as it is.
+
+        Records are matched by their natural key, so it never changes here. Leaving it out of
+        ``SET`` spares the unique index: SQLite rewrites the index entry of a column that is
+        set (this halved an update's writes), and PostgreSQL can update the row in place.
+        """
         from bulkops.store import postgres
-        if not rows:
+        key = natural_key(entity)
+        kept = [i for i, f in enumerate(fields) if f not in key]
+        if not rows or not kept:
             return
+        if len(kept) < len(fields):
+            fields = [fields[i] for i in kept]
+            rows = [(row_id, tuple([values[i] for i in kept])) for row_id, values in rows]
         if self.dialect == "postgresql" and len(rows) >= postgres.STAGE_MIN_ROWS:
             with _staged():
                 postgres.update_staged(self.conn, self.org_id, entity, fields, rows)
@@ -1290,6 +1323,10 @@ class Tx:
             .limit(1)
         ).first()
         return {"id": row.id, "event": row.event, "data": orjson.loads(row.data)} if row else None
+
+
+def _is_numeric(entity: str, field: str) -> bool:
+    return isinstance(ENTITY_TABLES[entity].c[field].type, Numeric)
 
 
 def _from_db(value: Any) -> Any:

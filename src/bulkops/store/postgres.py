@@ -22,12 +22,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, make_url
 
 from bulkops.errors import StoreError
-from bulkops.store.tables import ENTITY_TABLES
+from bulkops.store.tables import ENTITY_TABLES, natural_key
 
 __all__ = [
     "APP_ROLE",
@@ -60,14 +59,6 @@ class RowsRejected(Exception):
 
 def _stage(entity: str) -> str:
     return f"bulkops_stage_{entity}"
-
-
-def _key_columns(table: Table) -> tuple[str, ...]:
-    for constraint in table.constraints:
-        if constraint.name == f"uq_{table.name}_key":
-            columns = constraint.columns  # type: ignore[attr-defined]
-            return tuple(c.name for c in columns if c.name != "organization_id")
-    raise KeyError(table.name)
 
 
 def _stage_ddl() -> list[str]:
@@ -201,8 +192,7 @@ def insert_staged(
     not inserted (``ON CONFLICT DO NOTHING``); then the whole batch is rejected, so that the
     caller's per-record fallback can name it.
     """
-    table = ENTITY_TABLES[entity]
-    key = _key_columns(table)
+    key = natural_key(entity)
     stage = _stage(entity)
     cols = ", ".join(fields)
     id_col = "id, " if ids is not None else ""

@@ -23,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["ENTITY_TABLES", "TENANT_TABLES", "metadata"]
+__all__ = ["ENTITY_TABLES", "TENANT_TABLES", "metadata", "natural_key"]
 
 metadata = MetaData(
     naming_convention={
@@ -310,6 +310,18 @@ operation_events = Table(
 ENTITY_TABLES: dict[str, Table] = {
     t.name: t for t in (warehouses, products, inventory, pricing, customers)
 }
+
+
+def natural_key(entity: str) -> tuple[str, ...]:
+    """The columns of an entity's unique key within its organization (``uq_<table>_key``)."""
+    table = ENTITY_TABLES[entity]
+    for constraint in table.constraints:
+        if constraint.name == f"uq_{table.name}_key":
+            columns = constraint.columns  # type: ignore[attr-defined]
+            return tuple(c.name for c in columns if c.name != "organization_id")
+    raise KeyError(entity)
+
+
 TENANT_TABLES: tuple[Table, ...] = (
     users,
     api_tokens,
