@@ -146,3 +146,33 @@ def test_cancel_stops_the_reader_process_too(ctx: Context, org_id: int, tmp_path
     final = execute(ctx, org_id, op["id"], on_progress=cancel_at_300)
     assert final["status"] == "cancelled" and final["created_records"] == 300
     assert children() <= before
+
+
+def test_a_chunk_planned_in_the_one_document_form_still_decodes() -> None:
+    """Chunk plans stored before the cells were split off are applied after an upgrade."""
+    import orjson
+
+    from bulkops.engine.pipeline import NoKeys, decode_prepared
+    from bulkops.engine.runner import Evaluator
+    from bulkops.entities import map_header, spec_for
+
+    spec = spec_for("products")
+    header = map_header(spec, HEADER.strip().split(","), OperationType.IMPORT)
+    evaluator = Evaluator(spec, OperationType.IMPORT, header, NoKeys())
+    values = {"sku": "S-1", "name": "One", "description": None, "category": "cat",
+              "price": "1.00"}
+    payload = orjson.dumps([
+        4,
+        1234,
+        [[2, 2, ["S-1", "One", "", "cat", "1.00"], None],
+         [3, 3, ["S-2", "Two", "", "cat", "abc"], None]],
+        [[2, values]],
+        [[3, [["price", "abc", "'abc' is not a valid price"]]]],
+    ]).decode()
+    prepared = decode_prepared(payload, evaluator)
+    assert (prepared.index, prepared.bytes_consumed) == (4, 1234)
+    assert [raw.row for raw in prepared.chunk] == [2, 3]
+    assert [(raw.row, v, key) for raw, v, key in prepared.valid] == [(2, values, ("S-1",))]
+    (failed, errors), = prepared.plan.failures
+    assert failed.row == 3 and errors[0].message == "'abc' is not a valid price"
+    assert list(prepared.cells_of(failed)) == ["S-2", "Two", "", "cat", "abc"]

@@ -183,6 +183,8 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
     """The checked chunk back, ready for :meth:`Evaluator.evaluate` (keeps ``body``)."""
     encoded = body if isinstance(body, bytes) else body.encode()
     head, _, cells = encoded.partition(b"\n")
+    if not cells:  # a chunk planned by an earlier version: one document, cells inline
+        return _decode_single(orjson.loads(head), evaluator)
     index, consumed, rows, lines, read_errors, values, positions, failures = orjson.loads(head)
     chunk = list(map(RawRecord, rows, lines, repeat(_NOT_SENT)))
     for i, error in read_errors:
@@ -202,6 +204,23 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
     else:
         valid = [(raw, v, tuple([v[k] for k in key])) for raw, v in pairs]
     return Prepared(chunk, plan, valid, consumed, index, encoded, cells)
+
+
+def _decode_single(message: list[Any], evaluator: Evaluator) -> Prepared:
+    """The one-document form of a checked chunk, as chunk plans stored before the split."""
+    index, consumed, records, valid_rows, failures = message
+    chunk = [RawRecord(row, line, cells, error) for row, line, cells, error in records]
+    by_row = {raw.row: raw for raw in chunk}
+    plan = ChunkPlan()
+    for row, errors in failures:
+        raw = by_row[row]
+        plan.failures.append(
+            (raw, [RecordError(row, raw.line, column, value, message)
+                   for column, value, message in errors])
+        )
+    key = evaluator.spec.key
+    valid = [(by_row[row], v, tuple([v[k] for k in key])) for row, v in valid_rows]
+    return Prepared(chunk, plan, valid, consumed, index)
 
 
 def _read(  # runs in the forked reader process and never returns
