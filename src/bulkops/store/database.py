@@ -7,6 +7,7 @@ exceptions are translated into :class:`bulkops.errors.StoreError` at this bounda
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -1226,7 +1227,11 @@ class Tx:
     ) -> list[tuple[Any, ...]]:
         """A page of rows ordered by id: (id, *fields)."""
         ph = self._ph
-        conditions = [f"organization_id = {ph}", f"id > {ph}"]
+        # SQLite would serve "organization_id = ?" from the unique key's index and then sort
+        # the whole organization for every page (quadratic: a 1M-row export took 49 s). The
+        # unary plus keeps that index out, so the page is a range of the rowid instead.
+        org = "+organization_id" if self.dialect == "sqlite" else "organization_id"
+        conditions = [f"{org} = {ph}", f"id > {ph}"]
         params: list[Any] = [self.org_id, after_id]
         for column, value in (where or {}).items():
             if column not in fields:
@@ -1237,10 +1242,21 @@ class Tx:
             f"SELECT id, {', '.join(fields)} FROM {entity} WHERE {' AND '.join(conditions)} "
             f"ORDER BY id LIMIT {int(limit)}"
         )
-        return [
-            (r[0], *(_from_db(v) for v in r[1:]))
-            for r in self.conn.exec_driver_sql(sql, tuple(params))
-        ]
+        rows = self._select(sql, tuple(params))
+        numeric = (
+            [i + 1 for i, f in enumerate(fields) if _is_numeric(entity, f)]
+            if self.dialect == "postgresql"
+            else []
+        )
+        if not numeric:
+            return [tuple(r) for r in rows]
+        out = []
+        for r in rows:
+            row = list(r)
+            for i in numeric:
+                row[i] = _from_db(row[i])
+            out.append(tuple(row))
+        return out
 
     def count_rows(self, entity: str) -> int:
         table = ENTITY_TABLES[entity]
@@ -1260,11 +1276,23 @@ class Tx:
     # -- helpers ---------------------------------------------------------------------------------
 
     def _select(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
-        """Key look-ups: never a prepared generic plan on PostgreSQL (see postgres.py)."""
+        """Bulk reads as plain tuples, straight from the driver's cursor.
+
+        Never a prepared generic plan on PostgreSQL (see postgres.py); on SQLite the
+        driver's rows skip SQLAlchemy's row objects, which cost as much as the query.
+        """
         from bulkops.store import postgres
         if self.dialect == "postgresql":
             return postgres.select_unprepared(self.conn, sql, params)
-        return list(self.conn.exec_driver_sql(sql, params))
+        cursor = self.conn.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            rows: Sequence[Any] = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"Database error: {exc}") from exc
+        finally:
+            cursor.close()
+        return rows
 
     def _write(self, sql: str, params: list[tuple[Any, ...]]) -> None:
         try:
