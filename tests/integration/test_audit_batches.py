@@ -133,6 +133,29 @@ def test_the_record_by_record_fallback_writes_one_batch(ctx: Context, org_id: in
     assert [r["record_index"] for r in _records(ctx, org_id, "op-1")] == [2, 4]
 
 
+def test_a_batch_delete_with_a_row_gone_meanwhile_deletes_the_others(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    """A row deleted by someone else after the look-up does not sink the chunk's deletes."""
+    from bulkops.engine.runner import ChunkPlan, apply_plan
+    from bulkops.entities import spec_for
+    from bulkops.model import RawRecord
+
+    spec = spec_for("products")
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv",
+                                                     HEADER + _products(0, 30, "1.00")))
+    rows = table(ctx, org_id, "products")
+    doomed = rows[:20]
+    chunk = [RawRecord(row=i + 2, line=i + 2, values=[r[1]]) for i, r in enumerate(doomed)]
+    plan = ChunkPlan(deletes=[(i + 2, r[0], tuple(r[1:])) for i, r in enumerate(doomed)])
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.delete_rows("products", [doomed[5][0]])  # gone before the chunk's batch delete
+        apply_plan(tx, spec, "op-del", plan, chunk)
+    assert table(ctx, org_id, "products") == rows[20:]
+    [batch] = _batches(ctx, org_id, "op-del")
+    assert batch[1:4] == (2, 20, "applied")
+
+
 # -- the records API across batch boundaries --------------------------------------------------
 
 
