@@ -84,6 +84,7 @@ class HeaderMap:
         if not names:
             return [{} for _ in records]
         try:
+            # cells() gives exactly one value per name, or raises IndexError.
             return [dict(zip(names, cells(values))) for values in records]  # noqa: B905
         except IndexError:  # a short record: the careful way
             return [self.to_dict(values) for values in records]
