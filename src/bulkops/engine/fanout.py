@@ -38,7 +38,7 @@ import orjson
 
 from bulkops.engine.leases import expire_dead_leases
 from bulkops.engine.operations import Context, OperationConfig
-from bulkops.engine.pipeline import NoKeys, checked_chunks, decode_prepared, encode_prepared
+from bulkops.engine.pipeline import NoKeys, checked_operation, decode_prepared, encode_prepared
 from bulkops.engine.runner import (
     APPLY,
     ChunkSender,
@@ -189,28 +189,14 @@ def coordinate(
 ) -> dict[str, Any]:
     """Read, check and hand out (or apply) every chunk, wait for the others, then conclude."""
     op_id = op["id"]
-    operation = OperationType(op["operation_type"])
     handout_limit = config.max_concurrent - 1  # the coordinator applies one chunk itself
     with ctx.store.transaction(org_id) as tx:
         committed = tx.committed_chunks(op_id, APPLY)
         planned = {p["chunk_index"] for p in tx.chunk_plans(op_id)}
     stopped: str | None = None
     chunk_count = 0
-    with checked_chunks(
-        op["file_path"],
-        config.read_options(),
-        ctx.read_limits(),
-        spec,
-        operation,
-        config.mapping,
-        config.chunk_size,
-        skip=set(committed) | planned,
-        background=ctx.settings.read_in_background,
-    ) as checked:
+    with checked_operation(ctx, org_id, op, config, skip=set(committed) | planned) as checked:
         evaluator = checked.evaluator
-        if operation is OperationType.IMPORT and not committed and not planned:
-            with ctx.store.transaction(org_id) as tx:
-                evaluator.started_empty = not tx.has_rows(spec.entity.value)
         size = max(checked.file_size_bytes, 1)
         records_read = 0
         previous_end = 0

@@ -32,13 +32,21 @@ from typing import Any, NoReturn
 
 import orjson
 
+from bulkops.engine.operations import Context, OperationConfig
 from bulkops.engine.runner import ChunkPlan, Evaluator, Prepared, _prepared_chunks
 from bulkops.engine.seen import SeenKeys
-from bulkops.entities import EntitySpec, map_header
+from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.formats import CsvFile, ReadLimits, ReadOptions, open_csv
 from bulkops.model import OperationType, RawRecord, RecordError
 
-__all__ = ["CheckedFile", "NoKeys", "checked_chunks", "decode_prepared", "encode_prepared"]
+__all__ = [
+    "CheckedFile",
+    "NoKeys",
+    "checked_chunks",
+    "checked_operation",
+    "decode_prepared",
+    "encode_prepared",
+]
 
 _HEADER, _CHUNK, _SKIPPED, _END, _FAULT = b"H", b"C", b"S", b"Z", b"E"
 _NOT_SENT: tuple[str, ...] = ()  # a decoded record's cells: see Prepared.cells_of
@@ -113,6 +121,39 @@ def checked_chunks(
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)  # the writer stopped early (cancel, errors, a fault)
         os.waitpid(pid, 0)
+
+
+@contextmanager
+def checked_operation(
+    ctx: Context,
+    org_id: int,
+    op: dict[str, Any],
+    config: OperationConfig,
+    *,
+    skip: Container[int] = frozenset(),
+) -> Iterator[CheckedFile]:
+    """:func:`checked_chunks` of an operation's stored file, with its configuration.
+
+    An import that has applied nothing yet (``skip`` empty) into a table without a row of
+    the organization gets an evaluator that skips the look-up of current rows.
+    """
+    spec = spec_for(op["entity_type"])
+    operation = OperationType(op["operation_type"])
+    with checked_chunks(
+        op["file_path"],
+        config.read_options(),
+        ctx.read_limits(),
+        spec,
+        operation,
+        config.mapping,
+        config.chunk_size,
+        skip=skip,
+        background=ctx.settings.read_in_background,
+    ) as checked:
+        if operation is OperationType.IMPORT and not skip:
+            with ctx.store.transaction(org_id) as tx:
+                checked.evaluator.started_empty = not tx.has_rows(spec.entity.value)
+        yield checked
 
 
 @contextmanager

@@ -22,10 +22,9 @@ from typing import Any, Protocol
 import orjson
 
 from bulkops.engine.operations import COUNTERS, Context, OperationConfig, operation_view
-from bulkops.engine.seen import SeenKeys
-from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator, map_header, spec_for
+from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator, spec_for
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
-from bulkops.formats import CsvFile, open_csv
+from bulkops.formats import CsvFile
 from bulkops.model import (
     EntityType,
     FieldError,
@@ -440,10 +439,9 @@ def _prepared_chunks(
 ) -> Iterator[Prepared]:
     """Chunks after the file-only checks, numbered, with how far into the file they end.
 
-    Measured alternatives that did not pay: preparing in a background thread (the GIL
-    convoy with the driver cost more than the overlap gained) and in a second process (at
-    a million records, unpickling the prepared records in the writer cost nearly as much as
-    preparing them).
+    It runs in the reader process of :mod:`bulkops.engine.pipeline` (or in-process). A
+    background thread did not pay: the GIL convoy with the driver cost more than the
+    overlap gained.
     """
     records_read = 0
     sized = False
@@ -582,7 +580,6 @@ def _run_operation(
     if op["status"] != "processing":
         return op
     config = OperationConfig.model_validate_json(op["config"])
-    operation = OperationType(op["operation_type"])
     spec = spec_for(op["entity_type"])
     lease = ctx.settings.lease_seconds
     with ctx.store.transaction(org_id) as tx:
@@ -604,24 +601,11 @@ def _run_operation(
             ctx, org_id, op, config, spec, owner=owner, on_progress=on_progress,
             send_chunk=send_chunk,
         )
-    from bulkops.engine.pipeline import checked_chunks
+    from bulkops.engine.pipeline import checked_operation
 
     progress = Progress(sum(committed.values()))
-    with checked_chunks(
-        op["file_path"],
-        config.read_options(),
-        ctx.read_limits(),
-        spec,
-        operation,
-        config.mapping,
-        config.chunk_size,
-        skip=set(committed),
-        background=ctx.settings.read_in_background,
-    ) as checked:
+    with checked_operation(ctx, org_id, op, config, skip=set(committed)) as checked:
         evaluator = checked.evaluator
-        if operation is OperationType.IMPORT and not committed:
-            with ctx.store.transaction(org_id) as tx:
-                evaluator.started_empty = not tx.has_rows(spec.entity.value)
         size = max(checked.file_size_bytes, 1)
         # Chunks already committed before a crash are still checked (their keys are needed
         # to spot later duplicates) but not decided or written again.
@@ -776,20 +760,17 @@ def _plan_pass(
 
     Returns the planned counters and whether a cancel stopped the pass.
     """
+    from bulkops.engine.pipeline import checked_operation
+
     op_id = op["id"]
-    operation = OperationType(op["operation_type"])
     totals = dict.fromkeys(ChunkPlan().counters(), 0)
     progress = Progress(0)
-    with (
-        open_csv(op["file_path"], config.read_options(), ctx.read_limits()) as csv_file,
-        SeenKeys() as seen,
-    ):
-        header = map_header(spec, csv_file.header, operation, config.mapping)
-        evaluator = Evaluator(spec, operation, header, seen)
-        size = max(csv_file.file_size_bytes, 1)
+    with checked_operation(ctx, org_id, op, config) as checked, ctx.store.pinned():
+        evaluator = checked.evaluator
+        size = max(checked.file_size_bytes, 1)
         with ctx.store.transaction(org_id, write=True) as tx:
             tx.delete_errors_from_row(op_id, 0)
-        for prepared in _prepared_chunks(csv_file, evaluator, config.chunk_size):
+        for prepared in checked.chunks:
             with ctx.store.transaction(org_id) as tx:
                 plan = evaluator.evaluate(tx, prepared)
             for name, value in plan.counters().items():
@@ -800,7 +781,7 @@ def _plan_pass(
                 current = tx.get_operation(op_id)
                 if current is None or current["cancel_requested_at"] is not None:
                     return totals, True
-                tx.insert_errors(op_id, failure_rows(plan))
+                tx.insert_errors(op_id, failure_rows(plan, prepared))
                 tx.renew_lease(op_id, owner, ctx.settings.lease_seconds)
                 tx.update_operation(op_id, {"bytes_processed": prepared.bytes_consumed})
                 event = {
