@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -531,6 +531,10 @@ class Tx:
         self.dialect = dialect
         self.org_id = org_id
         self._ph = "?" if dialect == "sqlite" else "%s"
+        # Filtering by organization where rows are found by id: on SQLite the unary plus keeps
+        # the (organization, key) index out, which would otherwise walk (and, for a page in id
+        # order, sort) every row of the organization; the rowid serves instead.
+        self._org_by_id = "+organization_id" if dialect == "sqlite" else "organization_id"
         if dialect == "postgresql":
             conn.execute(
                 text("SELECT set_config('app.current_org', :org, true)"), {"org": str(org_id)}
@@ -568,10 +572,7 @@ class Tx:
 
     def add_counters(self, op_id: str, deltas: Mapping[str, int], **values: Any) -> None:
         """Add to the operation's counters in this transaction (with other column values)."""
-        changes: dict[str, Any] = {
-            name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
-        }
-        changes.update(values)
+        changes = _counter_changes(deltas, values)
         if changes:
             self.update_operation(op_id, changes)
 
@@ -584,10 +585,6 @@ class Tx:
         holds it (or it is gone). One statement: the row it returns is read under the
         update's lock, so a cancel committed before it shows, and none can slip in after.
         """
-        changes: dict[str, Any] = {
-            name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
-        }
-        changes.update(values)
         row = self.conn.execute(
             update(operations)
             .where(
@@ -595,7 +592,7 @@ class Tx:
                 operations.c.organization_id == self.org_id,
                 operations.c.lease_owner == owner,
             )
-            .values(**changes)
+            .values(**_counter_changes(deltas, values))
             .returning(*operations.c)
         ).first()
         return {k: _aware(v) for k, v in row._mapping.items()} if row else None
@@ -1075,20 +1072,9 @@ class Tx:
             sql = f"SELECT id, {columns} FROM {entity} WHERE organization_id = ? AND {where}"
             found = self._select(sql, (self.org_id, *params))
         positions = [fields.index(k) for k in key]
-        # Only PostgreSQL's NUMERIC columns need converting (Decimal -> canonical text).
-        numeric = (
-            [i for i, f in enumerate(fields) if _is_numeric(entity, f)]
-            if self.dialect == "postgresql"
-            else []
-        )
         result: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
-        for row in found:
-            values = tuple(row[1:])
-            if numeric:
-                listed = list(values)
-                for i in numeric:
-                    listed[i] = _from_db(listed[i])
-                values = tuple(listed)
+        for row in self._engine_rows(entity, fields, found):
+            values = row[1:]
             result[tuple([values[p] for p in positions])] = (row[0], values)
         return result
 
@@ -1198,23 +1184,19 @@ class Tx:
         from bulkops.store import postgres
         if not ids:
             return {}
+        found: Sequence[Sequence[Any]]
         if self.dialect == "postgresql":
-            rows = postgres.rows_by_keys(
+            found = postgres.rows_by_keys(
                 self.conn, self.org_id, entity, ("id",), ("id", *fields), [(i,) for i in ids]
             )
-            return {r[0]: tuple(_from_db(v) for v in r[1:]) for r in rows}
-        where, params = self._key_filter(("id",), [(i,) for i in ids])
-        # SQLite would otherwise walk the (organization, key) index over every row of the
-        # organization; the unary plus makes it look the ids up by primary key instead.
-        org_column = "+organization_id" if self.dialect == "sqlite" else "organization_id"
-        sql = (
-            f"SELECT id, {', '.join(fields)} FROM {entity} WHERE {org_column} = {self._ph} "
-            f"AND {where}"
-        )
-        return {
-            r[0]: tuple(_from_db(v) for v in r[1:])
-            for r in self._select(sql, (self.org_id, *params))
-        }
+        else:
+            where, params = self._key_filter(("id",), [(i,) for i in ids])
+            sql = (
+                f"SELECT id, {', '.join(fields)} FROM {entity} "
+                f"WHERE {self._org_by_id} = {self._ph} AND {where}"
+            )
+            found = self._select(sql, (self.org_id, *params))
+        return {r[0]: r[1:] for r in self._engine_rows(entity, fields, found)}
 
     def iter_rows(
         self,
@@ -1227,11 +1209,7 @@ class Tx:
     ) -> list[tuple[Any, ...]]:
         """A page of rows ordered by id: (id, *fields)."""
         ph = self._ph
-        # SQLite would serve "organization_id = ?" from the unique key's index and then sort
-        # the whole organization for every page (quadratic: a 1M-row export took 49 s). The
-        # unary plus keeps that index out, so the page is a range of the rowid instead.
-        org = "+organization_id" if self.dialect == "sqlite" else "organization_id"
-        conditions = [f"{org} = {ph}", f"id > {ph}"]
+        conditions = [f"{self._org_by_id} = {ph}", f"id > {ph}"]
         params: list[Any] = [self.org_id, after_id]
         for column, value in (where or {}).items():
             if column not in fields:
@@ -1242,21 +1220,7 @@ class Tx:
             f"SELECT id, {', '.join(fields)} FROM {entity} WHERE {' AND '.join(conditions)} "
             f"ORDER BY id LIMIT {int(limit)}"
         )
-        rows = self._select(sql, tuple(params))
-        numeric = (
-            [i + 1 for i, f in enumerate(fields) if _is_numeric(entity, f)]
-            if self.dialect == "postgresql"
-            else []
-        )
-        if not numeric:
-            return [tuple(r) for r in rows]
-        out = []
-        for r in rows:
-            row = list(r)
-            for i in numeric:
-                row[i] = _from_db(row[i])
-            out.append(tuple(row))
-        return out
+        return self._engine_rows(entity, fields, self._select(sql, tuple(params)))
 
     def count_rows(self, entity: str) -> int:
         table = ENTITY_TABLES[entity]
@@ -1274,6 +1238,29 @@ class Tx:
             yield
 
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _engine_rows(
+        self, entity: str, fields: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> list[tuple[Any, ...]]:
+        """(id, *fields) rows with values as the engine compares them.
+
+        PostgreSQL returns NUMERIC columns as Decimal; the engine keeps prices as canonical
+        text. Only those columns are converted (SQLite stores them as text already).
+        """
+        numeric = (
+            [i + 1 for i, f in enumerate(fields) if _is_numeric(entity, f)]
+            if self.dialect == "postgresql"
+            else []
+        )
+        if not numeric:
+            return [tuple(r) for r in rows]
+        out = []
+        for r in rows:
+            row = list(r)
+            for i in numeric:
+                row[i] = _from_db(row[i])
+            out.append(tuple(row))
+        return out
 
     def _select(self, sql: str, params: tuple[Any, ...]) -> Sequence[Sequence[Any]]:
         """Bulk reads as plain tuples, straight from the driver's cursor.
@@ -1351,6 +1338,15 @@ class Tx:
             .limit(1)
         ).first()
         return {"id": row.id, "event": row.event, "data": orjson.loads(row.data)} if row else None
+
+
+def _counter_changes(deltas: Mapping[str, int], values: Mapping[str, Any]) -> dict[str, Any]:
+    """SET values that add ``deltas`` to the counters (in SQL) and set ``values``."""
+    changes: dict[str, Any] = {
+        name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
+    }
+    changes.update(values)
+    return changes
 
 
 def _is_numeric(entity: str, field: str) -> bool:
