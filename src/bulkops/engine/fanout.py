@@ -138,11 +138,17 @@ def _commit_chunk(
             values: dict[str, Any] = {"attempts": 0}  # progress: not a poison operation
             if coordinator:
                 values["lease_expires_at"] = time.time() + _coordinator_lease(ctx)
-            tx.add_counters(op_id, {**counters, "bytes_processed": byte_span}, **values)
-            # Re-read after the counter update: on PostgreSQL that update waited for every
-            # other transaction writing this operation, so a cancel committed meanwhile shows.
-            updated = tx.get_operation(op_id)
-            assert updated is not None
+            # The operation as the counter update left it: on PostgreSQL that update waited
+            # for every other transaction writing this operation, so a cancel committed
+            # meanwhile shows.
+            updated = tx.advance(
+                op_id,
+                owner if coordinator else None,
+                {**counters, "bytes_processed": byte_span},
+                **values,
+            )
+            if updated is None:
+                raise Conflict(f"Operation {op_id} was taken over by another process.")
             reason = _stop_reason(tx, updated, config, chunk[0].row)
             if reason is not None:
                 raise _Stopped(reason)

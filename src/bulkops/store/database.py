@@ -577,20 +577,21 @@ class Tx:
             self.update_operation(op_id, changes)
 
     def advance(
-        self, op_id: str, owner: str, deltas: Mapping[str, int], **values: Any
+        self, op_id: str, owner: str | None, deltas: Mapping[str, int], **values: Any
     ) -> dict[str, Any] | None:
-        """Add a chunk's counters (and set ``values``) while ``owner`` holds the lease.
+        """Add a chunk's counters (and set ``values``), if ``owner`` holds the lease (if given).
 
         Returns the operation as it is after the update, or None when ``owner`` no longer
         holds it (or it is gone). One statement: the row it returns is read under the
         update's lock, so a cancel committed before it shows, and none can slip in after.
         """
+        held = [] if owner is None else [operations.c.lease_owner == owner]
         row = self.conn.execute(
             update(operations)
             .where(
                 operations.c.id == op_id,
                 operations.c.organization_id == self.org_id,
-                operations.c.lease_owner == owner,
+                *held,
             )
             .values(**_counter_changes(deltas, values))
             .returning(*operations.c)
