@@ -102,3 +102,22 @@ def test_a_long_re_read_after_a_crash_keeps_the_lease(
     time.sleep(0.15)
     with pytest.raises(Conflict):
         keeper.keep()
+
+
+def test_a_chunk_of_a_process_that_lost_its_lease_does_not_count(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    """The counter update of a chunk lands only for the lease holder, and says so."""
+    path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nA-1,One,,c,1\n")
+    op_id = queue(ctx, org_id, "import", "products", path)
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.update_operation(op_id, {"status": "processing", "lease_owner": "host:1"})
+    with ctx.store.transaction(org_id, write=True) as tx:
+        assert tx.advance(op_id, "host:2", {"processed_records": 7}) is None
+        held = tx.advance(op_id, "host:1", {"processed_records": 5})
+        assert held is not None and held["processed_records"] == 5
+        unguarded = tx.advance(op_id, None, {"processed_records": 1})
+        assert unguarded is not None and unguarded["processed_records"] == 6
+    with ctx.store.transaction(org_id) as tx:
+        final = tx.get_operation(op_id)
+    assert final is not None and final["processed_records"] == 6

@@ -146,9 +146,6 @@ def rollback_applied(
         before_id: int | None = None
         while True:
             with ctx.store.transaction(org_id, write=True) as tx:
-                current = tx.get_operation(op_id)
-                if current is None or current["lease_owner"] != owner:
-                    raise Conflict(f"The rollback of {op_id} was taken over by another process.")
                 batches = tx.change_batches(op_id, newest_first=True, statuses=(target,),
                                             before_id=before_id, limit=1)
                 if not batches:
@@ -168,10 +165,12 @@ def rollback_applied(
                     # Every record retried was counted as a conflict already.
                     deltas["conflict_records"] = -restored
                 tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(todo))
-                tx.add_counters(op_id, deltas, lease_expires_at=time.time()
-                                + ctx.settings.lease_seconds)
-                updated = tx.get_operation(op_id)
-                assert updated is not None
+                # Checked last, under the update's lock: a lost lease undoes this batch.
+                updated = tx.advance(
+                    op_id, owner, deltas, lease_expires_at=time.time() + ctx.settings.lease_seconds
+                )
+                if updated is None:
+                    raise Conflict(f"The rollback of {op_id} was taken over by another process.")
                 done = updated["rolled_back_records"] + updated["conflict_records"]
                 figures = progress.figures(done, done / total if total else 1.0)
                 event = {

@@ -570,12 +570,6 @@ class Tx:
             .values(**values)
         )
 
-    def add_counters(self, op_id: str, deltas: Mapping[str, int], **values: Any) -> None:
-        """Add to the operation's counters in this transaction (with other column values)."""
-        changes = _counter_changes(deltas, values)
-        if changes:
-            self.update_operation(op_id, changes)
-
     def advance(
         self, op_id: str, owner: str | None, deltas: Mapping[str, int], **values: Any
     ) -> dict[str, Any] | None:
@@ -586,6 +580,9 @@ class Tx:
         update's lock, so a cancel committed before it shows, and none can slip in after.
         """
         held = [] if owner is None else [operations.c.lease_owner == owner]
+        changes: dict[str, Any] = {
+            name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
+        }
         row = self.conn.execute(
             update(operations)
             .where(
@@ -593,7 +590,7 @@ class Tx:
                 operations.c.organization_id == self.org_id,
                 *held,
             )
-            .values(**_counter_changes(deltas, values))
+            .values(**changes, **values)
             .returning(*operations.c)
         ).first()
         return {k: _aware(v) for k, v in row._mapping.items()} if row else None
@@ -1339,15 +1336,6 @@ class Tx:
             .limit(1)
         ).first()
         return {"id": row.id, "event": row.event, "data": orjson.loads(row.data)} if row else None
-
-
-def _counter_changes(deltas: Mapping[str, int], values: Mapping[str, Any]) -> dict[str, Any]:
-    """SET values that add ``deltas`` to the counters (in SQL) and set ``values``."""
-    changes: dict[str, Any] = {
-        name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
-    }
-    changes.update(values)
-    return changes
 
 
 def _is_numeric(entity: str, field: str) -> bool:
