@@ -82,7 +82,7 @@ def test_a_long_re_read_after_a_crash_keeps_the_lease(
     import pytest
 
     from bulkops.engine import get_operation
-    from bulkops.engine.runner import LeaseKeeper
+    from bulkops.engine.lifecycle import LeaseKeeper
     from bulkops.errors import Conflict
 
     path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nL-1,N,,x,1.00\n")

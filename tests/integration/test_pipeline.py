@@ -153,7 +153,7 @@ def test_a_chunk_planned_in_the_one_document_form_still_decodes() -> None:
     import orjson
 
     from bulkops.engine.pipeline import NoKeys, decode_prepared
-    from bulkops.engine.runner import Evaluator
+    from bulkops.engine.plan import Evaluator
     from bulkops.entities import map_header, spec_for
 
     spec = spec_for("products")

@@ -15,15 +15,15 @@ from bulkops.engine.accounts import (
     resolve_organization,
 )
 from bulkops.engine.export import export_path, run_export
-from bulkops.engine.fanout import apply_chunk
+from bulkops.engine.fanout import ChunkSender, apply_chunk
 from bulkops.engine.leases import expire_dead_leases
+from bulkops.engine.lifecycle import ProgressCallback, process_owner, request_cancel
 from bulkops.engine.operations import (
     Context,
     OperationConfig,
     create_operation,
     get_operation,
     operation_view,
-    request_cancel,
 )
 from bulkops.engine.reports import write_conflict_report, write_error_report, write_template
 from bulkops.engine.rollback import (
@@ -32,13 +32,7 @@ from bulkops.engine.rollback import (
     rollback_applied,
     rollback_operation,
 )
-from bulkops.engine.runner import (
-    ChunkSender,
-    ProgressCallback,
-    get_fresh,
-    process_owner,
-    run_operation,
-)
+from bulkops.engine.run import run_operation
 from bulkops.errors import Conflict
 
 __all__ = [
@@ -88,9 +82,9 @@ def execute(
 
     ``send_chunk``: a distributed executor's way to have other workers apply chunks.
     """
-    op = get_fresh(ctx, org_id, op_id)
+    op = get_operation(ctx, org_id, op_id)
     if op["operation_type"] == "export":
-        return run_export(ctx, org_id, op_id, on_progress=on_progress)
+        return run_export(ctx, org_id, op_id, owner=owner, on_progress=on_progress, wait=wait)
     return run_operation(
         ctx, org_id, op_id, on_progress=on_progress, wait=wait, owner=owner, send_chunk=send_chunk
     )
@@ -106,7 +100,7 @@ def resume(
     send_chunk: ChunkSender | None = None,
 ) -> dict[str, Any]:
     """Continue an operation or rollback whose process died, from its last committed chunk."""
-    op = get_fresh(ctx, org_id, op_id)
+    op = get_operation(ctx, org_id, op_id)
     owner = owner or process_owner()
     if op["status"] == "rolling_back":
         return rollback_applied(

@@ -1,16 +1,23 @@
-"""Export: every row of an entity (optionally filtered) as CSV in template column order."""
+"""Export: every row of an entity (optionally filtered) as CSV in template column order.
+
+An export goes through the same lifecycle as every operation (:mod:`bulkops.engine.lifecycle`):
+it is claimed and leased, renews its lease with every page, stops within one page when it is
+cancelled, and is resumed when its process dies. It only reads, so a resumed export starts
+its file again from the first row: the file it ends with is the one an uninterrupted export
+writes.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bulkops.engine.operations import Context, OperationConfig
-from bulkops.engine.runner import ProgressCallback, _finish, get_fresh, process_owner
+from bulkops.engine.lifecycle import ProgressCallback, advance, claim, finish, process_owner
+from bulkops.engine.operations import Context, OperationConfig, get_operation
 from bulkops.entities import spec_for
 from bulkops.formats import CsvWriter
-from bulkops.store import utcnow
 
 __all__ = ["export_path", "run_export"]
 
@@ -22,28 +29,28 @@ def export_path(ctx: Context, org_id: int, op_id: str) -> Path:
 
 
 def run_export(
-    ctx: Context, org_id: int, op_id: str, *, on_progress: ProgressCallback | None = None
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    *,
+    owner: str | None = None,
+    on_progress: ProgressCallback | None = None,
+    wait: Callable[[], bool] | None = None,
 ) -> dict[str, Any]:
-    op = get_fresh(ctx, org_id, op_id)
-    if op["status"] != "pending":
+    """Run (or resume) an export until it ends; returns the operation."""
+    owner = owner or process_owner()
+    op = claim(ctx, org_id, op_id, owner, wait)
+    if op["status"] != "processing":
         return op
     config = OperationConfig.model_validate_json(op["config"])
     spec = spec_for(op["entity_type"])
     fields = spec.field_names
+    lease = ctx.settings.lease_seconds
     target = export_path(ctx, org_id, op_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     with ctx.store.transaction(org_id, write=True) as tx:
         total = tx.count_rows(spec.entity.value)
-        tx.update_operation(
-            op_id,
-            {
-                "status": "processing",
-                "started_at": utcnow(),
-                "total_records": total,
-                "lease_owner": process_owner(),
-                "lease_expires_at": time.time() + 60,
-            },
-        )
+        tx.update_operation(op_id, {"total_records": total})
     written = 0
     after_id = 0
     started = time.monotonic()
@@ -76,12 +83,27 @@ def run_export(
                 "estimated_time_remaining": round(max(total - written, 0) / rate, 1),
             }
             with ctx.store.transaction(org_id, write=True) as tx:
-                tx.update_operation(
-                    op_id, {"processed_records": written, "successful_records": written}
+                current = advance(
+                    tx,
+                    op_id,
+                    owner,
+                    {},
+                    {
+                        "processed_records": written,
+                        "successful_records": written,
+                        "lease_expires_at": time.time() + lease,
+                        "attempts": 0,
+                    },
                 )
-                tx.add_event(op_id, "progress", event)
+                if current["cancel_requested_at"] is None:
+                    tx.add_event(op_id, "progress", event)
+            if current["cancel_requested_at"] is not None:
+                break
             if on_progress:
                 on_progress(event)
+    if get_operation(ctx, org_id, op_id)["cancel_requested_at"] is not None:
+        partial.unlink(missing_ok=True)  # an export cut short is no export
+        return finish(ctx, org_id, op_id, "cancelled", None, on_progress, cancelled=True)
     partial.replace(target)
     with ctx.store.transaction(org_id, write=True) as tx:
         tx.update_operation(
@@ -93,4 +115,4 @@ def run_export(
                 "file_size_bytes": target.stat().st_size,
             },
         )
-    return _finish(ctx, org_id, op_id, "completed", None, on_progress)
+    return finish(ctx, org_id, op_id, "completed", None, on_progress)

@@ -31,33 +31,29 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import orjson
 
+from bulkops.engine.apply import apply_plan
 from bulkops.engine.leases import expire_dead_leases
-from bulkops.engine.operations import Context, OperationConfig
+from bulkops.engine.lifecycle import LeaseKeeper, ProgressCallback, advance, progress_event
+from bulkops.engine.operations import Context, OperationConfig, get_operation
 from bulkops.engine.pipeline import NoKeys, checked_operation, decode_prepared, encode_prepared
-from bulkops.engine.runner import (
-    APPLY,
-    ChunkSender,
-    Evaluator,
-    LeaseKeeper,
-    Prepared,
-    ProgressCallback,
-    _progress_event,
-    apply_plan,
-    conclude,
-    failure_rows,
-    get_fresh,
-)
+from bulkops.engine.plan import Evaluator, Prepared, failure_rows
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import Conflict, NotFound
 from bulkops.model import OperationType
 from bulkops.store import Tx, utcnow
 
-__all__ = ["apply_chunk", "coordinate"]
+__all__ = ["APPLY", "ChunkSender", "apply_chunk", "coordinate"]
+
+APPLY = "apply"
+"""The ledger phase of applied chunks."""
+ChunkSender = Callable[[int, str, int], None]
+"""Asks any worker to apply chunk ``index`` of operation ``op_id`` of ``org_id``."""
 
 _POLL_SECONDS = 0.05
 _REAP_SECONDS = 0.5
@@ -141,14 +137,13 @@ def _commit_chunk(
             # The operation as the counter update left it: on PostgreSQL that update waited
             # for every other transaction writing this operation, so a cancel committed
             # meanwhile shows.
-            updated = tx.advance(
+            updated = advance(
+                tx,
                 op_id,
                 owner if coordinator else None,
                 {**counters, "bytes_processed": byte_span},
-                **values,
+                values,
             )
-            if updated is None:
-                raise Conflict(f"Operation {op_id} was taken over by another process.")
             reason = _stop_reason(tx, updated, config, chunk[0].row)
             if reason is not None:
                 raise _Stopped(reason)
@@ -166,7 +161,7 @@ def _commit_chunk(
                 },
             )
             updated["total_records"] = total
-            event = _progress_event(
+            event = progress_event(
                 updated,
                 {
                     "rate": round(rate, 1),
@@ -192,8 +187,12 @@ def coordinate(
     owner: str,
     on_progress: ProgressCallback | None,
     send_chunk: ChunkSender,
-) -> dict[str, Any]:
-    """Read, check and hand out (or apply) every chunk, wait for the others, then conclude."""
+) -> str | None:
+    """Read, check and hand out (or apply) every chunk and wait for the others.
+
+    Returns why it stopped early (``"cancelled"``, ``"failed"``: too many errors) or None;
+    the caller concludes the operation.
+    """
     op_id = op["id"]
     handout_limit = config.max_concurrent - 1  # the coordinator applies one chunk itself
     with ctx.store.transaction(org_id) as tx:
@@ -271,7 +270,7 @@ def coordinate(
         stopped = _drain(ctx, org_id, op_id, config, owner=owner, on_progress=on_progress)
     if stopped == "ended":
         raise Conflict(f"Operation {op_id} was ended by another process.")
-    return conclude(ctx, org_id, op_id, config, stopped, owner=owner, on_progress=on_progress)
+    return stopped
 
 
 def _drain(
@@ -355,7 +354,7 @@ def apply_chunk(
         plan = tx.claim_chunk_plan(op_id, index, owner, ctx.settings.lease_seconds)
     if plan is None:
         return "taken"
-    op = get_fresh(ctx, org_id, op_id)
+    op = get_operation(ctx, org_id, op_id)
     evaluator, config = _evaluator_for(op)
     prepared = decode_prepared(plan["payload"], evaluator)  # checked by the coordinator
     try:

@@ -1,6 +1,6 @@
 """Leases of dead processes: ended at once when the process is known to be gone.
 
-A lease names its holder as ``host:pid`` (:func:`bulkops.engine.runner.process_owner`). A
+A lease names its holder as ``host:pid`` (:func:`bulkops.engine.lifecycle.process_owner`). A
 worker on another machine can only wait for the lease to run out (``lease_seconds``); a
 worker on the *same* host can see that the holder no longer exists and end the lease now,
 so the work resumes without waiting. A holder that exited but is not yet reaped (a zombie)

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bulkops.config import Settings
 from bulkops.entities import map_header, spec_for
 from bulkops.errors import (
-    Conflict,
     FileProblem,
     FileRejected,
     FileTooLarge,
@@ -36,7 +35,6 @@ __all__ = [
     "create_operation",
     "get_operation",
     "operation_view",
-    "request_cancel",
 ]
 
 COUNTERS = (
@@ -262,45 +260,6 @@ def get_operation(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
     if op is None:
         raise NotFound(f"No operation {op_id}.")
     return op
-
-
-def request_cancel(
-    ctx: Context, org_id: int, op_id: str, *, user_id: int | None, rollback: bool
-) -> dict[str, Any]:
-    """Ask a pending or running operation to stop (a flag every process sees)."""
-    with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.get_operation(op_id)
-        if op is None:
-            raise NotFound(f"No operation {op_id}.")
-        status = OperationStatus(op["status"])
-        if status is OperationStatus.PENDING:
-            now = utcnow()
-            tx.update_operation(
-                op_id,
-                {
-                    "status": "cancelled",
-                    "cancelled_at": now,
-                    "cancel_requested_at": now,
-                    "cancelled_by": user_id,
-                    "completed_at": now,
-                },
-            )
-            final = tx.get_operation(op_id)
-            assert final is not None
-            tx.add_event(op_id, "done", operation_view(final))
-            return final
-        if status is not OperationStatus.PROCESSING:
-            raise Conflict(
-                f"Operation {op_id} is {status.value}; only pending or processing operations "
-                "can be cancelled."
-            )
-        tx.update_operation(
-            op_id,
-            {"cancel_requested_at": utcnow(), "cancel_rollback": rollback, "cancelled_by": user_id},
-        )
-        updated = tx.get_operation(op_id)
-    assert updated is not None
-    return updated
 
 
 def _iso(value: Any) -> Any:

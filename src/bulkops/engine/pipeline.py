@@ -33,7 +33,7 @@ from typing import Any, NoReturn
 import orjson
 
 from bulkops.engine.operations import Context, OperationConfig
-from bulkops.engine.runner import ChunkPlan, Evaluator, Prepared, _prepared_chunks
+from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared, prepared_chunks
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.formats import CsvFile, ReadLimits, ReadOptions, open_csv
@@ -96,7 +96,7 @@ def checked_chunks(
             yield CheckedFile(
                 evaluator,
                 csv_file.file_size_bytes,
-                _prepared_chunks(csv_file, evaluator, chunk_size),
+                prepared_chunks(csv_file, evaluator, chunk_size),
             )
         return
     receiver, sender = multiprocessing.Pipe(duplex=False)
@@ -279,7 +279,7 @@ def _read(  # runs in the forked reader process and never returns
     try:
         with _opened(path, read_options, limits, spec, operation, mapping) as (csv_file, evaluator):
             sender.send_bytes(_HEADER + orjson.dumps([csv_file.header, csv_file.file_size_bytes]))
-            for prepared in _prepared_chunks(csv_file, evaluator, chunk_size):
+            for prepared in prepared_chunks(csv_file, evaluator, chunk_size):
                 if prepared.index in skip:
                     skipped = [prepared.index, prepared.bytes_consumed]
                     sender.send_bytes(_SKIPPED + orjson.dumps(skipped))

@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from bulkops.engine.operations import Context, operation_view
-from bulkops.engine.runner import Progress, ProgressCallback, get_fresh, process_owner
+from bulkops.engine.lifecycle import Progress, ProgressCallback, advance, process_owner
+from bulkops.engine.operations import Context, get_operation, operation_view
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound
 from bulkops.model import OperationStatus
@@ -114,13 +114,13 @@ def rollback_applied(
     user_id: int | None,
 ) -> dict[str, Any]:
     """Run (or resume) the rollback of everything the operation applied."""
-    op = get_fresh(ctx, org_id, op_id)
+    op = get_operation(ctx, org_id, op_id)
     redo_conflicts = op["status"] == "rolled_back" and force
     while not ctx.store.try_start(org_id, op_id, owner, ctx.settings.lease_seconds,
                                   status="rolling_back"):
         # Waiting for another writer of the same entity; but never for, or after, another
         # process's rollback of this very operation.
-        now = get_fresh(ctx, org_id, op_id)
+        now = get_operation(ctx, org_id, op_id)
         if now["status"] == "rolling_back" and now["lease_owner"] not in (None, owner):
             raise Conflict(f"Operation {op_id} is being rolled back by {now['lease_owner']}.")
         if now["status"] == "rolled_back" and not redo_conflicts:
@@ -166,11 +166,10 @@ def rollback_applied(
                     deltas["conflict_records"] = -restored
                 tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(todo))
                 # Checked last, under the update's lock: a lost lease undoes this batch.
-                updated = tx.advance(
-                    op_id, owner, deltas, lease_expires_at=time.time() + ctx.settings.lease_seconds
+                updated = advance(
+                    tx, op_id, owner, deltas,
+                    {"lease_expires_at": time.time() + ctx.settings.lease_seconds},
                 )
-                if updated is None:
-                    raise Conflict(f"The rollback of {op_id} was taken over by another process.")
                 done = updated["rolled_back_records"] + updated["conflict_records"]
                 figures = progress.figures(done, done / total if total else 1.0)
                 event = {

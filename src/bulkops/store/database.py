@@ -439,7 +439,8 @@ class Store:
                 and (op["lease_expires_at"] or 0) > now
             ):
                 return False
-            others = tx.conn.execute(
+            # An export only reads: it waits for nobody, and nobody waits for it.
+            others = [] if op["operation_type"] == "export" else tx.conn.execute(
                 select(
                     operations.c.id,
                     operations.c.status,

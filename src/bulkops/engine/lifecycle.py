@@ -1,0 +1,339 @@
+"""One lifecycle for every operation: claim, renew, advance, finish, fail, cancel.
+
+Import, update, delete, export and rollback all go through these steps, so that every kind
+of operation is leased while it runs, can be cancelled, and is resumed when its process
+dies:
+
+- :func:`claim` turns a pending (or orphaned) operation into a processing one held by this
+  process, or says why not (it waits behind another one, it is running elsewhere);
+- :class:`LeaseKeeper` renews the lease while no chunk is committed;
+- :func:`advance` adds a chunk's counters in the chunk's transaction and returns the
+  operation as it is then (a cancel committed before shows; a lost lease raises);
+- :func:`finish` ends it with its final status, totals, results and ``done`` event;
+- :func:`fail` ends it as failed with the reason in its results;
+- :func:`request_cancel` asks it to stop (a flag every process sees).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from bulkops.engine.operations import COUNTERS, Context, get_operation, operation_view
+from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
+from bulkops.model import OperationStatus
+from bulkops.store import Tx, utcnow
+
+__all__ = [
+    "LeaseKeeper",
+    "Progress",
+    "ProgressCallback",
+    "advance",
+    "claim",
+    "emit",
+    "fail",
+    "finish",
+    "mark_failed",
+    "process_owner",
+    "progress_event",
+    "request_cancel",
+    "set_status",
+]
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+def process_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Progress:
+    """Rate and time remaining of a run, measured from this process's start."""
+
+    def __init__(self, already_done: int) -> None:
+        self.started = time.monotonic()
+        self.base = already_done
+
+    def figures(self, processed: int, fraction: float) -> dict[str, Any]:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = max(processed - self.base, 0) / elapsed
+        total = max(round(processed / fraction), processed) if fraction > 0 else None
+        remaining = (total - processed) / rate if rate > 0 and total is not None else None
+        return {
+            "rate": round(rate, 1),
+            "estimated_time_remaining": round(remaining, 1) if remaining is not None else None,
+            "total_estimate": total,
+        }
+
+
+def fail(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    owner: str,
+    exc: Exception,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """End a running operation as failed because of ``exc`` (if this process still runs it)."""
+    reason = str(exc) if isinstance(exc, BulkopsError) else f"{type(exc).__name__}: {exc}"
+    try:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            op = tx.get_operation(op_id)
+            if op is None or op["status"] != "processing" or op["lease_owner"] != owner:
+                return
+            view = operation_view(mark_failed(tx, op, reason))
+    except StoreError:
+        return  # the lease expires and a resume will meet the same fault again
+    if on_progress:
+        on_progress({**view, "phase": "done"})
+
+
+def progress_event(op: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+    view = operation_view(op)
+    return {
+        "status": view["status"],
+        "phase": "applying",
+        **{k: view[k] for k in (*COUNTERS, "percentage")},
+        "rate": figures["rate"],
+        "estimated_time_remaining": figures["estimated_time_remaining"],
+    }
+
+
+def claim(
+    ctx: Context, org_id: int, op_id: str, owner: str, wait: Callable[[], bool] | None
+) -> dict[str, Any]:
+    while True:
+        with ctx.store.transaction(org_id) as tx:
+            op = tx.get_operation(op_id)
+        if op is None:
+            raise NotFound(f"No operation {op_id}.")
+        status = OperationStatus(op["status"])
+        if status.is_final:
+            return op
+        if status is OperationStatus.ROLLING_BACK:
+            raise Conflict(f"Operation {op_id} is being rolled back; use: bulkops resume {op_id}")
+        if (
+            status is OperationStatus.PROCESSING
+            and op["lease_owner"] != owner
+            and (op["lease_expires_at"] or 0) > time.time()
+        ):
+            raise Conflict(
+                f"Operation {op_id} is running in {op['lease_owner']}; its lease expires in "
+                f"{op['lease_expires_at'] - time.time():.0f} s if that process has died."
+            )
+        if status is OperationStatus.PROCESSING and op["attempts"] >= ctx.settings.max_attempts:
+            return _give_up(ctx, org_id, op)
+        if ctx.store.try_start(
+            org_id, op_id, owner, ctx.settings.lease_seconds, status="processing"
+        ):
+            op = get_operation(ctx, org_id, op_id)
+            if op["status"] == "processing" and op["cancel_requested_at"] is None:
+                emit(ctx, org_id, op_id, "status", {"status": "processing"})
+            return op
+        if wait is None or not wait():
+            return get_operation(ctx, org_id, op_id)
+
+
+def _give_up(ctx: Context, org_id: int, op: dict[str, Any]) -> dict[str, Any]:
+    """End as failed an operation whose process died every time it was taken up."""
+    op_id = op["id"]
+    reason = (
+        f"Given up after {op['attempts']} attempts in a row: the process running it ended "
+        f"unexpectedly each time before committing a chunk (the last was {op['lease_owner']}). "
+        "What was applied stays applied and can be rolled back; check the workers' logs."
+    )
+    with ctx.store.transaction(org_id, write=True) as tx:
+        current = tx.get_operation(op_id)
+        if current is None:
+            raise NotFound(f"No operation {op_id}.")
+        if current["status"] != "processing" or (current["lease_expires_at"] or 0) > time.time():
+            return current  # somebody else took it up meanwhile
+        return mark_failed(tx, current, reason)
+
+
+def mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
+    """In ``tx``: end a running operation as failed with ``reason`` in its results."""
+    op_id = op["id"]
+    results = orjson.loads(op["results"] or "{}")
+    results["error"] = reason
+    tx.update_operation(
+        op_id,
+        {
+            "status": "failed",
+            "completed_at": utcnow(),
+            "estimated_completion": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "total_records": max(op["total_records"] or 0, op["processed_records"]),
+            "results": orjson.dumps(results).decode(),
+        },
+    )
+    tx.delete_chunk_plans(op_id)  # chunks handed out to workers and not applied
+    final = tx.get_operation(op_id)
+    assert final is not None
+    tx.add_event(op_id, "done", operation_view(final))
+    return final
+
+
+def advance(
+    tx: Tx, op_id: str, owner: str | None, deltas: Mapping[str, int], values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """In a chunk's transaction: add its counters (``deltas``), set ``values``, and return the
+    operation as the database has it after the update.
+
+    The update is the chunk's last statement and reads the row under its own lock, so a
+    cancel committed before it shows in what it returns, and none can slip in after.
+    ``owner``, when given, must still hold the lease: otherwise Conflict (another process
+    took the operation over) and the chunk's transaction rolls back.
+    """
+    updated = tx.advance(op_id, owner, deltas, **values)
+    if updated is not None:
+        return updated
+    held = tx.get_operation(op_id)
+    if held is None:
+        raise NotFound(f"No operation {op_id}.")
+    raise Conflict(
+        f"Operation {op_id} was taken over by {held['lease_owner'] or 'another process'}."
+    )
+
+
+class LeaseKeeper:
+    """Renews an operation's lease now and then while no chunk is committed (which renews it).
+
+    Raises Conflict when another process holds the lease now.
+    """
+
+    def __init__(self, ctx: Context, org_id: int, op_id: str, owner: str, seconds: float) -> None:
+        self.ctx, self.org_id, self.op_id, self.owner, self.seconds = (
+            ctx, org_id, op_id, owner, seconds
+        )
+        self.renewed = time.monotonic()
+
+    def keep(self) -> None:
+        if time.monotonic() - self.renewed < self.seconds / 4:
+            return
+        with self.ctx.store.transaction(self.org_id, write=True) as tx:
+            held = tx.get_operation(self.op_id)
+            if held is None or held["lease_owner"] != self.owner:
+                raise Conflict(f"Operation {self.op_id} was taken over by another process.")
+            tx.renew_lease(self.op_id, self.owner, self.seconds)
+        self.renewed = time.monotonic()
+
+
+def emit(ctx: Context, org_id: int, op_id: str, name: str, data: dict[str, Any]) -> None:
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.add_event(op_id, name, data)
+
+
+def set_status(
+    ctx: Context, org_id: int, op_id: str, status: str, *, cancelled: bool = False
+) -> None:
+    values: dict[str, Any] = {"status": status, "completed_at": utcnow()}
+    if cancelled:
+        values["cancelled_at"] = utcnow()
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.update_operation(op_id, values)
+
+
+def finish(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    status: str,
+    counters: dict[str, int] | None,
+    on_progress: ProgressCallback | None,
+    *,
+    cancelled: bool = False,
+) -> dict[str, Any]:
+    """End the operation: final status, exact totals, results summary, the ``done`` event."""
+    with ctx.store.transaction(org_id, write=True) as tx:
+        op = tx.get_operation(op_id)
+        assert op is not None
+        values: dict[str, Any] = {
+            "status": status,
+            "completed_at": utcnow(),
+            "estimated_completion": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if counters is not None:
+            values.update(counters)
+            values["total_records"] = counters["processed_records"]
+        elif status == "completed":
+            values["total_records"] = op["processed_records"]  # the whole file was read
+        else:
+            # Stopped early: the total stays the estimate from the file's size, so the
+            # percentage says how far the operation got.
+            values["total_records"] = max(op["total_records"] or 0, op["processed_records"])
+        if cancelled:
+            values["cancelled_at"] = utcnow()
+        failed = values.get("failed_records", op["failed_records"])
+        results = orjson.loads(op["results"] or "{}")
+        results.update(
+            {
+                "validate_only": bool(orjson.loads(op["config"]).get("validate_only")),
+                "errors": failed,
+                "first_errors": [
+                    {"row": e["row"], "line": e["line"], **err}
+                    for e in tx.iter_errors(op_id, limit=10)
+                    for err in e["errors"]
+                ][:10],
+            }
+        )
+        if status == "rolled_back" and counters is not None:
+            results["rolled_back_reason"] = (
+                "rollback_on_error: the file has failed records, so nothing was applied"
+            )
+        values["results"] = orjson.dumps(results).decode()
+        tx.update_operation(op_id, values)
+        final = tx.get_operation(op_id)
+        assert final is not None
+        view = operation_view(final)
+        tx.add_event(op_id, "done", view)
+    if on_progress:
+        on_progress({**view, "phase": "done"})
+    return final
+
+
+def request_cancel(
+    ctx: Context, org_id: int, op_id: str, *, user_id: int | None, rollback: bool
+) -> dict[str, Any]:
+    """Ask a pending or running operation to stop (a flag every process sees)."""
+    with ctx.store.transaction(org_id, write=True) as tx:
+        op = tx.get_operation(op_id)
+        if op is None:
+            raise NotFound(f"No operation {op_id}.")
+        status = OperationStatus(op["status"])
+        if status is OperationStatus.PENDING:
+            now = utcnow()
+            tx.update_operation(
+                op_id,
+                {
+                    "status": "cancelled",
+                    "cancelled_at": now,
+                    "cancel_requested_at": now,
+                    "cancelled_by": user_id,
+                    "completed_at": now,
+                },
+            )
+            final = tx.get_operation(op_id)
+            assert final is not None
+            tx.add_event(op_id, "done", operation_view(final))
+            return final
+        if status is not OperationStatus.PROCESSING:
+            raise Conflict(
+                f"Operation {op_id} is {status.value}; only pending or processing operations "
+                "can be cancelled."
+            )
+        tx.update_operation(
+            op_id,
+            {"cancel_requested_at": utcnow(), "cancel_rollback": rollback, "cancelled_by": user_id},
+        )
+        updated = tx.get_operation(op_id)
+    assert updated is not None
+    return updated

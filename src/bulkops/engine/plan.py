@@ -1,0 +1,361 @@
+"""Deciding a chunk: the file-only checks, then the decision for each record against the data.
+
+Nothing here writes. :class:`Evaluator` prepares a chunk of read records (read errors,
+validation, duplicate keys in the file) and then evaluates it against the current rows (missing
+references, current values) into a :class:`ChunkPlan`: what each record would create, update,
+delete or leave unchanged, and which records fail and why.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator
+from bulkops.formats import CsvFile
+from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
+from bulkops.store import Tx
+
+__all__ = [
+    "ChunkPlan",
+    "Evaluator",
+    "KeyRegistry",
+    "Prepared",
+    "chunked",
+    "failure_rows",
+    "prepared_chunks",
+]
+
+
+@dataclass(slots=True)
+class ChunkPlan:
+    """What one chunk would do: the decision for every record, before anything is written."""
+
+    creates: list[tuple[int, tuple[Any, ...]]] = field(default_factory=list)  # (row, values)
+    updates: list[tuple[int, int, tuple[Any, ...], tuple[Any, ...]]] = field(
+        default_factory=list
+    )  # (row, id, before, after)
+    deletes: list[tuple[int, int, tuple[Any, ...]]] = field(
+        default_factory=list
+    )  # (row, id, before)
+    unchanged: int = 0
+    failures: list[tuple[RawRecord, list[RecordError]]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def counters(self) -> dict[str, int]:
+        changed = len(self.creates) + len(self.updates) + len(self.deletes)
+        return {
+            "processed_records": changed + self.unchanged + self.failed,
+            "successful_records": changed + self.unchanged,
+            "failed_records": self.failed,
+            "unchanged_records": self.unchanged,
+            "created_records": len(self.creates),
+            "updated_records": len(self.updates),
+            "deleted_records": len(self.deletes),
+        }
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A chunk after the file-only checks, ready to be decided against the database."""
+
+    chunk: Sequence[RawRecord]
+    plan: ChunkPlan
+    valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]]
+    bytes_consumed: int = 0
+    index: int = 0
+    encoded: bytes = b""  # as it came from the reader process (engine.pipeline), if it did
+    #: The records' raw cells as JSON, when they came apart from the records (from the reader
+    #: process): only a record that fails needs them, so they are decoded on first use.
+    cells_json: bytes = b""
+    _cells: dict[int, Sequence[str]] | None = None
+
+    def cells_of(self, raw: RawRecord) -> Sequence[str]:
+        """The raw cells of one of the chunk's records, as read from the file."""
+        if not self.cells_json:
+            return raw.values
+        if self._cells is None:
+            rows = [r.row for r in self.chunk]
+            self._cells = dict(zip(rows, orjson.loads(self.cells_json), strict=True))
+        cells: Sequence[str] = self._cells[raw.row]
+        return cells
+
+
+class KeyRegistry(Protocol):
+    """Where the natural keys already seen in the file are kept (a :class:`SeenKeys`)."""
+
+    def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]: ...
+
+    def reserve(self, keys: int) -> None: ...
+
+
+class Evaluator:
+    """Decides, chunk by chunk, what each record does against the current data."""
+
+    def __init__(
+        self, spec: EntitySpec, operation: OperationType, header: HeaderMap, seen: KeyRegistry
+    ) -> None:
+        self.spec = spec
+        self.operation = operation
+        self.header = header
+        self.seen = seen
+        self.fields = spec.field_names
+        self.validator: RecordValidator = spec.validator(operation, header.present)
+        self._index = {name: i for i, name in enumerate(self.fields)}
+        #: Set for an import that began on an empty table (no row of the organization): the
+        #: keys of a chunk cannot exist then (duplicates in the file are errors, and nobody
+        #: else writes this entity meanwhile), so the look-up of current rows is skipped. A
+        #: row written behind bulkops' back is still refused by the unique key and reported.
+        self.started_empty = False
+        self._dependents = [
+            (other.entity.value, ref.fields[0])
+            for other in SPECS.values()
+            for ref in other.references
+            if ref.entity == spec.entity and len(ref.fields) == 1
+        ]
+
+    def prepare(self, chunk: Sequence[RawRecord]) -> Prepared:
+        """The file-only half: read errors, validation, duplicate keys (no database)."""
+        plan = ChunkPlan()
+        readable: list[RawRecord] = []
+        for raw in chunk:
+            if raw.error is not None:
+                plan.failures.append((raw, [RecordError(raw.row, raw.line, None, None, raw.error)]))
+            else:
+                readable.append(raw)
+        outcomes = self.validator.validate_batch(self.header.to_dicts([r.values for r in readable]))
+        valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]] = []
+        key = self.spec.key
+        single = key[0] if len(key) == 1 else None
+        many = operator.itemgetter(*key)
+        for raw, outcome in zip(readable, outcomes, strict=True):
+            if isinstance(outcome, dict):
+                # The natural key, as spec.key_of gives it (inlined: this runs per record).
+                valid.append((raw, outcome, (outcome[single],) if single else many(outcome)))
+            else:
+                plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
+        if len(self.spec.key) == 1:
+            texts = [(str(key[0]), raw.row) for raw, _, key in valid]
+        else:
+            texts = [("\x1f".join(map(str, key)), raw.row) for raw, _, key in valid]
+        repeats = self.seen.check_and_add(texts)
+        if repeats:
+            kept = []
+            for raw, values, key in valid:
+                earlier = repeats.get(raw.row)
+                if earlier is None:
+                    kept.append((raw, values, key))
+                    continue
+                message = (
+                    f"Duplicate key: {self._label(key)} already appears in row {earlier}. "
+                    "Keep one of the two rows."
+                )
+                plan.failures.append((raw, [self._key_error(raw, key, message)]))
+            valid = kept
+        return Prepared(chunk, plan, valid)
+
+    def evaluate(self, tx: Tx, prepared: Prepared) -> ChunkPlan:
+        """The database half: references, current rows, and the decision for each record."""
+        plan = prepared.plan
+        valid = prepared.valid
+        if self.operation is not OperationType.DELETE:
+            valid = self._check_references(tx, plan, valid)
+        existing = (
+            {}
+            if self.started_empty
+            else tx.fetch_existing(
+                self.spec.entity.value, self.spec.key, self.fields, [k for _, _, k in valid]
+            )
+        )
+        if self.operation is OperationType.IMPORT:
+            self._plan_import(plan, valid, existing)
+        elif self.operation is OperationType.UPDATE:
+            self._plan_update(plan, valid, existing)
+        else:
+            self._plan_delete(tx, plan, valid, existing)
+        return plan
+
+    # -- per operation -------------------------------------------------------------------------
+
+    def _plan_import(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
+        fields = self.fields
+        # An import's validated record holds every field in template order (the validator's
+        # output order), so its values are the row as stored.
+        in_order = self.validator.fields == fields
+        for raw, values, key in valid:
+            after = tuple(values.values()) if in_order else tuple([values[f] for f in fields])
+            current = existing.get(key)
+            if current is None:
+                plan.creates.append((raw.row, after))
+            elif current[1] == after:
+                plan.unchanged += 1
+            else:
+                plan.updates.append((raw.row, current[0], current[1], after))
+
+    def _plan_update(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
+        index = self._index
+        for raw, values, key in valid:
+            current = existing.get(key)
+            if current is None:
+                plan.failures.append((raw, [self._not_found(raw, key)]))
+                continue
+            after = list(current[1])
+            for name, value in values.items():
+                after[index[name]] = value
+            after_tuple = tuple(after)
+            if after_tuple == current[1]:
+                plan.unchanged += 1
+            else:
+                plan.updates.append((raw.row, current[0], current[1], after_tuple))
+
+    def _plan_delete(
+        self, tx: Tx, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]
+    ) -> None:
+        blockers: list[tuple[str, dict[Any, int]]] = []
+        if self._dependents and existing:
+            values = [k[0] for k in existing]
+            for entity, column in self._dependents:
+                counts = tx.count_referencing(entity, column, values)
+                if counts:
+                    blockers.append((entity, counts))
+        for raw, _values, key in valid:
+            current = existing.get(key)
+            if current is None:
+                plan.failures.append((raw, [self._not_found(raw, key)]))
+                continue
+            held = [
+                f"{counts[key[0]]} {entity} row(s)"
+                for entity, counts in blockers
+                if key[0] in counts
+            ]
+            if held:
+                message = (
+                    f"Cannot delete {self.spec.key[0]} '{key[0]}': it still has "
+                    f"{' and '.join(held)}. Delete those first."
+                )
+                plan.failures.append((raw, [self._key_error(raw, key, message)]))
+                continue
+            plan.deletes.append((raw.row, current[0], current[1]))
+
+    def _check_references(self, tx: Tx, plan: ChunkPlan, valid: list[Any]) -> list[Any]:
+        for ref in self.spec.references:
+            if not all(f in (self.header.present | set(self.spec.key)) for f in ref.fields):
+                continue
+            wanted = {tuple(values[f] for f in ref.fields) for _, values, _ in valid}
+            found = tx.existing_keys(ref.entity.value, ref.target_fields, list(wanted))
+            missing = wanted - found
+            if not missing:
+                continue
+            kept = []
+            for raw, values, key in valid:
+                ref_key = tuple(values[f] for f in ref.fields)
+                if ref_key in missing:
+                    column = ref.fields[0]
+                    target = (
+                        ref.entity.value.rstrip("s")
+                        if ref.entity is not EntityType.INVENTORY
+                        else "inventory"
+                    )
+                    plan.failures.append(
+                        (
+                            raw,
+                            [
+                                RecordError(
+                                    raw.row,
+                                    raw.line,
+                                    self.header.column_of(column),
+                                    str(ref_key[0]),
+                                    f"There is no {target} with {ref.target_fields[0]} "
+                                    f"'{ref_key[0]}'. Create it first (import "
+                                    f"{ref.entity.value}) or correct the value.",
+                                )
+                            ],
+                        )
+                    )
+                else:
+                    kept.append((raw, values, key))
+            valid = kept
+        return valid
+
+    # -- messages --------------------------------------------------------------------------------
+
+    def _field_error(self, raw: RawRecord, error: FieldError) -> RecordError:
+        if error.field is None:
+            return RecordError(raw.row, raw.line, None, None, error.message)
+        column = self.header.column_of(error.field)
+        value = self.header.to_dict(raw.values).get(error.field)
+        return RecordError(raw.row, raw.line, column, value, error.message)
+
+    def _not_found(self, raw: RawRecord, key: tuple[Any, ...]) -> RecordError:
+        message = f"Not found: there is no {self.spec.entity.value} row with {self._label(key)}."
+        return self._key_error(raw, key, message)
+
+    def _key_error(self, raw: RawRecord, key: tuple[Any, ...], message: str) -> RecordError:
+        """An error about the record's natural key, shown in the key's (first) column."""
+        return RecordError(
+            raw.row, raw.line, self.header.column_of(self.spec.key[0]), str(key[0]), message
+        )
+
+    def _label(self, key: tuple[Any, ...]) -> str:
+        return ", ".join(f"{k} '{v}'" for k, v in zip(self.spec.key, key, strict=True))
+
+
+def failure_rows(
+    plan: ChunkPlan, prepared: Prepared | None = None
+) -> list[tuple[int, int, str, str]]:
+    """The plan's failed records as error-report rows (with their cells from ``prepared``)."""
+    dumps = orjson.dumps
+    cells_of = prepared.cells_of if prepared is not None else (lambda raw: raw.values)
+    return [
+        (
+            raw.row,
+            raw.line,
+            dumps([e.as_dict() for e in errors]).decode(),
+            dumps(cells_of(raw)).decode(),
+        )
+        for raw, errors in plan.failures
+    ]
+
+
+def chunked(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    iterator = iter(records)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def prepared_chunks(
+    csv_file: CsvFile, evaluator: Evaluator, chunk_size: int
+) -> Iterator[Prepared]:
+    """Chunks after the file-only checks, numbered, with how far into the file they end.
+
+    It runs in the reader process of :mod:`bulkops.engine.pipeline` (or in-process). A
+    background thread did not pay: the GIL convoy with the driver cost more than the
+    overlap gained.
+    """
+    records_read = 0
+    sized = False
+    for index, chunk in enumerate(chunked(csv_file.records(), chunk_size)):
+        records_read += len(chunk)
+        consumed = csv_file.bytes_consumed
+        if not sized and consumed and (
+            consumed >= 1 << 20 or consumed >= csv_file.file_size_bytes
+        ):
+            # Size the duplicate-key table once for the whole file from the bytes per record
+            # of its first megabyte (5 % margin; read-ahead blurs a smaller sample), so it
+            # does not grow, and briefly exist twice, while the file streams.
+            ratio = csv_file.file_size_bytes / consumed
+            evaluator.seen.reserve(int(records_read * ratio * 1.05) + 1)
+            sized = True
+        prepared = evaluator.prepare(chunk)
+        prepared.index = index
+        prepared.bytes_consumed = csv_file.bytes_consumed
+        yield prepared
+
