@@ -26,6 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bulkops import engine
 from bulkops.entities import spec_for
 from bulkops.errors import AuthenticationFailed, NotFound
+from bulkops.formats import is_formula_like
 from bulkops.model import EntityType, OperationStatus, OperationType
 
 from .sessions import CSRF_FIELD, LOGIN_CSRF_COOKIE, Session, Sessions
@@ -39,7 +40,6 @@ FIRST_ERRORS = 20
 FIRST_RECORDS = 20
 _RUNNING = ("pending", "processing", "rolling_back")
 _ROLLBACKABLE = ("completed", "failed", "cancelled")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -59,20 +59,6 @@ STATUS_LABELS = {
 }
 
 router = APIRouter(include_in_schema=False)
-
-
-def formula_like(value: Any) -> bool:
-    """A value a spreadsheet would run as a formula (it is shown as plain text here)."""
-    if not isinstance(value, str) or not value:
-        return False
-    text = value.lstrip(" ")
-    if not text.startswith(_FORMULA_STARTS):
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return True
-    return False
 
 
 def _bytes(value: Any) -> str:
@@ -114,7 +100,7 @@ def build_templates() -> Jinja2Templates:
     )
     environment.filters.update(bytes=_bytes, when=_when)
     environment.globals.update(
-        formula_like=formula_like,
+        formula_like=is_formula_like,
         duration=_duration,
         status_labels=STATUS_LABELS,
         entities=[e.value for e in EntityType],
