@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any, cast
 
 from bulkops.engine import OperationConfig
 from bulkops.model import STATUS_LABELS, OperationStatus
@@ -26,12 +27,13 @@ def test_the_page_carries_the_labels_as_json_for_the_script() -> None:
 
 
 def test_live_statuses_are_the_ones_that_are_not_final() -> None:
-    final = build_templates().env.globals["final_statuses"]
+    final = cast(list[str], build_templates().env.globals["final_statuses"])
     assert set(final) == {s.value for s in OperationStatus if s.is_final}
 
 
 def test_chunk_size_limits_come_from_the_options_schema() -> None:
     chunk = OperationConfig.model_json_schema()["properties"]["chunk_size"]
-    source = build_templates().env.globals["option_schema"]["chunk_size"]
+    schema = cast(dict[str, Any], build_templates().env.globals["option_schema"])
+    source = schema["chunk_size"]
     assert source == chunk
     assert (chunk["minimum"], chunk["maximum"], chunk["default"]) == (1, 50_000, 1000)
