@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 __all__ = [
+    "STATUS_LABELS",
     "EntityType",
     "FieldError",
     "OperationStatus",
@@ -52,6 +53,11 @@ class OperationStatus(StrEnum):
     def can_roll_back(self) -> bool:
         return self in _ROLLBACKABLE
 
+    @property
+    def label(self) -> str:
+        """How the dashboard names the status ("queued" rather than "pending")."""
+        return _LABELS[self]
+
 
 _FINAL = frozenset(
     {
@@ -64,6 +70,17 @@ _FINAL = frozenset(
 _ROLLBACKABLE = frozenset(
     {OperationStatus.COMPLETED, OperationStatus.FAILED, OperationStatus.CANCELLED}
 )
+_LABELS = {
+    OperationStatus.PENDING: "queued",
+    OperationStatus.PROCESSING: "running",
+    OperationStatus.COMPLETED: "completed",
+    OperationStatus.FAILED: "failed",
+    OperationStatus.CANCELLED: "cancelled",
+    OperationStatus.ROLLING_BACK: "rolling back",
+    OperationStatus.ROLLED_BACK: "rolled back",
+}
+STATUS_LABELS: Mapping[str, str] = {status.value: status.label for status in OperationStatus}
+"""Every status's label keyed by its plain value: what the dashboard's pages and script show."""
 
 
 class RecordAction(StrEnum):

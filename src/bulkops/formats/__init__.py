@@ -3,13 +3,19 @@
 Reading: :func:`open_csv` returns a :class:`CsvFile` whose ``records()`` stream
 :class:`~bulkops.model.RawRecord` values; :func:`sniff_content` rejects binary uploads early.
 Writing: :class:`CsvWriter` writes RFC 4180 CSV with formula neutralisation
-(:func:`neutralise` / :func:`unneutralise`); :func:`error_report_header` gives the header of an
-error report.
+(:func:`neutralise` / :func:`unneutralise`, one rule in :func:`is_formula_like` that the
+dashboard uses too); :func:`error_report_header` gives the header of an error report.
 """
 
 from bulkops.formats.reader import CsvFile, ReadLimits, ReadOptions, open_csv
 from bulkops.formats.sniff import sniff_content
-from bulkops.formats.writer import CsvWriter, error_report_header, neutralise, unneutralise
+from bulkops.formats.writer import (
+    CsvWriter,
+    error_report_header,
+    is_formula_like,
+    neutralise,
+    unneutralise,
+)
 
 __all__ = [
     "CsvFile",
@@ -17,6 +23,7 @@ __all__ = [
     "ReadLimits",
     "ReadOptions",
     "error_report_header",
+    "is_formula_like",
     "neutralise",
     "open_csv",
     "sniff_content",

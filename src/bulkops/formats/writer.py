@@ -14,6 +14,14 @@ literals such as ``-5.00``, ``+3`` or ``-1e5`` are left alone. To keep the trans
 reversible, a value that already starts with ``'`` followed by a formula-like text gets one
 more ``'`` (``'=x`` is written as ``''=x``); :func:`unneutralise` removes exactly one ``'``
 again, so ``unneutralise(neutralise(v)) == v`` for every string ``v``.
+
+:func:`is_formula_like` is the one rule for "would a spreadsheet run this cell": the writer
+and the dashboard (which tags such values) both use it. A numeric literal is what a
+spreadsheet parses as a number, not what Python's ``float`` accepts: ``-inf``, ``-nan``,
+``-1_000`` or ``-٣`` are formulas to a spreadsheet (``=-inf`` is a reference to a name), so
+they are neutralised. One decimal comma is accepted (``-5,00``): the contract imports files
+with ``decimal_separator=","`` and error reports echo their values, and a sign followed by
+digits and one separator names no function or reference, so it cannot run anything.
 """
 
 from __future__ import annotations
@@ -24,7 +32,14 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import TextIO
 
-__all__ = ["CellValue", "CsvWriter", "error_report_header", "neutralise", "unneutralise"]
+__all__ = [
+    "CellValue",
+    "CsvWriter",
+    "error_report_header",
+    "is_formula_like",
+    "neutralise",
+    "unneutralise",
+]
 
 CellValue = str | int | Decimal | None
 """What :meth:`CsvWriter.writerow` accepts per cell."""
@@ -39,8 +54,9 @@ _MAYBE_RISKY = frozenset("=+-@＝＋－＠\t\r\n'")
 _NUMBER = re.compile(r"\s*[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?\s*")
 
 
-def _is_formula_like(value: str) -> bool:
-    if not value:
+def is_formula_like(value: object) -> bool:
+    """Whether a spreadsheet would run ``value`` as a formula (only strings can be)."""
+    if not isinstance(value, str) or not value:
         return False
     if value[0] in _CONTROL_START:
         return True
@@ -58,7 +74,7 @@ def _is_formula_like(value: str) -> bool:
 def _needs_prefix(value: str) -> bool:
     # A value of quotes followed by a formula needs a prefix too, so that unneutralise can
     # tell the writer's quote from the user's own (see the module docstring).
-    return _is_formula_like(value.lstrip("'"))
+    return is_formula_like(value.lstrip("'"))
 
 
 def neutralise(value: str) -> str:

@@ -26,7 +26,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from bulkops import engine
 from bulkops.entities import spec_for
 from bulkops.errors import AuthenticationFailed, NotFound
-from bulkops.model import EntityType, OperationStatus, OperationType
+from bulkops.formats import is_formula_like
+from bulkops.model import STATUS_LABELS, EntityType, OperationStatus, OperationType
 
 from .sessions import CSRF_FIELD, LOGIN_CSRF_COOKIE, Session, Sessions
 
@@ -37,9 +38,6 @@ STATIC_DIR = HERE / "static"
 PAGE_SIZE = 25
 FIRST_ERRORS = 20
 FIRST_RECORDS = 20
-_RUNNING = ("pending", "processing", "rolling_back")
-_ROLLBACKABLE = ("completed", "failed", "cancelled")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -48,31 +46,8 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-STATUS_LABELS = {
-    "pending": "queued",
-    "processing": "running",
-    "completed": "completed",
-    "failed": "failed",
-    "cancelled": "cancelled",
-    "rolling_back": "rolling back",
-    "rolled_back": "rolled back",
-}
 
 router = APIRouter(include_in_schema=False)
-
-
-def formula_like(value: Any) -> bool:
-    """A value a spreadsheet would run as a formula (it is shown as plain text here)."""
-    if not isinstance(value, str) or not value:
-        return False
-    text = value.lstrip(" ")
-    if not text.startswith(_FORMULA_STARTS):
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return True
-    return False
 
 
 def _bytes(value: Any) -> str:
@@ -114,12 +89,15 @@ def build_templates() -> Jinja2Templates:
     )
     environment.filters.update(bytes=_bytes, when=_when)
     environment.globals.update(
-        formula_like=formula_like,
+        formula_like=is_formula_like,
         duration=_duration,
         status_labels=STATUS_LABELS,
         entities=[e.value for e in EntityType],
         operation_types=[t.value for t in OperationType if t is not OperationType.EXPORT],
         statuses=[s.value for s in OperationStatus],
+        final_statuses=[s.value for s in OperationStatus if s.is_final],
+        # The form's limits come from the options' own schema, so they cannot drift from it.
+        option_schema=engine.OperationConfig.model_json_schema()["properties"],
     )
     return Jinja2Templates(env=environment)
 
@@ -466,10 +444,10 @@ async def operation_page(operation_id: str, request: Request) -> Response:
         "operation.html",
         {
             **data,
-            "running": op["status"] in _RUNNING,
+            "running": not OperationStatus(op["status"]).is_final,
             "may_write": session.principal.may_write(),
             "may_cancel": op["status"] in ("pending", "processing"),
-            "may_rollback": op["status"] in _ROLLBACKABLE
+            "may_rollback": OperationStatus(op["status"]).can_roll_back
             and op["operation_type"] != "export"
             and (op["created_records"] + op["updated_records"] + op["deleted_records"]) > 0,
         },

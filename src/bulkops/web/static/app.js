@@ -8,10 +8,11 @@
     return meta ? meta.getAttribute("content") : "";
   };
 
-  const STATUS_LABELS = {
-    pending: "queued", processing: "running", completed: "completed", failed: "failed",
-    cancelled: "cancelled", rolling_back: "rolling back", rolled_back: "rolled back",
-  };
+  // The labels are bulkops.model's, rendered into the page as a JSON block (one source).
+  const STATUS_LABELS = (() => {
+    const block = document.getElementById("status-labels");
+    try { return block ? JSON.parse(block.textContent) : {}; } catch (error) { return {}; }
+  })();
 
   function formatBytes(n) {
     const units = ["bytes", "KB", "MB", "GB"];
@@ -155,8 +156,12 @@
       }
       if (!checkSize()) { fileInput.focus(); return; }
       const chunk = form.querySelector("#chunk_size");
-      if (chunk.value && !(Number(chunk.value) >= 1 && Number(chunk.value) <= 50000 && Number.isInteger(Number(chunk.value)))) {
-        showProblem(box, { lead: "Chunk size must be a whole number from 1 to 50,000.", items: [] });
+      // min and max are rendered from OperationConfig's schema (see new.html).
+      const least = Number(chunk.min);
+      const most = Number(chunk.max);
+      if (chunk.value && !(Number(chunk.value) >= least && Number(chunk.value) <= most && Number.isInteger(Number(chunk.value)))) {
+        const range = `${least.toLocaleString("en-US")} to ${most.toLocaleString("en-US")}`;
+        showProblem(box, { lead: `Chunk size must be a whole number from ${range}.`, items: [] });
         chunk.focus();
         return;
       }
