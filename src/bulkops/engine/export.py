@@ -33,8 +33,8 @@ def run_export(
     target = export_path(ctx, org_id, op_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     with ctx.store.transaction(org_id, write=True) as tx:
-        total = tx.count_rows(spec.entity.value)
-        tx.update_operation(
+        total = tx.rows.count(spec.entity.value)
+        tx.operations.update(
             op_id,
             {
                 "status": "processing",
@@ -53,7 +53,7 @@ def run_export(
         writer.writerow(list(fields))
         while True:
             with ctx.store.transaction(org_id) as tx:
-                page = tx.iter_rows(
+                page = tx.rows.iter(
                     spec.entity.value,
                     fields,
                     after_id=after_id,
@@ -76,15 +76,15 @@ def run_export(
                 "estimated_time_remaining": round(max(total - written, 0) / rate, 1),
             }
             with ctx.store.transaction(org_id, write=True) as tx:
-                tx.update_operation(
+                tx.operations.update(
                     op_id, {"processed_records": written, "successful_records": written}
                 )
-                tx.add_event(op_id, "progress", event)
+                tx.events.add(op_id, "progress", event)
             if on_progress:
                 on_progress(event)
     partial.replace(target)
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.update_operation(
+        tx.operations.update(
             op_id,
             {
                 "processed_records": written,

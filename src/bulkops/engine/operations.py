@@ -202,7 +202,7 @@ def create_operation(
     spec = spec_for(entity_type)
     if idempotency_key:
         with ctx.store.transaction(org_id) as tx:
-            existing = tx.find_operation_by_idempotency_key(idempotency_key)
+            existing = tx.operations.find_by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing
     header: list[str] | None = None
@@ -245,20 +245,20 @@ def create_operation(
         "results": "{}",
     }
     with ctx.store.transaction(org_id, write=True) as tx:
-        if idempotency_key and (existing := tx.find_operation_by_idempotency_key(idempotency_key)):
+        if idempotency_key and (existing := tx.operations.find_by_idempotency_key(idempotency_key)):
             if stored:
                 stored[0].unlink(missing_ok=True)
             return existing
-        tx.insert_operation(values)
-        tx.add_event(op_id, "status", {"status": "pending"})
-        created = tx.get_operation(op_id)
+        tx.operations.insert(values)
+        tx.events.add(op_id, "status", {"status": "pending"})
+        created = tx.operations.get(op_id)
     assert created is not None
     return created
 
 
 def get_operation(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
     with ctx.store.transaction(org_id) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
     if op is None:
         raise NotFound(f"No operation {op_id}.")
     return op
@@ -269,13 +269,13 @@ def request_cancel(
 ) -> dict[str, Any]:
     """Ask a pending or running operation to stop (a flag every process sees)."""
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
         status = OperationStatus(op["status"])
         if status is OperationStatus.PENDING:
             now = utcnow()
-            tx.update_operation(
+            tx.operations.update(
                 op_id,
                 {
                     "status": "cancelled",
@@ -285,20 +285,20 @@ def request_cancel(
                     "completed_at": now,
                 },
             )
-            final = tx.get_operation(op_id)
+            final = tx.operations.get(op_id)
             assert final is not None
-            tx.add_event(op_id, "done", operation_view(final))
+            tx.events.add(op_id, "done", operation_view(final))
             return final
         if status is not OperationStatus.PROCESSING:
             raise Conflict(
                 f"Operation {op_id} is {status.value}; only pending or processing operations "
                 "can be cancelled."
             )
-        tx.update_operation(
+        tx.operations.update(
             op_id,
             {"cancel_requested_at": utcnow(), "cancel_rollback": rollback, "cancelled_by": user_id},
         )
-        updated = tx.get_operation(op_id)
+        updated = tx.operations.get(op_id)
     assert updated is not None
     return updated
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from bulkops.engine.operations import COUNTERS, Context, OperationConfig, operation_view
+from bulkops.engine.scheduling import try_start
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator, spec_for
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
 from bulkops.formats import CsvFile
@@ -186,7 +187,7 @@ class Evaluator:
         existing = (
             {}
             if self.started_empty
-            else tx.fetch_existing(
+            else tx.rows.fetch_existing(
                 self.spec.entity.value, self.spec.key, self.fields, [k for _, _, k in valid]
             )
         )
@@ -238,7 +239,7 @@ class Evaluator:
         if self._dependents and existing:
             values = [k[0] for k in existing]
             for entity, column in self._dependents:
-                counts = tx.count_referencing(entity, column, values)
+                counts = tx.rows.count_referencing(entity, column, values)
                 if counts:
                     blockers.append((entity, counts))
         for raw, _values, key in valid:
@@ -265,7 +266,7 @@ class Evaluator:
             if not all(f in (self.header.present | set(self.spec.key)) for f in ref.fields):
                 continue
             wanted = {tuple(values[f] for f in ref.fields) for _, values, _ in valid}
-            found = tx.existing_keys(ref.entity.value, ref.target_fields, list(wanted))
+            found = tx.rows.existing_keys(ref.entity.value, ref.target_fields, list(wanted))
             missing = wanted - found
             if not missing:
                 continue
@@ -343,9 +344,9 @@ def _write(
     """
     entity = spec.entity.value
     fields = spec.field_names
-    ids = tx.insert_rows(entity, fields, [values for _, values in plan.creates])
-    tx.update_rows(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
-    tx.delete_rows(entity, [row_id for _, row_id, _ in plan.deletes])
+    ids = tx.rows.insert(entity, fields, [values for _, values in plan.creates])
+    tx.rows.update(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
+    tx.rows.delete(entity, [row_id for _, row_id, _ in plan.deletes])
     # The images stay value tuples in field order: the batch is serialised once, in the store.
     records: list[AuditRecord] = [
         (row, row_id, "create", None, values)
@@ -356,7 +357,7 @@ def _write(
     ]
     records += [(row, row_id, "delete", before, None) for row, row_id, before in plan.deletes]
     if audit and records:
-        tx.insert_changes(op_id, fields, records)
+        tx.audit.insert_changes(op_id, fields, records)
     return records
 
 
@@ -402,7 +403,7 @@ def _write_one_by_one(
         kept.deletes.extend(single.deletes)
     # The records that went in, audited as one batch in the chunk's transaction.
     if audited:
-        tx.insert_changes(op_id, spec.field_names, audited)
+        tx.audit.insert_changes(op_id, spec.field_names, audited)
     plan.creates, plan.updates, plan.deletes = kept.creates, kept.updates, kept.deletes
     plan.failures = kept.failures
 
@@ -556,7 +557,7 @@ def _fail(
     reason = str(exc) if isinstance(exc, BulkopsError) else f"{type(exc).__name__}: {exc}"
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
-            op = tx.get_operation(op_id)
+            op = tx.operations.get(op_id)
             if op is None or op["status"] != "processing" or op["lease_owner"] != owner:
                 return
             view = operation_view(_mark_failed(tx, op, reason))
@@ -583,8 +584,8 @@ def _run_operation(
     spec = spec_for(op["entity_type"])
     lease = ctx.settings.lease_seconds
     with ctx.store.transaction(org_id) as tx:
-        committed = tx.committed_chunks(op_id, APPLY)
-        op_now = tx.get_operation(op_id)
+        committed = tx.ledger.committed(op_id, APPLY)
+        op_now = tx.operations.get(op_id)
     assert op_now is not None
     op = op_now
     if config.validate_only or (config.rollback_on_error and not committed):
@@ -659,15 +660,15 @@ def _apply_chunks(
             with ctx.store.transaction(org_id, write=True) as tx:
                 plan = evaluator.evaluate(tx, prepared)
                 apply_plan(tx, spec, op_id, plan, chunk)
-                tx.insert_errors(op_id, failure_rows(plan, prepared))
+                tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
                 counters = plan.counters()
                 processed = current["processed_records"] + counters["processed_records"]
                 figures = progress.figures(processed, fraction)
                 eta = figures["estimated_time_remaining"]
-                tx.record_chunk(
+                tx.ledger.record(
                     op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), worker=owner
                 )
-                updated = tx.advance(
+                updated = tx.operations.advance(
                     op_id,
                     owner,
                     counters,
@@ -678,14 +679,14 @@ def _apply_chunks(
                     attempts=0,
                 )
                 if updated is None:
-                    held = tx.get_operation(op_id)
+                    held = tx.operations.get(op_id)
                     if held is None:
                         raise NotFound(f"No operation {op_id}.")
                     raise Conflict(f"Operation {op_id} was taken over by {held['lease_owner']}.")
                 if updated["cancel_requested_at"] is not None:
                     raise _Cancelled
                 event = _progress_event(updated, figures)
-                tx.add_event(op_id, "progress", event)
+                tx.events.add(op_id, "progress", event)
         except _Cancelled:
             return "cancelled"
         current = updated
@@ -714,8 +715,8 @@ def conclude(
     from bulkops.engine.rollback import rollback_applied
 
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.delete_chunk_plans(op_id)  # chunks handed out to workers and not applied
-        op_final = tx.get_operation(op_id)
+        tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
+        op_final = tx.operations.get(op_id)
     assert op_final is not None
     if stopped is None and op_final["cancel_requested_at"] is not None:
         stopped = "cancelled"  # asked for while the last chunk was being applied
@@ -769,7 +770,7 @@ def _plan_pass(
         evaluator = checked.evaluator
         size = max(checked.file_size_bytes, 1)
         with ctx.store.transaction(org_id, write=True) as tx:
-            tx.delete_errors_from_row(op_id, 0)
+            tx.audit.delete_errors_from_row(op_id, 0)
         for prepared in checked.chunks:
             with ctx.store.transaction(org_id) as tx:
                 plan = evaluator.evaluate(tx, prepared)
@@ -778,19 +779,19 @@ def _plan_pass(
             fraction = min(prepared.bytes_consumed / size, 1.0)
             figures = progress.figures(totals["processed_records"], fraction)
             with ctx.store.transaction(org_id, write=True) as tx:
-                current = tx.get_operation(op_id)
+                current = tx.operations.get(op_id)
                 if current is None or current["cancel_requested_at"] is not None:
                     return totals, True
-                tx.insert_errors(op_id, failure_rows(plan, prepared))
-                tx.renew_lease(op_id, owner, ctx.settings.lease_seconds)
-                tx.update_operation(op_id, {"bytes_processed": prepared.bytes_consumed})
+                tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
+                tx.operations.renew_lease(op_id, owner, ctx.settings.lease_seconds)
+                tx.operations.update(op_id, {"bytes_processed": prepared.bytes_consumed})
                 event = {
                     **totals,
                     "phase": "validating",
                     **figures,
                     "percentage": round(100 * fraction, 1),
                 }
-                tx.add_event(op_id, "progress", event)
+                tx.events.add(op_id, "progress", event)
             if on_progress:
                 on_progress(event)
     return totals, False
@@ -812,7 +813,7 @@ def _claim(
 ) -> dict[str, Any]:
     while True:
         with ctx.store.transaction(org_id) as tx:
-            op = tx.get_operation(op_id)
+            op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
         status = OperationStatus(op["status"])
@@ -831,7 +832,7 @@ def _claim(
             )
         if status is OperationStatus.PROCESSING and op["attempts"] >= ctx.settings.max_attempts:
             return _give_up(ctx, org_id, op)
-        if ctx.store.try_start(
+        if try_start(ctx.store,
             org_id, op_id, owner, ctx.settings.lease_seconds, status="processing"
         ):
             op = get_fresh(ctx, org_id, op_id)
@@ -851,7 +852,7 @@ def _give_up(ctx: Context, org_id: int, op: dict[str, Any]) -> dict[str, Any]:
         "What was applied stays applied and can be rolled back; check the workers' logs."
     )
     with ctx.store.transaction(org_id, write=True) as tx:
-        current = tx.get_operation(op_id)
+        current = tx.operations.get(op_id)
         if current is None:
             raise NotFound(f"No operation {op_id}.")
         if current["status"] != "processing" or (current["lease_expires_at"] or 0) > time.time():
@@ -864,7 +865,7 @@ def _mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
     op_id = op["id"]
     results = orjson.loads(op["results"] or "{}")
     results["error"] = reason
-    tx.update_operation(
+    tx.operations.update(
         op_id,
         {
             "status": "failed",
@@ -876,10 +877,10 @@ def _mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
             "results": orjson.dumps(results).decode(),
         },
     )
-    tx.delete_chunk_plans(op_id)  # chunks handed out to workers and not applied
-    final = tx.get_operation(op_id)
+    tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
+    final = tx.operations.get(op_id)
     assert final is not None
-    tx.add_event(op_id, "done", operation_view(final))
+    tx.events.add(op_id, "done", operation_view(final))
     return final
 
 
@@ -899,16 +900,16 @@ class LeaseKeeper:
         if time.monotonic() - self.renewed < self.seconds / 4:
             return
         with self.ctx.store.transaction(self.org_id, write=True) as tx:
-            held = tx.get_operation(self.op_id)
+            held = tx.operations.get(self.op_id)
             if held is None or held["lease_owner"] != self.owner:
                 raise Conflict(f"Operation {self.op_id} was taken over by another process.")
-            tx.renew_lease(self.op_id, self.owner, self.seconds)
+            tx.operations.renew_lease(self.op_id, self.owner, self.seconds)
         self.renewed = time.monotonic()
 
 
 def get_fresh(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
     with ctx.store.transaction(org_id) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
     if op is None:
         raise NotFound(f"No operation {op_id}.")
     return op
@@ -916,7 +917,7 @@ def get_fresh(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
 
 def _event(ctx: Context, org_id: int, op_id: str, name: str, data: dict[str, Any]) -> None:
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.add_event(op_id, name, data)
+        tx.events.add(op_id, name, data)
 
 
 def _set_status(
@@ -926,7 +927,7 @@ def _set_status(
     if cancelled:
         values["cancelled_at"] = utcnow()
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.update_operation(op_id, values)
+        tx.operations.update(op_id, values)
 
 
 def _finish(
@@ -941,7 +942,7 @@ def _finish(
 ) -> dict[str, Any]:
     """End the operation: final status, exact totals, results summary, the ``done`` event."""
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
         assert op is not None
         values: dict[str, Any] = {
             "status": status,
@@ -969,7 +970,7 @@ def _finish(
                 "errors": failed,
                 "first_errors": [
                     {"row": e["row"], "line": e["line"], **err}
-                    for e in tx.iter_errors(op_id, limit=10)
+                    for e in tx.audit.iter_errors(op_id, limit=10)
                     for err in e["errors"]
                 ][:10],
             }
@@ -979,11 +980,11 @@ def _finish(
                 "rollback_on_error: the file has failed records, so nothing was applied"
             )
         values["results"] = orjson.dumps(results).decode()
-        tx.update_operation(op_id, values)
-        final = tx.get_operation(op_id)
+        tx.operations.update(op_id, values)
+        final = tx.operations.get(op_id)
         assert final is not None
         view = operation_view(final)
-        tx.add_event(op_id, "done", view)
+        tx.events.add(op_id, "done", view)
     if on_progress:
         on_progress({**view, "phase": "done"})
     return final
