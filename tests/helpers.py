@@ -55,7 +55,7 @@ def table(ctx: Context, org_id: int, entity: str) -> list[tuple[Any, ...]]:
     """Every row of the entity for the organization: (id, *fields), by id."""
     fields = spec_for(entity).field_names
     with ctx.store.transaction(org_id) as tx:
-        return tx.iter_rows(entity, fields, limit=10_000_000)
+        return tx.rows.iter(entity, fields, limit=10_000_000)
 
 
 def checksum(ctx: Context, org_id: int) -> str:

@@ -57,7 +57,7 @@ def create_app(
             sse_limiter=anyio.CapacityLimiter(8),
             sse_wake_timeout_seconds=sse_wake_timeout_seconds,
         )
-        if store.dialect == "postgresql":
+        if store.dialect.name == "postgresql":
             state.event_hub = EventHub()
             state.event_hub.start(store)
         state.tokens.ttl_seconds = token_touch_seconds

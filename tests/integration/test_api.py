@@ -264,7 +264,7 @@ def test_events_resume_after_last_event_id_without_gap_or_repeat(api: Api) -> No
     assert comments[0].startswith("retry:")
     assert rest[-1]["event"] == "done" and rest[-1]["data"]["status"] == "completed"
     with api.store.transaction(api.org_id) as tx:
-        logged = [e["id"] for e in tx.events_after(op["id"], 0, 100_000)]
+        logged = [e["id"] for e in tx.events.after(op["id"], 0, 100_000)]
     received = [int(e["id"]) for e in first + rest]
     assert received == logged  # every event once, in order, across the reconnect
     # Any server process serves it: a second server on the same database sees the same log.

@@ -68,7 +68,7 @@ def test_a_stream_wakes_as_soon_as_another_process_commits_an_event(
         sent = time.monotonic()
         other = Store(pg_url)  # another process's connection writes the event
         with other.transaction(org_id, write=True) as tx:
-            tx.add_event(op["id"], "progress", {"processed_records": 1})
+            tx.events.add(op["id"], "progress", {"processed_records": 1})
         deadline = time.monotonic() + 5
         while len(received) == before and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -76,7 +76,7 @@ def test_a_stream_wakes_as_soon_as_another_process_commits_an_event(
         arrived, name = received[before]
         assert name == "progress" and arrived - sent < 3
         with other.transaction(org_id, write=True) as tx:
-            tx.add_event(op["id"], "done", {"status": "cancelled"})
+            tx.events.add(op["id"], "done", {"status": "cancelled"})
         reader.join(10)
         assert not reader.is_alive() and received[-1][1] == "done"
         other.dispose()

@@ -50,7 +50,7 @@ def _batches(ctx: Context, org_id: int, op_id: str) -> list[tuple[Any, ...]]:
 
 def _records(ctx: Context, org_id: int, op_id: str, **options: Any) -> list[dict[str, Any]]:
     with ctx.store.transaction(org_id) as tx:
-        return tx.audit_page(op_id, newest_first=False, limit=10_000_000, **options)
+        return tx.audit.page(op_id, newest_first=False, limit=10_000_000, **options)
 
 
 def test_an_import_of_2500_rows_writes_three_batches_that_expand_to_every_record(
@@ -97,7 +97,7 @@ def test_an_import_of_2500_rows_writes_three_batches_that_expand_to_every_record
     # A page starting inside a batch, newest first, crosses into the previous batch.
     middle = records[1500]["id"]
     with ctx.store.transaction(org_id) as tx:
-        page = tx.audit_page(op["id"], newest_first=True, before_id=middle, limit=600)
+        page = tx.audit.page(op["id"], newest_first=True, before_id=middle, limit=600)
     assert [r["id"] for r in page] == ids[900:1500][::-1]
 
     # A delete is one batch too, with the before images; its rollback brings them back.
@@ -127,7 +127,7 @@ def test_the_record_by_record_fallback_writes_one_batch(ctx: Context, org_id: in
     plan = ChunkPlan(creates=[(r.row, (r.values[0], r.values[1], None, None, r.values[4]))
                               for r in chunk])
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.insert_rows("products", spec.field_names, [("K-2", "Other", None, None, "9.00")])
+        tx.rows.insert("products", spec.field_names, [("K-2", "Other", None, None, "9.00")])
         apply_plan(tx, spec, "op-1", plan, chunk)
     [batch] = _batches(ctx, org_id, "op-1")
     assert batch[1:4] == (2, 2, "applied")
@@ -151,7 +151,7 @@ def test_a_batch_delete_with_a_row_gone_meanwhile_deletes_the_others(
     chunk = [RawRecord(row=i + 2, line=i + 2, values=[r[1]]) for i, r in enumerate(doomed)]
     plan = ChunkPlan(deletes=[(i + 2, r[0], tuple(r[1:])) for i, r in enumerate(doomed)])
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.delete_rows("products", [doomed[5][0]])  # gone before the chunk's batch delete
+        tx.rows.delete("products", [doomed[5][0]])  # gone before the chunk's batch delete
         apply_plan(tx, spec, "op-del", plan, chunk)
     assert table(ctx, org_id, "products") == rows[20:]
     [batch] = _batches(ctx, org_id, "op-del")
@@ -332,15 +332,15 @@ def test_migration_0004_converts_records_to_batches_and_back(
                 with store.transaction(1) as tx:
                     shape = [
                         (b.status, len(b), sorted(b.outcomes))
-                        for b in tx.change_batches("op-a", newest_first=False, limit=10)
+                        for b in tx.audit.change_batches("op-a", newest_first=False, limit=10)
                     ]
-                    records = tx.audit_page("op-a", newest_first=False, limit=10_000)
-                    conflicts = tx.audit_page("op-a", newest_first=False, status="conflict")
-                    assert tx.change_batches("op-b", newest_first=False) == []  # another org
+                    records = tx.audit.page("op-a", newest_first=False, limit=10_000)
+                    conflicts = tx.audit.page("op-a", newest_first=False, status="conflict")
+                    assert tx.audit.change_batches("op-b", newest_first=False) == []  # another org
                 with store.transaction(2) as tx:
-                    others = tx.audit_page("op-b", newest_first=False)
+                    others = tx.audit.page("op-b", newest_first=False)
                     # New batches can be written (the id sequence is granted).
-                    tx.insert_changes("op-c", ["code", "name"],
+                    tx.audit.insert_changes("op-c", ["code", "name"],
                                       [(2, 5, "create", None, ("X", "Y"))])
             finally:
                 store.dispose()

@@ -25,6 +25,7 @@ from bulkops.engine import (
     resume,
     rollback_operation,
 )
+from bulkops.engine.scheduling import try_start
 from bulkops.errors import Conflict
 from bulkops.model import EntityType, OperationType
 from bulkops.store import Store
@@ -47,7 +48,7 @@ def _queue(ctx: Context, org_id: int, path: Path, **config: Any) -> dict[str, An
 
 def _audit_count(ctx: Context, org_id: int, op_id: str, status: str | None = None) -> int:
     with ctx.store.transaction(org_id) as tx:
-        return len(tx.audit_page(op_id, newest_first=False, limit=10_000_000, status=status))
+        return len(tx.audit.page(op_id, newest_first=False, limit=10_000_000, status=status))
 
 
 @pytest.fixture
@@ -267,7 +268,7 @@ def test_resume_refuses_an_operation_another_live_process_runs(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = _queue(ctx, org_id, write_csv(tmp_path / "p.csv", _products(5)))
-    assert ctx.store.try_start(org_id, op["id"], "other-host:123", 30, status="processing")
+    assert try_start(ctx.store, org_id, op["id"], "other-host:123", 30, status="processing")
     with pytest.raises(Conflict) as caught:
         resume(ctx, org_id, op["id"])
     assert "other-host:123" in str(caught.value) and "lease" in str(caught.value)
@@ -485,7 +486,7 @@ def test_a_rollback_page_does_not_scan_the_whole_audit(reference: Cli) -> None:
         for _ in range(3):
             with store.transaction(op["organization_id"]) as tx:
                 started = time.perf_counter()
-                page = tx.audit_page(op["id"], newest_first=True, status="applied", limit=CHUNK)
+                page = tx.audit.page(op["id"], newest_first=True, status="applied", limit=CHUNK)
                 timings.append(time.perf_counter() - started)
             assert len(page) == CHUNK
     finally:

@@ -26,6 +26,7 @@ import pytest
 from bulkops import engine
 from bulkops.config import Settings
 from bulkops.engine import OperationConfig, create_operation
+from bulkops.engine.scheduling import try_start
 from bulkops.model import EntityType, OperationType
 from bulkops.store import Store
 from tests.conftest import cloned_database
@@ -193,13 +194,13 @@ def ended(op: dict[str, Any]) -> bool:
 def audit_counts(ctx: engine.Context, org_id: int, op_id: str) -> tuple[int, int]:
     """(audit records, distinct entity rows among them) of the operation."""
     with ctx.store.transaction(org_id) as tx:
-        records = list(tx.audit_page(op_id, newest_first=False, limit=10_000_000))
+        records = list(tx.audit.page(op_id, newest_first=False, limit=10_000_000))
     return len(records), len({r["entity_id"] for r in records})
 
 
 def ledger(ctx: engine.Context, org_id: int, op_id: str) -> dict[int, int]:
     with ctx.store.transaction(org_id) as tx:
-        return tx.committed_chunks(op_id, "apply")
+        return tx.ledger.committed(op_id, "apply")
 
 
 def without_ids(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -246,13 +247,13 @@ def test_two_workers_give_the_single_process_result(cluster: Cluster, tmp_path: 
     assert audit_counts(ctx, org_id, op_id) == (100_000, 100_000)
     assert ledger(ctx, org_id, op_id) == ledger(ctx, reference_org, expected["id"])
     with ctx.store.transaction(org_id) as tx:
-        errors = tx.iter_errors(op_id)
+        errors = tx.audit.iter_errors(op_id)
     with ctx.store.transaction(reference_org) as tx:
-        assert errors == tx.iter_errors(expected["id"])
+        assert errors == tx.audit.iter_errors(expected["id"])
     assert [e["row"] for e in errors] == [100_002, 100_003]  # row 1 is the header
     # The chunks of the one operation were applied by both workers.
     with ctx.store.transaction(org_id) as tx:
-        appliers = {w.rsplit(":", 1)[1] for w in tx.chunk_workers(op_id, "apply").values() if w}
+        appliers = {w.rsplit(":", 1)[1] for w in tx.ledger.workers(op_id, "apply").values() if w}
     pools = {int(pid) for pid in appliers}
     assert len(pools) == 2, appliers
     assert {os.getpgid(pid) for pid in pools} == {w.pid for w in cluster.workers}
@@ -394,7 +395,7 @@ def test_the_dispatcher_enqueues_each_state_once(ctx: engine.Context, org_id: in
     assert dispatcher.reconcile_once() == 0  # already enqueued in this state
     engine.request_cancel(ctx, org_id, inline["id"], user_id=None, rollback=False)
     # A worker takes it and dies: its expired lease is a new state, enqueued at once.
-    assert ctx.store.try_start(org_id, op_id, "dead-host:1", -1.0, status="processing")
+    assert try_start(ctx.store, org_id, op_id, "dead-host:1", -1.0, status="processing")
     assert dispatcher.reconcile_once() == 1 and sent[-1] == (org_id, op_id)
     assert dispatcher.reconcile_once() == 0
     time.sleep(0.35)

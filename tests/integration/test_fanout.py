@@ -23,6 +23,7 @@ import pytest
 from bulkops import engine
 from bulkops.config import Settings
 from bulkops.engine import Context, execute, request_cancel
+from bulkops.engine.scheduling import try_start
 from bulkops.store import Store
 from tests.helpers import queue as queue_operation
 from tests.helpers import run, table
@@ -87,12 +88,12 @@ def worker(ctx: Context) -> Iterator[Worker]:
 
 def ledger_workers(ctx: Context, org_id: int, op_id: str) -> dict[int, str | None]:
     with ctx.store.transaction(org_id) as tx:
-        return tx.chunk_workers(op_id, "apply")
+        return tx.ledger.workers(op_id, "apply")
 
 
 def event_names(ctx: Context, org_id: int, op_id: str) -> Counter[str]:
     with ctx.store.transaction(org_id) as tx:
-        return Counter(e["event"] for e in tx.events_after(op_id, 0, limit=100_000))
+        return Counter(e["event"] for e in tx.events.after(op_id, 0, limit=100_000))
 
 
 def test_chunks_on_two_workers_give_the_single_process_result(
@@ -111,19 +112,19 @@ def test_chunks_on_two_workers_give_the_single_process_result(
         row[1:] for row in table(ctx, reference, "products")
     )
     with ctx.store.transaction(org_id) as tx:
-        errors = tx.iter_errors(op_id)
-        chunks = tx.committed_chunks(op_id, "apply")
-        assert tx.chunk_plans(op_id) == []  # nothing left handed out
+        errors = tx.audit.iter_errors(op_id)
+        chunks = tx.ledger.committed(op_id, "apply")
+        assert tx.ledger.plans(op_id) == []  # nothing left handed out
     with ctx.store.transaction(reference) as tx:
-        assert errors == tx.iter_errors(expected["id"])
-        assert chunks == tx.committed_chunks(expected["id"], "apply")
+        assert errors == tx.audit.iter_errors(expected["id"])
+        assert chunks == tx.ledger.committed(expected["id"], "apply")
     assert [e["row"] for e in errors] == [3_002, 3_003]
     assert "already appears in row 9" in errors[0]["errors"][0]["message"]
     # Both applied chunks, one audit record per row, and the same events as one process.
     appliers = Counter(ledger_workers(ctx, org_id, op_id).values())
     assert set(appliers) == {COORDINATOR, WORKER} and sum(appliers.values()) == 16
     with ctx.store.transaction(org_id) as tx:
-        audited = [r["record_index"] for r in tx.audit_page(op_id, newest_first=False,
+        audited = [r["record_index"] for r in tx.audit.page(op_id, newest_first=False,
                                                              limit=10_000_000)]
     assert sorted(audited) == list(range(2, 3_002))
     assert event_names(ctx, org_id, op_id) == event_names(ctx, reference, expected["id"])
@@ -142,7 +143,7 @@ def test_a_chunk_whose_worker_died_is_taken_over_after_its_lease(
         def dead_worker(org: int, op_id: str, index: int) -> None:
             # A worker on another machine takes the chunk and dies before applying it.
             with store.transaction(org, write=True) as tx:
-                assert tx.claim_chunk_plan(op_id, index, "gone-host:9", 1.0) is not None
+                assert tx.ledger.claim_plan(op_id, index, "gone-host:9", 1.0) is not None
             claimed.append(index)
 
         op_id = queued(ctx, org_id, products(tmp_path / "p.csv", 1_000), chunk_size=100,
@@ -175,8 +176,8 @@ def test_cancel_stops_every_worker_within_a_chunk(
     assert 1_000 <= rows < 4_000
     assert final["created_records"] == final["processed_records"] == rows
     with ctx.store.transaction(org_id) as tx:
-        assert sum(tx.committed_chunks(op_id, "apply").values()) == rows
-        assert tx.chunk_plans(op_id) == []  # what was handed out and not applied is dropped
+        assert sum(tx.ledger.committed(op_id, "apply").values()) == rows
+        assert tx.ledger.plans(op_id) == []  # what was handed out and not applied is dropped
 
 
 def test_cancel_with_rollback_leaves_nothing_behind(
@@ -218,12 +219,12 @@ def test_a_lease_of_a_process_gone_from_this_host_ends_at_once(ctx: Context, org
     assert not engine.leases.holder_is_dead(engine.process_owner())  # this process
     assert not engine.leases.holder_is_dead("another-host:1")  # cannot tell: wait for the lease
     op_id = queued(ctx, org_id, products(tmp_path / "p.csv", 10))
-    assert ctx.store.try_start(org_id, op_id, dead, 3600, status="processing")
+    assert try_start(ctx.store, org_id, op_id, dead, 3600, status="processing")
     with ctx.store.transaction(org_id) as tx:
-        assert tx.orphaned_operations() == []  # a live lease, for an hour
+        assert tx.operations.orphaned() == []  # a live lease, for an hour
     assert engine.expire_dead_leases(ctx, org_id) == 1
     with ctx.store.transaction(org_id) as tx:
-        assert tx.orphaned_operations() == [op_id]
+        assert tx.operations.orphaned() == [op_id]
     final = engine.resume(ctx, org_id, op_id)
     assert final["status"] == "completed" and final["created_records"] == 10
 

@@ -49,7 +49,7 @@ def test_import_updates_changed_rows_and_audits_before_and_after(
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "b.csv", changed))
     assert (op["updated_records"], op["unchanged_records"]) == (1, 2)
     with ctx.store.transaction(org_id) as tx:
-        records = tx.audit_page(op["id"], newest_first=False)
+        records = tx.audit.page(op["id"], newest_first=False)
     assert len(records) == 1
     assert records[0]["record_index"] == 3
     assert '"price":"20.00"' in records[0]["before_data"]
@@ -206,7 +206,7 @@ def test_bad_header_rejects_file_before_anything_exists(
     text = str(caught.value)
     assert "nmae" in text and "name" in text
     with ctx.store.transaction(org_id) as tx:
-        assert tx.list_operations() == []
+        assert tx.operations.list() == []
 
 
 def test_organizations_do_not_see_each_other(ctx: Context, org_id: int, tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_organizations_do_not_see_each_other(ctx: Context, org_id: int, tmp_path
     assert op["created_records"] == 3  # same skus, another organization
     assert len(table(ctx, org_id, "products")) == 3
     with ctx.store.transaction(other) as tx:
-        assert len(tx.list_operations()) == 1
+        assert len(tx.operations.list()) == 1
 
 
 def test_a_record_the_database_refuses_fails_alone_with_its_row(ctx: Context, org_id: int) -> None:
@@ -238,7 +238,7 @@ def test_a_record_the_database_refuses_fails_alone_with_its_row(ctx: Context, or
     )
     with ctx.store.transaction(org_id, write=True) as tx:
         # Someone else created K-2 after the chunk was decided.
-        tx.insert_rows("products", spec.field_names, [("K-2", "Other", None, None, "9.00")])
+        tx.rows.insert("products", spec.field_names, [("K-2", "Other", None, None, "9.00")])
         apply_plan(tx, spec, "op-1", plan, chunk)
     assert [row for row, _ in plan.creates] == [2]
     [(raw, errors)] = plan.failures
@@ -261,7 +261,7 @@ def test_a_file_over_the_row_limit_is_refused_before_anything_changes(
     assert "5" in str(caught.value)
     assert table(ctx, org_id, "products") == []
     with ctx.store.transaction(org_id) as tx:
-        assert tx.list_operations() == []
+        assert tx.operations.list() == []
     within = "sku,name,description,category,price\n" + rows[: rows.index("R-5")]
     assert (
         run(small, org_id, "import", "products", write_csv(tmp_path / "ok.csv", within))[
@@ -319,13 +319,13 @@ def test_an_import_into_an_empty_table_still_refuses_a_row_written_behind_its_ba
     def sneak_in(event: dict[str, Any]) -> None:
         if event.get("phase") == "applying" and event["processed_records"] == 10:
             with ctx.store.transaction(org_id, write=True) as tx:
-                tx.insert_rows("products", fields, [("E-040", "Sneaked", None, None, "2.00")])
+                tx.rows.insert("products", fields, [("E-040", "Sneaked", None, None, "2.00")])
 
     final = execute(ctx, org_id, op["id"], on_progress=sneak_in)
     assert final["status"] == "completed"
     assert (final["created_records"], final["failed_records"]) == (49, 1)
     with ctx.store.transaction(org_id) as tx:
-        [error] = tx.iter_errors(op["id"])
+        [error] = tx.audit.iter_errors(op["id"])
     assert error["row"] == 42 and "refused" in error["errors"][0]["message"]
     assert [r[2] for r in table(ctx, org_id, "products") if r[1] == "E-040"] == ["Sneaked"]
     # A second import of the same file is not an import into an empty table any more.

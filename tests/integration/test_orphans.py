@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from bulkops.engine import Context, OperationConfig, create_operation, resume_orphaned
+from bulkops.engine.scheduling import try_start
 from bulkops.model import EntityType, OperationType
 from tests.helpers import queue, table, write_csv
 
@@ -27,9 +28,9 @@ def test_resume_orphaned_finishes_an_operation_whose_process_died(
         source=path,
     )
     # A process claims it and dies at once: its lease runs out without any chunk committed.
-    assert ctx.store.try_start(org_id, op["id"], "dead-host:1", 1.0, status="processing")
+    assert try_start(ctx.store, org_id, op["id"], "dead-host:1", 1.0, status="processing")
     with ctx.store.transaction(org_id) as tx:
-        assert tx.orphaned_operations() == []  # the lease is still live
+        assert tx.operations.orphaned() == []  # the lease is still live
     time.sleep(1.1)
     finals = resume_orphaned(ctx, org_id)
     assert [f["id"] for f in finals] == [op["id"]]
@@ -47,7 +48,7 @@ def test_an_operation_whose_process_dies_every_time_is_given_up_as_failed(
     op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
     # Taken up max_attempts times by processes that died before committing a chunk.
     for attempt in range(ctx.settings.max_attempts):
-        assert ctx.store.try_start(org_id, op_id, f"dead-host:{attempt}", -1.0,
+        assert try_start(ctx.store, org_id, op_id, f"dead-host:{attempt}", -1.0,
                                    status="processing")
     assert get_operation(ctx, org_id, op_id)["attempts"] == ctx.settings.max_attempts
     [final] = resume_orphaned(ctx, org_id)
@@ -67,7 +68,7 @@ def test_a_committed_chunk_resets_the_attempts(
     )
     op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
     for attempt in range(ctx.settings.max_attempts - 1):  # one short of giving up
-        assert ctx.store.try_start(org_id, op_id, f"dead-host:{attempt}", -1.0,
+        assert try_start(ctx.store, org_id, op_id, f"dead-host:{attempt}", -1.0,
                                    status="processing")
     [final] = resume_orphaned(ctx, org_id)
     assert final["status"] == "completed" and final["created_records"] == 25
@@ -87,7 +88,7 @@ def test_a_long_re_read_after_a_crash_keeps_the_lease(
 
     path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nL-1,N,,x,1.00\n")
     op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
-    assert ctx.store.try_start(org_id, op_id, "me:1", 0.4, status="processing")
+    assert try_start(ctx.store, org_id, op_id, "me:1", 0.4, status="processing")
     keeper = LeaseKeeper(ctx, org_id, op_id, "me:1", 0.4)
     keeper.keep()  # too soon: nothing to do
     first = get_operation(ctx, org_id, op_id)["lease_expires_at"]
@@ -96,9 +97,9 @@ def test_a_long_re_read_after_a_crash_keeps_the_lease(
     renewed = get_operation(ctx, org_id, op_id)["lease_expires_at"]
     assert renewed > first + 0.1
     with ctx.store.transaction(org_id) as tx:
-        assert tx.orphaned_operations() == []
+        assert tx.operations.orphaned() == []
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.renew_lease(op_id, "someone-else:2", 30)
+        tx.operations.renew_lease(op_id, "someone-else:2", 30)
     time.sleep(0.15)
     with pytest.raises(Conflict):
         keeper.keep()
@@ -111,13 +112,13 @@ def test_a_chunk_of_a_process_that_lost_its_lease_does_not_count(
     path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nA-1,One,,c,1\n")
     op_id = queue(ctx, org_id, "import", "products", path)
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.update_operation(op_id, {"status": "processing", "lease_owner": "host:1"})
+        tx.operations.update(op_id, {"status": "processing", "lease_owner": "host:1"})
     with ctx.store.transaction(org_id, write=True) as tx:
-        assert tx.advance(op_id, "host:2", {"processed_records": 7}) is None
-        held = tx.advance(op_id, "host:1", {"processed_records": 5})
+        assert tx.operations.advance(op_id, "host:2", {"processed_records": 7}) is None
+        held = tx.operations.advance(op_id, "host:1", {"processed_records": 5})
         assert held is not None and held["processed_records"] == 5
-        unguarded = tx.advance(op_id, None, {"processed_records": 1})
+        unguarded = tx.operations.advance(op_id, None, {"processed_records": 1})
         assert unguarded is not None and unguarded["processed_records"] == 6
     with ctx.store.transaction(org_id) as tx:
-        final = tx.get_operation(op_id)
+        final = tx.operations.get(op_id)
     assert final is not None and final["processed_records"] == 6

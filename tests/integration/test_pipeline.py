@@ -49,7 +49,7 @@ def test_a_reader_process_gives_the_same_result_as_one_process(
         org = org_id if background else create_organization(ctx.store, "one", "One process")
         final = run(with_reader(ctx, background), org, "import", "products", path, chunk_size=100)
         with ctx.store.transaction(org) as tx:
-            errors = tx.iter_errors(final["id"])
+            errors = tx.audit.iter_errors(final["id"])
         results[background] = (
             {k: final[k] for k in ("status", "created_records", "failed_records",
                                    "processed_records", "total_records")},
@@ -90,7 +90,7 @@ def test_a_record_refused_by_the_database_is_reported_with_its_cells_as_read(
             run(ctx, org, "import", entity, path)
         final = run(with_reader(ctx, background), org, "import", "inventory", stock, chunk_size=100)
         with ctx.store.transaction(org) as tx:
-            reports[background] = [(e["row"], e["raw"]) for e in tx.iter_errors(final["id"])]
+            reports[background] = [(e["row"], e["raw"]) for e in tx.audit.iter_errors(final["id"])]
     assert reports[True] == reports[False]
     assert reports[True] == [
         (5, ["S-404", "WH-1", "3", "count", "note, 3"]),

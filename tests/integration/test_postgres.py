@@ -74,7 +74,7 @@ def orgs(store: Store) -> tuple[int, int]:
     b = create_organization(store, "org-b", "B")
     for org, sku in ((a, "A-1"), (b, "B-1")):
         with store.transaction(org, write=True) as tx:
-            tx.insert_rows("products", FIELDS, [(sku, f"Product {sku}", None, None, "1.00")])
+            tx.rows.insert("products", FIELDS, [(sku, f"Product {sku}", None, None, "1.00")])
         user = create_user(store, org, f"admin@{sku.lower()}.example", Role.ADMIN, "x" * 12)
         create_token(store, org, user, "sync")
     return a, b
@@ -86,7 +86,7 @@ def _as_app(pg: str) -> psycopg.Connection[Any]:
 
 def _products(store: Store, org: int) -> list[tuple[Any, ...]]:
     with store.transaction(org) as tx:
-        return tx.iter_rows("products", FIELDS)
+        return tx.rows.iter("products", FIELDS)
 
 
 # -- the catalog ------------------------------------------------------------------------------
@@ -217,15 +217,15 @@ def test_organization_a_cannot_see_or_change_the_rows_of_b(
         (b_id + 1000 + i, (f"N-{i}", "n", None, None, "1.00")) for i in range(9)
     ]
     with store.transaction(a, write=True) as tx:
-        tx.update_rows("products", FIELDS, many)
-        tx.update_rows("products", FIELDS, many[:1])
-        tx.delete_rows("products", [b_id])
+        tx.rows.update("products", FIELDS, many)
+        tx.rows.update("products", FIELDS, many[:1])
+        tx.rows.delete("products", [b_id])
         with pytest.raises(DuplicateRow), tx.savepoint():
-            tx.insert_rows("products", FIELDS, [v for _, v in many], ids=[i for i, _ in many])
+            tx.rows.insert("products", FIELDS, [v for _, v in many], ids=[i for i, _ in many])
         with pytest.raises(DuplicateRow), tx.savepoint():
-            tx.insert_rows("products", FIELDS, [many[0][1]], ids=[b_id])
-        assert tx.fetch_existing("products", ("sku",), FIELDS, [("B-1",)]) == {}
-        assert tx.rows_by_id("products", FIELDS, [b_id]) == {}
+            tx.rows.insert("products", FIELDS, [many[0][1]], ids=[b_id])
+        assert tx.rows.fetch_existing("products", ("sku",), FIELDS, [("B-1",)]) == {}
+        assert tx.rows.by_id("products", FIELDS, [b_id]) == {}
     assert _products(store, b) == [b_row]
 
 
@@ -237,7 +237,7 @@ def test_a_pooled_connection_never_carries_one_organization_into_another(
     for org, expected in ((a, ["A-1"]), (b, ["B-1"]), (a, ["A-1"])):
         with store.transaction(org) as tx:
             pids.append(tx.conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
-            assert [r[1] for r in tx.iter_rows("products", FIELDS)] == expected
+            assert [r[1] for r in tx.rows.iter("products", FIELDS)] == expected
         with store.system() as conn:  # the same connection, no organization: nothing at all
             pids.append(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar())
             assert conn.exec_driver_sql("SELECT count(*) FROM products").scalar() == 0
@@ -277,15 +277,15 @@ def test_staged_inserts_return_ids_in_order_and_reject_a_taken_key(
     rows = [(f"S-{i:03d}", f"n{i}", "d, \"q\"\n\\x", None, f"{i + 1}.50") for i in range(50)]
     rows.reverse()  # ids follow the order given, not the key order
     with store.transaction(a, write=True) as tx:
-        ids = tx.insert_rows("products", FIELDS, rows)
+        ids = tx.rows.insert("products", FIELDS, rows)
         assert ids == sorted(ids) and len(set(ids)) == 50
-        stored = tx.rows_by_id("products", FIELDS, ids)
+        stored = tx.rows.by_id("products", FIELDS, ids)
         assert [stored[i] for i in ids] == rows
         taken = [*rows[:10], ("A-1", "again", None, None, "1.00")]
         with pytest.raises(DuplicateRow), tx.savepoint():
-            tx.insert_rows("products", FIELDS, taken)
+            tx.rows.insert("products", FIELDS, taken)
         with pytest.raises(DuplicateRow, match="uq_products_key"), tx.savepoint():
-            tx.insert_rows("products", FIELDS, taken[-1:])
+            tx.rows.insert("products", FIELDS, taken[-1:])
     assert len(_products(store, a)) == 51
 
 
@@ -325,7 +325,7 @@ def test_a_listener_wakes_up_for_an_event_written_by_another_process(
     a, _ = orgs
     op_id = str(uuid.uuid4())
     with store.transaction(a, write=True) as tx:
-        tx.insert_operation(
+        tx.operations.insert(
             {
                 "id": op_id,
                 "operation_type": "import",
@@ -341,7 +341,7 @@ def test_a_listener_wakes_up_for_an_event_written_by_another_process(
         "from bulkops.store import Store\n"
         "s = Store(sys.argv[1])\n"
         "with s.transaction(int(sys.argv[2]), write=True) as tx:\n"
-        "    tx.add_event(sys.argv[3], 'progress', {'processed_records': 7})\n"
+        "    tx.events.add(sys.argv[3], 'progress', {'processed_records': 7})\n"
         "s.dispose()\n"
     )
     woke: list[bool] = []
@@ -356,7 +356,7 @@ def test_a_listener_wakes_up_for_an_event_written_by_another_process(
         assert woke == [True] and time.monotonic() - started < 30
         assert waiter.wait(op_id, 0.2) is False  # nothing new
     with store.transaction(a) as tx:
-        assert [e["data"] for e in tx.events_after(op_id, 0)] == [{"processed_records": 7}]
+        assert [e["data"] for e in tx.events.after(op_id, 0)] == [{"processed_records": 7}]
 
 
 # -- roles on a fresh server, login and tokens through the definer functions -------------------

@@ -65,7 +65,7 @@ def me(principal: Viewer) -> dict[str, Any]:
     "/users", response_model=UserPage, summary="Users of your organization", responses=_ADMIN
 )
 def list_users(principal: Admin, state: State) -> dict[str, Any]:
-    return {"items": [_user_out(u) for u in state.ctx.store.list_users(principal.org_id)]}
+    return {"items": [_user_out(u) for u in state.ctx.store.accounts.list_users(principal.org_id)]}
 
 
 @router.post(
@@ -80,7 +80,7 @@ def create_user(body: UserIn, principal: Admin, state: State) -> dict[str, Any]:
     store = state.ctx.store
     password = body.password or engine.generate_password()
     user_id = engine.create_user(store, principal.org_id, body.email, body.role, password)
-    user = store.find_user(user_id=user_id)
+    user = store.accounts.find_user(user_id=user_id)
     assert user is not None
     log.info(
         "user created",
@@ -98,7 +98,9 @@ def create_user(body: UserIn, principal: Admin, state: State) -> dict[str, Any]:
     "/tokens", response_model=TokenPage, summary="API tokens of your organization", responses=_ADMIN
 )
 def list_tokens(principal: Admin, state: State) -> dict[str, Any]:
-    return {"items": [_token_out(t) for t in state.ctx.store.list_tokens(principal.org_id)]}
+    return {
+        "items": [_token_out(t) for t in state.ctx.store.accounts.list_tokens(principal.org_id)]
+    }
 
 
 @router.post(
@@ -111,12 +113,14 @@ def list_tokens(principal: Admin, state: State) -> dict[str, Any]:
 def create_token(body: TokenIn, principal: Admin, state: State) -> dict[str, Any]:
     store = state.ctx.store
     user_id = body.user_id if body.user_id is not None else principal.user_id
-    user = store.find_user(user_id=user_id) if user_id is not None else None
+    user = store.accounts.find_user(user_id=user_id) if user_id is not None else None
     if user is None or user["organization_id"] != principal.org_id:
         raise NotFound(f"No user {body.user_id} in your organization.")
     token = engine.create_token(store, principal.org_id, user["id"], body.name)
     digest = hash_token(token)
-    created = next(t for t in store.list_tokens(principal.org_id) if t["token_hash"] == digest)
+    created = next(
+        t for t in store.accounts.list_tokens(principal.org_id) if t["token_hash"] == digest
+    )
     log.info(
         "token created",
         extra={
@@ -140,8 +144,10 @@ def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=2**62)], principal: Admin, state: State
 ) -> Response:
     store = state.ctx.store
-    found = next((t for t in store.list_tokens(principal.org_id) if t["id"] == token_id), None)
-    if found is None or not store.revoke_token(principal.org_id, token_id):
+    found = next(
+        (t for t in store.accounts.list_tokens(principal.org_id) if t["id"] == token_id), None
+    )
+    if found is None or not store.accounts.revoke_token(principal.org_id, token_id):
         raise NotFound(f"No token {token_id} in your organization.")
     log.info(
         "token revoked",

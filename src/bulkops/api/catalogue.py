@@ -70,7 +70,7 @@ def entity_rows(
         raise InvalidParameters([{"field": "cursor", "message": "Not a cursor this API returned."}])
     fields = spec.field_names
     with ctx.store.transaction(principal.org_id) as tx:
-        rows = tx.iter_rows(entity.value, fields, after_id=after, limit=limit + 1, where=where)
+        rows = tx.rows.iter(entity.value, fields, after_id=after, limit=limit + 1, where=where)
     more = len(rows) > limit
     rows = rows[:limit]
     return {

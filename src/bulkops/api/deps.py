@@ -109,7 +109,9 @@ def _principal(
         raise AuthenticationFailed("Send an API token: Authorization: Bearer TOKEN.")
     token = credentials.credentials
     store = state.ctx.store
-    found = store.lookup_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
+    found = (
+        store.accounts.lookup_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
+    )
     if found is None:
         raise AuthenticationFailed("Missing, revoked or unknown API token.")
     principal = engine.Principal(
@@ -117,7 +119,7 @@ def _principal(
     )
     if state.tokens.due(found["id"]):
         try:
-            store.touch_token(found["id"])
+            store.accounts.touch_token(found["id"])
         except StoreError as exc:  # the time of use is a courtesy; the request goes on
             log.warning("could not record token use", extra={"error": str(exc)})
     request.state.principal = principal

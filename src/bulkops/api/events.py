@@ -107,15 +107,15 @@ class _Log:
 
     def after(self, event_id: int, limit: int = PAGE) -> list[dict[str, Any]]:
         with self.ctx.store.transaction(self.org_id) as tx:
-            return tx.events_after(self.op_id, event_id, limit)
+            return tx.events.after(self.op_id, event_id, limit)
 
     def after_one(self, event_id: int) -> bool:
         return bool(self.after(event_id, 1))
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         with self.ctx.store.transaction(self.org_id) as tx:
-            op = tx.get_operation(self.op_id)
-            latest = tx.latest_event(self.op_id)
+            op = tx.operations.get(self.op_id)
+            latest = tx.events.latest(self.op_id)
         assert op is not None
         return op, latest
 

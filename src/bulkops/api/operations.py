@@ -211,7 +211,7 @@ def _parse_form(fields: dict[str, str], has_file: bool) -> dict[str, Any]:
 
 def _find_by_key(ctx: engine.Context, org_id: int, key: str) -> dict[str, Any] | None:
     with ctx.store.transaction(org_id) as tx:
-        return tx.find_operation_by_idempotency_key(key)
+        return tx.operations.find_by_idempotency_key(key)
 
 
 def _operation_response(op: dict[str, Any], status_code: int) -> JSONResponse:
@@ -405,7 +405,7 @@ def list_operations(
                 [{"field": "cursor", "message": "Not a cursor this API returned."}]
             ) from None
     with ctx.store.transaction(principal.org_id) as tx:
-        rows = tx.list_operations(
+        rows = tx.operations.list(
             status=[s.value for s in status or ()],
             operation_type=[t.value for t in operation_type or ()],
             entity_type=[e.value for e in entity_type or ()],
@@ -487,7 +487,7 @@ def get_errors(
     if not isinstance(after, int):
         raise InvalidParameters([{"field": "cursor", "message": "Not a cursor this API returned."}])
     with ctx.store.transaction(principal.org_id) as tx:
-        page = tx.iter_errors(operation_id, after_row=after, limit=limit + 1)
+        page = tx.audit.iter_errors(operation_id, after_row=after, limit=limit + 1)
     more = len(page) > limit
     page = page[:limit]
     return ErrorPage(
@@ -522,7 +522,7 @@ def get_records(
     if after is not None and not isinstance(after, int):
         raise InvalidParameters([{"field": "cursor", "message": "Not a cursor this API returned."}])
     with ctx.store.transaction(principal.org_id) as tx:
-        page = tx.audit_page(
+        page = tx.audit.page(
             operation_id, newest_first=False, after_id=after, limit=limit + 1, status=status
         )
     more = len(page) > limit

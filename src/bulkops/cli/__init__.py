@@ -348,7 +348,7 @@ def init(
                 err.print(f"PostgreSQL: {line}.")
         state.store.migrate(owner_url=state.settings.database_owner_url)
         err.print(f"Schema is up to date ({_redact(state.settings.database_url)}).")
-        if not state.store.list_organizations():
+        if not state.store.accounts.list_organizations():
             slug = state.org_slug or "default"
             org_id = engine.create_organization(state.store, slug, slug.title())
             password = engine.generate_password()
@@ -554,7 +554,7 @@ def history(
     with _errors():
         org = state.org()
         with state.store.transaction(org["id"]) as tx:
-            rows = tx.list_operations(
+            rows = tx.operations.list(
                 status=status or (),
                 operation_type=type_ or (),
                 entity_type=entity or (),
@@ -710,7 +710,7 @@ def token_create(
     """Create an API token for a user; it is printed once and stored hashed."""
     state = _state(ctx)
     with _errors():
-        found = state.store.find_user(email=user.strip().lower())
+        found = state.store.accounts.find_user(email=user.strip().lower())
         if found is None:
             raise UsageError(f"No user {user}.")
         token = engine.create_token(state.store, found["organization_id"], found["id"], name)

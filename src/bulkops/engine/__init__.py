@@ -127,5 +127,5 @@ def resume_orphaned(
     The service calls this at start; ``bulkops resume --orphaned`` does it by hand.
     """
     with ctx.store.transaction(org_id) as tx:
-        orphans = tx.orphaned_operations()
+        orphans = tx.operations.orphaned()
     return [resume(ctx, org_id, op_id, on_progress=on_progress) for op_id in orphans]

@@ -60,17 +60,17 @@ def create_organization(store: Store, slug: str, name: str | None = None) -> int
         raise UsageError(
             f"'{slug}' is not a valid organization slug: use lower-case letters, digits and '-'."
         )
-    return store.create_organization(slug, name or slug)
+    return store.accounts.create_organization(slug, name or slug)
 
 
 def resolve_organization(store: Store, slug: str | None) -> dict[str, Any]:
     """The organization named by ``slug``, or the only one when no slug is given."""
     if slug:
-        org = store.find_organization(slug)
+        org = store.accounts.find_organization(slug)
         if org is None:
             raise NotFound(f"No organization '{slug}'. Create it with: bulkops org create {slug}")
         return org
-    orgs = store.list_organizations()
+    orgs = store.accounts.list_organizations()
     if not orgs:
         raise UsageError("There is no organization yet. Run: bulkops init")
     if len(orgs) > 1:
@@ -86,11 +86,11 @@ def create_user(store: Store, org_id: int, email: str, role: Role, password: str
     if password is not None and len(password) < 10:
         raise UsageError("The password must be at least 10 characters long.")
     password_hash = _hasher.hash(password) if password is not None else None
-    return store.create_user(org_id, email, password_hash, role.value)
+    return store.accounts.create_user(org_id, email, password_hash, role.value)
 
 
 def authenticate_password(store: Store, email: str, password: str) -> Principal:
-    user = store.find_user(email=email.strip().lower())
+    user = store.accounts.find_user(email=email.strip().lower())
     failure = AuthenticationFailed("Wrong email or password.")
     if user is None or not user["password_hash"] or user["disabled_at"] is not None:
         _hasher.hash(password)  # the same work either way, so timing tells nothing
@@ -105,16 +105,18 @@ def authenticate_password(store: Store, email: str, password: str) -> Principal:
 def create_token(store: Store, org_id: int, user_id: int, name: str) -> str:
     """A new API token, returned once; only its hash is stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    store.create_token(org_id, user_id, name, hash_token(token))
+    store.accounts.create_token(org_id, user_id, name, hash_token(token))
     return token
 
 
 def authenticate_token(store: Store, token: str) -> Principal:
     """The user behind a live token; marks the token used (in a transaction of its own)."""
-    found = store.lookup_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
+    found = (
+        store.accounts.lookup_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
+    )
     if found is None:
         raise AuthenticationFailed("Missing, revoked or unknown API token.")
-    store.touch_token(found["id"])
+    store.accounts.touch_token(found["id"])
     return Principal(
         found["organization_id"], found["user_id"], found["email"], Role(found["role"])
     )

@@ -36,9 +36,9 @@ def _write(
     """
     entity = spec.entity.value
     fields = spec.field_names
-    ids = tx.insert_rows(entity, fields, [values for _, values in plan.creates])
-    tx.update_rows(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
-    tx.delete_rows(entity, [row_id for _, row_id, _ in plan.deletes])
+    ids = tx.rows.insert(entity, fields, [values for _, values in plan.creates])
+    tx.rows.update(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
+    tx.rows.delete(entity, [row_id for _, row_id, _ in plan.deletes])
     # The images stay value tuples in field order: the batch is serialised once, in the store.
     records: list[AuditRecord] = [
         (row, row_id, "create", None, values)
@@ -49,7 +49,7 @@ def _write(
     ]
     records += [(row, row_id, "delete", before, None) for row, row_id, before in plan.deletes]
     if audit and records:
-        tx.insert_changes(op_id, fields, records)
+        tx.audit.insert_changes(op_id, fields, records)
     return records
 
 
@@ -95,7 +95,7 @@ def _write_one_by_one(
         kept.deletes.extend(single.deletes)
     # The records that went in, audited as one batch in the chunk's transaction.
     if audited:
-        tx.insert_changes(op_id, spec.field_names, audited)
+        tx.audit.insert_changes(op_id, spec.field_names, audited)
     plan.creates, plan.updates, plan.deletes = kept.creates, kept.updates, kept.deletes
     plan.failures = kept.failures
 

@@ -49,8 +49,8 @@ def run_export(
     target = export_path(ctx, org_id, op_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     with ctx.store.transaction(org_id, write=True) as tx:
-        total = tx.count_rows(spec.entity.value)
-        tx.update_operation(op_id, {"total_records": total})
+        total = tx.rows.count(spec.entity.value)
+        tx.operations.update(op_id, {"total_records": total})
     written = 0
     after_id = 0
     started = time.monotonic()
@@ -60,7 +60,7 @@ def run_export(
         writer.writerow(list(fields))
         while True:
             with ctx.store.transaction(org_id) as tx:
-                page = tx.iter_rows(
+                page = tx.rows.iter(
                     spec.entity.value,
                     fields,
                     after_id=after_id,
@@ -96,7 +96,7 @@ def run_export(
                     },
                 )
                 if current["cancel_requested_at"] is None:
-                    tx.add_event(op_id, "progress", event)
+                    tx.events.add(op_id, "progress", event)
             if current["cancel_requested_at"] is not None:
                 break
             if on_progress:
@@ -106,7 +106,7 @@ def run_export(
         return finish(ctx, org_id, op_id, "cancelled", None, on_progress, cancelled=True)
     partial.replace(target)
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.update_operation(
+        tx.operations.update(
             op_id,
             {
                 "processed_records": written,

@@ -82,7 +82,7 @@ def _stop_reason(
     if op["cancel_requested_at"] is not None:
         return "cancelled"
     if op["failed_records"] > config.max_errors and (
-        first_row is None or tx.count_errors_before(op["id"], first_row) > config.max_errors
+        first_row is None or tx.audit.count_errors_before(op["id"], first_row) > config.max_errors
     ):
         return "failed"
     return None
@@ -111,25 +111,25 @@ def _commit_chunk(
     spec = evaluator.spec
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
-            current = tx.get_operation(op_id)
+            current = tx.operations.get(op_id)
             if current is None:
                 raise NotFound(f"No operation {op_id}.")
             reason = _stop_reason(tx, current, config, chunk[0].row)
             if reason is not None:
                 if not coordinator:
-                    tx.delete_chunk_plans(op_id, prepared.index)  # it will never land
+                    tx.ledger.delete_plans(op_id, prepared.index)  # it will never land
                 return reason, None
             if coordinator and current["lease_owner"] != owner:
                 raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
             plan = evaluator.evaluate(tx, prepared)
             apply_plan(tx, spec, op_id, plan, chunk)
-            tx.insert_errors(op_id, failure_rows(plan, prepared))
-            tx.record_chunk(
+            tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
+            tx.ledger.record(
                 op_id, APPLY, prepared.index, chunk[0].row, chunk[-1].row, len(chunk),
                 worker=owner,
             )
             if not coordinator:
-                tx.delete_chunk_plans(op_id, prepared.index)
+                tx.ledger.delete_plans(op_id, prepared.index)
             counters = plan.counters()
             values: dict[str, Any] = {"attempts": 0}  # progress: not a poison operation
             if coordinator:
@@ -153,7 +153,7 @@ def _commit_chunk(
             elapsed = max((utcnow() - started).total_seconds(), 1e-3) if started else None
             rate = processed / elapsed if elapsed else 0.0
             eta = (total - processed) / rate if rate > 0 else None
-            tx.update_operation(
+            tx.operations.update(
                 op_id,
                 {
                     "total_records": total,
@@ -168,11 +168,11 @@ def _commit_chunk(
                     "estimated_time_remaining": round(eta, 1) if eta is not None else None,
                 },
             )
-            tx.add_event(op_id, "progress", event)
+            tx.events.add(op_id, "progress", event)
     except _Stopped as stop:
         if not coordinator:
             with ctx.store.transaction(org_id, write=True) as tx:
-                tx.delete_chunk_plans(op_id, prepared.index)  # it will never land
+                tx.ledger.delete_plans(op_id, prepared.index)  # it will never land
         return str(stop), None
     return None, event
 
@@ -196,8 +196,8 @@ def coordinate(
     op_id = op["id"]
     handout_limit = config.max_concurrent - 1  # the coordinator applies one chunk itself
     with ctx.store.transaction(org_id) as tx:
-        committed = tx.committed_chunks(op_id, APPLY)
-        planned = {p["chunk_index"] for p in tx.chunk_plans(op_id)}
+        committed = tx.ledger.committed(op_id, APPLY)
+        planned = {p["chunk_index"] for p in tx.ledger.plans(op_id)}
     stopped: str | None = None
     chunk_count = 0
     with checked_operation(ctx, org_id, op, config, skip=set(committed) | planned) as checked:
@@ -218,10 +218,10 @@ def coordinate(
             fraction = min(prepared.bytes_consumed / size, 1.0)
             estimate = max(round(records_read / fraction), records_read) if fraction else None
             with ctx.store.transaction(org_id) as tx:
-                in_flight = len(tx.chunk_plans(op_id))
+                in_flight = len(tx.ledger.plans(op_id))
             if in_flight < handout_limit:
                 with ctx.store.transaction(org_id, write=True) as tx:
-                    current = tx.get_operation(op_id)
+                    current = tx.operations.get(op_id)
                     if current is None:
                         raise NotFound(f"No operation {op_id}.")
                     stopped = _stop_reason(tx, current, config)
@@ -231,7 +231,7 @@ def coordinate(
                         raise Conflict(
                             f"Operation {op_id} was taken over by {current['lease_owner']}."
                         )
-                    tx.add_chunk_plan(
+                    tx.ledger.add_plan(
                         op_id,
                         index,
                         chunk[0].row,
@@ -240,7 +240,7 @@ def coordinate(
                         byte_span,
                         (prepared.encoded or encode_prepared(prepared)).decode(),
                     )
-                    tx.update_operation(
+                    tx.operations.update(
                         op_id,
                         {
                             "lease_expires_at": time.time() + _coordinator_lease(ctx),
@@ -263,7 +263,7 @@ def coordinate(
                 on_progress(event)
         else:
             with ctx.store.transaction(org_id, write=True) as tx:
-                tx.update_operation(op_id, {"chunk_count": chunk_count})
+                tx.operations.update(op_id, {"chunk_count": chunk_count})
     if stopped in (None, "failed"):
         # Chunks handed out before the stop may still land (too many errors stop only the
         # chunks after the one that crossed the limit).
@@ -287,8 +287,8 @@ def _drain(
     reaped = time.monotonic()
     while True:
         with ctx.store.transaction(org_id) as tx:
-            current = tx.get_operation(op_id)
-            plans = tx.chunk_plans(op_id)
+            current = tx.operations.get(op_id)
+            plans = tx.ledger.plans(op_id)
             reason = _stop_reason(tx, current, config) if current is not None else None
         if current is None:
             raise NotFound(f"No operation {op_id}.")
@@ -351,7 +351,7 @@ def apply_chunk(
     status it has ended in).
     """
     with ctx.store.transaction(org_id, write=True) as tx:
-        plan = tx.claim_chunk_plan(op_id, index, owner, ctx.settings.lease_seconds)
+        plan = tx.ledger.claim_plan(op_id, index, owner, ctx.settings.lease_seconds)
     if plan is None:
         return "taken"
     op = get_operation(ctx, org_id, op_id)

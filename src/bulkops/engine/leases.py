@@ -45,9 +45,9 @@ def expire_dead_leases(ctx: Context, org_id: int) -> int:
     if not ctx.settings.reclaim_local_leases:
         return 0
     with ctx.store.transaction(org_id) as tx:
-        owners = tx.lease_owners()
+        owners = tx.operations.lease_owners()
     dead = [owner for owner in owners if holder_is_dead(owner)]
     if not dead:
         return 0
     with ctx.store.transaction(org_id, write=True) as tx:
-        return tx.expire_leases(dead)
+        return tx.operations.expire_leases(dead)

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from bulkops.engine.operations import COUNTERS, Context, get_operation, operation_view
+from bulkops.engine.scheduling import try_start
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
 from bulkops.model import OperationStatus
 from bulkops.store import Tx, utcnow
@@ -83,7 +84,7 @@ def fail(
     reason = str(exc) if isinstance(exc, BulkopsError) else f"{type(exc).__name__}: {exc}"
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
-            op = tx.get_operation(op_id)
+            op = tx.operations.get(op_id)
             if op is None or op["status"] != "processing" or op["lease_owner"] != owner:
                 return
             view = operation_view(mark_failed(tx, op, reason))
@@ -109,7 +110,7 @@ def claim(
 ) -> dict[str, Any]:
     while True:
         with ctx.store.transaction(org_id) as tx:
-            op = tx.get_operation(op_id)
+            op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
         status = OperationStatus(op["status"])
@@ -128,7 +129,7 @@ def claim(
             )
         if status is OperationStatus.PROCESSING and op["attempts"] >= ctx.settings.max_attempts:
             return _give_up(ctx, org_id, op)
-        if ctx.store.try_start(
+        if try_start(ctx.store,
             org_id, op_id, owner, ctx.settings.lease_seconds, status="processing"
         ):
             op = get_operation(ctx, org_id, op_id)
@@ -148,7 +149,7 @@ def _give_up(ctx: Context, org_id: int, op: dict[str, Any]) -> dict[str, Any]:
         "What was applied stays applied and can be rolled back; check the workers' logs."
     )
     with ctx.store.transaction(org_id, write=True) as tx:
-        current = tx.get_operation(op_id)
+        current = tx.operations.get(op_id)
         if current is None:
             raise NotFound(f"No operation {op_id}.")
         if current["status"] != "processing" or (current["lease_expires_at"] or 0) > time.time():
@@ -161,7 +162,7 @@ def mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
     op_id = op["id"]
     results = orjson.loads(op["results"] or "{}")
     results["error"] = reason
-    tx.update_operation(
+    tx.operations.update(
         op_id,
         {
             "status": "failed",
@@ -173,10 +174,10 @@ def mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
             "results": orjson.dumps(results).decode(),
         },
     )
-    tx.delete_chunk_plans(op_id)  # chunks handed out to workers and not applied
-    final = tx.get_operation(op_id)
+    tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
+    final = tx.operations.get(op_id)
     assert final is not None
-    tx.add_event(op_id, "done", operation_view(final))
+    tx.events.add(op_id, "done", operation_view(final))
     return final
 
 
@@ -191,10 +192,10 @@ def advance(
     ``owner``, when given, must still hold the lease: otherwise Conflict (another process
     took the operation over) and the chunk's transaction rolls back.
     """
-    updated = tx.advance(op_id, owner, deltas, **values)
+    updated = tx.operations.advance(op_id, owner, deltas, **values)
     if updated is not None:
         return updated
-    held = tx.get_operation(op_id)
+    held = tx.operations.get(op_id)
     if held is None:
         raise NotFound(f"No operation {op_id}.")
     raise Conflict(
@@ -218,16 +219,16 @@ class LeaseKeeper:
         if time.monotonic() - self.renewed < self.seconds / 4:
             return
         with self.ctx.store.transaction(self.org_id, write=True) as tx:
-            held = tx.get_operation(self.op_id)
+            held = tx.operations.get(self.op_id)
             if held is None or held["lease_owner"] != self.owner:
                 raise Conflict(f"Operation {self.op_id} was taken over by another process.")
-            tx.renew_lease(self.op_id, self.owner, self.seconds)
+            tx.operations.renew_lease(self.op_id, self.owner, self.seconds)
         self.renewed = time.monotonic()
 
 
 def emit(ctx: Context, org_id: int, op_id: str, name: str, data: dict[str, Any]) -> None:
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.add_event(op_id, name, data)
+        tx.events.add(op_id, name, data)
 
 
 def set_status(
@@ -237,7 +238,7 @@ def set_status(
     if cancelled:
         values["cancelled_at"] = utcnow()
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.update_operation(op_id, values)
+        tx.operations.update(op_id, values)
 
 
 def finish(
@@ -252,7 +253,7 @@ def finish(
 ) -> dict[str, Any]:
     """End the operation: final status, exact totals, results summary, the ``done`` event."""
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
         assert op is not None
         values: dict[str, Any] = {
             "status": status,
@@ -280,7 +281,7 @@ def finish(
                 "errors": failed,
                 "first_errors": [
                     {"row": e["row"], "line": e["line"], **err}
-                    for e in tx.iter_errors(op_id, limit=10)
+                    for e in tx.audit.iter_errors(op_id, limit=10)
                     for err in e["errors"]
                 ][:10],
             }
@@ -290,11 +291,11 @@ def finish(
                 "rollback_on_error: the file has failed records, so nothing was applied"
             )
         values["results"] = orjson.dumps(results).decode()
-        tx.update_operation(op_id, values)
-        final = tx.get_operation(op_id)
+        tx.operations.update(op_id, values)
+        final = tx.operations.get(op_id)
         assert final is not None
         view = operation_view(final)
-        tx.add_event(op_id, "done", view)
+        tx.events.add(op_id, "done", view)
     if on_progress:
         on_progress({**view, "phase": "done"})
     return final
@@ -305,13 +306,13 @@ def request_cancel(
 ) -> dict[str, Any]:
     """Ask a pending or running operation to stop (a flag every process sees)."""
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
         status = OperationStatus(op["status"])
         if status is OperationStatus.PENDING:
             now = utcnow()
-            tx.update_operation(
+            tx.operations.update(
                 op_id,
                 {
                     "status": "cancelled",
@@ -321,19 +322,19 @@ def request_cancel(
                     "completed_at": now,
                 },
             )
-            final = tx.get_operation(op_id)
+            final = tx.operations.get(op_id)
             assert final is not None
-            tx.add_event(op_id, "done", operation_view(final))
+            tx.events.add(op_id, "done", operation_view(final))
             return final
         if status is not OperationStatus.PROCESSING:
             raise Conflict(
                 f"Operation {op_id} is {status.value}; only pending or processing operations "
                 "can be cancelled."
             )
-        tx.update_operation(
+        tx.operations.update(
             op_id,
             {"cancel_requested_at": utcnow(), "cancel_rollback": rollback, "cancelled_by": user_id},
         )
-        updated = tx.get_operation(op_id)
+        updated = tx.operations.get(op_id)
     assert updated is not None
     return updated

@@ -200,7 +200,7 @@ def create_operation(
     spec = spec_for(entity_type)
     if idempotency_key:
         with ctx.store.transaction(org_id) as tx:
-            existing = tx.find_operation_by_idempotency_key(idempotency_key)
+            existing = tx.operations.find_by_idempotency_key(idempotency_key)
         if existing is not None:
             return existing
     header: list[str] | None = None
@@ -243,20 +243,20 @@ def create_operation(
         "results": "{}",
     }
     with ctx.store.transaction(org_id, write=True) as tx:
-        if idempotency_key and (existing := tx.find_operation_by_idempotency_key(idempotency_key)):
+        if idempotency_key and (existing := tx.operations.find_by_idempotency_key(idempotency_key)):
             if stored:
                 stored[0].unlink(missing_ok=True)
             return existing
-        tx.insert_operation(values)
-        tx.add_event(op_id, "status", {"status": "pending"})
-        created = tx.get_operation(op_id)
+        tx.operations.insert(values)
+        tx.events.add(op_id, "status", {"status": "pending"})
+        created = tx.operations.get(op_id)
     assert created is not None
     return created
 
 
 def get_operation(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
     with ctx.store.transaction(org_id) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
     if op is None:
         raise NotFound(f"No operation {op_id}.")
     return op

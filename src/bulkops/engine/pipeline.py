@@ -152,7 +152,7 @@ def checked_operation(
     ) as checked:
         if operation is OperationType.IMPORT and not skip:
             with ctx.store.transaction(org_id) as tx:
-                checked.evaluator.started_empty = not tx.has_rows(spec.entity.value)
+                checked.evaluator.started_empty = not tx.rows.has_any(spec.entity.value)
         yield checked
 
 

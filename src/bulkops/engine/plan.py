@@ -171,7 +171,7 @@ class Evaluator:
         existing = (
             {}
             if self.started_empty
-            else tx.fetch_existing(
+            else tx.rows.fetch_existing(
                 self.spec.entity.value, self.spec.key, self.fields, [k for _, _, k in valid]
             )
         )
@@ -223,7 +223,7 @@ class Evaluator:
         if self._dependents and existing:
             values = [k[0] for k in existing]
             for entity, column in self._dependents:
-                counts = tx.count_referencing(entity, column, values)
+                counts = tx.rows.count_referencing(entity, column, values)
                 if counts:
                     blockers.append((entity, counts))
         for raw, _values, key in valid:
@@ -250,7 +250,7 @@ class Evaluator:
             if not all(f in (self.header.present | set(self.spec.key)) for f in ref.fields):
                 continue
             wanted = {tuple(values[f] for f in ref.fields) for _, values, _ in valid}
-            found = tx.existing_keys(ref.entity.value, ref.target_fields, list(wanted))
+            found = tx.rows.existing_keys(ref.entity.value, ref.target_fields, list(wanted))
             missing = wanted - found
             if not missing:
                 continue

@@ -24,7 +24,7 @@ def write_error_report(ctx: Context, org_id: int, op: dict[str, Any], stream: Te
     count = 0
     while True:
         with ctx.store.transaction(org_id) as tx:
-            page = tx.iter_errors(op["id"], after_row=after, limit=PAGE)
+            page = tx.audit.iter_errors(op["id"], after_row=after, limit=PAGE)
         if not page:
             return count
         for error in page:
@@ -48,7 +48,7 @@ def write_conflict_report(ctx: Context, org_id: int, op: dict[str, Any], stream:
     after: int | None = None
     while True:
         with ctx.store.transaction(org_id) as tx:
-            page = tx.audit_page(op["id"], newest_first=False, after_id=after, status="conflict")
+            page = tx.audit.page(op["id"], newest_first=False, after_id=after, status="conflict")
         if not page:
             return count
         for record in page:

@@ -17,6 +17,7 @@ import orjson
 
 from bulkops.engine.lifecycle import Progress, ProgressCallback, advance, process_owner
 from bulkops.engine.operations import Context, get_operation, operation_view
+from bulkops.engine.scheduling import try_start
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound
 from bulkops.model import OperationStatus
@@ -33,7 +34,7 @@ def request_rollback(
 ) -> dict[str, Any]:
     """Check that the operation can be rolled back and record who asked (before it runs)."""
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
         status = OperationStatus(op["status"])
@@ -60,10 +61,10 @@ def request_rollback(
                 f"Operation {op_id} is {status.value}; only completed, failed or cancelled "
                 "operations can be rolled back (cancel it first)."
             )
-        tx.update_operation(
+        tx.operations.update(
             op_id, {"rollback_requested_by": user_id, "rollback_force": force}
         )
-        updated = tx.get_operation(op_id)
+        updated = tx.operations.get(op_id)
     assert updated is not None
     return updated
 
@@ -79,15 +80,15 @@ def queue_rollback(
     """
     request_rollback(ctx, org_id, op_id, user_id=user_id, force=force)
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.get_operation(op_id)
+        op = tx.operations.get(op_id)
         assert op is not None
         queued = op["status"] == "rolling_back" and op["lease_owner"] is None
         if OperationStatus(op["status"]).is_final or queued:
-            tx.update_operation(
+            tx.operations.update(
                 op_id, {"status": "rolling_back", "lease_owner": None, "lease_expires_at": None}
             )
-            tx.add_event(op_id, "status", {"status": "rolling_back", "phase": "queued"})
-        op = tx.get_operation(op_id)
+            tx.events.add(op_id, "status", {"status": "rolling_back", "phase": "queued"})
+        op = tx.operations.get(op_id)
     assert op is not None
     return op
 
@@ -116,7 +117,7 @@ def rollback_applied(
     """Run (or resume) the rollback of everything the operation applied."""
     op = get_operation(ctx, org_id, op_id)
     redo_conflicts = op["status"] == "rolled_back" and force
-    while not ctx.store.try_start(org_id, op_id, owner, ctx.settings.lease_seconds,
+    while not try_start(ctx.store, org_id, op_id, owner, ctx.settings.lease_seconds,
                                   status="rolling_back"):
         # Waiting for another writer of the same entity; but never for, or after, another
         # process's rollback of this very operation.
@@ -131,10 +132,10 @@ def rollback_applied(
         values: dict[str, Any] = {"rollback_requested_by": user_id, "rollback_force": force}
         if op["rollback_started_at"] is None or redo_conflicts:
             values["rollback_started_at"] = utcnow()
-        tx.update_operation(op_id, values)
-        chunk_index = len(tx.committed_chunks(op_id, ROLLBACK))
-        tx.add_event(op_id, "status", {"status": "rolling_back"})
-        op = tx.get_operation(op_id) or op
+        tx.operations.update(op_id, values)
+        chunk_index = len(tx.ledger.committed(op_id, ROLLBACK))
+        tx.events.add(op_id, "status", {"status": "rolling_back"})
+        op = tx.operations.get(op_id) or op
     total = (op["created_records"] + op["updated_records"] + op["deleted_records"])
     progress = Progress(op["rolled_back_records"] or 0)
     # First every batch still 'applied' (a fresh or resumed rollback), newest first, by id.
@@ -146,7 +147,7 @@ def rollback_applied(
         before_id: int | None = None
         while True:
             with ctx.store.transaction(org_id, write=True) as tx:
-                batches = tx.change_batches(op_id, newest_first=True, statuses=(target,),
+                batches = tx.audit.change_batches(op_id, newest_first=True, statuses=(target,),
                                             before_id=before_id, limit=1)
                 if not batches:
                     break
@@ -159,12 +160,12 @@ def rollback_applied(
                 # The batch's outcomes: those of the records not retried now, then the new ones.
                 retried = set(todo)
                 kept = {p: o for p, o in batch.outcomes.items() if p not in retried}
-                tx.mark_changes(batch.id, kept | outcomes)
+                tx.audit.mark_changes(batch.id, kept | outcomes)
                 deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
                 if target == "conflict":
                     # Every record retried was counted as a conflict already.
                     deltas["conflict_records"] = -restored
-                tx.record_chunk(op_id, ROLLBACK, chunk_index, None, None, len(todo))
+                tx.ledger.record(op_id, ROLLBACK, chunk_index, None, None, len(todo))
                 # Checked last, under the update's lock: a lost lease undoes this batch.
                 updated = advance(
                     tx, op_id, owner, deltas,
@@ -183,12 +184,12 @@ def rollback_applied(
                     "rate": figures["rate"],
                     "estimated_time_remaining": figures["estimated_time_remaining"],
                 }
-                tx.add_event(op_id, "rollback-progress", event)
+                tx.events.add(op_id, "rollback-progress", event)
             chunk_index += 1
             if on_progress:
                 on_progress(event)
     with ctx.store.transaction(org_id, write=True) as tx:
-        final = tx.get_operation(op_id)
+        final = tx.operations.get(op_id)
         assert final is not None
         results = orjson.loads(final["results"] or "{}")
         results["rollback"] = {
@@ -200,7 +201,7 @@ def rollback_applied(
             if final["rollback_started_at"] else None,
             "completed_at": utcnow().isoformat(),
         }
-        tx.update_operation(
+        tx.operations.update(
             op_id,
             {
                 "status": "rolled_back",
@@ -211,10 +212,10 @@ def rollback_applied(
                 "results": orjson.dumps(results).decode(),
             },
         )
-        final = tx.get_operation(op_id)
+        final = tx.operations.get(op_id)
         assert final is not None
         view = operation_view(final)
-        tx.add_event(op_id, "done", view)
+        tx.events.add(op_id, "done", view)
     if on_progress:
         on_progress({**view, "phase": "done"})
     return final
@@ -240,7 +241,7 @@ def _restore(
         by_name = dict(zip(batch.fields, values, strict=True))
         return tuple(by_name.get(f) for f in fields)
 
-    current = tx.rows_by_id(
+    current = tx.rows.by_id(
         entity, fields, [i for i in (batch.ids[p] for p in positions) if i is not None]
     )
     # (position, entity id) of each record to write back, with the image to restore.
@@ -291,9 +292,9 @@ def _restore(
 
     def write(deletes: list[_Target], updates: list[tuple[_Target, tuple[Any, ...]]],
               inserts: list[tuple[_Target, tuple[Any, ...]]]) -> None:
-        tx.delete_rows(entity, [i for _, i in deletes])
-        tx.update_rows(entity, fields, [(i, v) for (_, i), v in updates])
-        tx.insert_rows(entity, fields, [v for _, v in inserts], ids=[i for (_, i), _ in inserts])
+        tx.rows.delete(entity, [i for _, i in deletes])
+        tx.rows.update(entity, fields, [(i, v) for (_, i), v in updates])
+        tx.rows.insert(entity, fields, [v for _, v in inserts], ids=[i for (_, i), _ in inserts])
 
     try:
         with tx.savepoint():

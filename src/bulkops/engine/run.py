@@ -118,8 +118,8 @@ def _run_operation(
     spec = spec_for(op["entity_type"])
     lease = ctx.settings.lease_seconds
     with ctx.store.transaction(org_id) as tx:
-        committed = tx.committed_chunks(op_id, APPLY)
-        op_now = tx.get_operation(op_id)
+        committed = tx.ledger.committed(op_id, APPLY)
+        op_now = tx.operations.get(op_id)
     assert op_now is not None
     op = op_now
     if config.validate_only or (config.rollback_on_error and not committed):
@@ -191,12 +191,12 @@ def _apply_chunks(
             with ctx.store.transaction(org_id, write=True) as tx:
                 plan = evaluator.evaluate(tx, prepared)
                 apply_plan(tx, spec, op_id, plan, chunk)
-                tx.insert_errors(op_id, failure_rows(plan, prepared))
+                tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
                 counters = plan.counters()
                 processed = current["processed_records"] + counters["processed_records"]
                 figures = progress.figures(processed, fraction)
                 eta = figures["estimated_time_remaining"]
-                tx.record_chunk(
+                tx.ledger.record(
                     op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), worker=owner
                 )
                 updated = advance(
@@ -217,7 +217,7 @@ def _apply_chunks(
                 if updated["cancel_requested_at"] is not None:
                     raise _Cancelled
                 event = progress_event(updated, figures)
-                tx.add_event(op_id, "progress", event)
+                tx.events.add(op_id, "progress", event)
         except _Cancelled:
             return "cancelled"
         current = updated
@@ -244,8 +244,8 @@ def conclude(
     for it, or ``rollback_on_error`` with failed records, rolls back what was applied.
     """
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.delete_chunk_plans(op_id)  # chunks handed out to workers and not applied
-        op_final = tx.get_operation(op_id)
+        tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
+        op_final = tx.operations.get(op_id)
     assert op_final is not None
     if stopped is None and op_final["cancel_requested_at"] is not None:
         stopped = "cancelled"  # asked for while the last chunk was being applied
@@ -297,7 +297,7 @@ def _plan_pass(
         evaluator = checked.evaluator
         size = max(checked.file_size_bytes, 1)
         with ctx.store.transaction(org_id, write=True) as tx:
-            tx.delete_errors_from_row(op_id, 0)
+            tx.audit.delete_errors_from_row(op_id, 0)
         for prepared in checked.chunks:
             with ctx.store.transaction(org_id) as tx:
                 plan = evaluator.evaluate(tx, prepared)
@@ -306,19 +306,19 @@ def _plan_pass(
             fraction = min(prepared.bytes_consumed / size, 1.0)
             figures = progress.figures(totals["processed_records"], fraction)
             with ctx.store.transaction(org_id, write=True) as tx:
-                current = tx.get_operation(op_id)
+                current = tx.operations.get(op_id)
                 if current is None or current["cancel_requested_at"] is not None:
                     return totals, True
-                tx.insert_errors(op_id, failure_rows(plan, prepared))
-                tx.renew_lease(op_id, owner, ctx.settings.lease_seconds)
-                tx.update_operation(op_id, {"bytes_processed": prepared.bytes_consumed})
+                tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
+                tx.operations.renew_lease(op_id, owner, ctx.settings.lease_seconds)
+                tx.operations.update(op_id, {"bytes_processed": prepared.bytes_consumed})
                 event = {
                     **totals,
                     "phase": "validating",
                     **figures,
                     "percentage": round(100 * fraction, 1),
                 }
-                tx.add_event(op_id, "progress", event)
+                tx.events.add(op_id, "progress", event)
             if on_progress:
                 on_progress(event)
     return totals, False

@@ -1,24 +1,22 @@
 """The only package that talks to the database (SQLAlchemy Core, Alembic, psycopg 3)."""
 
-from bulkops.store.database import (
-    CHANGE_ID_STRIDE,
-    ActiveOperation,
-    AuditRecord,
-    ChangeBatch,
-    DuplicateRow,
-    Store,
-    Tx,
-    utcnow,
-)
+from bulkops.store.audit import CHANGE_ID_STRIDE, AuditRecord, ChangeBatch
+from bulkops.store.clock import utcnow
+from bulkops.store.database import Store
+from bulkops.store.errors import DuplicateRow
+from bulkops.store.operations import ACTIVE_STATUSES
 from bulkops.store.tables import ENTITY_TABLES
+from bulkops.store.transaction import Tx
+from bulkops.store.waiters import EventWaiter
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "CHANGE_ID_STRIDE",
     "ENTITY_TABLES",
-    "ActiveOperation",
     "AuditRecord",
     "ChangeBatch",
     "DuplicateRow",
+    "EventWaiter",
     "Store",
     "Tx",
     "utcnow",

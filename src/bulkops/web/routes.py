@@ -257,12 +257,12 @@ def _day(value: str | None) -> date | None:
 
 
 def _users(ctx: engine.Context, org_id: int) -> dict[int, str]:
-    return {u["id"]: u["email"] for u in ctx.store.list_users(org_id)}
+    return {u["id"]: u["email"] for u in ctx.store.accounts.list_users(org_id)}
 
 
 def _history(ctx: engine.Context, org_id: int, filters: dict[str, Any]) -> dict[str, Any]:
     with ctx.store.transaction(org_id) as tx:
-        rows = tx.list_operations(
+        rows = tx.operations.list(
             status=[filters["status"]] if filters["status"] else [],
             operation_type=[filters["type"]] if filters["type"] else [],
             entity_type=[filters["entity"]] if filters["entity"] else [],
@@ -404,9 +404,9 @@ def _record(r: dict[str, Any]) -> dict[str, Any]:
 def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
     op = engine.get_operation(ctx, org_id, op_id)
     with ctx.store.transaction(org_id) as tx:
-        errors = tx.iter_errors(op_id, after_row=0, limit=FIRST_ERRORS)
-        records = tx.audit_page(op_id, newest_first=False, limit=FIRST_RECORDS)
-        conflicts = tx.audit_page(op_id, newest_first=False, limit=FIRST_RECORDS, status="conflict")
+        errors = tx.audit.iter_errors(op_id, after_row=0, limit=FIRST_ERRORS)
+        records = tx.audit.page(op_id, newest_first=False, limit=FIRST_RECORDS)
+        conflicts = tx.audit.page(op_id, newest_first=False, limit=FIRST_RECORDS, status="conflict")
     return {
         "op": engine.operation_view(op),
         "header": orjson.loads(op["header"]) if op.get("header") else [],

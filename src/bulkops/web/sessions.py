@@ -77,7 +77,7 @@ class Sessions:
         data = self.decode(request.cookies.get(SESSION_COOKIE))
         if data is None or not isinstance(data.get("u"), int):
             return None
-        user = self.ctx.store.find_user(user_id=data["u"])
+        user = self.ctx.store.accounts.find_user(user_id=data["u"])
         if user is None or user["disabled_at"] is not None or user["organization_id"] != data["o"]:
             return None
         principal = engine.Principal(

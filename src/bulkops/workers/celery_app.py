@@ -274,16 +274,16 @@ def _run_operation(
 def _expire_lease(ctx: engine.Context, org_id: int, op_id: str, owner: str) -> None:
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
-            current = tx.get_operation(op_id)
+            current = tx.operations.get(op_id)
             if current is not None and current["lease_owner"] == owner:
-                tx.renew_lease(op_id, owner, -1.0)
+                tx.operations.renew_lease(op_id, owner, -1.0)
     except BulkopsError:
         pass  # the lease runs out by itself
 
 
 def _send_pending(ctx: engine.Context, org_id: int, send: Callable[[int, str], None]) -> None:
     with ctx.store.transaction(org_id) as tx:
-        pending = tx.list_operations(status=["pending"], limit=200)
+        pending = tx.operations.list(status=["pending"], limit=200)
     for op in reversed(pending):  # oldest first
         if op["executor"] == "worker":
             send(org_id, op["id"])
@@ -308,15 +308,15 @@ class Dispatcher:
         again = self.redispatch_seconds or max(self.ctx.settings.lease_seconds, 5.0)
         seen: set[str] = set()
         sent = 0
-        for org in self.ctx.store.list_organizations():
+        for org in self.ctx.store.accounts.list_organizations():
             engine.expire_dead_leases(self.ctx, org["id"])
             with self.ctx.store.transaction(org["id"]) as tx:
                 pending = [
                     op
-                    for op in reversed(tx.list_operations(status=["pending"], limit=200))
+                    for op in reversed(tx.operations.list(status=["pending"], limit=200))
                     if op["executor"] == "worker"
                 ]
-                orphans = [tx.get_operation(op_id) for op_id in tx.orphaned_operations()]
+                orphans = [tx.operations.get(op_id) for op_id in tx.operations.orphaned()]
             for op in [*pending, *orphans]:
                 if op is None:
                     continue

@@ -74,10 +74,10 @@ class Worker:
     def poll_once(self) -> int:
         """Submit every runnable operation not already running here; returns how many."""
         submitted = 0
-        for org in self.ctx.store.list_organizations():
+        for org in self.ctx.store.accounts.list_organizations():
             with self.ctx.store.transaction(org["id"]) as tx:
-                pending = tx.list_operations(status=["pending"], limit=200)
-                orphans = tx.orphaned_operations()
+                pending = tx.operations.list(status=["pending"], limit=200)
+                orphans = tx.operations.orphaned()
             for op in reversed(pending):  # oldest first
                 if op["executor"] == "worker":
                     submitted += self._submit(org["id"], op["id"], resume=False)

@@ -1,0 +1,62 @@
+"""When an operation may start: one writer per (organization, entity), in order of creation.
+
+The store offers the primitives (lock the entity, the competing operations, the update
+that takes the lease); the rule is here.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bulkops.store import ACTIVE_STATUSES, Store, utcnow
+
+__all__ = ["may_start", "try_start"]
+
+
+def may_start(op: dict[str, Any], competing: list[dict[str, Any]], owner: str, now: float) -> bool:
+    """Whether ``owner`` may take ``op`` now, given the other operations of its entity.
+
+    Not while another process holds the operation's live lease, nor while another operation
+    of the entity is active with a live lease or is pending and was created before it.
+    """
+    if (
+        op["status"] in ACTIVE_STATUSES
+        and op["lease_owner"] != owner
+        and (op["lease_expires_at"] or 0) > now
+    ):
+        return False
+    if op["operation_type"] == "export":
+        return True  # an export only reads: it waits for nobody, and nobody waits for it
+    for other in competing:
+        if other["status"] in ACTIVE_STATUSES and (other["lease_expires_at"] or 0) > now:
+            return False
+        if other["status"] == "pending" and other["created_at"] < op["created_at"]:
+            return False
+    return True
+
+
+def try_start(
+    store: Store, org_id: int, op_id: str, owner: str, lease_seconds: float, *, status: str
+) -> bool:
+    """Move the operation to ``status`` under ``owner``'s lease if it is next in line."""
+    now = time.time()
+    with store.transaction(org_id, write=True) as tx:
+        op = tx.operations.get(op_id)
+        if op is None:
+            return False
+        # Decide under the entity's lock, on the operation as it is once the lock is held.
+        tx.operations.lock_entity(op["entity_type"])
+        op = tx.operations.get(op_id)
+        if op is None:
+            return False
+        if not may_start(op, tx.operations.competing(op_id, op["entity_type"]), owner, now):
+            return False
+        values: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
+        deltas: dict[str, int] = {}
+        if status == "processing":
+            deltas["attempts"] = 1
+            if op["started_at"] is None:
+                values["started_at"] = utcnow()
+        tx.operations.advance(op_id, None, deltas, status=status, **values)
+        return True

@@ -1,0 +1,495 @@
+"""What differs between SQLite and PostgreSQL, as one strategy object per database.
+
+A :class:`Store` picks its :class:`Dialect` once, from the URL (:func:`dialect_for`); the
+sub-stores ask it and never test the database's name. ``postgres`` (psycopg) and ``schema``
+(Alembic) are imported where they are used: together they took over half a second of every
+command's start-up, and SQLite needs neither.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, Numeric, create_engine, event, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import NullPool
+
+from bulkops.errors import StoreError
+from bulkops.store.clock import utcnow
+from bulkops.store.errors import DuplicateRow, translate
+from bulkops.store.tables import ENTITY_TABLES, api_tokens, users
+from bulkops.store.waiters import EventWaiter, SleepWaiter
+
+__all__ = [
+    "Dialect",
+    "PostgresDialect",
+    "SqliteDialect",
+    "dialect_for",
+]
+
+Rows = Sequence[Sequence[Any]]
+
+
+class Dialect(ABC):
+    """One database's connection set-up, SQL forms and fast paths."""
+
+    name: str
+    """``sqlite`` or ``postgresql``."""
+    placeholder: str
+    """The driver's parameter mark in raw SQL."""
+    org_by_id: str
+    """The organization filter of look-ups by id (see :class:`SqliteDialect`)."""
+
+    # -- connections ---------------------------------------------------------------------------
+
+    @abstractmethod
+    def create_engine(self, url: str, *, echo: bool) -> Engine:
+        """The engine, with this database's connect hooks."""
+
+    @abstractmethod
+    def migrate(self, engine: Engine, owner_url: str) -> None:
+        """Upgrade the schema (as ``owner_url`` where the application role may not)."""
+
+    @abstractmethod
+    def scope(self, conn: Connection, org_id: int) -> None:
+        """Limit the transaction to one organization (row-level security where there is any)."""
+
+    @abstractmethod
+    def event_waiter(self, url: str) -> AbstractContextManager[EventWaiter]:
+        """Wake-ups for progress events written by any process."""
+
+    @abstractmethod
+    def notify_event(self, conn: Connection, op_id: str) -> None:
+        """Tell listeners (after commit) that an event of ``op_id`` was written."""
+
+    @abstractmethod
+    def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
+        """Serialize, until commit, the transactions that start work on one entity."""
+
+    # -- cross-organization look-ups (before the organization is known) --------------------
+
+    @abstractmethod
+    def find_user(
+        self, conn: Connection, email: str | None, user_id: int | None
+    ) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def lookup_token(self, conn: Connection, token_hash: str) -> dict[str, Any] | None: ...
+
+    @abstractmethod
+    def touch_token(self, conn: Connection, token_id: int) -> None: ...
+
+    # -- entity rows ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def select(self, conn: Connection, sql: str, params: tuple[Any, ...]) -> Rows:
+        """Bulk reads as plain tuples, straight from the driver's cursor."""
+
+    @abstractmethod
+    def key_filter(
+        self, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """A WHERE fragment matching any of ``keys``, with one or a few parameters."""
+
+    @abstractmethod
+    def rows_by_keys(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        key: Sequence[str],
+        columns: Sequence[str],
+        keys: Sequence[tuple[Any, ...]],
+    ) -> Rows:
+        """The rows (``columns``) with these values of a unique ``key`` (``("id",)`` too)."""
+
+    @abstractmethod
+    def allocate_ids(self, conn: Connection, entity: str, count: int) -> list[int]: ...
+
+    def engine_rows(
+        self, entity: str, fields: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> list[tuple[Any, ...]]:
+        """(id, *fields) rows with values as the engine compares them."""
+        return [tuple(r) for r in rows]
+
+    def insert_batch(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        ids: Sequence[int] | None,
+    ) -> list[int]:
+        """Insert rows (values in ``fields`` order) with plain statements; their ids, in order."""
+        if ids is None:
+            ids = self.allocate_ids(conn, entity, len(rows))
+        ph = self.placeholder
+        columns = ", ".join(fields)
+        marks = ", ".join([ph] * (len(fields) + 2))
+        sql = f"INSERT INTO {entity} (id, organization_id, {columns}) VALUES ({marks})"
+        _write(conn, sql, [(i, org_id, *r) for i, r in zip(ids, rows, strict=True)])
+        return list(ids)
+
+    def update_batch(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[int, tuple[Any, ...]]],
+    ) -> None:
+        """Set the rows' ``fields`` by id, with plain statements."""
+        ph = self.placeholder
+        assignments = ", ".join(f"{f} = {ph}" for f in fields)
+        sql = f"UPDATE {entity} SET {assignments} WHERE id = {ph} AND organization_id = {ph}"
+        _write(conn, sql, [(*values, i, org_id) for i, values in rows])
+
+    def delete_batch(self, conn: Connection, org_id: int, entity: str, ids: Sequence[int]) -> None:
+        """Delete rows by id, with plain statements."""
+        ph = self.placeholder
+        sql = f"DELETE FROM {entity} WHERE id = {ph} AND organization_id = {ph}"
+        _write(conn, sql, [(i, org_id) for i in ids])
+
+
+def _write(conn: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+    try:
+        conn.exec_driver_sql(sql, params)
+    except IntegrityError as exc:
+        raise DuplicateRow(str(exc.orig)) from exc
+
+
+class SqliteDialect(Dialect):
+    """SQLite: one writer at a time (``BEGIN IMMEDIATE``), JSON parameters for key lists."""
+
+    name = "sqlite"
+    placeholder = "?"
+    # Filtering by organization where rows are found by id: the unary plus keeps the
+    # (organization, key) index out, which would otherwise walk (and, for a page in id order,
+    # sort) every row of the organization; the rowid serves instead.
+    org_by_id = "+organization_id"
+
+    def create_engine(self, url: str, *, echo: bool) -> Engine:
+        # A pooled connection per thread: opening one costs PRAGMAs, closing the last one
+        # checkpoints the WAL.
+        engine = create_engine(
+            url,
+            echo=echo,
+            pool_size=4,
+            max_overflow=16,
+            connect_args={"timeout": 60, "check_same_thread": False},
+        )
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+
+    def migrate(self, engine: Engine, owner_url: str) -> None:
+        from bulkops.store import schema
+
+        with translate(), engine.begin() as conn:
+            schema.upgrade(conn)
+
+    def scope(self, conn: Connection, org_id: int) -> None:
+        return None  # every query filters by organization_id itself
+
+    @contextmanager
+    def event_waiter(self, url: str) -> Iterator[EventWaiter]:
+        yield SleepWaiter()
+
+    def notify_event(self, conn: Connection, op_id: str) -> None:
+        return None  # listeners poll (see SleepWaiter)
+
+    def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
+        return None  # a writing transaction holds the database's only write lock already
+
+    def find_user(
+        self, conn: Connection, email: str | None, user_id: int | None
+    ) -> dict[str, Any] | None:
+        query = select(users)
+        query = query.where(users.c.email == email) if email else query.where(users.c.id == user_id)
+        row = conn.execute(query).first()
+        return dict(row._mapping) if row else None
+
+    def lookup_token(self, conn: Connection, token_hash: str) -> dict[str, Any] | None:
+        row = conn.execute(
+            select(
+                api_tokens.c.id,
+                api_tokens.c.organization_id,
+                api_tokens.c.user_id,
+                users.c.role,
+                users.c.email,
+            )
+            .join(users, users.c.id == api_tokens.c.user_id)
+            .where(
+                api_tokens.c.token_hash == token_hash,
+                api_tokens.c.revoked_at.is_(None),
+                users.c.disabled_at.is_(None),
+            )
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def touch_token(self, conn: Connection, token_id: int) -> None:
+        conn.execute(
+            update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=utcnow())
+        )
+
+    def select(self, conn: Connection, sql: str, params: tuple[Any, ...]) -> Rows:
+        # The driver's rows skip SQLAlchemy's row objects, which cost as much as the query.
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            rows: Sequence[Any] = cursor.fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"Database error: {exc}") from exc
+        finally:
+            cursor.close()
+        return rows
+
+    def key_filter(
+        self, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        if len(key) == 1:
+            payload = orjson.dumps([k[0] for k in keys]).decode()
+            return f"{key[0]} IN (SELECT value FROM json_each(?))", (payload,)
+        picks = ", ".join(f"value ->> {i}" for i in range(len(key)))
+        payload = orjson.dumps([list(k) for k in keys]).decode()
+        return f"({', '.join(key)}) IN (SELECT {picks} FROM json_each(?))", (payload,)
+
+    def rows_by_keys(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        key: Sequence[str],
+        columns: Sequence[str],
+        keys: Sequence[tuple[Any, ...]],
+    ) -> Rows:
+        where, params = self.key_filter(key, keys)
+        org = self.org_by_id if tuple(key) == ("id",) else "organization_id"
+        sql = f"SELECT {', '.join(columns)} FROM {entity} WHERE {org} = ? AND {where}"
+        return self.select(conn, sql, (org_id, *params))
+
+    def allocate_ids(self, conn: Connection, entity: str, count: int) -> list[int]:
+        # The chunk holds SQLite's write lock, so nobody else allocates meanwhile; AUTOINCREMENT
+        # keeps ids of deleted rows unused, so a rollback can bring them back.
+        seq = conn.exec_driver_sql(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?", (entity,)
+        ).scalar()
+        top = conn.exec_driver_sql(f"SELECT max(id) FROM {entity}").scalar()
+        start = max(int(seq or 0), int(top or 0)) + 1
+        return list(range(start, start + count))
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event emit BEGIN itself (the driver's implicit BEGIN is deferred).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    # Fewer, larger checkpoints: each one syncs the database file.
+    cursor.execute("PRAGMA wal_autocheckpoint=20000")
+    cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    immediate = conn.get_execution_options().get("bulkops_immediate", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class PostgresDialect(Dialect):
+    """PostgreSQL: row-level security per transaction, COPY-staged writes (see postgres.py)."""
+
+    name = "postgresql"
+    placeholder = "%s"
+    org_by_id = "organization_id"
+
+    def create_engine(self, url: str, *, echo: bool) -> Engine:
+        engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        event.listen(engine, "connect", _postgres_on_connect)
+        return engine
+
+    def migrate(self, engine: Engine, owner_url: str) -> None:
+        from bulkops.store import schema
+
+        # As the owner, on a connection of its own: the application's connections drop to the
+        # application role, which may not create tables.
+        owner = create_engine(owner_url, poolclass=NullPool)
+        try:
+            with translate(), owner.begin() as conn:
+                schema.upgrade(conn)
+        finally:
+            owner.dispose()
+        engine.dispose()  # connections opened before the roles existed
+
+    def scope(self, conn: Connection, org_id: int) -> None:
+        conn.execute(text("SELECT set_config('app.current_org', :org, true)"), {"org": str(org_id)})
+
+    @contextmanager
+    def event_waiter(self, url: str) -> Iterator[EventWaiter]:
+        from bulkops.store import postgres
+
+        listener = postgres.EventListener(url)
+        try:
+            yield listener
+        finally:
+            listener.close()
+
+    def notify_event(self, conn: Connection, op_id: str) -> None:
+        conn.execute(text("SELECT pg_notify('bulkops_events', :op)"), {"op": op_id})
+
+    def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
+        # Two processes deciding at once could otherwise both see the entity free.
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext(:name))"),
+            {"name": f"bulkops:start:{org_id}:{entity}"},
+        )
+
+    def find_user(
+        self, conn: Connection, email: str | None, user_id: int | None
+    ) -> dict[str, Any] | None:
+        from bulkops.store import postgres
+
+        # Before the organization is known: a SECURITY DEFINER function (migration 0002).
+        return postgres.find_user(conn, email or None, None if email else user_id)
+
+    def lookup_token(self, conn: Connection, token_hash: str) -> dict[str, Any] | None:
+        from bulkops.store import postgres
+
+        return postgres.lookup_token(conn, token_hash)
+
+    def touch_token(self, conn: Connection, token_id: int) -> None:
+        from bulkops.store import postgres
+
+        postgres.touch_token(conn, token_id)
+
+    def select(self, conn: Connection, sql: str, params: tuple[Any, ...]) -> Rows:
+        from bulkops.store import postgres
+
+        # Never a prepared generic plan (see postgres.select_unprepared).
+        return postgres.select_unprepared(conn, sql, params)
+
+    def key_filter(
+        self, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        if len(key) == 1:
+            # Typed, so that the index on the key serves it (an untyped array is not used).
+            cast = "bigint[]" if isinstance(keys[0][0], int) else "text[]"
+            return f"{key[0]} = ANY(%s::{cast})", ([k[0] for k in keys],)
+        arrays = tuple([k[i] for k in keys] for i in range(len(key)))
+        casts = ", ".join(
+            "%s::bigint[]" if isinstance(keys[0][i], int) else "%s::text[]" for i in range(len(key))
+        )
+        return f"({', '.join(key)}) IN (SELECT * FROM unnest({casts}))", arrays
+
+    def rows_by_keys(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        key: Sequence[str],
+        columns: Sequence[str],
+        keys: Sequence[tuple[Any, ...]],
+    ) -> Rows:
+        from bulkops.store import postgres
+
+        return postgres.rows_by_keys(conn, org_id, entity, key, columns, keys)
+
+    def allocate_ids(self, conn: Connection, entity: str, count: int) -> list[int]:
+        rows = conn.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{entity}', 'id')) FROM generate_series(1, %s)",
+            (count,),
+        )
+        return [int(r[0]) for r in rows]
+
+    def engine_rows(
+        self, entity: str, fields: Sequence[str], rows: Iterable[Sequence[Any]]
+    ) -> list[tuple[Any, ...]]:
+        # NUMERIC columns come back as Decimal; the engine keeps prices as canonical text.
+        # Only those columns are converted.
+        numeric = [i + 1 for i, f in enumerate(fields) if _is_numeric(entity, f)]
+        if not numeric:
+            return [tuple(r) for r in rows]
+        out = []
+        for r in rows:
+            row = list(r)
+            for i in numeric:
+                row[i] = _from_db(row[i])
+            out.append(tuple(row))
+        return out
+
+    def insert_batch(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        ids: Sequence[int] | None,
+    ) -> list[int]:
+        from bulkops.store import postgres
+
+        if len(rows) < postgres.STAGE_MIN_ROWS:
+            return super().insert_batch(conn, org_id, entity, fields, rows, ids)
+        with _staged():
+            return postgres.insert_staged(conn, org_id, entity, fields, rows, ids)
+
+    def update_batch(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[int, tuple[Any, ...]]],
+    ) -> None:
+        from bulkops.store import postgres
+
+        if len(rows) < postgres.STAGE_MIN_ROWS:
+            super().update_batch(conn, org_id, entity, fields, rows)
+            return
+        with _staged():
+            postgres.update_staged(conn, org_id, entity, fields, rows)
+
+    def delete_batch(self, conn: Connection, org_id: int, entity: str, ids: Sequence[int]) -> None:
+        from bulkops.store import postgres
+
+        with _staged():
+            postgres.delete_by_ids(conn, org_id, entity, ids)
+
+
+def _is_numeric(entity: str, field: str) -> bool:
+    return isinstance(ENTITY_TABLES[entity].c[field].type, Numeric)
+
+
+def _from_db(value: Any) -> Any:
+    if value.__class__.__name__ == "Decimal":
+        return f"{value:.2f}"
+    return value
+
+
+def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    from bulkops.store import postgres
+
+    postgres.prepare_session(dbapi_connection)
+
+
+@contextmanager
+def _staged() -> Iterator[None]:
+    from bulkops.store import postgres
+
+    try:
+        yield
+    except postgres.RowsRejected as exc:
+        raise DuplicateRow(str(exc)) from exc
+
+
+def dialect_for(url: str) -> Dialect:
+    """The strategy of the database ``url`` names."""
+    return SqliteDialect() if url.startswith("sqlite") else PostgresDialect()

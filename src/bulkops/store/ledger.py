@@ -1,0 +1,189 @@
+"""The chunk ledger and chunk plans (``tx.ledger``), and progress events (``tx.events``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bulkops.errors import Conflict
+from bulkops.store.clock import utcnow
+from bulkops.store.scoped import Scoped
+from bulkops.store.tables import operation_chunk_plans, operation_chunks, operation_events
+
+__all__ = ["EventStore", "LedgerStore"]
+
+
+class LedgerStore(Scoped):
+    """Which chunks of an operation are committed, and the chunks planned for several workers."""
+
+    __slots__ = ()
+
+    def committed(self, op_id: str, phase: str) -> dict[int, int]:
+        """chunk index -> records, for chunks of ``phase`` already committed."""
+        rows = self.conn.execute(
+            select(operation_chunks.c.chunk_index, operation_chunks.c.records).where(
+                operation_chunks.c.operation_id == op_id,
+                operation_chunks.c.phase == phase,
+                operation_chunks.c.organization_id == self.org_id,
+            )
+        )
+        return {int(r.chunk_index): int(r.records) for r in rows}
+
+    def record(
+        self,
+        op_id: str,
+        phase: str,
+        index: int,
+        first_row: int | None,
+        last_row: int | None,
+        records: int,
+        *,
+        worker: str | None = None,
+    ) -> None:
+        try:
+            self.conn.execute(
+                insert(operation_chunks).values(
+                    operation_id=op_id,
+                    phase=phase,
+                    chunk_index=index,
+                    organization_id=self.org_id,
+                    first_row=first_row,
+                    last_row=last_row,
+                    records=records,
+                    committed_at=utcnow(),
+                    worker=worker,
+                )
+            )
+        except IntegrityError as exc:
+            # Another worker committed this chunk first: this whole transaction must not land.
+            raise Conflict(f"Chunk {index} of operation {op_id} was already committed.") from exc
+
+    def workers(self, op_id: str, phase: str) -> dict[int, str | None]:
+        """chunk index -> the process that applied it, for committed chunks of ``phase``."""
+        c = operation_chunks.c
+        rows = self.conn.execute(
+            select(c.chunk_index, c.worker).where(
+                c.operation_id == op_id, c.phase == phase, c.organization_id == self.org_id
+            )
+        )
+        return {int(r.chunk_index): r.worker for r in rows}
+
+    # -- chunks planned for several workers ----------------------------------------------------
+
+    def add_plan(
+        self,
+        op_id: str,
+        index: int,
+        first_row: int,
+        last_row: int,
+        records: int,
+        byte_count: int,
+        payload: str,
+    ) -> None:
+        self.conn.execute(
+            insert(operation_chunk_plans).values(
+                operation_id=op_id,
+                chunk_index=index,
+                organization_id=self.org_id,
+                first_row=first_row,
+                last_row=last_row,
+                records=records,
+                byte_count=byte_count,
+                payload=payload,
+                created_at=utcnow(),
+            )
+        )
+
+    def plans(self, op_id: str) -> list[dict[str, Any]]:
+        """The chunks planned and not applied yet (without their records), by index."""
+        c = operation_chunk_plans.c
+        rows = self.conn.execute(
+            select(c.chunk_index, c.lease_owner, c.lease_expires_at)
+            .where(c.operation_id == op_id, c.organization_id == self.org_id)
+            .order_by(c.chunk_index)
+        )
+        return [dict(r._mapping) for r in rows]
+
+    def claim_plan(
+        self, op_id: str, index: int, owner: str, lease_seconds: float
+    ) -> dict[str, Any] | None:
+        """Take the lease of a planned chunk (free, expired or already ours); None if taken."""
+        c = operation_chunk_plans.c
+        now = time.time()
+        claimed = self.conn.execute(
+            update(operation_chunk_plans)
+            .where(
+                c.operation_id == op_id,
+                c.chunk_index == index,
+                c.organization_id == self.org_id,
+                c.lease_owner.is_(None) | (c.lease_expires_at < now) | (c.lease_owner == owner),
+            )
+            .values(lease_owner=owner, lease_expires_at=now + lease_seconds)
+        ).rowcount
+        if not claimed:
+            return None
+        row = self.conn.execute(
+            select(operation_chunk_plans).where(
+                c.operation_id == op_id, c.chunk_index == index, c.organization_id == self.org_id
+            )
+        ).first()
+        return dict(row._mapping) if row else None
+
+    def delete_plans(self, op_id: str, index: int | None = None) -> None:
+        """Forget one planned chunk (it was applied), or all of them (the operation ended)."""
+        c = operation_chunk_plans.c
+        conditions = [c.operation_id == op_id, c.organization_id == self.org_id]
+        if index is not None:
+            conditions.append(c.chunk_index == index)
+        self.conn.execute(operation_chunk_plans.delete().where(*conditions))
+
+
+class EventStore(Scoped):
+    """Progress events of operations, as the SSE stream and the CLI read them."""
+
+    __slots__ = ()
+
+    def add(self, op_id: str, name: str, data: Mapping[str, Any]) -> int:
+        result = self.conn.execute(
+            insert(operation_events).values(
+                organization_id=self.org_id,
+                operation_id=op_id,
+                event=name,
+                data=orjson.dumps(data, default=str).decode(),
+                created_at=utcnow(),
+            )
+        )
+        event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        self.dialect.notify_event(self.conn, op_id)
+        return event_id
+
+    def after(self, op_id: str, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            select(operation_events.c.id, operation_events.c.event, operation_events.c.data)
+            .where(
+                operation_events.c.operation_id == op_id,
+                operation_events.c.organization_id == self.org_id,
+                operation_events.c.id > after_id,
+            )
+            .order_by(operation_events.c.id)
+            .limit(limit)
+        )
+        return [{"id": r.id, "event": r.event, "data": orjson.loads(r.data)} for r in rows]
+
+    def latest(self, op_id: str) -> dict[str, Any] | None:
+        """The operation's newest event (id, event, data), or None: the SSE stream's start."""
+        row = self.conn.execute(
+            select(operation_events.c.id, operation_events.c.event, operation_events.c.data)
+            .where(
+                operation_events.c.operation_id == op_id,
+                operation_events.c.organization_id == self.org_id,
+            )
+            .order_by(operation_events.c.id.desc())
+            .limit(1)
+        ).first()
+        return {"id": row.id, "event": row.event, "data": orjson.loads(row.data)} if row else None

@@ -1,0 +1,225 @@
+"""Operation rows and their leases, within one organization (``tx.operations``)."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, and_, insert, select, update
+
+from bulkops.store.clock import aware
+from bulkops.store.scoped import Scoped
+from bulkops.store.tables import operation_chunk_plans, operations
+
+__all__ = ["ACTIVE_STATUSES", "OperationStore"]
+
+ACTIVE_STATUSES = ("processing", "rolling_back")
+"""Statuses of an operation that a process is working on (under its lease)."""
+
+_COUNTERS = (
+    "processed_records",
+    "successful_records",
+    "failed_records",
+    "unchanged_records",
+    "created_records",
+    "updated_records",
+    "deleted_records",
+    "rolled_back_records",
+    "conflict_records",
+)
+
+Operation = dict[str, Any]
+
+
+def _operation(mapping: RowMapping) -> Operation:
+    return {k: aware(v) for k, v in mapping.items()}
+
+
+class OperationStore(Scoped):
+    """The ``operations`` rows of one organization."""
+
+    __slots__ = ()
+
+    def insert(self, values: Mapping[str, Any]) -> None:
+        row = {c: 0 for c in _COUNTERS} | dict(values)
+        row["organization_id"] = self.org_id
+        self.conn.execute(insert(operations).values(**row))
+
+    def get(self, op_id: str) -> Operation | None:
+        row = self.conn.execute(
+            select(operations).where(
+                operations.c.id == op_id, operations.c.organization_id == self.org_id
+            )
+        ).first()
+        return _operation(row._mapping) if row else None
+
+    def find_by_idempotency_key(self, key: str) -> Operation | None:
+        row = self.conn.execute(
+            select(operations.c.id).where(
+                operations.c.idempotency_key == key, operations.c.organization_id == self.org_id
+            )
+        ).first()
+        return self.get(row.id) if row else None
+
+    def update(self, op_id: str, values: Mapping[str, Any]) -> None:
+        self.conn.execute(
+            update(operations)
+            .where(operations.c.id == op_id, operations.c.organization_id == self.org_id)
+            .values(**values)
+        )
+
+    def advance(
+        self, op_id: str, owner: str | None, deltas: Mapping[str, int], **values: Any
+    ) -> Operation | None:
+        """Add to counters (and set ``values``), if ``owner`` holds the lease (if given).
+
+        Returns the operation as it is after the update, or None when ``owner`` no longer
+        holds it (or it is gone). One statement: the row it returns is read under the
+        update's lock, so a cancel committed before it shows, and none can slip in after.
+        """
+        held = [] if owner is None else [operations.c.lease_owner == owner]
+        changes: dict[str, Any] = {
+            name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
+        }
+        row = self.conn.execute(
+            update(operations)
+            .where(
+                operations.c.id == op_id,
+                operations.c.organization_id == self.org_id,
+                *held,
+            )
+            .values(**changes, **values)
+            .returning(*operations.c)
+        ).first()
+        return _operation(row._mapping) if row else None
+
+    def orphaned(self) -> builtins.list[str]:
+        """Ids of operations left processing or rolling back by a process whose lease expired."""
+        rows = self.conn.execute(
+            select(operations.c.id)
+            .where(
+                operations.c.organization_id == self.org_id,
+                operations.c.status.in_(ACTIVE_STATUSES),
+                (operations.c.lease_expires_at.is_(None))
+                | (operations.c.lease_expires_at < time.time()),
+            )
+            .order_by(operations.c.created_at)
+        )
+        return [r.id for r in rows]
+
+    # -- scheduling primitives (the rule is bulkops.engine.scheduling) -------------------------
+
+    def lock_entity(self, entity: str) -> None:
+        """Serialize, until this transaction ends, every decision to start work on ``entity``."""
+        self.dialect.lock_entity(self.conn, self.org_id, entity)
+
+    def competing(self, op_id: str, entity: str) -> builtins.list[Operation]:
+        """Other pending or active operations writing ``entity`` (exports write nothing).
+
+        Each has ``id``, ``status``, ``lease_expires_at`` and ``created_at``.
+        """
+        c = operations.c
+        rows = self.conn.execute(
+            select(c.id, c.status, c.lease_expires_at, c.created_at).where(
+                c.organization_id == self.org_id,
+                c.entity_type == entity,
+                c.operation_type != "export",
+                c.id != op_id,
+                c.status.in_(("pending", *ACTIVE_STATUSES)),
+            )
+        )
+        return [_operation(r._mapping) for r in rows]
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def renew_lease(self, op_id: str, owner: str, lease_seconds: float) -> None:
+        self.update(op_id, {"lease_owner": owner, "lease_expires_at": time.time() + lease_seconds})
+
+    def lease_owners(self) -> set[str]:
+        """Who holds a lease in this organization: on running operations and planned chunks."""
+        ops = self.conn.execute(
+            select(operations.c.lease_owner).where(
+                operations.c.organization_id == self.org_id,
+                operations.c.status.in_(ACTIVE_STATUSES),
+                operations.c.lease_owner.is_not(None),
+                operations.c.lease_expires_at > time.time(),
+            )
+        )
+        plans = self.conn.execute(
+            select(operation_chunk_plans.c.lease_owner).where(
+                operation_chunk_plans.c.organization_id == self.org_id,
+                operation_chunk_plans.c.lease_owner.is_not(None),
+                operation_chunk_plans.c.lease_expires_at > time.time(),
+            )
+        )
+        return {r[0] for r in ops} | {r[0] for r in plans}
+
+    def expire_leases(self, owners: Sequence[str]) -> int:
+        """End every lease these owners hold now (they are known to be dead)."""
+        if not owners:
+            return 0
+        expired = self.conn.execute(
+            update(operations)
+            .where(
+                operations.c.organization_id == self.org_id,
+                operations.c.lease_owner.in_(owners),
+                operations.c.status.in_(ACTIVE_STATUSES),
+            )
+            .values(lease_expires_at=0.0)
+        ).rowcount
+        expired += self.conn.execute(
+            update(operation_chunk_plans)
+            .where(
+                operation_chunk_plans.c.organization_id == self.org_id,
+                operation_chunk_plans.c.lease_owner.in_(owners),
+            )
+            .values(lease_expires_at=0.0)
+        ).rowcount
+        return int(expired)
+
+    def list(
+        self,
+        *,
+        status: Sequence[str] = (),
+        operation_type: Sequence[str] = (),
+        entity_type: Sequence[str] = (),
+        created_by: int | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        query: str | None = None,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+    ) -> builtins.list[Operation]:
+        """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
+        c = operations.c
+        conditions = [c.organization_id == self.org_id]
+        if status:
+            conditions.append(c.status.in_(status))
+        if operation_type:
+            conditions.append(c.operation_type.in_(operation_type))
+        if entity_type:
+            conditions.append(c.entity_type.in_(entity_type))
+        if created_by is not None:
+            conditions.append(c.created_by == created_by)
+        if created_after is not None:
+            conditions.append(c.created_at >= created_after)
+        if created_before is not None:
+            conditions.append(c.created_at < created_before)
+        if query:
+            pattern = (
+                "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            )
+            conditions.append(c.file_name.ilike(pattern, escape="\\") | (c.id == query))
+        if before is not None:
+            at, op_id = before
+            conditions.append((c.created_at < at) | and_(c.created_at == at, c.id < op_id))
+        rows = self.conn.execute(
+            select(operations)
+            .where(*conditions)
+            .order_by(c.created_at.desc(), c.id.desc())
+            .limit(limit)
+        )
+        return [_operation(r._mapping) for r in rows]

@@ -1,0 +1,155 @@
+"""Entity rows of one organization: the per-chunk fast paths (``tx.rows``).
+
+Reads come back as plain tuples with values as the engine compares them; batched writes
+that break a constraint raise :class:`DuplicateRow`, and the engine retries per record.
+How each database does it best is the dialect's (see dialects.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+
+from bulkops.store.scoped import Scoped
+from bulkops.store.tables import ENTITY_TABLES, natural_key
+
+__all__ = ["RowStore"]
+
+
+class RowStore(Scoped):
+    """The rows of the entity tables (``customers``, ``products``, …)."""
+
+    __slots__ = ()
+
+    def fetch_existing(
+        self,
+        entity: str,
+        key: Sequence[str],
+        fields: Sequence[str],
+        keys: Sequence[tuple[Any, ...]],
+    ) -> dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]]:
+        """Current rows for these natural keys: key -> (id, field values in ``fields`` order)."""
+        if not keys:
+            return {}
+        found = self.dialect.rows_by_keys(
+            self.conn, self.org_id, entity, key, ("id", *fields), keys
+        )
+        positions = [fields.index(k) for k in key]
+        result: dict[tuple[Any, ...], tuple[int, tuple[Any, ...]]] = {}
+        for row in self.dialect.engine_rows(entity, fields, found):
+            values = row[1:]
+            result[tuple([values[p] for p in positions])] = (row[0], values)
+        return result
+
+    def has_any(self, entity: str) -> bool:
+        """Whether the organization has any row of ``entity``."""
+        found = self.conn.exec_driver_sql(
+            f"SELECT 1 FROM {ENTITY_TABLES[entity].name} "
+            f"WHERE organization_id = {self.dialect.placeholder} LIMIT 1",
+            (self.org_id,),
+        ).first()
+        return found is not None
+
+    def existing_keys(
+        self, entity: str, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> set[tuple[Any, ...]]:
+        if not keys:
+            return set()
+        rows = self.dialect.rows_by_keys(self.conn, self.org_id, entity, key, key, keys)
+        return {tuple(r) for r in rows}
+
+    def count_referencing(self, entity: str, column: str, values: Sequence[Any]) -> dict[Any, int]:
+        if not values:
+            return {}
+        where, params = self.dialect.key_filter((column,), [(v,) for v in values])
+        sql = (
+            f"SELECT {column}, count(*) FROM {entity} "
+            f"WHERE organization_id = {self.dialect.placeholder} AND {where} GROUP BY {column}"
+        )
+        rows = self.dialect.select(self.conn, sql, (self.org_id, *params))
+        return {r[0]: int(r[1]) for r in rows}
+
+    def insert(
+        self,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[Any, ...]],
+        ids: Sequence[int] | None = None,
+    ) -> list[int]:
+        """Insert rows (values in ``fields`` order); returns their ids, in order.
+
+        With ``ids`` the rows get exactly those ids (a rollback re-creating deleted rows).
+        """
+        if not rows:
+            return []
+        return self.dialect.insert_batch(self.conn, self.org_id, entity, fields, rows, ids)
+
+    def update(
+        self, entity: str, fields: Sequence[str], rows: Sequence[tuple[int, tuple[Any, ...]]]
+    ) -> None:
+        """Set the rows' values by id; ``fields`` include the natural key, which stays as it is.
+
+        Records are matched by their natural key, so it never changes here. Leaving it out of
+        ``SET`` spares the unique index: SQLite rewrites the index entry of a column that is
+        set (this halved an update's writes), and PostgreSQL can update the row in place.
+        """
+        key = natural_key(entity)
+        kept = [i for i, f in enumerate(fields) if f not in key]
+        if not rows or not kept:
+            return
+        if len(kept) < len(fields):
+            fields = [fields[i] for i in kept]
+            rows = [(row_id, tuple([values[i] for i in kept])) for row_id, values in rows]
+        self.dialect.update_batch(self.conn, self.org_id, entity, fields, rows)
+
+    def delete(self, entity: str, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        self.dialect.delete_batch(self.conn, self.org_id, entity, ids)
+
+    def by_id(
+        self, entity: str, fields: Sequence[str], ids: Sequence[int]
+    ) -> dict[int, tuple[Any, ...]]:
+        if not ids:
+            return {}
+        found = self.dialect.rows_by_keys(
+            self.conn, self.org_id, entity, ("id",), ("id", *fields), [(i,) for i in ids]
+        )
+        return {r[0]: r[1:] for r in self.dialect.engine_rows(entity, fields, found)}
+
+    def iter(
+        self,
+        entity: str,
+        fields: Sequence[str],
+        *,
+        after_id: int = 0,
+        limit: int = 5000,
+        where: Mapping[str, Any] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """A page of rows ordered by id: (id, *fields)."""
+        ph = self.dialect.placeholder
+        conditions = [f"{self.dialect.org_by_id} = {ph}", f"id > {ph}"]
+        params: list[Any] = [self.org_id, after_id]
+        for column, value in (where or {}).items():
+            if column not in fields:
+                raise ValueError(column)
+            conditions.append(f"{column} = {ph}")
+            params.append(value)
+        sql = (
+            f"SELECT id, {', '.join(fields)} FROM {entity} WHERE {' AND '.join(conditions)} "
+            f"ORDER BY id LIMIT {int(limit)}"
+        )
+        rows = self.dialect.select(self.conn, sql, tuple(params))
+        return self.dialect.engine_rows(entity, fields, rows)
+
+    def count(self, entity: str) -> int:
+        table = ENTITY_TABLES[entity]
+        return int(
+            self.conn.execute(
+                select(func.count())
+                .select_from(table)
+                .where(table.c.organization_id == self.org_id)
+            ).scalar_one()
+        )

@@ -1,0 +1,40 @@
+"""One transaction scoped to one organization, made of one small store per kind of row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.engine import Connection
+
+from bulkops.store.audit import AuditStore
+from bulkops.store.dialects import Dialect
+from bulkops.store.errors import translate
+from bulkops.store.ledger import EventStore, LedgerStore
+from bulkops.store.operations import OperationStore
+from bulkops.store.rows import RowStore
+
+__all__ = ["Tx"]
+
+
+class Tx:
+    """One transaction of one organization: every query of its stores filters by it."""
+
+    __slots__ = ("audit", "conn", "dialect", "events", "ledger", "operations", "org_id", "rows")
+
+    def __init__(self, conn: Connection, dialect: Dialect, org_id: int) -> None:
+        self.conn = conn
+        self.dialect = dialect
+        self.org_id = org_id
+        dialect.scope(conn, org_id)
+        self.operations = OperationStore(conn, dialect, org_id)
+        self.ledger = LedgerStore(conn, dialect, org_id)
+        self.events = EventStore(conn, dialect, org_id)
+        self.audit = AuditStore(conn, dialect, org_id)
+        self.rows = RowStore(conn, dialect, org_id)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction: an error inside undoes only what the block wrote."""
+        with translate(), self.conn.begin_nested():
+            yield
