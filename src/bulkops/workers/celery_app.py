@@ -29,6 +29,7 @@ running task); a rollback the API queues is an orphan as above and runs on a wor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -48,7 +49,7 @@ from bulkops import engine
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
 from bulkops.logs import configure_json_logging
-from bulkops.store import Store
+from bulkops.model import OperationStatus
 
 __all__ = [
     "APPLY_CHUNK",
@@ -65,7 +66,6 @@ log = logging.getLogger("bulkops.worker")
 RUN_OPERATION = "bulkops.run_operation"
 APPLY_CHUNK = "bulkops.apply_chunk"
 RECONCILE = "bulkops.reconcile"
-_FINAL = {"completed", "failed", "cancelled", "rolled_back"}
 
 
 class _Runtime:
@@ -79,7 +79,7 @@ class _Runtime:
     def ctx(self) -> engine.Context:
         if self._ctx is None or self._pid != os.getpid():
             # A forked child must not reuse its parent's connection pool.
-            self._ctx = engine.Context(Store(self.settings.database_url), self.settings)
+            self._ctx = engine.open_context(self.settings)
             self._pid = os.getpid()
         return self._ctx
 
@@ -193,7 +193,7 @@ def _run_operation(
         log.warning("operation not found", extra=fields)
         return "not-found"
     status = str(op["status"])
-    if status in _FINAL:
+    if OperationStatus(status).is_final:
         log.info("operation already ended", extra={**fields, "status": status})
         return status
     if op["lease_owner"] not in (None, owner) and engine.expire_dead_leases(ctx, org_id):
@@ -265,28 +265,20 @@ def _run_operation(
             "seconds": round(time.monotonic() - started, 3),
         },
     )
-    if final["status"] in _FINAL:
+    if OperationStatus(final["status"]).is_final:
         # The next operation of the same entity may be waiting for this one.
         _send_pending(ctx, org_id, _sender(app, ctx.settings))
     return str(final["status"])
 
 
 def _expire_lease(ctx: engine.Context, org_id: int, op_id: str, owner: str) -> None:
-    try:
-        with ctx.store.transaction(org_id, write=True) as tx:
-            current = tx.get_operation(op_id)
-            if current is not None and current["lease_owner"] == owner:
-                tx.renew_lease(op_id, owner, -1.0)
-    except BulkopsError:
-        pass  # the lease runs out by itself
+    with contextlib.suppress(BulkopsError):  # if it fails, the lease runs out by itself
+        engine.release_lease(ctx, org_id, op_id, owner)
 
 
 def _send_pending(ctx: engine.Context, org_id: int, send: Callable[[int, str], None]) -> None:
-    with ctx.store.transaction(org_id) as tx:
-        pending = tx.list_operations(status=["pending"], limit=200)
-    for op in reversed(pending):  # oldest first
-        if op["executor"] == "worker":
-            send(org_id, op["id"])
+    for op in engine.pending_worker_operations(ctx, org_id):
+        send(org_id, op["id"])
 
 
 @dataclass
@@ -308,18 +300,10 @@ class Dispatcher:
         again = self.redispatch_seconds or max(self.ctx.settings.lease_seconds, 5.0)
         seen: set[str] = set()
         sent = 0
-        for org in self.ctx.store.list_organizations():
+        for org in engine.list_organizations(self.ctx):
             engine.expire_dead_leases(self.ctx, org["id"])
-            with self.ctx.store.transaction(org["id"]) as tx:
-                pending = [
-                    op
-                    for op in reversed(tx.list_operations(status=["pending"], limit=200))
-                    if op["executor"] == "worker"
-                ]
-                orphans = [tx.get_operation(op_id) for op_id in tx.orphaned_operations()]
-            for op in [*pending, *orphans]:
-                if op is None:
-                    continue
+            runnable = engine.runnable_operations(self.ctx, org["id"])
+            for op in [*runnable.pending, *runnable.orphaned]:
                 seen.add(op["id"])
                 state = (op["status"], op["lease_owner"], op["lease_expires_at"])
                 previous = self._sent.get(op["id"])
@@ -347,9 +331,9 @@ def dispatcher_main(
     stop = stop or threading.Event()
     configure_json_logging()
     settings = Settings(**settings_values)
-    store = Store(settings.database_url)
+    ctx = engine.open_context(settings)
     app = make_celery(settings)
-    dispatcher = Dispatcher(engine.Context(store, settings), _sender(app, settings))
+    dispatcher = Dispatcher(ctx, _sender(app, settings))
     log.info("dispatcher started", extra={"pid": os.getpid(), "queue": settings.queue})
     try:
         while not stop.is_set():
@@ -361,7 +345,7 @@ def dispatcher_main(
                 log.warning("dispatch failed", extra={"error": str(exc)})
             stop.wait(settings.reconcile_seconds)
     finally:
-        store.dispose()
+        engine.close_context(ctx)
 
 
 class DispatcherProcess:
