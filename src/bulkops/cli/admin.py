@@ -200,6 +200,6 @@ def worker(
                 "No broker: set BULKOPS_BROKER_URL, e.g. redis://127.0.0.1:6379/0 or "
                 "amqp://guest:guest@127.0.0.1:5672//"
             )
-        from bulkops.workers.celery_app import run_worker
+        from bulkops.workers.service import run_worker
 
         run_worker(state.settings, concurrency=concurrency, pool=pool, dispatch=dispatch)
