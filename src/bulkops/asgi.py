@@ -20,7 +20,6 @@ from bulkops import __version__, engine
 from bulkops.api import ApiState, EventHub, RequestLog, include_api
 from bulkops.config import Settings
 from bulkops.logs import configure_json_logging
-from bulkops.store import Store
 from bulkops.web import Sessions, WebState, build_templates, include_web
 from bulkops.workers import EmbeddedWorker
 
@@ -49,17 +48,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(settings.database_url)
+        ctx = engine.open_context(settings)
         state = ApiState(
-            engine.Context(store, settings),
+            ctx,
             sse_poll_seconds=sse_poll_seconds,
             sse_heartbeat_seconds=sse_heartbeat_seconds,
             sse_limiter=anyio.CapacityLimiter(8),
             sse_wake_timeout_seconds=sse_wake_timeout_seconds,
         )
-        if store.dialect.name == "postgresql":
+        if engine.uses_postgresql(ctx):
             state.event_hub = EventHub()
-            state.event_hub.start(store)
+            state.event_hub.start(ctx.store)
         state.tokens.ttl_seconds = token_touch_seconds
         sessions = Sessions(state.ctx, secret)
         state.cookie_auth = sessions.cookie_auth
@@ -70,7 +69,7 @@ def create_app(
         finally:
             if state.event_hub is not None:
                 state.event_hub.stop()
-            store.dispose()
+            engine.close_context(ctx)
 
     app = FastAPI(
         title="bulkops",
@@ -90,7 +89,7 @@ def create_app(
     )
     async def healthz() -> JSONResponse:
         state: ApiState = app.state.api
-        reachable = await anyio.to_thread.run_sync(state.ctx.store.ping)
+        reachable = await anyio.to_thread.run_sync(engine.database_reachable, state.ctx)
         return JSONResponse(
             {
                 "status": "ok" if reachable else "unavailable",

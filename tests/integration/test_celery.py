@@ -382,7 +382,7 @@ def test_worker_without_broker_says_what_to_set(tmp_path: Path) -> None:
 
 def test_the_dispatcher_enqueues_each_state_once(ctx: engine.Context, org_id: int,
                                                   tmp_path: Path) -> None:
-    from bulkops.workers.celery_app import Dispatcher
+    from bulkops.workers.dispatcher import Dispatcher
 
     sent: list[tuple[int, str]] = []
     dispatcher = Dispatcher(ctx, lambda org, op: sent.append((org, op)), redispatch_seconds=0.3)

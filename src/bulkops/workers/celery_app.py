@@ -1,7 +1,8 @@
 """Celery executor: tasks carry ids only and call the engine; the database keeps every state.
 
 Nothing is built on import: :func:`make_celery` builds the app for given settings, and
-``bulkops worker`` (:func:`run_worker`) starts it together with its dispatcher.
+``bulkops worker`` (:func:`bulkops.workers.service.run_worker`) starts it together with its
+dispatcher.
 
 How an operation reaches a worker
     The API only writes the operation (``executor = worker``) to the database, exactly as
@@ -29,15 +30,12 @@ running task); a rollback the API queues is an orphan as above and runs on a wor
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import multiprocessing
 import os
 import socket
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +45,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from bulkops import engine
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
-from bulkops.logs import configure_json_logging
-from bulkops.store import Store
+from bulkops.model import OperationStatus
+from bulkops.workers.dispatcher import Dispatcher
 
 __all__ = [
     "APPLY_CHUNK",
     "RUN_OPERATION",
-    "Dispatcher",
-    "DispatcherProcess",
-    "dispatcher_main",
     "make_celery",
-    "run_worker",
+    "operation_sender",
 ]
 
 log = logging.getLogger("bulkops.worker")
@@ -65,7 +60,6 @@ log = logging.getLogger("bulkops.worker")
 RUN_OPERATION = "bulkops.run_operation"
 APPLY_CHUNK = "bulkops.apply_chunk"
 RECONCILE = "bulkops.reconcile"
-_FINAL = {"completed", "failed", "cancelled", "rolled_back"}
 
 
 class _Runtime:
@@ -79,7 +73,7 @@ class _Runtime:
     def ctx(self) -> engine.Context:
         if self._ctx is None or self._pid != os.getpid():
             # A forked child must not reuse its parent's connection pool.
-            self._ctx = engine.Context(Store(self.settings.database_url), self.settings)
+            self._ctx = engine.open_context(self.settings)
             self._pid = os.getpid()
         return self._ctx
 
@@ -138,13 +132,15 @@ def make_celery(settings: Settings) -> Celery:
     @app.task(name=RECONCILE)  # type: ignore[untyped-decorator]
     def reconcile() -> int:
         """Enqueue every runnable operation once (for Celery beat; the dispatcher loops)."""
-        return Dispatcher(runtime.ctx(), _sender(app, settings)).reconcile_once()
+        return Dispatcher(runtime.ctx(), operation_sender(app, settings)).reconcile_once()
 
     del run_operation, apply_chunk, reconcile  # registered on the app by name
     return app
 
 
-def _sender(app: Celery, settings: Settings) -> Callable[[int, str], None]:
+def operation_sender(app: Celery, settings: Settings) -> Callable[[int, str], None]:
+    """Enqueue ``bulkops.run_operation(org_id, op_id)`` on the settings' queue."""
+
     def send(org_id: int, op_id: str) -> None:
         app.send_task(RUN_OPERATION, args=[org_id, op_id], queue=settings.queue)
 
@@ -193,7 +189,7 @@ def _run_operation(
         log.warning("operation not found", extra=fields)
         return "not-found"
     status = str(op["status"])
-    if status in _FINAL:
+    if OperationStatus(status).is_final:
         log.info("operation already ended", extra={**fields, "status": status})
         return status
     if op["lease_owner"] not in (None, owner) and engine.expire_dead_leases(ctx, org_id):
@@ -265,168 +261,17 @@ def _run_operation(
             "seconds": round(time.monotonic() - started, 3),
         },
     )
-    if final["status"] in _FINAL:
+    if OperationStatus(final["status"]).is_final:
         # The next operation of the same entity may be waiting for this one.
-        _send_pending(ctx, org_id, _sender(app, ctx.settings))
+        _send_pending(ctx, org_id, operation_sender(app, ctx.settings))
     return str(final["status"])
 
 
 def _expire_lease(ctx: engine.Context, org_id: int, op_id: str, owner: str) -> None:
-    try:
-        with ctx.store.transaction(org_id, write=True) as tx:
-            current = tx.operations.get(op_id)
-            if current is not None and current["lease_owner"] == owner:
-                tx.operations.renew_lease(op_id, owner, -1.0)
-    except BulkopsError:
-        pass  # the lease runs out by itself
+    with contextlib.suppress(BulkopsError):  # if it fails, the lease runs out by itself
+        engine.release_lease(ctx, org_id, op_id, owner)
 
 
 def _send_pending(ctx: engine.Context, org_id: int, send: Callable[[int, str], None]) -> None:
-    with ctx.store.transaction(org_id) as tx:
-        pending = tx.operations.list(status=["pending"], limit=200)
-    for op in reversed(pending):  # oldest first
-        if op["executor"] == "worker":
-            send(org_id, op["id"])
-
-
-@dataclass
-class Dispatcher:
-    """Finds runnable operations in the database and enqueues each one once.
-
-    "Once" per state: an operation is enqueued again when its state (status, lease) changed
-    since, or after ``redispatch_seconds`` (a pending operation that waited for another of
-    its entity; a message lost with its broker).
-    """
-
-    ctx: engine.Context
-    send: Callable[[int, str], None]
-    redispatch_seconds: float | None = None
-    _sent: dict[str, tuple[tuple[Any, ...], float]] = field(default_factory=dict)
-
-    def reconcile_once(self) -> int:
-        now = time.monotonic()
-        again = self.redispatch_seconds or max(self.ctx.settings.lease_seconds, 5.0)
-        seen: set[str] = set()
-        sent = 0
-        for org in self.ctx.store.accounts.list_organizations():
-            engine.expire_dead_leases(self.ctx, org["id"])
-            with self.ctx.store.transaction(org["id"]) as tx:
-                pending = [
-                    op
-                    for op in reversed(tx.operations.list(status=["pending"], limit=200))
-                    if op["executor"] == "worker"
-                ]
-                orphans = [tx.operations.get(op_id) for op_id in tx.operations.orphaned()]
-            for op in [*pending, *orphans]:
-                if op is None:
-                    continue
-                seen.add(op["id"])
-                state = (op["status"], op["lease_owner"], op["lease_expires_at"])
-                previous = self._sent.get(op["id"])
-                if previous is not None and previous[0] == state and now - previous[1] < again:
-                    continue
-                self.send(org["id"], op["id"])
-                self._sent[op["id"]] = (state, now)
-                sent += 1
-                log.info(
-                    "operation enqueued",
-                    extra={"operation_id": op["id"], "org_id": org["id"], "status": op["status"]},
-                )
-        for op_id in set(self._sent) - seen:
-            del self._sent[op_id]
-        return sent
-
-
-def dispatcher_main(
-    settings_values: dict[str, Any], stop: threading.Event | None, parent_pid: int | None
-) -> None:
-    """Entry point of the dispatcher process that ``bulkops worker`` starts beside Celery.
-
-    It runs until ``stop`` is set (a thread, in tests), it is terminated, or its parent dies.
-    """
-    stop = stop or threading.Event()
-    configure_json_logging()
-    settings = Settings(**settings_values)
-    store = Store(settings.database_url)
-    app = make_celery(settings)
-    dispatcher = Dispatcher(engine.Context(store, settings), _sender(app, settings))
-    log.info("dispatcher started", extra={"pid": os.getpid(), "queue": settings.queue})
-    try:
-        while not stop.is_set():
-            if parent_pid is not None and os.getppid() != parent_pid:
-                break  # the worker is gone
-            try:
-                dispatcher.reconcile_once()
-            except Exception as exc:  # the database or the broker is down: try again later
-                log.warning("dispatch failed", extra={"error": str(exc)})
-            stop.wait(settings.reconcile_seconds)
-    finally:
-        store.dispose()
-
-
-class DispatcherProcess:
-    """The dispatcher in its own (spawned) process, so the Celery pool never forks a thread."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._mp = multiprocessing.get_context("spawn")
-        self._process: BaseProcess | None = None
-
-    def start(self) -> None:
-        self._process = self._mp.Process(
-            target=dispatcher_main,
-            args=(self.settings.model_dump(), None, os.getpid()),
-            name="bulkops-dispatcher",
-            daemon=True,
-        )
-        self._process.start()
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        # Terminate rather than signal an Event: a shared Event's set() hangs when a waiter
-        # died (the whole process group gets Ctrl-C or SIGTERM). It only reads and enqueues.
-        self._process.terminate()
-        self._process.join(10)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._process = None
-
-
-def run_worker(
-    settings: Settings,
-    *,
-    concurrency: int | None = None,
-    pool: str = "prefork",
-    loglevel: str = "INFO",
-    dispatch: bool = True,
-) -> None:
-    """``bulkops worker``: a Celery worker on ``settings.queue`` plus its dispatcher."""
-    configure_json_logging()
-    if not settings.data_dir.is_absolute():
-        log.warning(
-            "BULKOPS_DATA_DIR is relative; workers on other machines need the same absolute "
-            "path to shared storage",
-            extra={"data_dir": str(settings.data_dir)},
-        )
-    app = make_celery(settings)
-    dispatcher = DispatcherProcess(settings) if dispatch else None
-    if dispatcher is not None:
-        dispatcher.start()
-    try:
-        app.worker_main(
-            [
-                "worker",
-                f"--concurrency={concurrency or settings.worker_concurrency}",
-                f"--pool={pool}",
-                f"--loglevel={loglevel}",
-                f"--queues={settings.queue}",
-                f"--hostname=bulkops-{os.getpid()}@%h",
-                "--without-gossip",
-                "--without-mingle",
-            ]
-        )
-    finally:
-        if dispatcher is not None:
-            dispatcher.stop()
+    for op in engine.pending_worker_operations(ctx, org_id):
+        send(org_id, op["id"])

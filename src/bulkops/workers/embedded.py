@@ -32,7 +32,6 @@ from bulkops import engine
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError
 from bulkops.logs import configure_json_logging
-from bulkops.store import Store
 
 __all__ = ["EmbeddedWorker", "Worker", "worker_main"]
 
@@ -74,15 +73,12 @@ class Worker:
     def poll_once(self) -> int:
         """Submit every runnable operation not already running here; returns how many."""
         submitted = 0
-        for org in self.ctx.store.accounts.list_organizations():
-            with self.ctx.store.transaction(org["id"]) as tx:
-                pending = tx.operations.list(status=["pending"], limit=200)
-                orphans = tx.operations.orphaned()
-            for op in reversed(pending):  # oldest first
-                if op["executor"] == "worker":
-                    submitted += self._submit(org["id"], op["id"], resume=False)
-            for op_id in orphans:
-                submitted += self._submit(org["id"], op_id, resume=True)
+        for org in engine.list_organizations(self.ctx):
+            runnable = engine.runnable_operations(self.ctx, org["id"])
+            for op in runnable.pending:
+                submitted += self._submit(org["id"], op["id"], resume=False)
+            for op in runnable.orphaned:
+                submitted += self._submit(org["id"], op["id"], resume=True)
         return submitted
 
     def _submit(self, org_id: int, op_id: str, *, resume: bool) -> int:
@@ -131,12 +127,12 @@ def worker_main(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         configure_json_logging()
     settings = Settings(**settings_values)
-    store = Store(settings.database_url)
+    ctx = engine.open_context(settings)
     try:
-        worker = Worker(engine.Context(store, settings), poll_seconds=poll_seconds)
+        worker = Worker(ctx, poll_seconds=poll_seconds)
         worker.run(stop, parent_pid=parent_pid)
     finally:
-        store.dispose()
+        engine.close_context(ctx)
 
 
 class EmbeddedWorker:

@@ -1,0 +1,79 @@
+"""The Typer apps: the root options, every command in the order ``--help`` lists them, main.
+
+The commands live in :mod:`bulkops.cli.operations` (running operations),
+:mod:`bulkops.cli.reports` (reading them) and :mod:`bulkops.cli.admin` (set-up and
+services); they are registered here, in one place, because Typer lists commands in the order
+they were registered.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from bulkops.cli import admin, operations, reports
+from bulkops.cli.state import State, fail
+from bulkops.config import Settings
+from bulkops.errors import BulkopsError
+from bulkops.model import OperationType
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="bulkops",
+    help="Validated, audited, undoable bulk changes to a B2B catalogue from CSV files.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
+user_app = typer.Typer(help="Users.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+app.add_typer(org_app, name="org")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="BULKOPS_DATABASE_URL",
+            help="SQLAlchemy URL (default: SQLite file bulkops.db here).",
+        ),
+    ] = None,
+    org: Annotated[str | None, typer.Option("--org", help="Organization slug.")] = None,
+) -> None:
+    settings = Settings() if database_url is None else Settings(database_url=database_url)
+    ctx.obj = State(settings, org)
+
+
+for _operation in (OperationType.IMPORT, OperationType.UPDATE, OperationType.DELETE):
+    app.command(_operation.value)(operations.data_command(_operation))
+app.command()(admin.init)
+app.command()(operations.export)
+app.command()(operations.rollback)
+app.command()(operations.cancel)
+app.command()(operations.resume)
+app.command()(reports.history)
+app.command()(reports.show)
+app.command()(reports.errors)
+app.command()(reports.template)
+app.command()(admin.serve)
+app.command()(admin.worker)
+org_app.command("create")(admin.org_create)
+user_app.command("create")(admin.user_create)
+token_app.command("create")(admin.token_create)
+
+
+def main() -> None:
+    os.environ.setdefault("PYTHONIOENCODING", "utf-8")
+    try:
+        app()
+    except BulkopsError as exc:  # raised outside a command body
+        fail(exc)

@@ -1,0 +1,251 @@
+"""Commands that run operations: import, update, delete, export, rollback, cancel, resume."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bulkops import engine
+from bulkops.cli.arguments import Entity, FileArg, JsonOpt, OpId
+from bulkops.cli.output import (
+    err,
+    exit_code_for,
+    live_progress,
+    out,
+    print_json,
+    print_summary,
+    wait_message,
+)
+from bulkops.cli.state import reported_errors, state_of
+from bulkops.errors import UsageError
+from bulkops.model import EntityType, OperationType
+
+__all__ = ["cancel", "data_command", "export", "resume", "rollback"]
+
+
+def _run_data_operation(
+    ctx: typer.Context,
+    operation: OperationType,
+    entity: EntityType,
+    file: Path,
+    *,
+    validate_only: bool,
+    rollback_on_error: bool,
+    chunk_size: int | None,
+    max_concurrent: int | None,
+    max_errors: int | None,
+    mapping: list[str],
+    encoding: str | None,
+    delimiter: str | None,
+    as_json: bool,
+) -> None:
+    state = state_of(ctx)
+    with reported_errors():
+        parsed_mapping: dict[str, str] = {}
+        for item in mapping:
+            if "=" not in item:
+                raise UsageError(f"--map expects HEADER=FIELD, got '{item}'.")
+            header, field = item.split("=", 1)
+            parsed_mapping[header] = field
+        config = engine.OperationConfig.parse(
+            {
+                "chunk_size": chunk_size,
+                "max_concurrent": max_concurrent,
+                "validate_only": validate_only,
+                "rollback_on_error": rollback_on_error,
+                "max_errors": max_errors,
+                "mapping": parsed_mapping,
+                "encoding": encoding,
+                "delimiter": delimiter,
+            }
+        )
+        if not file.is_file():
+            raise UsageError(f"No such file: {file}")
+        org = state.org()
+        op = engine.create_operation(
+            state.ctx,
+            org["id"],
+            operation_type=operation,
+            entity_type=entity,
+            config=config,
+            source=file,
+            file_name=file.name,
+        )
+        if not as_json:
+            err.print(f"Operation {op['id']} queued ({operation.value} {entity.value}).")
+        with live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
+            final = engine.execute(
+                state.ctx, org["id"], op["id"], on_progress=progress, wait=wait_message(op["id"])
+            )
+    if as_json:
+        print_json(engine.operation_view(final))
+    else:
+        print_summary(final)
+    raise typer.Exit(exit_code_for(final))
+
+
+def data_command(operation: OperationType) -> Callable[..., None]:
+    def command(
+        ctx: typer.Context,
+        entity: Entity,
+        file: FileArg,
+        validate_only: Annotated[
+            bool, typer.Option("--validate-only", help="Dry run: change nothing.")
+        ] = False,
+        rollback_on_error: Annotated[
+            bool, typer.Option("--rollback-on-error", help="All or nothing.")
+        ] = False,
+        chunk_size: Annotated[int | None, typer.Option(help="Records per batch.")] = None,
+        max_concurrent: Annotated[int | None, typer.Option(help="Batches in flight.")] = None,
+        max_errors: Annotated[
+            int | None, typer.Option(help="Stop after this many failed records.")
+        ] = None,
+        mapping: Annotated[
+            list[str] | None, typer.Option("--map", help="HEADER=FIELD, or HEADER= to ignore.")
+        ] = None,
+        encoding: Annotated[str | None, typer.Option(help="e.g. windows-1252")] = None,
+        delimiter: Annotated[str | None, typer.Option(help=", ; | or tab")] = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        _run_data_operation(
+            ctx,
+            operation,
+            entity,
+            file,
+            validate_only=validate_only,
+            rollback_on_error=rollback_on_error,
+            chunk_size=chunk_size,
+            max_concurrent=max_concurrent,
+            max_errors=max_errors,
+            mapping=mapping or [],
+            encoding=encoding,
+            delimiter=delimiter,
+            as_json=as_json,
+        )
+
+    command.__doc__ = {
+        OperationType.IMPORT: "Create or update records by natural key (upsert).",
+        OperationType.UPDATE: "Update existing records; only the columns in the file change.",
+        OperationType.DELETE: "Delete records by natural key.",
+    }[operation]
+    return command
+
+
+def export(
+    ctx: typer.Context,
+    entity: Entity,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
+    ] = None,
+    where: Annotated[list[str] | None, typer.Option("--where", help="COLUMN=VALUE filter.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write every row of an entity as CSV in template column order."""
+    state = state_of(ctx)
+    with reported_errors():
+        filters = dict(item.split("=", 1) for item in (where or []) if "=" in item)
+        org = state.org()
+        op = engine.create_operation(
+            state.ctx,
+            org["id"],
+            operation_type=OperationType.EXPORT,
+            entity_type=entity,
+            config=engine.OperationConfig(filters=filters),
+        )
+        with live_progress(not as_json and output is not None, f"export {entity.value}") as p:
+            final = engine.execute(state.ctx, org["id"], op["id"], on_progress=p)
+        source = engine.export_path(state.ctx, org["id"], op["id"])
+        if output is not None:
+            shutil.copyfile(source, output)  # streamed, not read whole into memory
+        elif not as_json:
+            with source.open("rb") as handle:
+                while block := handle.read(1 << 20):
+                    sys.stdout.buffer.write(block)
+    if as_json:
+        print_json(engine.operation_view(final))
+    elif output is not None:
+        err.print(f"Exported {final['processed_records']:,} {entity.value} rows to {output}.")
+    raise typer.Exit(exit_code_for(final))
+
+
+def rollback(
+    ctx: typer.Context,
+    operation_id: OpId,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite rows changed since.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo an operation exactly; rows changed since are reported as conflicts."""
+    state = state_of(ctx)
+    with reported_errors():
+        org = state.org()
+        with live_progress(not as_json, "rollback") as progress:
+            final = engine.rollback_operation(
+                state.ctx, org["id"], operation_id, user_id=None, force=force, on_progress=progress
+            )
+    if as_json:
+        print_json(engine.operation_view(final))
+    else:
+        print_summary(final)
+        if final["conflict_records"]:
+            out.print(f"Conflicts: bulkops errors {operation_id} --conflicts -o conflicts.csv")
+    raise typer.Exit(0 if not final["conflict_records"] else 1)
+
+
+def cancel(
+    ctx: typer.Context,
+    operation_id: OpId,
+    with_rollback: Annotated[
+        bool, typer.Option("--rollback", help="Undo what was applied.")
+    ] = False,
+) -> None:
+    """Stop an operation within one chunk (from any process)."""
+    state = state_of(ctx)
+    with reported_errors():
+        org = state.org()
+        op = engine.request_cancel(
+            state.ctx, org["id"], operation_id, user_id=None, rollback=with_rollback
+        )
+    out.print(
+        f"Operation {operation_id}: "
+        + (
+            "cancelled."
+            if op["status"] == "cancelled"
+            else "cancel requested; it stops "
+            "within one chunk" + (" and is then rolled back." if with_rollback else ".")
+        )
+    )
+
+
+def resume(
+    ctx: typer.Context,
+    operation_id: Annotated[str | None, typer.Argument(help="Operation id.")] = None,
+    orphaned: Annotated[
+        bool, typer.Option("--orphaned", help="Every operation whose process died.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue an operation or rollback whose process died, from its last committed chunk."""
+    state = state_of(ctx)
+    with reported_errors():
+        if (operation_id is None) == (not orphaned):
+            raise UsageError("Give an OPERATION_ID or --orphaned (not both).")
+        org = state.org()
+        with live_progress(not as_json, "resume") as progress:
+            if operation_id is not None:
+                finals = [engine.resume(state.ctx, org["id"], operation_id, on_progress=progress)]
+            else:
+                finals = engine.resume_orphaned(state.ctx, org["id"], on_progress=progress)
+    if as_json:
+        views = [engine.operation_view(f) for f in finals]
+        print_json(views[0] if operation_id is not None else views)
+    else:
+        if not finals:
+            out.print("No orphaned operation: nothing to resume.")
+        for final in finals:
+            print_summary(final)
+    raise typer.Exit(max((exit_code_for(f) for f in finals), default=0))

@@ -1,0 +1,123 @@
+"""What the command line prints: JSON, operation summaries and the Rich progress bar.
+
+Results go to standard output (``out``, or raw JSON); messages and the progress bar go to
+standard error (``err``), so that output can be piped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from bulkops import engine
+
+__all__ = [
+    "err",
+    "exit_code_for",
+    "live_progress",
+    "out",
+    "print_json",
+    "print_summary",
+    "wait_message",
+]
+
+err = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def live_progress(enabled: bool, title: str) -> Iterator[engine.ProgressCallback | None]:
+    """A Rich bar with rate and time remaining, on a terminal only."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[counts]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(title, total=100.0, counts="", rate="")
+
+        def update(event: dict[str, Any]) -> None:
+            phase = event.get("phase", "")
+            counts = (
+                f"{event.get('processed_records', 0):,} rows"
+                f" ✓{event.get('successful_records', event.get('rolled_back_records', 0)) or 0:,}"
+                f" ✗{event.get('failed_records', event.get('conflict_records', 0)) or 0:,}"
+            )
+            rate = f"{event['rate']:,.0f}/s" if event.get("rate") else ""
+            bar.update(
+                task,
+                completed=event.get("percentage") or 0.0,
+                counts=counts,
+                rate=rate,
+                description=f"{title} ({phase})" if phase and phase != "done" else title,
+            )
+
+        yield update
+
+
+def exit_code_for(op: dict[str, Any]) -> int:
+    """0 when the operation completed without a failed record, else 1."""
+    return 0 if op["status"] == "completed" and not op["failed_records"] else 1
+
+
+def print_summary(op: dict[str, Any]) -> None:
+    """The operation's status and counters, its first errors and where the full report is."""
+    view = engine.operation_view(op)
+    out.print(
+        f"Operation {view['id']}: [bold]{view['status']}[/] — "
+        f"{view['processed_records']:,} processed, {view['created_records']:,} created, "
+        f"{view['updated_records']:,} updated, {view['unchanged_records']:,} unchanged, "
+        f"{view['deleted_records']:,} deleted, {view['failed_records']:,} failed"
+        + (f", {view['rolled_back_records']:,} rolled back" if view["rolled_back_records"] else "")
+        + (f", {view['conflict_records']:,} conflicts" if view["conflict_records"] else "")
+    )
+    if view["results"].get("validate_only"):
+        out.print("Validation only: nothing was changed; the counts say what would happen.")
+    for error in view["results"].get("first_errors", [])[:5]:
+        column = f" [{error['column']}]" if error.get("column") else ""
+        out.print(
+            f"  row {error['row']} (line {error['line']}){column}: {error['message']}", markup=False
+        )
+    if view["failed_records"]:
+        out.print(f"Error report: bulkops errors {view['id']} -o errors.csv")
+
+
+def wait_message(op_id: str) -> Callable[[], bool]:
+    """The engine's wait callback: say once that the operation is queued, then poll slowly."""
+    shown = False
+
+    def wait() -> bool:
+        nonlocal shown
+        if not shown:
+            err.print(f"Queued: another operation on this entity is running; {op_id} waits.")
+            shown = True
+        time.sleep(0.5)
+        return True
+
+    return wait

@@ -1,0 +1,64 @@
+"""What every command shares: the root options' state, and how errors reach the user."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import typer
+
+from bulkops import engine
+from bulkops.cli.output import err
+from bulkops.config import Settings
+from bulkops.errors import BulkopsError, FileRejected
+
+__all__ = ["State", "fail", "reported_errors", "state_of"]
+
+
+@dataclass
+class State:
+    """The root options; the database is opened on first use (``--help`` never opens it)."""
+
+    settings: Settings
+    org_slug: str | None
+    _ctx: engine.Context | None = None
+
+    @property
+    def ctx(self) -> engine.Context:
+        if self._ctx is None:
+            self._ctx = engine.open_context(self.settings)
+        return self._ctx
+
+    def org(self) -> dict[str, Any]:
+        return engine.resolve_organization(self.ctx.store, self.org_slug)
+
+
+def state_of(ctx: typer.Context) -> State:
+    state = ctx.find_root().obj
+    assert isinstance(state, State)
+    return state
+
+
+def fail(exc: BulkopsError) -> NoReturn:
+    """Print the error (every problem of a rejected file) and exit with its exit code."""
+    if isinstance(exc, FileRejected):
+        err.print(
+            f"[bold red]The file was rejected[/] ({exc.title}); nothing was changed:", markup=True
+        )
+        for problem in exc.problems:
+            where = f" (line {problem.line})" if problem.line else ""
+            err.print(f"  - {problem.message}{where}", markup=False)
+    else:
+        err.print(f"Error: {exc}", markup=False)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextlib.contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn a BulkopsError raised in the block into its message and exit code."""
+    try:
+        yield
+    except BulkopsError as exc:
+        fail(exc)
