@@ -58,7 +58,7 @@ def create_app(
         )
         if engine.uses_postgresql(ctx):
             state.event_hub = EventHub()
-            state.event_hub.start(ctx.store)
+            state.event_hub.start(state.ctx)
         state.tokens.ttl_seconds = token_touch_seconds
         sessions = Sessions(state.ctx, secret)
         state.cookie_auth = sessions.cookie_auth

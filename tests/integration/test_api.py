@@ -548,6 +548,8 @@ def test_bad_parameters_are_422_listing_each(api: Api) -> None:
     zero = upload(client, "sku,name\nA,B\n", chunk_size=0)
     assert "chunk_size" in {e["field"] for e in problem(zero, 422)["errors"]}
     problem(client.post("/api/v1/operations", json={"operation_type": "import"}), 415)
+    for cursor in ("not-a-cursor", "WzFd"):  # WzFd is [1]: JSON, but no (created_at, id)
+        problem(client.get("/api/v1/operations", params={"cursor": cursor}), 422)
     assert stored_files(api.settings) == []
 
 
@@ -607,6 +609,15 @@ def test_templates_entities_health_and_docs(api: Api) -> None:
     assert httpx.get(f"{api.url}/").status_code in (302, 307)
     schema = httpx.get(f"{api.url}/openapi.json").json()
     assert "/api/v1/operations/{operation_id}/events" in schema["paths"]
+    # The upload form is described from OperationConfig: its limits, not a second copy.
+    form = schema["paths"]["/api/v1/operations"]["post"]["requestBody"]["content"][
+        "multipart/form-data"
+    ]["schema"]
+    config = engine.OperationConfig.model_json_schema()["properties"]
+    assert form["properties"]["chunk_size"]["maximum"] == config["chunk_size"]["maximum"]
+    assert form["properties"]["file"]["format"] == "binary"
+    assert form["properties"]["operation_type"]["enum"] == [t.value for t in OperationType]
+    assert set(form["required"]) == {"operation_type", "entity_type"}
     problem(client.get("/api/v1/no-such-thing"), 404)
 
 

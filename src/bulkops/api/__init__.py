@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from . import accounts, catalogue, events, operations
+from . import accounts, catalogue, events, operations, reports
 from .deps import ApiState, TokenCache
 from .events import EventHub
 from .logs import RequestLog
@@ -20,6 +20,7 @@ __all__ = ["ApiState", "EventHub", "RequestLog", "TokenCache", "include_api"]
 def include_api(app: FastAPI) -> None:
     install_problem_handlers(app)
     app.include_router(operations.router)
+    app.include_router(reports.router)
     app.include_router(events.router)
     app.include_router(catalogue.router)
     app.include_router(accounts.router)

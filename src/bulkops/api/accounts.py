@@ -9,7 +9,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Response
 
 from bulkops import engine
-from bulkops.engine.accounts import hash_token
 from bulkops.errors import NotFound
 
 from .deps import Admin, State, Viewer
@@ -65,7 +64,8 @@ def me(principal: Viewer) -> dict[str, Any]:
     "/users", response_model=UserPage, summary="Users of your organization", responses=_ADMIN
 )
 def list_users(principal: Admin, state: State) -> dict[str, Any]:
-    return {"items": [_user_out(u) for u in state.ctx.store.accounts.list_users(principal.org_id)]}
+    users = engine.organization_users(state.ctx, principal.org_id)
+    return {"items": [_user_out(u) for u in users]}
 
 
 @router.post(
@@ -77,10 +77,9 @@ def list_users(principal: Admin, state: State) -> dict[str, Any]:
 )
 def create_user(body: UserIn, principal: Admin, state: State) -> dict[str, Any]:
     """Without ``password`` one is generated and returned once."""
-    store = state.ctx.store
     password = body.password or engine.generate_password()
-    user_id = engine.create_user(store, principal.org_id, body.email, body.role, password)
-    user = store.accounts.find_user(user_id=user_id)
+    user_id = engine.create_user(state.ctx.store, principal.org_id, body.email, body.role, password)
+    user = engine.organization_user(state.ctx, principal.org_id, user_id)
     assert user is not None
     log.info(
         "user created",
@@ -98,9 +97,8 @@ def create_user(body: UserIn, principal: Admin, state: State) -> dict[str, Any]:
     "/tokens", response_model=TokenPage, summary="API tokens of your organization", responses=_ADMIN
 )
 def list_tokens(principal: Admin, state: State) -> dict[str, Any]:
-    return {
-        "items": [_token_out(t) for t in state.ctx.store.accounts.list_tokens(principal.org_id)]
-    }
+    tokens = engine.organization_tokens(state.ctx, principal.org_id)
+    return {"items": [_token_out(t) for t in tokens]}
 
 
 @router.post(
@@ -111,16 +109,17 @@ def list_tokens(principal: Admin, state: State) -> dict[str, Any]:
     responses={**_ADMIN, 404: {"description": "No such user", **_problem}},
 )
 def create_token(body: TokenIn, principal: Admin, state: State) -> dict[str, Any]:
-    store = state.ctx.store
     user_id = body.user_id if body.user_id is not None else principal.user_id
-    user = store.accounts.find_user(user_id=user_id) if user_id is not None else None
-    if user is None or user["organization_id"] != principal.org_id:
-        raise NotFound(f"No user {body.user_id} in your organization.")
-    token = engine.create_token(store, principal.org_id, user["id"], body.name)
-    digest = hash_token(token)
-    created = next(
-        t for t in store.accounts.list_tokens(principal.org_id) if t["token_hash"] == digest
+    user = (
+        engine.organization_user(state.ctx, principal.org_id, user_id)
+        if user_id is not None
+        else None
     )
+    if user is None:
+        raise NotFound(f"No user {body.user_id} in your organization.")
+    token = engine.create_token(state.ctx.store, principal.org_id, user["id"], body.name)
+    created = engine.organization_token(state.ctx, principal.org_id, token=token)
+    assert created is not None
     log.info(
         "token created",
         extra={
@@ -143,11 +142,7 @@ def create_token(body: TokenIn, principal: Admin, state: State) -> dict[str, Any
 def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=2**62)], principal: Admin, state: State
 ) -> Response:
-    store = state.ctx.store
-    found = next(
-        (t for t in store.accounts.list_tokens(principal.org_id) if t["id"] == token_id), None
-    )
-    if found is None or not store.accounts.revoke_token(principal.org_id, token_id):
+    if not engine.revoke_token(state.ctx, principal.org_id, token_id):
         raise NotFound(f"No token {token_id} in your organization.")
     log.info(
         "token revoked",

@@ -13,7 +13,7 @@ from bulkops.model import EntityType
 
 from .deps import Ctx, Viewer
 from .models import EntityPage
-from .pages import decode_cursor, encode_cursor
+from .pages import int_position, page_by_cursor
 from .problems import PROBLEM_JSON, InvalidParameters
 
 __all__ = ["router"]
@@ -65,17 +65,25 @@ def entity_rows(
             where[column] = int(value)
         else:
             where[column] = value.strip().lower() if column == "email" else value.strip()
-    after = decode_cursor(cursor) or 0
-    if not isinstance(after, int):
-        raise InvalidParameters([{"field": "cursor", "message": "Not a cursor this API returned."}])
     fields = spec.field_names
-    with ctx.store.transaction(principal.org_id) as tx:
-        rows = tx.rows.iter(entity.value, fields, after_id=after, limit=limit + 1, where=where)
-    more = len(rows) > limit
-    rows = rows[:limit]
+    rows, next_cursor = page_by_cursor(
+        lambda after, how_many: engine.entity_rows(
+            ctx,
+            principal.org_id,
+            entity.value,
+            fields,
+            after_id=after or 0,
+            limit=how_many,
+            where=where,
+        ),
+        cursor=cursor,
+        limit=limit,
+        position_of=lambda row: int(row[0]),
+        read_position=lambda value: int_position(value or 0),
+    )
     return {
         "entity_type": entity.value,
         "columns": list(fields),
         "items": [{"id": r[0], **dict(zip(fields, r[1:], strict=True))} for r in rows],
-        "next_cursor": encode_cursor(rows[-1][0]) if more else None,
+        "next_cursor": next_cursor,
     }

@@ -15,9 +15,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from bulkops import engine
-from bulkops.engine.accounts import TOKEN_PREFIX, hash_token
 from bulkops.errors import AuthenticationFailed, PermissionDenied, StoreError
-from bulkops.model import Role
 
 if TYPE_CHECKING:
     from .events import EventHub
@@ -107,19 +105,13 @@ def _principal(
             return _cookie_principal(request, *session)
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationFailed("Send an API token: Authorization: Bearer TOKEN.")
-    token = credentials.credentials
-    store = state.ctx.store
-    found = (
-        store.accounts.lookup_token(hash_token(token)) if token.startswith(TOKEN_PREFIX) else None
-    )
+    found = engine.live_token(state.ctx, credentials.credentials)
     if found is None:
         raise AuthenticationFailed("Missing, revoked or unknown API token.")
-    principal = engine.Principal(
-        found["organization_id"], found["user_id"], found["email"], Role(found["role"])
-    )
-    if state.tokens.due(found["id"]):
+    principal, token_id = found
+    if state.tokens.due(token_id):
         try:
-            store.accounts.touch_token(found["id"])
+            engine.mark_token_used(state.ctx, token_id)
         except StoreError as exc:  # the time of use is a courtesy; the request goes on
             log.warning("could not record token use", extra={"error": str(exc)})
     request.state.principal = principal

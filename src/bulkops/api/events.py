@@ -27,7 +27,7 @@ from fastapi.responses import StreamingResponse
 
 from bulkops import engine
 from bulkops.errors import StoreError
-from bulkops.store import Store
+from bulkops.model import OperationStatus
 
 from .deps import State, Viewer
 from .problems import PROBLEM_JSON
@@ -38,7 +38,6 @@ log = logging.getLogger("bulkops.api.events")
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 PAGE = 500
-_FINAL = ("completed", "failed", "cancelled", "rolled_back")
 
 
 def _frame(event: dict[str, Any]) -> bytes:
@@ -61,10 +60,10 @@ class EventHub:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def start(self, store: Store) -> None:
+    def start(self, ctx: engine.Context) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(
-            target=self._listen, args=(store,), name="bulkops-event-hub", daemon=True
+            target=self._listen, args=(ctx,), name="bulkops-event-hub", daemon=True
         )
         self._thread.start()
 
@@ -84,11 +83,11 @@ class EventHub:
         self._event.set()
         self._event = asyncio.Event()
 
-    def _listen(self, store: Store) -> None:
+    def _listen(self, ctx: engine.Context) -> None:
         assert self._loop is not None
         while not self._stop.is_set():
             try:
-                with store.listen_events() as waiter:
+                with engine.listen_for_events(ctx) as waiter:
                     while not self._stop.is_set():
                         if waiter.wait(None, 1.0):
                             self._loop.call_soon_threadsafe(self._wake)
@@ -106,16 +105,13 @@ class _Log:
         self.op_id = op_id
 
     def after(self, event_id: int, limit: int = PAGE) -> list[dict[str, Any]]:
-        with self.ctx.store.transaction(self.org_id) as tx:
-            return tx.events.after(self.op_id, event_id, limit)
+        return engine.events_after(self.ctx, self.org_id, self.op_id, event_id, limit)
 
     def after_one(self, event_id: int) -> bool:
         return bool(self.after(event_id, 1))
 
     def snapshot(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        with self.ctx.store.transaction(self.org_id) as tx:
-            op = tx.operations.get(self.op_id)
-            latest = tx.events.latest(self.op_id)
+        op, latest = engine.operation_with_latest_event(self.ctx, self.org_id, self.op_id)
         assert op is not None
         return op, latest
 
@@ -155,7 +151,8 @@ async def operation_events(
         yield f"retry: {state.sse_retry_ms}\n\n".encode()
         op, latest = await anyio.to_thread.run_sync(log.snapshot, limiter=state.sse_limiter)
         latest_id = latest["id"] if latest else 0
-        if op["status"] in _FINAL and (resume_after is None or resume_after >= latest_id):
+        final = OperationStatus(op["status"]).is_final
+        if final and (resume_after is None or resume_after >= latest_id):
             # Finished already (or the client saw everything): the final state, at once.
             yield _frame({"id": latest_id, "event": "done", "data": engine.operation_view(op)})
             return

@@ -1,126 +1,47 @@
 """``/api/v1/operations``: start (upload), list, read, cancel, roll back, and their files.
 
 Routes only create operations and set flags; the embedded worker process (or Celery) runs
-them. Reads and writes go through the engine facade and the organization-scoped store
-transactions, so an operation of another organization is simply not found (404).
+them. Reads and writes go through the engine, which scopes every one to the caller's
+organization, so an operation of another organization is simply not found (404). The form that
+starts an operation is :mod:`.forms`; the reports of an operation are :mod:`.reports`.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
-import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
-from pydantic import ValidationError
-from starlette.background import BackgroundTask
+from fastapi.responses import JSONResponse
 
 from bulkops import engine
-from bulkops.errors import Conflict, FileProblem, FileTooLarge, UnsupportedFile
+from bulkops.errors import FileProblem, FileTooLarge, UnsupportedFile
 from bulkops.model import EntityType, OperationStatus, OperationType
 
 from .deps import Ctx, Editor, State, Viewer
-from .models import (
-    CancelIn,
-    ErrorPage,
-    ErrorRowOut,
-    OperationOut,
-    OperationPage,
-    RecordOut,
-    RecordPage,
-    RollbackIn,
-)
-from .pages import decode_cursor, encode_cursor
-from .problems import PROBLEM_JSON, InvalidParameters
-from .uploads import MAX_FIELD_BYTES, read_upload
+from .forms import FORM_ALLOWANCE_BYTES, operation_arguments, read_small_form, upload_request_body
+from .models import CancelIn, OperationOut, OperationPage, RollbackIn
+from .pages import page_by_cursor
+from .problems import PROBLEM_JSON
+from .uploads import read_upload
 
-__all__ = ["router"]
+__all__ = ["OPERATION_RESPONSES", "PROBLEM_CONTENT", "router"]
 
 log = logging.getLogger("bulkops.api.operations")
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
-# Room for the form fields around the file when judging Content-Length before reading.
-FORM_ALLOWANCE_BYTES = 4 * MAX_FIELD_BYTES
-_BOOLEANS = {
-    "true": True,
-    "1": True,
-    "yes": True,
-    "on": True,
-    "false": False,
-    "0": False,
-    "no": False,
-    "off": False,
+PROBLEM_CONTENT: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+"""An error answer's body in OpenAPI ``responses``: problem+json."""
+OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or a bad token", **PROBLEM_CONTENT},
+    404: {"description": "No such operation in your organization", **PROBLEM_CONTENT},
 }
-_FORM_FIELDS = (
-    "operation_type",
-    "entity_type",
-    "validate_only",
-    "rollback_on_error",
-    "chunk_size",
-    "max_concurrent",
-    "max_errors",
-    "mapping",
-    "encoding",
-    "delimiter",
-    "filters",
-)
-
-_problem: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-_OP_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or a bad token", **_problem},
-    404: {"description": "No such operation in your organization", **_problem},
-}
-
-_UPLOAD_SCHEMA = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["operation_type", "entity_type"],
-                    "properties": {
-                        "operation_type": {
-                            "type": "string",
-                            "enum": [t.value for t in OperationType],
-                        },
-                        "entity_type": {"type": "string", "enum": [e.value for e in EntityType]},
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "The CSV/TSV file (not for export).",
-                        },
-                        "validate_only": {"type": "boolean", "default": False},
-                        "rollback_on_error": {"type": "boolean", "default": False},
-                        "chunk_size": {"type": "integer", "minimum": 1, "maximum": 50000},
-                        "max_concurrent": {"type": "integer", "minimum": 1, "maximum": 32},
-                        "max_errors": {"type": "integer", "minimum": 0},
-                        "mapping": {
-                            "type": "string",
-                            "description": 'JSON object: CSV header -> field, or "" '
-                            "to ignore the column",
-                        },
-                        "encoding": {"type": "string", "example": "windows-1252"},
-                        "delimiter": {"type": "string", "enum": [",", ";", "tab", "|"]},
-                        "filters": {
-                            "type": "string",
-                            "description": "export only: JSON object column -> value",
-                        },
-                    },
-                },
-            }
-        },
-    }
-}
+"""The error answers of every route of one operation."""
 
 
 def _view(op: dict[str, Any]) -> dict[str, Any]:
@@ -128,90 +49,6 @@ def _view(op: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- start --------------------------------------------------------------------------------------
-
-
-def _parse_form(fields: dict[str, str], has_file: bool) -> dict[str, Any]:
-    """The form fields as create_operation arguments; every problem is listed at once."""
-    problems: list[dict[str, Any]] = []
-
-    def problem(name: str, message: str) -> None:
-        problems.append({"code": "bad_parameter", "field": name, "message": message})
-
-    for name in fields:
-        if name not in _FORM_FIELDS:
-            problem(name, f"Unknown parameter; the parameters are: {', '.join(_FORM_FIELDS)}.")
-    values: dict[str, Any] = {}
-    operation: OperationType | None = None
-    entity: EntityType | None = None
-    raw_type = fields.get("operation_type", "").strip().lower()
-    raw_entity = fields.get("entity_type", "").strip().lower()
-    if not raw_type:
-        problem("operation_type", "is required: import, update, delete or export.")
-    else:
-        try:
-            operation = OperationType(raw_type)
-        except ValueError:
-            problem("operation_type", f"'{raw_type}' is not one of import, update, delete, export.")
-    if not raw_entity:
-        problem("entity_type", f"is required: {', '.join(e.value for e in EntityType)}.")
-    else:
-        try:
-            entity = EntityType(raw_entity)
-        except ValueError:
-            problem(
-                "entity_type",
-                f"'{raw_entity}' is not one of {', '.join(e.value for e in EntityType)}.",
-            )
-    for name in ("validate_only", "rollback_on_error"):
-        if (text := fields.get(name, "").strip().lower()) != "":
-            if text not in _BOOLEANS:
-                problem(name, f"'{text}' is not true or false.")
-            else:
-                values[name] = _BOOLEANS[text]
-    for name in ("chunk_size", "max_concurrent", "max_errors"):
-        if (text := fields.get(name, "").strip()) != "":
-            if not text.isascii() or not text.isdigit():
-                problem(name, f"'{text}' is not a whole number.")
-            else:
-                values[name] = int(text)
-    for name in ("mapping", "filters"):
-        if (text := fields.get(name, "").strip()) != "":
-            try:
-                parsed = orjson.loads(text)
-            except orjson.JSONDecodeError:
-                parsed = None
-            if not isinstance(parsed, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
-            ):
-                problem(name, 'must be a JSON object of texts, e.g. {"Artikel": "sku"}.')
-            else:
-                values[name] = parsed
-    for name in ("encoding", "delimiter"):
-        if (text := fields.get(name, "").strip()) != "":
-            values[name] = text
-    if values.get("delimiter") not in (None, ",", ";", "|", "tab", "\t", "\\t"):
-        problem("delimiter", "must be one of , ; | or tab.")
-    if operation is OperationType.EXPORT and has_file:
-        problem("file", "An export takes no file.")
-    if operation is not None and operation is not OperationType.EXPORT and not has_file:
-        problem("file", f"A CSV file is required for an {operation.value} operation.")
-    if operation is not OperationType.EXPORT and "filters" in values:
-        problem("filters", "Only an export can be filtered.")
-    config: engine.OperationConfig | None = None
-    try:
-        config = engine.OperationConfig.model_validate(values)
-    except ValidationError as exc:
-        for error in exc.errors():
-            problem(".".join(str(p) for p in error["loc"]) or "config", str(error["msg"]))
-    if problems:
-        raise InvalidParameters(problems)
-    assert operation is not None and entity is not None and config is not None
-    return {"operation_type": operation, "entity_type": entity, "config": config}
-
-
-def _find_by_key(ctx: engine.Context, org_id: int, key: str) -> dict[str, Any] | None:
-    with ctx.store.transaction(org_id) as tx:
-        return tx.operations.find_by_idempotency_key(key)
 
 
 def _operation_response(op: dict[str, Any], status_code: int) -> JSONResponse:
@@ -227,17 +64,17 @@ def _operation_response(op: dict[str, Any], status_code: int) -> JSONResponse:
     status_code=202,
     response_model=OperationOut,
     summary="Start an operation (upload a file)",
-    openapi_extra=_UPLOAD_SCHEMA,
+    openapi_extra=upload_request_body(),
     responses={
         200: {
             "description": "A repeated Idempotency-Key: the first operation",
             "model": OperationOut,
         },
-        401: _OP_RESPONSES[401],
-        403: {"description": "Your role may not start operations", **_problem},
-        413: {"description": "The file is over the size limit", **_problem},
-        415: {"description": "Not CSV text (binary, workbook, PDF, image)", **_problem},
-        422: {"description": "Bad header or parameters (every problem listed)", **_problem},
+        401: OPERATION_RESPONSES[401],
+        403: {"description": "Your role may not start operations", **PROBLEM_CONTENT},
+        413: {"description": "The file is over the size limit", **PROBLEM_CONTENT},
+        415: {"description": "Not CSV text (binary, workbook, PDF, image)", **PROBLEM_CONTENT},
+        422: {"description": "Bad header or parameters (every problem listed)", **PROBLEM_CONTENT},
     },
 )
 async def create_operation(
@@ -256,14 +93,16 @@ async def create_operation(
     started = datetime.now(UTC)
     key = idempotency_key.strip() if idempotency_key else None
     if key:
-        existing = await anyio.to_thread.run_sync(_find_by_key, ctx, principal.org_id, key)
+        existing = await anyio.to_thread.run_sync(
+            engine.operation_by_idempotency_key, ctx, principal.org_id, key
+        )
         if existing is not None:
             return _operation_response(existing, 200)
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("application/x-www-form-urlencoded"):
         # No file: an export (or a request that will be told it needs one).
-        fields = await _small_form(request)
-        arguments = _parse_form(fields, has_file=False)
+        fields = await read_small_form(request)
+        arguments = operation_arguments(fields, has_file=False)
         op = await anyio.to_thread.run_sync(
             partial(
                 engine.create_operation,
@@ -312,7 +151,7 @@ async def create_operation(
             max_file_bytes=limit,
         )
         try:
-            arguments = _parse_form(upload.fields, upload.path is not None)
+            arguments = operation_arguments(upload.fields, has_file=upload.path is not None)
             return engine.create_operation(
                 ctx,
                 principal.org_id,
@@ -329,23 +168,6 @@ async def create_operation(
 
     op = await anyio.to_thread.run_sync(create)
     return _created(op, principal, key, started)
-
-
-async def _small_form(request: Request) -> dict[str, str]:
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > FORM_ALLOWANCE_BYTES:
-            raise InvalidParameters(
-                [{"field": "body", "message": "The form is too large; send a file as multipart."}]
-            )
-    try:
-        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidParameters(
-            [{"field": "body", "message": "The form is not valid UTF-8 URL-encoded text."}]
-        ) from exc
-    return dict(pairs)
 
 
 def _created(
@@ -380,7 +202,7 @@ def _aware(value: datetime | None) -> datetime | None:
     "/operations",
     response_model=OperationPage,
     summary="List operations",
-    responses={401: _OP_RESPONSES[401]},
+    responses={401: OPERATION_RESPONSES[401]},
 )
 def list_operations(
     principal: Viewer,
@@ -396,16 +218,10 @@ def list_operations(
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> dict[str, Any]:
     """Newest first. Filters repeat (``status=failed&status=cancelled``); pages by cursor."""
-    before: tuple[datetime, str] | None = None
-    if (position := decode_cursor(cursor)) is not None:
-        try:
-            before = (datetime.fromisoformat(position[0]), str(position[1]))
-        except (TypeError, ValueError, IndexError, KeyError):
-            raise InvalidParameters(
-                [{"field": "cursor", "message": "Not a cursor this API returned."}]
-            ) from None
-    with ctx.store.transaction(principal.org_id) as tx:
-        rows = tx.operations.list(
+    rows, next_cursor = page_by_cursor(
+        lambda before, how_many: engine.list_operations(
+            ctx,
+            principal.org_id,
             status=[s.value for s in status or ()],
             operation_type=[t.value for t in operation_type or ()],
             entity_type=[e.value for e in entity_type or ()],
@@ -413,176 +229,34 @@ def list_operations(
             created_after=_aware(created_after),
             created_before=_aware(created_before),
             query=q or None,
-            limit=limit + 1,
+            limit=how_many,
             before=before,
-        )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = (
-        encode_cursor([rows[-1]["created_at"].isoformat(), rows[-1]["id"]]) if more else None
+        ),
+        cursor=cursor,
+        limit=limit,
+        position_of=_position,
+        read_position=_read_position,
+        to_json=lambda position: [position[0].isoformat(), position[1]],
     )
     return {"items": [_view(r) for r in rows], "next_cursor": next_cursor}
+
+
+def _position(op: dict[str, Any]) -> tuple[datetime, str]:
+    return op["created_at"], op["id"]
+
+
+def _read_position(value: Any) -> tuple[datetime, str]:
+    return datetime.fromisoformat(value[0]), str(value[1])
 
 
 @router.get(
     "/operations/{operation_id}",
     response_model=OperationOut,
     summary="One operation",
-    responses=_OP_RESPONSES,
+    responses=OPERATION_RESPONSES,
 )
 def get_operation(operation_id: str, principal: Viewer, ctx: Ctx) -> dict[str, Any]:
     return _view(engine.get_operation(ctx, principal.org_id, operation_id))
-
-
-def _wants_json(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "application/json" in accept and "text/csv" not in accept
-
-
-def _temporary_csv(ctx: engine.Context) -> Path:
-    folder = ctx.settings.data_dir / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the response)
-        dir=folder, suffix=".csv", delete=False
-    )
-    handle.close()
-    return Path(handle.name)
-
-
-def _csv_file_response(path: Path, download_name: str) -> FileResponse:
-    return FileResponse(
-        path,
-        media_type="text/csv; charset=utf-8",
-        filename=download_name,
-        background=BackgroundTask(path.unlink, missing_ok=True),
-    )
-
-
-@router.get(
-    "/operations/{operation_id}/errors",
-    summary="The error report (CSV, or JSON pages with Accept: application/json)",
-    response_model=ErrorPage,
-    responses={**_OP_RESPONSES, 200: {"content": {"text/csv": {}, "application/json": {}}}},
-)
-def get_errors(
-    operation_id: str,
-    request: Request,
-    principal: Viewer,
-    ctx: Ctx,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> Any:
-    """CSV: ``_row, _line, _errors`` then the original columns, fixable and re-importable."""
-    op = engine.get_operation(ctx, principal.org_id, operation_id)
-    if not _wants_json(request):
-        path = _temporary_csv(ctx)
-        try:
-            with path.open("w", encoding="utf-8", newline="") as stream:
-                engine.write_error_report(ctx, principal.org_id, op, stream)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return _csv_file_response(path, f"errors-{operation_id}.csv")
-    after = decode_cursor(cursor) or 0
-    if not isinstance(after, int):
-        raise InvalidParameters([{"field": "cursor", "message": "Not a cursor this API returned."}])
-    with ctx.store.transaction(principal.org_id) as tx:
-        page = tx.audit.iter_errors(operation_id, after_row=after, limit=limit + 1)
-    more = len(page) > limit
-    page = page[:limit]
-    return ErrorPage(
-        header=orjson.loads(op["header"]) if op.get("header") else [],
-        items=[
-            ErrorRowOut(
-                row=e["row"], line=e["line"], errors=e["errors"], values=[str(v) for v in e["raw"]]
-            )
-            for e in page
-        ],
-        next_cursor=encode_cursor(page[-1]["row"]) if more else None,
-    )
-
-
-@router.get(
-    "/operations/{operation_id}/records",
-    response_model=RecordPage,
-    summary="Audit records (before and after images)",
-    responses=_OP_RESPONSES,
-)
-def get_records(
-    operation_id: str,
-    principal: Viewer,
-    ctx: Ctx,
-    status: Annotated[str | None, Query(pattern="^(applied|rolled_back|conflict)$")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> dict[str, Any]:
-    """In the order they were written; ``status`` filters applied, rolled_back or conflict."""
-    engine.get_operation(ctx, principal.org_id, operation_id)
-    after = decode_cursor(cursor)
-    if after is not None and not isinstance(after, int):
-        raise InvalidParameters([{"field": "cursor", "message": "Not a cursor this API returned."}])
-    with ctx.store.transaction(principal.org_id) as tx:
-        page = tx.audit.page(
-            operation_id, newest_first=False, after_id=after, limit=limit + 1, status=status
-        )
-    more = len(page) > limit
-    page = page[:limit]
-    items = [
-        RecordOut(
-            id=r["id"],
-            record_index=r["record_index"],
-            entity_id=r["entity_id"],
-            action=r["action"],
-            before_data=orjson.loads(r["before_data"]) if r["before_data"] else None,
-            after_data=orjson.loads(r["after_data"]) if r["after_data"] else None,
-            status=r["status"],
-            error=r["error"],
-        )
-        for r in page
-    ]
-    return {"items": items, "next_cursor": encode_cursor(page[-1]["id"]) if more else None}
-
-
-@router.get(
-    "/operations/{operation_id}/download",
-    summary="The CSV of an export operation",
-    response_class=FileResponse,
-    responses={
-        **_OP_RESPONSES,
-        200: {"content": {"text/csv": {}}},
-        409: {"description": "Not a completed export", **_problem},
-    },
-)
-def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
-    op = engine.get_operation(ctx, principal.org_id, operation_id)
-    if op["operation_type"] != "export":
-        raise Conflict(f"Operation {operation_id} is an {op['operation_type']}, not an export.")
-    path = engine.export_path(ctx, principal.org_id, operation_id)
-    if op["status"] != "completed" or not path.is_file():
-        raise Conflict(f"Export {operation_id} is {op['status']}; its file is not ready yet.")
-    return FileResponse(
-        path,
-        media_type="text/csv; charset=utf-8",
-        filename=f"{op['entity_type']}-{operation_id}.csv",
-    )
-
-
-@router.get(
-    "/operations/{operation_id}/conflicts",
-    summary="The rows a rollback left alone (CSV)",
-    response_class=FileResponse,
-    responses={**_OP_RESPONSES, 200: {"content": {"text/csv": {}}}},
-)
-def get_conflicts(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
-    op = engine.get_operation(ctx, principal.org_id, operation_id)
-    path = _temporary_csv(ctx)
-    try:
-        with path.open("w", encoding="utf-8", newline="") as stream:
-            engine.write_conflict_report(ctx, principal.org_id, op, stream)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return _csv_file_response(path, f"conflicts-{operation_id}.csv")
 
 
 # -- steer --------------------------------------------------------------------------------------
@@ -594,9 +268,9 @@ def get_conflicts(operation_id: str, principal: Viewer, ctx: Ctx) -> FileRespons
     response_model=OperationOut,
     summary="Stop an operation within one chunk",
     responses={
-        **_OP_RESPONSES,
-        403: {"description": "Viewer", **_problem},
-        409: {"description": "The operation has ended", **_problem},
+        **OPERATION_RESPONSES,
+        403: {"description": "Viewer", **PROBLEM_CONTENT},
+        409: {"description": "The operation has ended", **PROBLEM_CONTENT},
     },
 )
 def cancel(
@@ -626,9 +300,9 @@ def cancel(
     response_model=OperationOut,
     summary="Undo an ended operation",
     responses={
-        **_OP_RESPONSES,
-        403: {"description": "Viewer", **_problem},
-        409: {"description": "Cannot be rolled back now", **_problem},
+        **OPERATION_RESPONSES,
+        403: {"description": "Viewer", **PROBLEM_CONTENT},
+        409: {"description": "Cannot be rolled back now", **PROBLEM_CONTENT},
     },
 )
 def rollback(

@@ -1,6 +1,6 @@
 """The dashboard's pages: log in and out, history, new operation, one operation.
 
-Pages are rendered on the server from the engine and the organization-scoped store reads.
+Pages are rendered on the server from the engine's organization-scoped reads.
 Everything that changes state (start, cancel, roll back, export) is sent by the page's script
 to the HTTP API with the session cookie and the ``X-CSRF-Token`` header, so each rule lives
 once, in the API and the engine. Log in and out are plain forms with a CSRF field.
@@ -257,31 +257,29 @@ def _day(value: str | None) -> date | None:
 
 
 def _users(ctx: engine.Context, org_id: int) -> dict[int, str]:
-    return {u["id"]: u["email"] for u in ctx.store.accounts.list_users(org_id)}
+    return {u["id"]: u["email"] for u in engine.organization_users(ctx, org_id)}
 
 
 def _history(ctx: engine.Context, org_id: int, filters: dict[str, Any]) -> dict[str, Any]:
-    with ctx.store.transaction(org_id) as tx:
-        rows = tx.operations.list(
+    page = engine.keyset_page(
+        lambda how_many: engine.list_operations(
+            ctx,
+            org_id,
             status=[filters["status"]] if filters["status"] else [],
             operation_type=[filters["type"]] if filters["type"] else [],
             entity_type=[filters["entity"]] if filters["entity"] else [],
             created_after=filters["created_after"],
             created_before=filters["created_before"],
             query=filters["q"] or None,
-            limit=PAGE_SIZE + 1,
+            limit=how_many,
             before=filters["before"],
-        )
-    more = len(rows) > PAGE_SIZE
-    rows = rows[:PAGE_SIZE]
-    older = (
-        {"before": rows[-1]["created_at"].isoformat(), "before_id": rows[-1]["id"]}
-        if more
-        else None
+        ),
+        PAGE_SIZE,
+        lambda op: {"before": op["created_at"].isoformat(), "before_id": op["id"]},
     )
     return {
-        "operations": [engine.operation_view(r) for r in rows],
-        "older": older,
+        "operations": [engine.operation_view(r) for r in page.items],
+        "older": page.next_position,
         "users": _users(ctx, org_id),
     }
 
@@ -403,10 +401,9 @@ def _record(r: dict[str, Any]) -> dict[str, Any]:
 
 def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
     op = engine.get_operation(ctx, org_id, op_id)
-    with ctx.store.transaction(org_id) as tx:
-        errors = tx.audit.iter_errors(op_id, after_row=0, limit=FIRST_ERRORS)
-        records = tx.audit.page(op_id, newest_first=False, limit=FIRST_RECORDS)
-        conflicts = tx.audit.page(op_id, newest_first=False, limit=FIRST_RECORDS, status="conflict")
+    errors = engine.error_rows(ctx, org_id, op_id, limit=FIRST_ERRORS)
+    records = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS)
+    conflicts = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS, status="conflict")
     return {
         "op": engine.operation_view(op),
         "header": orjson.loads(op["header"]) if op.get("header") else [],

@@ -77,8 +77,8 @@ class Sessions:
         data = self.decode(request.cookies.get(SESSION_COOKIE))
         if data is None or not isinstance(data.get("u"), int):
             return None
-        user = self.ctx.store.accounts.find_user(user_id=data["u"])
-        if user is None or user["disabled_at"] is not None or user["organization_id"] != data["o"]:
+        user = engine.organization_user(self.ctx, data["o"], data["u"])
+        if user is None or user["disabled_at"] is not None:
             return None
         principal = engine.Principal(
             user["organization_id"], user["id"], user["email"], Role(user["role"])

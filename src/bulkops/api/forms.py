@@ -1,0 +1,265 @@
+"""The form that starts an operation: its fields as a pydantic model, read from form text.
+
+The options (``chunk_size`` … ``filters``) are :class:`bulkops.engine.OperationConfig`'s own
+fields: their types, defaults and limits are taken from it, so a limit is written once. What
+is the form's alone is how form text reads (a whole number in digits, a yes/no word, a JSON
+object of texts) and the choice of delimiters. The upload is streamed to storage by
+:mod:`.uploads`, so the model validates the collected text fields rather than being a FastAPI
+body parameter; the OpenAPI request body is generated from it.
+"""
+
+from __future__ import annotations
+
+import copy
+from enum import Enum
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import Request
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+)
+from pydantic_core import PydanticCustomError
+
+from bulkops import engine
+from bulkops.model import EntityType, OperationType
+
+from .problems import InvalidParameters
+from .uploads import MAX_FIELD_BYTES
+
+__all__ = [
+    "FORM_ALLOWANCE_BYTES",
+    "UploadForm",
+    "operation_arguments",
+    "read_small_form",
+    "upload_request_body",
+]
+
+# Room for the form fields around the file when judging Content-Length before reading.
+FORM_ALLOWANCE_BYTES = 4 * MAX_FIELD_BYTES
+
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+_DELIMITERS = (",", ";", "|", "tab", "\t", "\\t")
+_JSON_TEXTS_MESSAGE = 'must be a JSON object of texts, e.g. {"Artikel": "sku"}.'
+
+
+def _read_yes_no(text: Any) -> Any:
+    if isinstance(text, str):
+        if text.lower() not in _BOOLEANS:
+            raise PydanticCustomError(
+                "yes_no", "'{text}' is not true or false.", {"text": text.lower()}
+            )
+        return _BOOLEANS[text.lower()]
+    return text
+
+
+def _read_whole_number(text: Any) -> Any:
+    # Digits only: no sign, no "1_000" or "5.0", which int() and pydantic would take.
+    if isinstance(text, str):
+        if not text.isascii() or not text.isdigit():
+            raise PydanticCustomError(
+                "whole_number", "'{text}' is not a whole number.", {"text": text}
+            )
+        return int(text)
+    return text
+
+
+def _read_json_texts(text: Any) -> Any:
+    if isinstance(text, str):
+        try:
+            parsed = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+        ):
+            raise PydanticCustomError("json_texts", _JSON_TEXTS_MESSAGE)
+        return parsed
+    return text
+
+
+def _read_delimiter(text: Any) -> Any:
+    if isinstance(text, str) and text not in _DELIMITERS:
+        raise PydanticCustomError("delimiter", "must be one of , ; | or tab.")
+    return text
+
+
+def _lower(text: Any) -> Any:
+    return text.lower() if isinstance(text, str) else text
+
+
+# How a form's text reads into each type of OperationConfig field.
+_FORM_TEXT: dict[Any, Any] = {
+    bool: Annotated[bool, BeforeValidator(_read_yes_no)],
+    int: Annotated[int, BeforeValidator(_read_whole_number)],
+    dict[str, str]: Annotated[
+        dict[str, str],
+        BeforeValidator(_read_json_texts),
+        WithJsonSchema({"type": "string", "contentMediaType": "application/json"}),
+    ],
+}
+_FORM_ONLY: dict[str, Any] = {
+    "delimiter": Annotated[
+        str | None,
+        BeforeValidator(_read_delimiter),
+        WithJsonSchema({"type": "string", "enum": [",", ";", "tab", "|"]}),
+    ],
+}
+_DESCRIPTIONS = {
+    "mapping": 'JSON object: CSV header -> field, or "" to ignore the column',
+    "filters": "export only: JSON object column -> value",
+    "encoding": "e.g. windows-1252",
+}
+
+
+def _option_fields() -> dict[str, Any]:
+    """OperationConfig's fields (types, defaults, limits), read from form text."""
+    fields: dict[str, Any] = {}
+    for name, info in engine.OperationConfig.model_fields.items():
+        annotation = _FORM_ONLY.get(name) or _FORM_TEXT.get(info.annotation, info.annotation)
+        field = copy.copy(info)
+        if name in _DESCRIPTIONS:
+            field.description = _DESCRIPTIONS[name]
+        fields[name] = (annotation, field)
+    return fields
+
+
+UploadForm: type[BaseModel] = create_model(
+    "UploadForm",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="The multipart form that starts an operation (the file is streamed apart).",
+    operation_type=(Annotated[OperationType, BeforeValidator(_lower)], ...),
+    entity_type=(Annotated[EntityType, BeforeValidator(_lower)], ...),
+    file=(bytes | None, Field(None, description="The CSV/TSV file (not for export).")),
+    **_option_fields(),
+)
+_OPTIONS = tuple(engine.OperationConfig.model_fields)
+_TEXT_FIELDS = tuple(name for name in UploadForm.model_fields if name != "file")
+
+
+def _choices(kind: type[Enum]) -> str:
+    return ", ".join(str(member.value) for member in kind)
+
+
+def _message(error: Any) -> str:
+    """The message of one problem, in the words the API has always used."""
+    name = str(error["loc"][0]) if error["loc"] else ""
+    choices = {"operation_type": _choices(OperationType), "entity_type": _choices(EntityType)}
+    if error["type"] == "extra_forbidden":
+        return f"Unknown parameter; the parameters are: {', '.join(_TEXT_FIELDS)}."
+    if error["type"] == "missing" and name in choices:
+        return f"is required: {choices[name]}."
+    if error["type"] == "enum" and name in choices:
+        return f"'{error['input']}' is not one of {choices[name]}."
+    return str(error["msg"])
+
+
+def operation_arguments(fields: dict[str, str], *, has_file: bool) -> dict[str, Any]:
+    """The form's fields as ``engine.create_operation`` arguments; every problem at once.
+
+    Raises InvalidParameters (422) listing each problem as
+    ``{"code": "bad_parameter", "field": …, "message": …}``.
+    """
+    known = set(_TEXT_FIELDS)
+    # An empty field is an absent one; an unknown field is reported even when empty.
+    given = {
+        name: text.strip() for name, text in fields.items() if text.strip() or name not in known
+    }
+    problems: list[dict[str, Any]] = []
+
+    def problem(name: str, message: str) -> None:
+        problems.append({"code": "bad_parameter", "field": name, "message": message})
+
+    if "file" in given:  # the file comes as a file part, never as a text field
+        problem("file", _message({"type": "extra_forbidden", "loc": ("file",)}))
+    form: BaseModel | None = None
+    try:
+        form = UploadForm.model_validate({k: v for k, v in given.items() if k != "file"})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            problem(".".join(str(p) for p in error["loc"]) or "form", _message(error))
+    try:
+        operation: OperationType | None = OperationType(given.get("operation_type", "").lower())
+    except ValueError:
+        operation = None
+    if operation is OperationType.EXPORT and has_file:
+        problem("file", "An export takes no file.")
+    if operation is not None and operation is not OperationType.EXPORT and not has_file:
+        problem("file", f"A CSV file is required for an {operation.value} operation.")
+    if operation is not OperationType.EXPORT and "filters" in given:
+        problem("filters", "Only an export can be filtered.")
+    if problems or form is None:
+        raise InvalidParameters(problems)
+    options = form.model_dump(include=set(_OPTIONS), exclude_unset=True)
+    return {
+        "operation_type": getattr(form, "operation_type"),  # noqa: B009 (a generated model)
+        "entity_type": getattr(form, "entity_type"),  # noqa: B009
+        "config": engine.OperationConfig.model_validate(options),
+    }
+
+
+def _inline(node: Any, definitions: dict[str, Any]) -> Any:
+    """The schema without ``$ref``s (they would point into the model's own ``$defs``), without
+    ``null`` (a form field is sent or not) and without generated titles."""
+    if isinstance(node, list):
+        return [_inline(item, definitions) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _inline(definitions[node["$ref"].rsplit("/", 1)[-1]], definitions)
+    if "anyOf" in node:
+        branches = [b for b in node["anyOf"] if b != {"type": "null"}]
+        if len(branches) == 1:
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return _inline({**branches[0], **rest}, definitions)
+    return {
+        k: _inline(v, definitions)
+        for k, v in node.items()
+        if k not in ("$defs", "title") and not (k == "default" and v is None)
+    }
+
+
+def upload_request_body() -> dict[str, Any]:
+    """The ``openapi_extra`` of the start route: the multipart form, from :data:`UploadForm`."""
+    schema = UploadForm.model_json_schema()
+    inlined = _inline(schema, schema.get("$defs", {}))
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": inlined}},
+        }
+    }
+
+
+async def read_small_form(request: Request) -> dict[str, str]:
+    """A URL-encoded form (no file: an export), refused when larger than a form can be."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > FORM_ALLOWANCE_BYTES:
+            raise InvalidParameters(
+                [{"field": "body", "message": "The form is too large; send a file as multipart."}]
+            )
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidParameters(
+            [{"field": "body", "message": "The form is not valid UTF-8 URL-encoded text."}]
+        ) from exc
+    return dict(pairs)

@@ -1,0 +1,181 @@
+"""``/api/v1/operations/{id}/…``: an operation's reports and files.
+
+The error report (CSV, or JSON pages), the audit records, an export's file and the conflicts a
+rollback left. CSV reports are written to a temporary file that is removed once sent.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+
+from bulkops import engine
+from bulkops.errors import Conflict
+
+from .deps import Ctx, Viewer
+from .models import ErrorPage, ErrorRowOut, RecordOut, RecordPage
+from .operations import OPERATION_RESPONSES, PROBLEM_CONTENT
+from .pages import int_position, page_by_cursor
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api/v1", tags=["operations"])
+
+
+def _wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/csv" not in accept
+
+
+def _temporary_csv(ctx: engine.Context) -> Path:
+    folder = ctx.settings.data_dir / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the response)
+        dir=folder, suffix=".csv", delete=False
+    )
+    handle.close()
+    return Path(handle.name)
+
+
+def _csv_file_response(path: Path, download_name: str) -> FileResponse:
+    return FileResponse(
+        path,
+        media_type="text/csv; charset=utf-8",
+        filename=download_name,
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
+@router.get(
+    "/operations/{operation_id}/errors",
+    summary="The error report (CSV, or JSON pages with Accept: application/json)",
+    response_model=ErrorPage,
+    responses={**OPERATION_RESPONSES, 200: {"content": {"text/csv": {}, "application/json": {}}}},
+)
+def get_errors(
+    operation_id: str,
+    request: Request,
+    principal: Viewer,
+    ctx: Ctx,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Any:
+    """CSV: ``_row, _line, _errors`` then the original columns, fixable and re-importable."""
+    op = engine.get_operation(ctx, principal.org_id, operation_id)
+    if not _wants_json(request):
+        path = _temporary_csv(ctx)
+        try:
+            with path.open("w", encoding="utf-8", newline="") as stream:
+                engine.write_error_report(ctx, principal.org_id, op, stream)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return _csv_file_response(path, f"errors-{operation_id}.csv")
+    page, next_cursor = page_by_cursor(
+        lambda after, how_many: engine.error_rows(
+            ctx, principal.org_id, operation_id, after_row=after or 0, limit=how_many
+        ),
+        cursor=cursor,
+        limit=limit,
+        position_of=lambda e: int(e["row"]),
+        read_position=lambda value: int_position(value or 0),
+    )
+    return ErrorPage(
+        header=orjson.loads(op["header"]) if op.get("header") else [],
+        items=[
+            ErrorRowOut(
+                row=e["row"], line=e["line"], errors=e["errors"], values=[str(v) for v in e["raw"]]
+            )
+            for e in page
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get(
+    "/operations/{operation_id}/records",
+    response_model=RecordPage,
+    summary="Audit records (before and after images)",
+    responses=OPERATION_RESPONSES,
+)
+def get_records(
+    operation_id: str,
+    principal: Viewer,
+    ctx: Ctx,
+    status: Annotated[str | None, Query(pattern="^(applied|rolled_back|conflict)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> dict[str, Any]:
+    """In the order they were written; ``status`` filters applied, rolled_back or conflict."""
+    engine.get_operation(ctx, principal.org_id, operation_id)
+    page, next_cursor = page_by_cursor(
+        lambda after, how_many: engine.audit_records(
+            ctx, principal.org_id, operation_id, after_id=after, limit=how_many, status=status
+        ),
+        cursor=cursor,
+        limit=limit,
+        position_of=lambda r: int(r["id"]),
+        read_position=int_position,
+    )
+    items = [
+        RecordOut(
+            id=r["id"],
+            record_index=r["record_index"],
+            entity_id=r["entity_id"],
+            action=r["action"],
+            before_data=orjson.loads(r["before_data"]) if r["before_data"] else None,
+            after_data=orjson.loads(r["after_data"]) if r["after_data"] else None,
+            status=r["status"],
+            error=r["error"],
+        )
+        for r in page
+    ]
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get(
+    "/operations/{operation_id}/download",
+    summary="The CSV of an export operation",
+    response_class=FileResponse,
+    responses={
+        **OPERATION_RESPONSES,
+        200: {"content": {"text/csv": {}}},
+        409: {"description": "Not a completed export", **PROBLEM_CONTENT},
+    },
+)
+def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
+    op = engine.get_operation(ctx, principal.org_id, operation_id)
+    if op["operation_type"] != "export":
+        raise Conflict(f"Operation {operation_id} is an {op['operation_type']}, not an export.")
+    path = engine.export_path(ctx, principal.org_id, operation_id)
+    if op["status"] != "completed" or not path.is_file():
+        raise Conflict(f"Export {operation_id} is {op['status']}; its file is not ready yet.")
+    return FileResponse(
+        path,
+        media_type="text/csv; charset=utf-8",
+        filename=f"{op['entity_type']}-{operation_id}.csv",
+    )
+
+
+@router.get(
+    "/operations/{operation_id}/conflicts",
+    summary="The rows a rollback left alone (CSV)",
+    response_class=FileResponse,
+    responses={**OPERATION_RESPONSES, 200: {"content": {"text/csv": {}}}},
+)
+def get_conflicts(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
+    op = engine.get_operation(ctx, principal.org_id, operation_id)
+    path = _temporary_csv(ctx)
+    try:
+        with path.open("w", encoding="utf-8", newline="") as stream:
+            engine.write_conflict_report(ctx, principal.org_id, op, stream)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return _csv_file_response(path, f"conflicts-{operation_id}.csv")

@@ -1,0 +1,227 @@
+"""The reads (and the few account writes) that the API and the dashboard make, one call each.
+
+The HTTP API and the dashboard reach the store only through these functions and the rest of
+the engine, so the organization scoping, the transactions and the store's shape stay in the
+engine's hands. Lists page by key (never by offset): :func:`keyset_page` is the one place
+that fetches one row more than asked to know whether another page follows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from bulkops.engine.accounts import TOKEN_PREFIX, Principal, hash_token
+from bulkops.engine.operations import Context
+from bulkops.model import Role
+from bulkops.store import EventWaiter
+
+__all__ = [
+    "Page",
+    "audit_records",
+    "entity_rows",
+    "error_rows",
+    "events_after",
+    "keyset_page",
+    "list_operations",
+    "listen_for_events",
+    "live_token",
+    "mark_token_used",
+    "operation_by_idempotency_key",
+    "operation_with_latest_event",
+    "organization_token",
+    "organization_tokens",
+    "organization_user",
+    "organization_users",
+    "revoke_token",
+]
+
+Row = TypeVar("Row")
+Position = TypeVar("Position")
+
+
+# -- paging -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[Row, Position]):
+    """One page of a list and, when more rows follow, the position of its last row."""
+
+    items: list[Row]
+    next_position: Position | None
+
+
+def keyset_page(
+    fetch: Callable[[int], Sequence[Row]], limit: int, position: Callable[[Row], Position]
+) -> Page[Row, Position]:
+    """Up to ``limit`` rows of ``fetch(limit + 1)``; the extra row only says "there is more"."""
+    rows = list(fetch(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, position(rows[-1]) if more and rows else None)
+
+
+# -- operations and their reports -----------------------------------------------------------------
+
+
+def operation_by_idempotency_key(ctx: Context, org_id: int, key: str) -> dict[str, Any] | None:
+    with ctx.store.transaction(org_id) as tx:
+        return tx.operations.find_by_idempotency_key(key)
+
+
+def list_operations(
+    ctx: Context,
+    org_id: int,
+    *,
+    limit: int,
+    status: Sequence[str] = (),
+    operation_type: Sequence[str] = (),
+    entity_type: Sequence[str] = (),
+    created_by: int | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    query: str | None = None,
+    before: tuple[datetime, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
+    with ctx.store.transaction(org_id) as tx:
+        return tx.operations.list(
+            status=status,
+            operation_type=operation_type,
+            entity_type=entity_type,
+            created_by=created_by,
+            created_after=created_after,
+            created_before=created_before,
+            query=query,
+            limit=limit,
+            before=before,
+        )
+
+
+def error_rows(
+    ctx: Context, org_id: int, op_id: str, *, limit: int, after_row: int = 0
+) -> list[dict[str, Any]]:
+    """The rejected rows of an operation after row ``after_row``, in row order."""
+    with ctx.store.transaction(org_id) as tx:
+        return tx.audit.iter_errors(op_id, after_row=after_row, limit=limit)
+
+
+def audit_records(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    *,
+    limit: int,
+    after_id: int | None = None,
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    """Audit records (before and after images) in the order they were written."""
+    with ctx.store.transaction(org_id) as tx:
+        return tx.audit.page(
+            op_id, newest_first=False, after_id=after_id, limit=limit, status=status
+        )
+
+
+def entity_rows(
+    ctx: Context,
+    org_id: int,
+    entity: str,
+    fields: Sequence[str],
+    *,
+    limit: int,
+    after_id: int = 0,
+    where: Mapping[str, Any] | None = None,
+) -> list[tuple[Any, ...]]:
+    """Rows of an entity ordered by id: (id, *fields)."""
+    with ctx.store.transaction(org_id) as tx:
+        return tx.rows.iter(entity, fields, after_id=after_id, limit=limit, where=where)
+
+
+# -- progress events ----------------------------------------------------------------------------
+
+
+def events_after(
+    ctx: Context, org_id: int, op_id: str, after_id: int, limit: int
+) -> list[dict[str, Any]]:
+    with ctx.store.transaction(org_id) as tx:
+        return tx.events.after(op_id, after_id, limit)
+
+
+def operation_with_latest_event(
+    ctx: Context, org_id: int, op_id: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The operation and its newest event, read in one transaction (so they agree)."""
+    with ctx.store.transaction(org_id) as tx:
+        return tx.operations.get(op_id), tx.events.latest(op_id)
+
+
+def listen_for_events(ctx: Context) -> AbstractContextManager[EventWaiter]:
+    """Wake-ups when any process writes a progress event (PostgreSQL: LISTEN/NOTIFY)."""
+    return ctx.store.listen_events()
+
+
+# -- users and API tokens -----------------------------------------------------------------------
+
+
+def organization_users(ctx: Context, org_id: int) -> list[dict[str, Any]]:
+    return ctx.store.accounts.list_users(org_id)
+
+
+def organization_user(ctx: Context, org_id: int, user_id: int) -> dict[str, Any] | None:
+    """The user, or None when there is none of that id in the organization."""
+    user = ctx.store.accounts.find_user(user_id=user_id)
+    if user is None or user["organization_id"] != org_id:
+        return None
+    return user
+
+
+def organization_tokens(ctx: Context, org_id: int) -> list[dict[str, Any]]:
+    """Every token of the organization (revoked ones too), oldest first, with its hash."""
+    return ctx.store.accounts.list_tokens(org_id)
+
+
+def organization_token(
+    ctx: Context, org_id: int, *, token_id: int | None = None, token: str | None = None
+) -> dict[str, Any] | None:
+    """The organization's token of this id, or the one whose secret is ``token``."""
+    digest = hash_token(token) if token is not None else None
+    return next(
+        (
+            t
+            for t in ctx.store.accounts.list_tokens(org_id)
+            if (token_id is None or t["id"] == token_id)
+            and (digest is None or t["token_hash"] == digest)
+        ),
+        None,
+    )
+
+
+def revoke_token(ctx: Context, org_id: int, token_id: int) -> bool:
+    """Revoke the organization's token; False when it has none of that id."""
+    if organization_token(ctx, org_id, token_id=token_id) is None:
+        return False
+    return ctx.store.accounts.revoke_token(org_id, token_id)
+
+
+def live_token(ctx: Context, token: str) -> tuple[Principal, int] | None:
+    """Who a live (not revoked, user not disabled) API token belongs to, and the token's id.
+
+    Read-only: marking the token used is :func:`mark_token_used`, which callers may do less
+    often than they authenticate.
+    """
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    found = ctx.store.accounts.lookup_token(hash_token(token))
+    if found is None:
+        return None
+    principal = Principal(
+        found["organization_id"], found["user_id"], found["email"], Role(found["role"])
+    )
+    return principal, int(found["id"])
+
+
+def mark_token_used(ctx: Context, token_id: int) -> None:
+    ctx.store.accounts.touch_token(token_id)
