@@ -8,16 +8,12 @@ never exceptions, and never swallow the records after it.
 
 Choices, so that callers know what to expect:
 
-* **Encodings.** A byte-order mark decides: UTF-8 BOM -> ``"utf-8-sig"``, UTF-16 LE/BE BOM
-  -> ``"utf-16"``; a BOM wins over a given encoding. Without a BOM the file is read as the
-  given encoding, else as ``"utf-8"``. Windows-1252 is never guessed; it must be given.
+* **Encoding and delimiter** are given in :class:`ReadOptions` or settled from the file as
+  :mod:`bulkops.formats.options` describes (a byte-order mark wins; ``,`` wins ties).
 * **Undecodable bytes** are kept as escape characters while reading, so one bad byte costs
   one record: the record gets an error naming the byte and the column, its values carry
   U+FFFD in place of the bad bytes, and reading continues. In the header they reject the file
   (code ``"undecodable"``).
-* **Delimiter.** Given, or detected on the header line: the most frequent of ``,`` ``;`` tab
-  ``|`` outside double quotes; ties (and none at all) go to the earlier in that order, so
-  ``,`` wins.
 * **Row numbers** are what a spreadsheet shows: the header is row 1, each record after it
   the next row. ``RawRecord.line`` is the physical line (1-based) where the record starts;
   it is larger than the row once a record above spans several lines (quoted newlines).
@@ -51,18 +47,27 @@ Choices, so that callers know what to expect:
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from itertools import chain
 from types import TracebackType
 from typing import Any
 
-from bulkops.errors import FileProblem, FileRejected, FileTooLarge, UsageError
+from bulkops.errors import FileProblem, FileRejected, FileTooLarge
+from bulkops.formats.options import (
+    ReadLimits,
+    ReadOptions,
+    check_delimiter,
+    check_encoding,
+    choose_encoding,
+    decoding_errors,
+    delimiter_name,
+    detect_delimiter,
+    encoding_label,
+)
 from bulkops.formats.sniff import SNIFF_BYTES, sniff_content
 from bulkops.formats.writer import unneutralise as _unneutralise_value
 from bulkops.model import RawRecord
@@ -70,54 +75,9 @@ from bulkops.model import RawRecord
 __all__ = ["CsvFile", "ReadLimits", "ReadOptions", "open_csv", "sniff_content"]
 
 
-@dataclass(frozen=True, slots=True)
-class ReadLimits:
-    """Upper bounds that protect the service from accidental or hostile files."""
-
-    max_file_bytes: int = 2 * 1024**3
-    max_field_bytes: int = 64 * 1024
-    """Longest value, counted in characters after decoding (not in encoded bytes)."""
-    max_columns: int = 256
-    max_rows: int = 10_000_000
-    """Most data records (the header and blank records do not count)."""
-    max_record_lines: int = 100
-    """Most physical lines one record may span (through quoted newlines)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadOptions:
-    encoding: str | None = None
-    """None: UTF-8 (with or without BOM) or UTF-16 with BOM; else a codec name such as
-    ``"windows-1252"``, ``"utf-8"`` or ``"latin-1"``. A byte-order mark in the file wins."""
-    delimiter: str | None = None
-    """None: detect among ``,`` ``;`` tab ``|``; else one of these (``"tab"`` and ``"\\t"``
-    are accepted for tab)."""
-
-
-_DELIMITERS = (",", ";", "\t", "|")
-_DELIMITER_ALIASES = {"tab": "\t", "\\t": "\t", "TAB": "\t"}
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_ESCAPE_ERRORS = "bulkops.formats.escape_bytes"
-_ENCODING_LABELS = {
-    "utf-8": "UTF-8",
-    "utf-16": "UTF-16",
-    "utf-16-le": "UTF-16",
-    "utf-16-be": "UTF-16",
-    "cp1252": "Windows-1252",
-    "latin-1": "Latin-1",
-    "iso8859-1": "Latin-1",
-}
-
-
-def _escape_bytes(exc: UnicodeError) -> tuple[str, int]:
-    """Like ``surrogateescape``, but also for bytes below 0x80 (needed for UTF-16)."""
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    bad = exc.object[exc.start : exc.end]
-    return "".join(chr(0xDC00 + byte) for byte in bad), exc.end
-
-
-codecs.register_error(_ESCAPE_ERRORS, _escape_bytes)
+_DEFAULT_OPTIONS = ReadOptions()
+_DEFAULT_LIMITS = ReadLimits()
 
 
 def _record_builder() -> Callable[[int, int, list[str]], RawRecord]:
@@ -165,57 +125,6 @@ def _where(row: int, line: int) -> str:
     return f"Row {row}" if row == line else f"Row {row} (line {line})"
 
 
-def _delimiter_name(delimiter: str) -> str:
-    return "tab" if delimiter == "\t" else f'"{delimiter}"'
-
-
-def _detect_delimiter(header_line: str) -> str:
-    outside_quotes = header_line
-    if '"' in header_line:
-        outside_quotes = "".join(header_line.split('"')[0::2])
-    best, best_count = _DELIMITERS[0], outside_quotes.count(_DELIMITERS[0])
-    for candidate in _DELIMITERS[1:]:
-        count = outside_quotes.count(candidate)
-        if count > best_count:
-            best, best_count = candidate, count
-    return best
-
-
-def _check_delimiter(delimiter: str) -> str:
-    delimiter = _DELIMITER_ALIASES.get(delimiter, delimiter)
-    if delimiter not in _DELIMITERS:
-        raise UsageError(
-            f"Unsupported delimiter {delimiter!r}: use one of , ; | or tab "
-            "(or leave it out to detect it from the header)."
-        )
-    return delimiter
-
-
-def _check_encoding(encoding: str) -> str:
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise UsageError(
-            f"Unknown encoding {encoding!r}: use for example utf-8, windows-1252 or latin-1."
-        ) from None
-    return encoding.strip().lower()
-
-
-def _choose_encoding(head: bytes, given: str | None) -> str:
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    return given if given is not None else "utf-8"
-
-
-def _encoding_label(encoding: str) -> str:
-    name = codecs.lookup(encoding).name
-    if name.startswith("utf-8"):
-        return "UTF-8"
-    return _ENCODING_LABELS.get(name, encoding)
-
-
 def _format_size(size_bytes: int) -> str:
     for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
         if size_bytes >= factor:
@@ -251,7 +160,7 @@ class CsvFile:
         self.file_size_bytes = file_size_bytes
         self._limits = limits
         self._unneutralise = unneutralise
-        self._encoding_label = _encoding_label(encoding)
+        self._encoding_label = encoding_label(encoding)
         self._records_started = False
         self._lines: Iterator[str] = iter(text)
         self._pending: list[str] = []
@@ -265,7 +174,7 @@ class CsvFile:
                     suggestion="Export the data again with a header row of column names.",
                 )
             )
-        self.delimiter = delimiter if delimiter is not None else _detect_delimiter(first_line)
+        self.delimiter = delimiter if delimiter is not None else detect_delimiter(first_line)
         self._dialect: dict[str, Any] = {
             "delimiter": self.delimiter,
             "quotechar": '"',
@@ -375,7 +284,7 @@ class CsvFile:
                     message=(
                         f"The header (line 1) has {len(header)} columns; at most {max_columns} "
                         f"are allowed. Check the delimiter (read as "
-                        f"{_delimiter_name(self.delimiter)}) and remove unused columns."
+                        f"{delimiter_name(self.delimiter)}) and remove unused columns."
                     ),
                     line=1,
                     suggestion="Remove unused columns or split the file.",
@@ -532,7 +441,7 @@ class CsvFile:
         return RawRecord(row_no, line, values, " ".join(problems) or None)
 
     def _ragged_message(self, where: str, nfields: int, ncols: int) -> str:
-        delimiter = _delimiter_name(self.delimiter)
+        delimiter = delimiter_name(self.delimiter)
         if nfields < ncols:
             hint = (
                 f"Add the missing values (empty ones too) separated by {delimiter}, so that "
@@ -595,8 +504,8 @@ class CsvFile:
 
 def open_csv(
     path: str | os.PathLike[str],
-    options: ReadOptions = ReadOptions(),
-    limits: ReadLimits = ReadLimits(),
+    options: ReadOptions = _DEFAULT_OPTIONS,
+    limits: ReadLimits = _DEFAULT_LIMITS,
     *,
     unneutralise: bool = True,
 ) -> CsvFile:
@@ -606,8 +515,8 @@ def open_csv(
     :class:`~bulkops.errors.FileRejected` for files that cannot be used, and
     :class:`~bulkops.errors.UsageError` for an unknown encoding or delimiter in ``options``.
     """
-    delimiter = _check_delimiter(options.delimiter) if options.delimiter is not None else None
-    given_encoding = _check_encoding(options.encoding) if options.encoding is not None else None
+    delimiter = check_delimiter(options.delimiter) if options.delimiter is not None else None
+    given_encoding = check_encoding(options.encoding) if options.encoding is not None else None
     if limits.max_field_bytes >= csv.field_size_limit():
         # Our own check reports long values; the csv module's lower default must not fire first.
         csv.field_size_limit(limits.max_field_bytes + 1)
@@ -627,10 +536,9 @@ def open_csv(
             )
         head = binary.read(SNIFF_BYTES)
         sniff_content(head)
-        encoding = _choose_encoding(head, given_encoding)
+        encoding = choose_encoding(head, given_encoding)
         binary.seek(0)
-        # surrogateescape is fastest but cannot escape bytes below 0x80, which UTF-16 needs.
-        errors = "surrogateescape" if _encoding_label(encoding) == "UTF-8" else _ESCAPE_ERRORS
+        errors = decoding_errors(encoding)
         text = io.TextIOWrapper(binary, encoding=encoding, errors=errors, newline="")
         return CsvFile(
             binary=binary,
