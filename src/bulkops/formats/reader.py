@@ -42,7 +42,8 @@ Choices, so that callers know what to expect:
 
 ``FileProblem.code`` values raised here: ``"file_too_large"``, ``"unsupported_file"``
 (see :mod:`bulkops.formats.sniff`), ``"empty_file"``, ``"no_header"``, ``"undecodable"``,
-``"unclosed_quote"``, ``"too_many_columns"``, ``"too_many_rows"``.
+``"unclosed_quote"``, ``"too_many_columns"``, ``"too_many_rows"``; their messages are
+worded in :mod:`bulkops.formats.problems`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from itertools import chain
 from types import TracebackType
 from typing import Any
 
-from bulkops.errors import FileProblem, FileRejected, FileTooLarge
+from bulkops.formats import problems
 from bulkops.formats.options import (
     ReadLimits,
     ReadOptions,
@@ -64,7 +65,6 @@ from bulkops.formats.options import (
     check_encoding,
     choose_encoding,
     decoding_errors,
-    delimiter_name,
     detect_delimiter,
     encoding_label,
 )
@@ -121,17 +121,6 @@ def _feed(lines: Iterable[str], pending: list[str], max_lines: int) -> Iterator[
     pending.append(_END_OF_INPUT)
 
 
-def _where(row: int, line: int) -> str:
-    return f"Row {row}" if row == line else f"Row {row} (line {line})"
-
-
-def _format_size(size_bytes: int) -> str:
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size_bytes >= factor:
-            return f"{size_bytes / factor:.1f} {unit}"
-    return f"{size_bytes} bytes"
-
-
 class CsvFile:
     """An opened CSV file whose header has been read and checked; a context manager.
 
@@ -167,13 +156,7 @@ class CsvFile:
         self._next_line = 1
         first_line = next(self._lines, None)
         if first_line is None:
-            raise FileRejected(
-                FileProblem(
-                    code="empty_file",
-                    message="The file is empty.",
-                    suggestion="Export the data again with a header row of column names.",
-                )
-            )
+            raise problems.empty_file()
         self.delimiter = delimiter if delimiter is not None else detect_delimiter(first_line)
         self._dialect: dict[str, Any] = {
             "delimiter": self.delimiter,
@@ -233,63 +216,20 @@ class CsvFile:
             or _END_OF_INPUT in pending
             or (len(pending) > 1 and not self._strict_ok())
         ):
-            raise FileRejected(
-                FileProblem(
-                    code="unclosed_quote",
-                    message=(
-                        "The header (line 1) has a quote that is never closed, so the column "
-                        "names cannot be read."
-                    ),
-                    line=1,
-                    suggestion="Remove the stray double quote from the header line.",
-                )
-            )
+            raise problems.header_unclosed_quote()
         self._next_line = 1 + len(pending)
         pending.clear()
         joined = "".join(cells)
         if not joined.isascii() and (bad := _SURROGATES.search(joined)) is not None:
-            suggestion = self._encoding_suggestion()
-            raise FileRejected(
-                FileProblem(
-                    code="undecodable",
-                    message=(
-                        f"The header (line 1) contains bytes that are not valid "
-                        f"{self._encoding_label} (byte 0x{ord(bad.group()) & 0xFF:02X}). "
-                        f"{suggestion}"
-                    ),
-                    line=1,
-                    suggestion=suggestion,
-                )
-            )
+            raise problems.header_undecodable(self._encoding_label, ord(bad.group()) & 0xFF)
         header = [cell.strip().lstrip("\ufeff").strip() for cell in cells]
         if self._unneutralise and "'" in joined:
             header = [_unneutralise_value(cell) for cell in header]
         if not any(header):
-            raise FileRejected(
-                FileProblem(
-                    code="no_header",
-                    message=(
-                        "The file has no header: line 1 is empty. The first line must hold "
-                        "the column names."
-                    ),
-                    line=1,
-                    suggestion="Add a header row with the column names, e.g. sku,name,price.",
-                )
-            )
+            raise problems.no_header()
         max_columns = self._limits.max_columns
         if len(header) > max_columns:
-            raise FileRejected(
-                FileProblem(
-                    code="too_many_columns",
-                    message=(
-                        f"The header (line 1) has {len(header)} columns; at most {max_columns} "
-                        f"are allowed. Check the delimiter (read as "
-                        f"{delimiter_name(self.delimiter)}) and remove unused columns."
-                    ),
-                    line=1,
-                    suggestion="Remove unused columns or split the file.",
-                )
-            )
+            raise problems.too_many_columns(len(header), max_columns, self.delimiter)
         return header
 
     def _strict_ok(self) -> bool:
@@ -306,19 +246,6 @@ class CsvFile:
         except csv.Error:
             return False
         return True
-
-    def _encoding_suggestion(self) -> str:
-        if self._encoding_label == "UTF-8":
-            return (
-                "Save the file as UTF-8 (in Excel: File > Save As > CSV UTF-8), or pass "
-                "--encoding windows-1252 if it was saved by an older Excel."
-            )
-        if self._encoding_label == "UTF-16":
-            return "Save the file as UTF-8 (in Excel: File > Save As > CSV UTF-8)."
-        return (
-            f"The file is not {self._encoding_label}: pass the encoding it was saved in with "
-            "--encoding, or save it as UTF-8 (in Excel: File > Save As > CSV UTF-8)."
-        )
 
     # -- records --------------------------------------------------------------------------
 
@@ -376,7 +303,7 @@ class CsvFile:
                         row_ceiling += 1
                         continue
                     if row_no > row_ceiling:
-                        raise self._too_many_rows(row_no, line)
+                        raise problems.too_many_rows(max_rows, row_no, line)
                     yield self._checked(row, row_no, line, joined, unneutralise)
                 else:
                     return
@@ -387,97 +314,57 @@ class CsvFile:
                 row_no += 1
                 broken = f"csv: {exc}"
             if row_no > row_ceiling:
-                raise self._too_many_rows(row_no, line_no)
+                raise problems.too_many_rows(max_rows, row_no, line_no)
             yield self._broken_record(row_no, line_no, pending[0], broken)
             pushback = [rest for rest in pending[1:] if rest]
             pending.clear()
             line_no += 1
             reader = self._new_reader(pushback)
 
-    def _column(self, index: int) -> str:
-        if index < len(self.header):
-            return f'column {index + 1} ("{self.header[index]}")'
-        return f"column {index + 1}"
-
     def _checked(
         self, row: list[str], row_no: int, line: int, joined: str, unneutralise: bool
     ) -> RawRecord:
         """Build the record for a row that failed the fast path's checks."""
-        problems: list[str] = []
+        found: list[str] = []
         values = row
-        where = _where(row_no, line)
+        at = problems.where(row_no, line)
         if not joined.isascii() and _SURROGATES.search(joined) is not None:
             for index, value in enumerate(values):
                 bad = _SURROGATES.search(value)
                 if bad is not None:
-                    problems.append(
-                        f"{where} contains bytes that are not valid {self._encoding_label} "
-                        f"(byte 0x{ord(bad.group()) & 0xFF:02X} in {self._column(index)}). "
-                        f"{self._encoding_suggestion()}"
+                    found.append(
+                        problems.undecodable_value_message(
+                            at,
+                            self._encoding_label,
+                            ord(bad.group()) & 0xFF,
+                            problems.column_name(self.header, index),
+                        )
                     )
                     break
             values = [_SURROGATES.sub("\ufffd", value) for value in values]
         if "\x00" in joined:
             index = next(i for i, value in enumerate(values) if "\x00" in value)
-            problems.append(
-                f"{where} contains a NUL character in {self._column(index)}, which text "
-                "cannot hold. Remove it, or export the data again as CSV UTF-8."
-            )
+            found.append(problems.nul_value_message(at, problems.column_name(self.header, index)))
             values = [value.replace("\x00", "") for value in values]
         ncols = len(self.header)
         if len(values) != ncols:
-            problems.append(self._ragged_message(where, len(values), ncols))
+            found.append(problems.ragged_message(at, len(values), ncols, self.delimiter))
         max_field = self._limits.max_field_bytes
         if len(joined) > max_field:
             for index, value in enumerate(values):
                 if len(value) > max_field:
-                    problems.append(
-                        f"{where}: the value in {self._column(index)} is {len(value):,} "
-                        f"characters long; the limit is {max_field:,}. Shorten it, or check "
-                        "for a quote that is never closed and joins several values."
+                    found.append(
+                        problems.value_too_long_message(
+                            at, problems.column_name(self.header, index), len(value), max_field
+                        )
                     )
         if unneutralise and "'" in joined:
             values = [_unneutralise_value(value) for value in values]
-        return RawRecord(row_no, line, values, " ".join(problems) or None)
-
-    def _ragged_message(self, where: str, nfields: int, ncols: int) -> str:
-        delimiter = delimiter_name(self.delimiter)
-        if nfields < ncols:
-            hint = (
-                f"Add the missing values (empty ones too) separated by {delimiter}, so that "
-                f"every row has {ncols} fields."
-            )
-        else:
-            hint = (
-                f"Enclose values that contain {delimiter} in double quotes, and remove any "
-                f"{delimiter} at the end of the line."
-            )
-        return f"{where} has {nfields} fields but the header has {ncols} columns. {hint}"
+        return RawRecord(row_no, line, values, " ".join(found) or None)
 
     def _broken_record(self, row_no: int, line: int, first_line: str, why: str) -> RawRecord:
         """The record for a row whose quoting broke; values are those of its first line."""
-        where = f"Row {row_no} (line {line})"
-        if why.startswith("csv: ") and "field larger than field limit" not in why:
-            message = (
-                f"{where} could not be read ({why[5:]}). Check the quotes on that line; "
-                "reading continued with the next line."
-            )
-        elif why.startswith("csv: "):
-            message = (
-                f"{where} has a value longer than {self._limits.max_field_bytes:,} characters, "
-                "probably because a quote is never closed. Check the quotes on that line; "
-                "reading continued with the next line."
-            )
-        else:
-            extent = {
-                "too_long": f"would run over more than {self._limits.max_record_lines} lines",
-                "end_of_file": "would run to the end of the file",
-            }.get(why, "would swallow the lines after it")
-            message = (
-                f"{where} has a quote that is never closed (the quoted value {extent}). "
-                "Enclose each whole value in double quotes and write a quote inside a value as "
-                'two quotes (""). Reading continued with the next line.'
-            )
+        message = problems.broken_record_message(row_no, line, why, self._limits)
         try:
             values = next(csv.reader([first_line.rstrip("\r\n")], **self._dialect), [])
         except csv.Error:
@@ -486,20 +373,6 @@ class CsvFile:
         if self._unneutralise:
             values = [_unneutralise_value(value) for value in values]
         return RawRecord(row_no, line, values, message)
-
-    def _too_many_rows(self, row_no: int, line: int) -> FileRejected:
-        max_rows = self._limits.max_rows
-        return FileRejected(
-            FileProblem(
-                code="too_many_rows",
-                message=(
-                    f"The file has more than {max_rows:,} records (row {row_no}, line {line}, "
-                    f"is one too many). Split it into files of at most {max_rows:,} records."
-                ),
-                line=line,
-                suggestion=f"Split the file into files of at most {max_rows:,} records.",
-            )
-        )
 
 
 def open_csv(
@@ -524,16 +397,7 @@ def open_csv(
     try:
         file_size_bytes = os.fstat(binary.fileno()).st_size
         if file_size_bytes > limits.max_file_bytes:
-            raise FileTooLarge(
-                FileProblem(
-                    code="file_too_large",
-                    message=(
-                        f"The file is {_format_size(file_size_bytes)}; the limit is "
-                        f"{_format_size(limits.max_file_bytes)}. Split it into smaller files."
-                    ),
-                    suggestion="Split the file into smaller files and upload them one by one.",
-                )
-            )
+            raise problems.file_too_large(file_size_bytes, limits.max_file_bytes)
         head = binary.read(SNIFF_BYTES)
         sniff_content(head)
         encoding = choose_encoding(head, given_encoding)
