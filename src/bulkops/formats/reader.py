@@ -8,16 +8,12 @@ never exceptions, and never swallow the records after it.
 
 Choices, so that callers know what to expect:
 
-* **Encodings.** A byte-order mark decides: UTF-8 BOM -> ``"utf-8-sig"``, UTF-16 LE/BE BOM
-  -> ``"utf-16"``; a BOM wins over a given encoding. Without a BOM the file is read as the
-  given encoding, else as ``"utf-8"``. Windows-1252 is never guessed; it must be given.
+* **Encoding and delimiter** are given in :class:`ReadOptions` or settled from the file as
+  :mod:`bulkops.formats.options` describes (a byte-order mark wins; ``,`` wins ties).
 * **Undecodable bytes** are kept as escape characters while reading, so one bad byte costs
   one record: the record gets an error naming the byte and the column, its values carry
   U+FFFD in place of the bad bytes, and reading continues. In the header they reject the file
   (code ``"undecodable"``).
-* **Delimiter.** Given, or detected on the header line: the most frequent of ``,`` ``;`` tab
-  ``|`` outside double quotes; ties (and none at all) go to the earlier in that order, so
-  ``,`` wins.
 * **Row numbers** are what a spreadsheet shows: the header is row 1, each record after it
   the next row. ``RawRecord.line`` is the physical line (1-based) where the record starts;
   it is larger than the row once a record above spans several lines (quoted newlines).
@@ -46,23 +42,32 @@ Choices, so that callers know what to expect:
 
 ``FileProblem.code`` values raised here: ``"file_too_large"``, ``"unsupported_file"``
 (see :mod:`bulkops.formats.sniff`), ``"empty_file"``, ``"no_header"``, ``"undecodable"``,
-``"unclosed_quote"``, ``"too_many_columns"``, ``"too_many_rows"``.
+``"unclosed_quote"``, ``"too_many_columns"``, ``"too_many_rows"``; their messages are
+worded in :mod:`bulkops.formats.problems`.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from itertools import chain
 from types import TracebackType
 from typing import Any
 
-from bulkops.errors import FileProblem, FileRejected, FileTooLarge, UsageError
+from bulkops.formats import problems
+from bulkops.formats.options import (
+    ReadLimits,
+    ReadOptions,
+    check_delimiter,
+    check_encoding,
+    choose_encoding,
+    decoding_errors,
+    detect_delimiter,
+    encoding_label,
+)
 from bulkops.formats.sniff import SNIFF_BYTES, sniff_content
 from bulkops.formats.writer import unneutralise as _unneutralise_value
 from bulkops.model import RawRecord
@@ -70,54 +75,9 @@ from bulkops.model import RawRecord
 __all__ = ["CsvFile", "ReadLimits", "ReadOptions", "open_csv", "sniff_content"]
 
 
-@dataclass(frozen=True, slots=True)
-class ReadLimits:
-    """Upper bounds that protect the service from accidental or hostile files."""
-
-    max_file_bytes: int = 2 * 1024**3
-    max_field_bytes: int = 64 * 1024
-    """Longest value, counted in characters after decoding (not in encoded bytes)."""
-    max_columns: int = 256
-    max_rows: int = 10_000_000
-    """Most data records (the header and blank records do not count)."""
-    max_record_lines: int = 100
-    """Most physical lines one record may span (through quoted newlines)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReadOptions:
-    encoding: str | None = None
-    """None: UTF-8 (with or without BOM) or UTF-16 with BOM; else a codec name such as
-    ``"windows-1252"``, ``"utf-8"`` or ``"latin-1"``. A byte-order mark in the file wins."""
-    delimiter: str | None = None
-    """None: detect among ``,`` ``;`` tab ``|``; else one of these (``"tab"`` and ``"\\t"``
-    are accepted for tab)."""
-
-
-_DELIMITERS = (",", ";", "\t", "|")
-_DELIMITER_ALIASES = {"tab": "\t", "\\t": "\t", "TAB": "\t"}
 _SURROGATES = re.compile("[\ud800-\udfff]")
-_ESCAPE_ERRORS = "bulkops.formats.escape_bytes"
-_ENCODING_LABELS = {
-    "utf-8": "UTF-8",
-    "utf-16": "UTF-16",
-    "utf-16-le": "UTF-16",
-    "utf-16-be": "UTF-16",
-    "cp1252": "Windows-1252",
-    "latin-1": "Latin-1",
-    "iso8859-1": "Latin-1",
-}
-
-
-def _escape_bytes(exc: UnicodeError) -> tuple[str, int]:
-    """Like ``surrogateescape``, but also for bytes below 0x80 (needed for UTF-16)."""
-    if not isinstance(exc, UnicodeDecodeError):
-        raise exc
-    bad = exc.object[exc.start : exc.end]
-    return "".join(chr(0xDC00 + byte) for byte in bad), exc.end
-
-
-codecs.register_error(_ESCAPE_ERRORS, _escape_bytes)
+_DEFAULT_OPTIONS = ReadOptions()
+_DEFAULT_LIMITS = ReadLimits()
 
 
 def _record_builder() -> Callable[[int, int, list[str]], RawRecord]:
@@ -161,68 +121,6 @@ def _feed(lines: Iterable[str], pending: list[str], max_lines: int) -> Iterator[
     pending.append(_END_OF_INPUT)
 
 
-def _where(row: int, line: int) -> str:
-    return f"Row {row}" if row == line else f"Row {row} (line {line})"
-
-
-def _delimiter_name(delimiter: str) -> str:
-    return "tab" if delimiter == "\t" else f'"{delimiter}"'
-
-
-def _detect_delimiter(header_line: str) -> str:
-    outside_quotes = header_line
-    if '"' in header_line:
-        outside_quotes = "".join(header_line.split('"')[0::2])
-    best, best_count = _DELIMITERS[0], outside_quotes.count(_DELIMITERS[0])
-    for candidate in _DELIMITERS[1:]:
-        count = outside_quotes.count(candidate)
-        if count > best_count:
-            best, best_count = candidate, count
-    return best
-
-
-def _check_delimiter(delimiter: str) -> str:
-    delimiter = _DELIMITER_ALIASES.get(delimiter, delimiter)
-    if delimiter not in _DELIMITERS:
-        raise UsageError(
-            f"Unsupported delimiter {delimiter!r}: use one of , ; | or tab "
-            "(or leave it out to detect it from the header)."
-        )
-    return delimiter
-
-
-def _check_encoding(encoding: str) -> str:
-    try:
-        codecs.lookup(encoding)
-    except LookupError:
-        raise UsageError(
-            f"Unknown encoding {encoding!r}: use for example utf-8, windows-1252 or latin-1."
-        ) from None
-    return encoding.strip().lower()
-
-
-def _choose_encoding(head: bytes, given: str | None) -> str:
-    if head.startswith(codecs.BOM_UTF8):
-        return "utf-8-sig"
-    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return "utf-16"
-    return given if given is not None else "utf-8"
-
-
-def _encoding_label(encoding: str) -> str:
-    name = codecs.lookup(encoding).name
-    if name.startswith("utf-8"):
-        return "UTF-8"
-    return _ENCODING_LABELS.get(name, encoding)
-
-
-def _format_size(size_bytes: int) -> str:
-    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
-        if size_bytes >= factor:
-            return f"{size_bytes / factor:.1f} {unit}"
-    return f"{size_bytes} bytes"
-
-
 class CsvFile:
     """An opened CSV file whose header has been read and checked; a context manager.
 
@@ -251,21 +149,15 @@ class CsvFile:
         self.file_size_bytes = file_size_bytes
         self._limits = limits
         self._unneutralise = unneutralise
-        self._encoding_label = _encoding_label(encoding)
+        self._encoding_label = encoding_label(encoding)
         self._records_started = False
         self._lines: Iterator[str] = iter(text)
         self._pending: list[str] = []
         self._next_line = 1
         first_line = next(self._lines, None)
         if first_line is None:
-            raise FileRejected(
-                FileProblem(
-                    code="empty_file",
-                    message="The file is empty.",
-                    suggestion="Export the data again with a header row of column names.",
-                )
-            )
-        self.delimiter = delimiter if delimiter is not None else _detect_delimiter(first_line)
+            raise problems.empty_file()
+        self.delimiter = delimiter if delimiter is not None else detect_delimiter(first_line)
         self._dialect: dict[str, Any] = {
             "delimiter": self.delimiter,
             "quotechar": '"',
@@ -324,63 +216,20 @@ class CsvFile:
             or _END_OF_INPUT in pending
             or (len(pending) > 1 and not self._strict_ok())
         ):
-            raise FileRejected(
-                FileProblem(
-                    code="unclosed_quote",
-                    message=(
-                        "The header (line 1) has a quote that is never closed, so the column "
-                        "names cannot be read."
-                    ),
-                    line=1,
-                    suggestion="Remove the stray double quote from the header line.",
-                )
-            )
+            raise problems.header_unclosed_quote()
         self._next_line = 1 + len(pending)
         pending.clear()
         joined = "".join(cells)
         if not joined.isascii() and (bad := _SURROGATES.search(joined)) is not None:
-            suggestion = self._encoding_suggestion()
-            raise FileRejected(
-                FileProblem(
-                    code="undecodable",
-                    message=(
-                        f"The header (line 1) contains bytes that are not valid "
-                        f"{self._encoding_label} (byte 0x{ord(bad.group()) & 0xFF:02X}). "
-                        f"{suggestion}"
-                    ),
-                    line=1,
-                    suggestion=suggestion,
-                )
-            )
+            raise problems.header_undecodable(self._encoding_label, ord(bad.group()) & 0xFF)
         header = [cell.strip().lstrip("\ufeff").strip() for cell in cells]
         if self._unneutralise and "'" in joined:
             header = [_unneutralise_value(cell) for cell in header]
         if not any(header):
-            raise FileRejected(
-                FileProblem(
-                    code="no_header",
-                    message=(
-                        "The file has no header: line 1 is empty. The first line must hold "
-                        "the column names."
-                    ),
-                    line=1,
-                    suggestion="Add a header row with the column names, e.g. sku,name,price.",
-                )
-            )
+            raise problems.no_header()
         max_columns = self._limits.max_columns
         if len(header) > max_columns:
-            raise FileRejected(
-                FileProblem(
-                    code="too_many_columns",
-                    message=(
-                        f"The header (line 1) has {len(header)} columns; at most {max_columns} "
-                        f"are allowed. Check the delimiter (read as "
-                        f"{_delimiter_name(self.delimiter)}) and remove unused columns."
-                    ),
-                    line=1,
-                    suggestion="Remove unused columns or split the file.",
-                )
-            )
+            raise problems.too_many_columns(len(header), max_columns, self.delimiter)
         return header
 
     def _strict_ok(self) -> bool:
@@ -397,19 +246,6 @@ class CsvFile:
         except csv.Error:
             return False
         return True
-
-    def _encoding_suggestion(self) -> str:
-        if self._encoding_label == "UTF-8":
-            return (
-                "Save the file as UTF-8 (in Excel: File > Save As > CSV UTF-8), or pass "
-                "--encoding windows-1252 if it was saved by an older Excel."
-            )
-        if self._encoding_label == "UTF-16":
-            return "Save the file as UTF-8 (in Excel: File > Save As > CSV UTF-8)."
-        return (
-            f"The file is not {self._encoding_label}: pass the encoding it was saved in with "
-            "--encoding, or save it as UTF-8 (in Excel: File > Save As > CSV UTF-8)."
-        )
 
     # -- records --------------------------------------------------------------------------
 
@@ -467,7 +303,7 @@ class CsvFile:
                         row_ceiling += 1
                         continue
                     if row_no > row_ceiling:
-                        raise self._too_many_rows(row_no, line)
+                        raise problems.too_many_rows(max_rows, row_no, line)
                     yield self._checked(row, row_no, line, joined, unneutralise)
                 else:
                     return
@@ -478,97 +314,57 @@ class CsvFile:
                 row_no += 1
                 broken = f"csv: {exc}"
             if row_no > row_ceiling:
-                raise self._too_many_rows(row_no, line_no)
+                raise problems.too_many_rows(max_rows, row_no, line_no)
             yield self._broken_record(row_no, line_no, pending[0], broken)
             pushback = [rest for rest in pending[1:] if rest]
             pending.clear()
             line_no += 1
             reader = self._new_reader(pushback)
 
-    def _column(self, index: int) -> str:
-        if index < len(self.header):
-            return f'column {index + 1} ("{self.header[index]}")'
-        return f"column {index + 1}"
-
     def _checked(
         self, row: list[str], row_no: int, line: int, joined: str, unneutralise: bool
     ) -> RawRecord:
         """Build the record for a row that failed the fast path's checks."""
-        problems: list[str] = []
+        found: list[str] = []
         values = row
-        where = _where(row_no, line)
+        at = problems.where(row_no, line)
         if not joined.isascii() and _SURROGATES.search(joined) is not None:
             for index, value in enumerate(values):
                 bad = _SURROGATES.search(value)
                 if bad is not None:
-                    problems.append(
-                        f"{where} contains bytes that are not valid {self._encoding_label} "
-                        f"(byte 0x{ord(bad.group()) & 0xFF:02X} in {self._column(index)}). "
-                        f"{self._encoding_suggestion()}"
+                    found.append(
+                        problems.undecodable_value_message(
+                            at,
+                            self._encoding_label,
+                            ord(bad.group()) & 0xFF,
+                            problems.column_name(self.header, index),
+                        )
                     )
                     break
             values = [_SURROGATES.sub("\ufffd", value) for value in values]
         if "\x00" in joined:
             index = next(i for i, value in enumerate(values) if "\x00" in value)
-            problems.append(
-                f"{where} contains a NUL character in {self._column(index)}, which text "
-                "cannot hold. Remove it, or export the data again as CSV UTF-8."
-            )
+            found.append(problems.nul_value_message(at, problems.column_name(self.header, index)))
             values = [value.replace("\x00", "") for value in values]
         ncols = len(self.header)
         if len(values) != ncols:
-            problems.append(self._ragged_message(where, len(values), ncols))
+            found.append(problems.ragged_message(at, len(values), ncols, self.delimiter))
         max_field = self._limits.max_field_bytes
         if len(joined) > max_field:
             for index, value in enumerate(values):
                 if len(value) > max_field:
-                    problems.append(
-                        f"{where}: the value in {self._column(index)} is {len(value):,} "
-                        f"characters long; the limit is {max_field:,}. Shorten it, or check "
-                        "for a quote that is never closed and joins several values."
+                    found.append(
+                        problems.value_too_long_message(
+                            at, problems.column_name(self.header, index), len(value), max_field
+                        )
                     )
         if unneutralise and "'" in joined:
             values = [_unneutralise_value(value) for value in values]
-        return RawRecord(row_no, line, values, " ".join(problems) or None)
-
-    def _ragged_message(self, where: str, nfields: int, ncols: int) -> str:
-        delimiter = _delimiter_name(self.delimiter)
-        if nfields < ncols:
-            hint = (
-                f"Add the missing values (empty ones too) separated by {delimiter}, so that "
-                f"every row has {ncols} fields."
-            )
-        else:
-            hint = (
-                f"Enclose values that contain {delimiter} in double quotes, and remove any "
-                f"{delimiter} at the end of the line."
-            )
-        return f"{where} has {nfields} fields but the header has {ncols} columns. {hint}"
+        return RawRecord(row_no, line, values, " ".join(found) or None)
 
     def _broken_record(self, row_no: int, line: int, first_line: str, why: str) -> RawRecord:
         """The record for a row whose quoting broke; values are those of its first line."""
-        where = f"Row {row_no} (line {line})"
-        if why.startswith("csv: ") and "field larger than field limit" not in why:
-            message = (
-                f"{where} could not be read ({why[5:]}). Check the quotes on that line; "
-                "reading continued with the next line."
-            )
-        elif why.startswith("csv: "):
-            message = (
-                f"{where} has a value longer than {self._limits.max_field_bytes:,} characters, "
-                "probably because a quote is never closed. Check the quotes on that line; "
-                "reading continued with the next line."
-            )
-        else:
-            extent = {
-                "too_long": f"would run over more than {self._limits.max_record_lines} lines",
-                "end_of_file": "would run to the end of the file",
-            }.get(why, "would swallow the lines after it")
-            message = (
-                f"{where} has a quote that is never closed (the quoted value {extent}). "
-                "Enclose each whole value in double quotes and write a quote inside a value as "
-                'two quotes (""). Reading continued with the next line.'
-            )
+        message = problems.broken_record_message(row_no, line, why, self._limits)
         try:
             values = next(csv.reader([first_line.rstrip("\r\n")], **self._dialect), [])
         except csv.Error:
@@ -578,25 +374,11 @@ class CsvFile:
             values = [_unneutralise_value(value) for value in values]
         return RawRecord(row_no, line, values, message)
 
-    def _too_many_rows(self, row_no: int, line: int) -> FileRejected:
-        max_rows = self._limits.max_rows
-        return FileRejected(
-            FileProblem(
-                code="too_many_rows",
-                message=(
-                    f"The file has more than {max_rows:,} records (row {row_no}, line {line}, "
-                    f"is one too many). Split it into files of at most {max_rows:,} records."
-                ),
-                line=line,
-                suggestion=f"Split the file into files of at most {max_rows:,} records.",
-            )
-        )
-
 
 def open_csv(
     path: str | os.PathLike[str],
-    options: ReadOptions = ReadOptions(),
-    limits: ReadLimits = ReadLimits(),
+    options: ReadOptions = _DEFAULT_OPTIONS,
+    limits: ReadLimits = _DEFAULT_LIMITS,
     *,
     unneutralise: bool = True,
 ) -> CsvFile:
@@ -606,8 +388,8 @@ def open_csv(
     :class:`~bulkops.errors.FileRejected` for files that cannot be used, and
     :class:`~bulkops.errors.UsageError` for an unknown encoding or delimiter in ``options``.
     """
-    delimiter = _check_delimiter(options.delimiter) if options.delimiter is not None else None
-    given_encoding = _check_encoding(options.encoding) if options.encoding is not None else None
+    delimiter = check_delimiter(options.delimiter) if options.delimiter is not None else None
+    given_encoding = check_encoding(options.encoding) if options.encoding is not None else None
     if limits.max_field_bytes >= csv.field_size_limit():
         # Our own check reports long values; the csv module's lower default must not fire first.
         csv.field_size_limit(limits.max_field_bytes + 1)
@@ -615,22 +397,12 @@ def open_csv(
     try:
         file_size_bytes = os.fstat(binary.fileno()).st_size
         if file_size_bytes > limits.max_file_bytes:
-            raise FileTooLarge(
-                FileProblem(
-                    code="file_too_large",
-                    message=(
-                        f"The file is {_format_size(file_size_bytes)}; the limit is "
-                        f"{_format_size(limits.max_file_bytes)}. Split it into smaller files."
-                    ),
-                    suggestion="Split the file into smaller files and upload them one by one.",
-                )
-            )
+            raise problems.file_too_large(file_size_bytes, limits.max_file_bytes)
         head = binary.read(SNIFF_BYTES)
         sniff_content(head)
-        encoding = _choose_encoding(head, given_encoding)
+        encoding = choose_encoding(head, given_encoding)
         binary.seek(0)
-        # surrogateescape is fastest but cannot escape bytes below 0x80, which UTF-16 needs.
-        errors = "surrogateescape" if _encoding_label(encoding) == "UTF-8" else _ESCAPE_ERRORS
+        errors = decoding_errors(encoding)
         text = io.TextIOWrapper(binary, encoding=encoding, errors=errors, newline="")
         return CsvFile(
             binary=binary,
