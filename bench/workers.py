@@ -36,7 +36,7 @@ import psycopg
 from bulkops import engine
 from bulkops.config import Settings
 from bulkops.engine import OperationConfig, create_operation
-from bulkops.model import EntityType, OperationType
+from bulkops.model import EntityType, Operation, OperationType
 from bulkops.store import Store
 
 BULKOPS = Path(sys.executable).with_name("bulkops")
@@ -108,15 +108,15 @@ class Run:
             entity_type=EntityType.PRODUCTS, config=OperationConfig(chunk_size=chunk_size),
             source=path, file_name=path.name, executor="worker",
         )
-        return str(op["id"])
+        return str(op.id)
 
-    def get(self, org_id: int, op_id: str) -> dict[str, Any]:
+    def get(self, org_id: int, op_id: str) -> Operation:
         return engine.get_operation(self.ctx, org_id, op_id)
 
-    def wait(self, ops: list[tuple[int, str]]) -> list[dict[str, Any]]:
+    def wait(self, ops: list[tuple[int, str]]) -> list[Operation]:
         while True:
             finals = [self.get(org, op) for org, op in ops]
-            if all(f["status"] in ENDED for f in finals):
+            if all(f.status in ENDED for f in finals):
                 return finals
             time.sleep(0.05)
 
@@ -150,8 +150,8 @@ def scenario(args: argparse.Namespace, work: Path, files: dict[str, Path], name:
                    for org, half in zip(orgs, ("half1", "half2"), strict=True)]
             finals = run.wait(ops)
         seconds = time.monotonic() - started
-        rows = sum(f["created_records"] for f in finals)
-        assert all(f["status"] == "completed" for f in finals), finals
+        rows = sum(f.created_records for f in finals)
+        assert all(f.status == "completed" for f in finals), finals
         return {"scenario": name, "workers": workers, "rows": rows, "seconds": seconds,
                 "rows_per_s": rows / seconds}
     finally:
@@ -166,22 +166,22 @@ def kill_scenario(args: argparse.Namespace, work: Path, path: Path, victim_role:
         org = engine.create_organization(run.store, "a", "A")
         started = time.monotonic()
         op_id = run.queue(org, path, args.chunk_size)
-        while (op := run.get(org, op_id))["processed_records"] < args.rows // 2:
+        while (op := run.get(org, op_id)).processed_records < args.rows // 2:
             time.sleep(0.01)
-        pid = int(str(op["lease_owner"]).rsplit(":", 1)[1])
+        pid = int(str(op.lease_owner).rsplit(":", 1)[1])
         coordinator = next(w for w in run.workers if os.getpgid(pid) == w.pid)
         victim = coordinator if victim_role == "coordinator" else next(
             w for w in run.workers if w is not coordinator
         )
         os.killpg(victim.pid, signal.SIGKILL)
         killed_at = time.monotonic()
-        before = run.get(org, op_id)["processed_records"]
-        while run.get(org, op_id)["processed_records"] <= before:
+        before = run.get(org, op_id).processed_records
+        while run.get(org, op_id).processed_records <= before:
             time.sleep(0.02)
         stall = time.monotonic() - killed_at
         final = run.wait([(org, op_id)])[0]
         seconds = time.monotonic() - started
-        assert final["status"] == "completed" and final["created_records"] == args.rows, final
+        assert final.status == "completed" and final.created_records == args.rows, final
         return {"scenario": "kill", "victim": victim_role, "workers": 2, "rows": args.rows,
                 "stall_seconds": stall, "seconds": seconds, "lease_seconds": args.lease}
     finally:

@@ -37,7 +37,7 @@ def queue(
         file_name=path.name if path else None,
         executor=executor,
     )
-    return str(op["id"])
+    return str(op.id)
 
 
 def run(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+import orjson
 
 __all__ = [
     "STATUS_LABELS",
     "EntityType",
     "FieldError",
+    "Operation",
     "OperationStatus",
     "OperationType",
     "RawRecord",
@@ -50,6 +54,11 @@ class OperationStatus(StrEnum):
         return self in _FINAL
 
     @property
+    def is_active(self) -> bool:
+        """A process works on it, under its lease (``processing``, ``rolling_back``)."""
+        return self in _ACTIVE
+
+    @property
     def can_roll_back(self) -> bool:
         return self in _ROLLBACKABLE
 
@@ -67,6 +76,7 @@ _FINAL = frozenset(
         OperationStatus.ROLLED_BACK,
     }
 )
+_ACTIVE = frozenset({OperationStatus.PROCESSING, OperationStatus.ROLLING_BACK})
 _ROLLBACKABLE = frozenset(
     {OperationStatus.COMPLETED, OperationStatus.FAILED, OperationStatus.CANCELLED}
 )
@@ -143,3 +153,83 @@ class RecordError:
             "value": self.value,
             "message": self.message,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One operation as the database has it (``operations`` row), typed.
+
+    ``config``, ``results`` and ``header`` are stored as JSON text and come parsed. Made by
+    :meth:`from_row` in the store; changed only through the store (it is a value: a change
+    gives a new one).
+    """
+
+    id: str
+    organization_id: int
+    operation_type: OperationType
+    entity_type: EntityType
+    status: OperationStatus
+    created_at: datetime
+    config: dict[str, Any]
+    results: dict[str, Any]
+    header: list[str] | None = None
+    file_name: str | None = None
+    file_path: str | None = None
+    file_size_bytes: int | None = None
+    file_sha256: str | None = None
+    total_records: int | None = None
+    processed_records: int = 0
+    successful_records: int = 0
+    failed_records: int = 0
+    unchanged_records: int = 0
+    created_records: int = 0
+    updated_records: int = 0
+    deleted_records: int = 0
+    rolled_back_records: int = 0
+    conflict_records: int = 0
+    bytes_processed: int = 0
+    estimated_completion: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_by: int | None = None
+    cancel_requested_at: datetime | None = None
+    cancel_rollback: bool = False
+    cancelled_at: datetime | None = None
+    cancelled_by: int | None = None
+    rollback_requested_by: int | None = None
+    rollback_force: bool = False
+    rollback_started_at: datetime | None = None
+    rollback_completed_at: datetime | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    idempotency_key: str | None = None
+    executor: str = "inline"
+    chunk_count: int | None = None
+    attempts: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Operation:
+        """From a database row (JSON columns as text, enums as their values)."""
+        values = {name: row[name] for name in _OPERATION_FIELDS if name in row}
+        values["operation_type"] = OperationType(row["operation_type"])
+        values["entity_type"] = EntityType(row["entity_type"])
+        values["status"] = OperationStatus(row["status"])
+        values["config"] = orjson.loads(row["config"]) if row.get("config") else {}
+        values["results"] = orjson.loads(row["results"]) if row.get("results") else {}
+        values["header"] = orjson.loads(row["header"]) if row.get("header") else None
+        for name in _DEFAULTED_COUNTERS:
+            if values.get(name) is None:
+                values[name] = 0
+        return cls(**values)
+
+    @property
+    def validate_only(self) -> bool:
+        return bool(self.config.get("validate_only"))
+
+
+_OPERATION_FIELDS = tuple(f.name for f in fields(Operation))
+_DEFAULTED_COUNTERS = (
+    "processed_records", "successful_records", "failed_records", "unchanged_records",
+    "created_records", "updated_records", "deleted_records", "rolled_back_records",
+    "conflict_records", "bytes_processed", "attempts",
+)

@@ -301,18 +301,18 @@ def test_heartbeat_while_queued_and_cancel_of_a_pending_operation(api: Api) -> N
     )
     client = api.client("editor")
     comments: list[str] = []
-    with client.stream("GET", f"/api/v1/operations/{op['id']}/events") as resp:
+    with client.stream("GET", f"/api/v1/operations/{op.id}/events") as resp:
         lines = resp.iter_lines()
         while len(comments) < 2:
             line = next(lines)
             if line.startswith(": ping"):
                 comments.append(line)
-        cancel = api.client("editor").post(f"/api/v1/operations/{op['id']}/cancel", json={})
+        cancel = api.client("editor").post(f"/api/v1/operations/{op.id}/cancel", json={})
         assert cancel.status_code == 202 and cancel.json()["status"] == "cancelled"
         assert cancel.json()["cancelled_by"] == api.users["editor"]
         rest = [line for line in lines]
     assert "event: done" in rest
-    again = client.post(f"/api/v1/operations/{op['id']}/cancel", json={"rollback": False})
+    again = client.post(f"/api/v1/operations/{op.id}/cancel", json={"rollback": False})
     problem(again, 409)
 
 

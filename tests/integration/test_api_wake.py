@@ -54,7 +54,7 @@ def test_a_stream_wakes_as_soon_as_another_process_commits_an_event(
         headers = {"Authorization": f"Bearer {token}"}
         with (
             httpx.Client(base_url=base, headers=headers, timeout=60) as client,
-            client.stream("GET", f"/api/v1/operations/{op['id']}/events") as resp,
+            client.stream("GET", f"/api/v1/operations/{op.id}/events") as resp,
         ):
             for line in resp.iter_lines():
                 if line.startswith("event: "):
@@ -68,7 +68,7 @@ def test_a_stream_wakes_as_soon_as_another_process_commits_an_event(
         sent = time.monotonic()
         other = Store(pg_url)  # another process's connection writes the event
         with other.transaction(org_id, write=True) as tx:
-            tx.events.add(op["id"], "progress", {"processed_records": 1})
+            tx.events.add(op.id, "progress", {"processed_records": 1})
         deadline = time.monotonic() + 5
         while len(received) == before and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -76,7 +76,7 @@ def test_a_stream_wakes_as_soon_as_another_process_commits_an_event(
         arrived, name = received[before]
         assert name == "progress" and arrived - sent < 3
         with other.transaction(org_id, write=True) as tx:
-            tx.events.add(op["id"], "done", {"status": "cancelled"})
+            tx.events.add(op.id, "done", {"status": "cancelled"})
         reader.join(10)
         assert not reader.is_alive() and received[-1][1] == "done"
         other.dispose()

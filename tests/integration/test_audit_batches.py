@@ -62,9 +62,9 @@ def test_an_import_of_2500_rows_writes_three_batches_that_expand_to_every_record
     text_ = HEADER + _products(0, 1000, "2.00") + _products(1000, 2500, "3.00")
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "b.csv", text_),
              chunk_size=1000)
-    assert (op["created_records"], op["updated_records"]) == (1500, 1000)
+    assert (op.created_records, op.updated_records) == (1500, 1000)
 
-    batches = _batches(ctx, org_id, op["id"])
+    batches = _batches(ctx, org_id, op.id)
     assert [(b[1], b[2], b[3], b[5]) for b in batches] == [
         (2, 1000, "applied", None),
         (1002, 1000, "applied", None),
@@ -75,7 +75,7 @@ def test_an_import_of_2500_rows_writes_three_batches_that_expand_to_every_record
     assert first["before"][0] == ["P-0000", "Product 0", None, "cat", "1.00"]
     assert first["after"][0] == ["P-0000", "Product 0", None, "cat", "2.00"]
 
-    records = _records(ctx, org_id, op["id"])
+    records = _records(ctx, org_id, op.id)
     assert len(records) == 2500
     assert sorted(r["record_index"] for r in records) == list(range(2, 2502))
     ids = [r["id"] for r in records]
@@ -97,19 +97,19 @@ def test_an_import_of_2500_rows_writes_three_batches_that_expand_to_every_record
     # A page starting inside a batch, newest first, crosses into the previous batch.
     middle = records[1500]["id"]
     with ctx.store.transaction(org_id) as tx:
-        page = tx.audit.page(op["id"], newest_first=True, before_id=middle, limit=600)
+        page = tx.audit.page(op.id, newest_first=True, before_id=middle, limit=600)
     assert [r["id"] for r in page] == ids[900:1500][::-1]
 
     # A delete is one batch too, with the before images; its rollback brings them back.
     deleted = run(ctx, org_id, "delete", "products",
                   write_csv(tmp_path / "d.csv", "sku\nP-0001\nP-2499\n"))
-    [batch] = _batches(ctx, org_id, deleted["id"])
+    [batch] = _batches(ctx, org_id, deleted.id)
     assert orjson.loads(batch[4])["actions"] == "dd" and orjson.loads(batch[4])["after"] == [
         None, None]
-    undone = rollback_operation(ctx, org_id, deleted["id"], user_id=None)
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (2, 0)
+    undone = rollback_operation(ctx, org_id, deleted.id, user_id=None)
+    assert (undone.rolled_back_records, undone.conflict_records) == (2, 0)
     assert {r[0]: r[1:] for r in table(ctx, org_id, "products")} == rows
-    assert _batches(ctx, org_id, deleted["id"])[0][3:] == ("rolled_back", batch[4], None)
+    assert _batches(ctx, org_id, deleted.id)[0][3:] == ("rolled_back", batch[4], None)
 
 
 def test_the_record_by_record_fallback_writes_one_batch(ctx: Context, org_id: int) -> None:
@@ -191,9 +191,9 @@ def test_the_records_api_pages_across_batches_with_a_cursor_and_a_status(
     ctx, org = api.ctx, api.org_id
     op = run(ctx, org, "import", "products",
              write_csv(tmp_path / "a.csv", HEADER + _products(0, 2500, "1.00")), chunk_size=1000)
-    assert len(_batches(ctx, org, op["id"])) == 3
+    assert len(_batches(ctx, org, op.id)) == 3
 
-    pages = _all_pages(api, op["id"], 700, "applied")
+    pages = _all_pages(api, op.id, 700, "applied")
     assert [len(p) for p in pages] == [700, 700, 700, 400]
     items = [i for p in pages for i in p]
     assert [i["record_index"] for i in items] == list(range(2, 2502))
@@ -204,25 +204,25 @@ def test_the_records_api_pages_across_batches_with_a_cursor_and_a_status(
     # Someone changes a row of the first and of the last chunk: the rollback leaves them.
     run(ctx, org, "update", "products",
         write_csv(tmp_path / "u.csv", "sku,price\nP-0005,9.00\nP-2400,9.00\n"))
-    undone = rollback_operation(ctx, org, op["id"], user_id=None)
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (2498, 2)
-    assert [b[3] for b in _batches(ctx, org, op["id"])] == ["conflict", "rolled_back", "conflict"]
+    undone = rollback_operation(ctx, org, op.id, user_id=None)
+    assert (undone.rolled_back_records, undone.conflict_records) == (2498, 2)
+    assert [b[3] for b in _batches(ctx, org, op.id)] == ["conflict", "rolled_back", "conflict"]
 
-    conflicts = _all_pages(api, op["id"], 1, "conflict")
+    conflicts = _all_pages(api, op.id, 1, "conflict")
     assert [[i["record_index"] for i in p] for p in conflicts] == [[7], [2402]]
     assert all("price" in p[0]["error"] for p in conflicts)
-    rolled = [i for p in _all_pages(api, op["id"], 300, "rolled_back") for i in p]
+    rolled = [i for p in _all_pages(api, op.id, 300, "rolled_back") for i in p]
     assert len(rolled) == 2498 and {i["record_index"] for i in rolled}.isdisjoint({7, 2402})
     assert [i["id"] for i in rolled] == sorted(i["id"] for i in rolled)
-    everything = _all_pages(api, op["id"], 1000)
+    everything = _all_pages(api, op.id, 1000)
     assert [len(p) for p in everything] == [1000, 1000, 500]
-    assert nothing_applied(api, op["id"])
+    assert nothing_applied(api, op.id)
 
     # A forced second rollback retries only the two conflicts.
-    forced = rollback_operation(ctx, org, op["id"], user_id=None, force=True)
-    assert (forced["rolled_back_records"], forced["conflict_records"]) == (2500, 0)
-    assert _all_pages(api, op["id"], 10, "conflict") == [[]]
-    assert [(b[3], b[5]) for b in _batches(ctx, org, op["id"])] == [("rolled_back", None)] * 3
+    forced = rollback_operation(ctx, org, op.id, user_id=None, force=True)
+    assert (forced.rolled_back_records, forced.conflict_records) == (2500, 0)
+    assert _all_pages(api, op.id, 10, "conflict") == [[]]
+    assert [(b[3], b[5]) for b in _batches(ctx, org, op.id)] == [("rolled_back", None)] * 3
     assert table(ctx, org, "products") == []
 
 

@@ -27,7 +27,7 @@ from bulkops.engine import (
 )
 from bulkops.engine.scheduling import try_start
 from bulkops.errors import Conflict
-from bulkops.model import EntityType, OperationType
+from bulkops.model import EntityType, Operation, OperationType
 from bulkops.store import Store
 from tests.helpers import checksum, run, table, write_csv
 
@@ -77,23 +77,23 @@ def test_cancel_stops_within_one_chunk_with_exact_counters(
         if event.get("phase") == "applying":
             events.append(event["processed_records"])
             if event["processed_records"] == 20:
-                request_cancel(elsewhere, org_id, op["id"], user_id=None, rollback=False)
+                request_cancel(elsewhere, org_id, op.id, user_id=None, rollback=False)
 
-    final = execute(ctx, org_id, op["id"], on_progress=cancel_at_20)
-    assert final["status"] == "cancelled"
+    final = execute(ctx, org_id, op.id, on_progress=cancel_at_20)
+    assert final.status == "cancelled"
     assert events == [10, 20]  # not one chunk more
-    counters = (final["processed_records"], final["successful_records"], final["created_records"],
-                final["failed_records"], final["total_records"])
+    counters = (final.processed_records, final.successful_records, final.created_records,
+                final.failed_records, final.total_records)
     assert counters == (20, 20, 20, 0, 20)
-    assert final["cancelled_at"] is not None and final["lease_owner"] is None
+    assert final.cancelled_at is not None and final.lease_owner is None
     assert [r[1] for r in table(ctx, org_id, "products")] == [f"P-{i:04d}" for i in range(20)]
-    assert _audit_count(ctx, org_id, op["id"]) == 20
+    assert _audit_count(ctx, org_id, op.id) == 20
     with pytest.raises(Conflict):
-        request_cancel(ctx, org_id, op["id"], user_id=None, rollback=False)
+        request_cancel(ctx, org_id, op.id, user_id=None, rollback=False)
 
     # What was applied stays applied, and can be rolled back later.
-    undone = rollback_operation(ctx, org_id, op["id"], user_id=None)
-    assert (undone["status"], undone["rolled_back_records"]) == ("rolled_back", 20)
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert (undone.status, undone.rolled_back_records) == ("rolled_back", 20)
     assert table(ctx, org_id, "products") == []
 
 
@@ -108,17 +108,17 @@ def test_cancel_with_rollback_undoes_what_was_applied(
 
     def cancel_at_50(event: dict[str, Any]) -> None:
         if event.get("phase") == "applying" and event["processed_records"] == 50:
-            request_cancel(elsewhere, org_id, op["id"], user_id=None, rollback=True)
+            request_cancel(elsewhere, org_id, op.id, user_id=None, rollback=True)
 
-    final = execute(ctx, org_id, op["id"], on_progress=cancel_at_50)
-    assert final["status"] == "rolled_back"
-    assert (final["processed_records"], final["updated_records"], final["created_records"]) == (
+    final = execute(ctx, org_id, op.id, on_progress=cancel_at_50)
+    assert final.status == "rolled_back"
+    assert (final.processed_records, final.updated_records, final.created_records) == (
         50, 30, 20)
-    assert (final["rolled_back_records"], final["conflict_records"]) == (50, 0)
-    assert final["cancelled_at"] is not None
+    assert (final.rolled_back_records, final.conflict_records) == (50, 0)
+    assert final.cancelled_at is not None
     assert checksum(ctx, org_id) == before
     with pytest.raises(Conflict):
-        rollback_operation(ctx, org_id, op["id"], user_id=None)
+        rollback_operation(ctx, org_id, op.id, user_id=None)
 
 
 @pytest.mark.parametrize("option", ["rollback_on_error", "validate_only"])
@@ -132,12 +132,12 @@ def test_cancel_stops_the_validation_pass_within_one_chunk(
     def cancel_at_first(event: dict[str, Any]) -> None:
         if event.get("phase") == "validating":
             if event["processed_records"] == 10:
-                request_cancel(elsewhere, org_id, op["id"], user_id=None, rollback=False)
+                request_cancel(elsewhere, org_id, op.id, user_id=None, rollback=False)
             else:
                 after_cancel.append(event)
 
-    final = execute(ctx, org_id, op["id"], on_progress=cancel_at_first)
-    assert final["status"] == "cancelled"
+    final = execute(ctx, org_id, op.id, on_progress=cancel_at_first)
+    assert final.status == "cancelled"
     assert table(ctx, org_id, "products") == []
     assert len(after_cancel) <= 1, f"{len(after_cancel)} more chunks validated after the cancel"
 
@@ -150,11 +150,11 @@ def test_a_cancel_with_rollback_during_the_last_chunk_is_not_dropped(
 
     def cancel_at_end(event: dict[str, Any]) -> None:
         if event.get("phase") == "applying" and event["processed_records"] == 20:
-            accepted = request_cancel(elsewhere, org_id, op["id"], user_id=None, rollback=True)
-            assert accepted["cancel_requested_at"] is not None
+            accepted = request_cancel(elsewhere, org_id, op.id, user_id=None, rollback=True)
+            assert accepted.cancel_requested_at is not None
 
-    final = execute(ctx, org_id, op["id"], on_progress=cancel_at_end)
-    assert final["status"] == "rolled_back"
+    final = execute(ctx, org_id, op.id, on_progress=cancel_at_end)
+    assert final.status == "rolled_back"
     assert checksum(ctx, org_id) == before
 
 
@@ -162,13 +162,13 @@ def test_cancel_of_a_queued_operation_is_immediate(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = _queue(ctx, org_id, write_csv(tmp_path / "p.csv", _products(5)))
-    cancelled = request_cancel(ctx, org_id, op["id"], user_id=None, rollback=False)
-    assert cancelled["status"] == "cancelled"
-    final = execute(ctx, org_id, op["id"])
-    assert (final["status"], final["processed_records"]) == ("cancelled", 0)
+    cancelled = request_cancel(ctx, org_id, op.id, user_id=None, rollback=False)
+    assert cancelled.status == "cancelled"
+    final = execute(ctx, org_id, op.id)
+    assert (final.status, final.processed_records) == ("cancelled", 0)
     assert table(ctx, org_id, "products") == []
     with pytest.raises(Conflict) as caught:
-        resume(ctx, org_id, op["id"])
+        resume(ctx, org_id, op.id)
     assert "nothing to resume" in str(caught.value)
 
 
@@ -177,9 +177,9 @@ def test_an_ended_operation_cannot_be_cancelled(
 ) -> None:
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "p.csv", _products(5)))
     with pytest.raises(Conflict) as caught:
-        request_cancel(ctx, org_id, op["id"], user_id=None, rollback=True)
+        request_cancel(ctx, org_id, op.id, user_id=None, rollback=True)
     assert "completed" in str(caught.value)
-    assert get_operation(ctx, org_id, op["id"])["status"] == "completed"
+    assert get_operation(ctx, org_id, op.id).status == "completed"
     assert len(table(ctx, org_id, "products")) == 5
 
 
@@ -202,22 +202,22 @@ def test_resume_after_a_crash_neither_loses_nor_duplicates(
     path = write_csv(tmp_path / "p.csv", text)
     op = _queue(ctx, org_id, path, chunk_size=10)
     with pytest.raises(Crash):
-        execute(ctx, org_id, op["id"], on_progress=_crash_after(40))
-    crashed = get_operation(ctx, org_id, op["id"])
-    assert (crashed["status"], crashed["processed_records"]) == ("processing", 40)
+        execute(ctx, org_id, op.id, on_progress=_crash_after(40))
+    crashed = get_operation(ctx, org_id, op.id)
+    assert (crashed.status, crashed.processed_records) == ("processing", 40)
 
-    final = resume(ctx, org_id, op["id"])
-    assert final["status"] == "completed"
-    counters = (final["processed_records"], final["created_records"], final["updated_records"],
-                final["failed_records"], final["total_records"])
+    final = resume(ctx, org_id, op.id)
+    assert final.status == "completed"
+    counters = (final.processed_records, final.created_records, final.updated_records,
+                final.failed_records, final.total_records)
     assert counters == (122, 95, 25, 2, 122)
-    assert _audit_count(ctx, org_id, op["id"]) == 120
+    assert _audit_count(ctx, org_id, op.id) == 120
     rows = table(ctx, org_id, "products")
     assert len(rows) == 120 and {r[5] for r in rows} == {"3.00"}
     # The duplicate after the crash point still names its earlier row (row 9, before the crash).
-    assert "row 9" in final["results"]
+    assert "row 9" in str(final.results)
     with pytest.raises(Conflict):
-        resume(ctx, org_id, op["id"])
+        resume(ctx, org_id, op.id)
 
 
 def test_resume_of_an_interrupted_rollback(ctx: Context, org_id: int, tmp_path: Path) -> None:
@@ -225,21 +225,21 @@ def test_resume_of_an_interrupted_rollback(ctx: Context, org_id: int, tmp_path: 
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "p.csv", _products(95)),
              chunk_size=10)
     with pytest.raises(Crash):
-        rollback_operation(ctx, org_id, op["id"], user_id=None,
+        rollback_operation(ctx, org_id, op.id, user_id=None,
                            on_progress=_crash_after(30, "rolling_back"))
-    crashed = get_operation(ctx, org_id, op["id"])
+    crashed = get_operation(ctx, org_id, op.id)
     # A rollback restores whole audit batches (one per applied chunk), newest first: the last
     # chunk held 5 records, then 10 each, so the first progress past 30 says 35.
-    assert (crashed["status"], crashed["rolled_back_records"]) == ("rolling_back", 35)
+    assert (crashed.status, crashed.rolled_back_records) == ("rolling_back", 35)
     assert len(table(ctx, org_id, "products")) == 60  # the newest 35 are gone
-    assert _audit_count(ctx, org_id, op["id"], "applied") == 60
+    assert _audit_count(ctx, org_id, op.id, "applied") == 60
 
-    final = resume(ctx, org_id, op["id"])
-    assert (final["status"], final["rolled_back_records"], final["conflict_records"]) == (
+    final = resume(ctx, org_id, op.id)
+    assert (final.status, final.rolled_back_records, final.conflict_records) == (
         "rolled_back", 95, 0)
     assert checksum(ctx, org_id) == before
-    assert _audit_count(ctx, org_id, op["id"], "rolled_back") == 95
-    assert _audit_count(ctx, org_id, op["id"]) == 95
+    assert _audit_count(ctx, org_id, op.id, "rolled_back") == 95
+    assert _audit_count(ctx, org_id, op.id) == 95
 
 
 def test_resume_of_an_interrupted_forced_rollback_restores_the_conflicts(
@@ -250,16 +250,16 @@ def test_resume_of_an_interrupted_forced_rollback_restores_the_conflicts(
              chunk_size=1)
     run(ctx, org_id, "update", "products",
         write_csv(tmp_path / "u.csv", "sku,price\nP-0001,9.00\nP-0003,9.00\nP-0005,9.00\n"))
-    first = rollback_operation(ctx, org_id, op["id"], user_id=None)
-    assert (first["rolled_back_records"], first["conflict_records"]) == (3, 3)
+    first = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert (first.rolled_back_records, first.conflict_records) == (3, 3)
     with pytest.raises(Crash):
-        rollback_operation(ctx, org_id, op["id"], user_id=None, force=True,
+        rollback_operation(ctx, org_id, op.id, user_id=None, force=True,
                            on_progress=_crash_after(0, "rolling_back"))
-    crashed = get_operation(ctx, org_id, op["id"])
-    assert (crashed["status"], crashed["rolled_back_records"], crashed["conflict_records"]) == (
+    crashed = get_operation(ctx, org_id, op.id)
+    assert (crashed.status, crashed.rolled_back_records, crashed.conflict_records) == (
         "rolling_back", 4, 2)
-    final = resume(ctx, org_id, op["id"])
-    assert (final["status"], final["rolled_back_records"], final["conflict_records"]) == (
+    final = resume(ctx, org_id, op.id)
+    assert (final.status, final.rolled_back_records, final.conflict_records) == (
         "rolled_back", 6, 0)
     assert checksum(ctx, org_id) == before
 
@@ -268,9 +268,9 @@ def test_resume_refuses_an_operation_another_live_process_runs(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = _queue(ctx, org_id, write_csv(tmp_path / "p.csv", _products(5)))
-    assert try_start(ctx.store, org_id, op["id"], "other-host:123", 30, status="processing")
+    assert try_start(ctx.store, org_id, op.id, "other-host:123", 30, status="processing")
     with pytest.raises(Conflict) as caught:
-        resume(ctx, org_id, op["id"])
+        resume(ctx, org_id, op.id)
     assert "other-host:123" in str(caught.value) and "lease" in str(caught.value)
     assert table(ctx, org_id, "products") == []
 
@@ -306,7 +306,7 @@ class Cli:
         with sqlite3.connect(self.db, timeout=30) as conn:
             return conn.execute(sql, params).fetchall()
 
-    def operation(self) -> dict[str, Any]:
+    def operation(self) -> Operation:
         conn = sqlite3.connect(self.db, timeout=30)
         conn.row_factory = sqlite3.Row
         try:
@@ -314,11 +314,11 @@ class Cli:
         finally:
             conn.close()
         assert len(rows) == 1
-        return dict(rows[0])
+        return Operation.from_row(dict(rows[0]))
 
     def kill_when(
         self, proc: subprocess.Popen[bytes], column: str, threshold: int
-    ) -> dict[str, Any]:
+    ) -> Operation:
         """kill -9 the process as soon as the operation's ``column`` passes ``threshold``."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -333,7 +333,7 @@ class Cli:
         return self.operation()
 
     def wait_for_lease(self) -> None:
-        expires = self.operation()["lease_expires_at"]
+        expires = self.operation().lease_expires_at
         time.sleep(max(0.0, expires - time.time()) + 0.2)
 
     def products(self) -> dict[str, tuple[Any, ...]]:
@@ -390,19 +390,19 @@ def reference(empty_db: Cli, source: Path, tmp_path_factory: pytest.TempPathFact
     cli = _fresh(empty_db, tmp_path_factory.mktemp("reference"))
     done = cli.run("import", "products", str(source), "--chunk-size", str(CHUNK))
     assert done.returncode == 0, done.stderr
-    assert cli.operation()["created_records"] == ROWS
+    assert cli.operation().created_records == ROWS
     return cli
 
 
 def _assert_like_reference(cli: Cli, reference: Cli) -> None:
     op = cli.operation()
-    assert op["status"] == "completed"
-    counters = (op["processed_records"], op["created_records"], op["successful_records"],
-                op["failed_records"], op["updated_records"], op["total_records"])
+    assert op.status == "completed"
+    counters = (op.processed_records, op.created_records, op.successful_records,
+                op.failed_records, op.updated_records, op.total_records)
     assert counters == (ROWS, ROWS, ROWS, 0, 0, ROWS)
-    assert cli.audit_records(op["id"]) == ROWS
+    assert cli.audit_records(op.id) == ROWS
     assert cli.query("SELECT count(*) FROM operation_chunks WHERE operation_id = ? "
-                     "AND phase = 'apply'", op["id"])[0][0] == ROWS // CHUNK
+                     "AND phase = 'apply'", op.id)[0][0] == ROWS // CHUNK
     assert cli.products() == reference.products()
 
 
@@ -417,12 +417,12 @@ def test_kill_9_during_import_then_resume_equals_an_uninterrupted_run(
     op_id = ""
     for threshold in kills:
         op = cli.kill_when(proc, "processed_records", threshold)
-        op_id = op["id"]
-        assert op["status"] == "processing"
-        assert threshold <= op["processed_records"] < ROWS
-        assert op["processed_records"] % CHUNK == 0
-        assert cli.audit_records(op_id) == op["created_records"] == op["processed_records"]
-        assert len(cli.products()) == op["processed_records"]
+        op_id = op.id
+        assert op.status == "processing"
+        assert threshold <= op.processed_records < ROWS
+        assert op.processed_records % CHUNK == 0
+        assert cli.audit_records(op_id) == op.created_records == op.processed_records
+        assert len(cli.products()) == op.processed_records
         cli.wait_for_lease()
         proc = cli.start("resume", op_id)  # killed again at the next threshold, if any
     assert proc.wait(timeout=120) == 0
@@ -450,21 +450,21 @@ def test_kill_9_during_rollback_then_resume_restores_everything(
 ) -> None:
     cli = Cli(tmp_path)
     shutil.copyfile(imported_20k.db, cli.db)  # a completed import, not rolled back yet
-    op_id = cli.operation()["id"]
+    op_id = cli.operation().id
     assert len(cli.products()) == ROLLBACK_ROWS
     proc = cli.start("rollback", op_id)
     op = cli.kill_when(proc, "rolled_back_records", ROLLBACK_ROWS // 2)
-    assert op["status"] == "rolling_back"
-    assert ROLLBACK_ROWS // 2 <= op["rolled_back_records"] < ROLLBACK_ROWS
-    assert len(cli.products()) == ROLLBACK_ROWS - op["rolled_back_records"]
-    assert cli.audit_records(op_id, "rolled_back") == op["rolled_back_records"]
+    assert op.status == "rolling_back"
+    assert ROLLBACK_ROWS // 2 <= op.rolled_back_records < ROLLBACK_ROWS
+    assert len(cli.products()) == ROLLBACK_ROWS - op.rolled_back_records
+    assert cli.audit_records(op_id, "rolled_back") == op.rolled_back_records
     cli.wait_for_lease()
 
     done = cli.run("resume", op_id)
     assert done.returncode == 1, done.stderr  # CONTRACT 4: rolled back exits 1
     assert "rolled_back" in done.stdout
     op = cli.operation()
-    assert (op["status"], op["rolled_back_records"], op["conflict_records"]) == (
+    assert (op.status, op.rolled_back_records, op.conflict_records) == (
         "rolled_back", ROLLBACK_ROWS, 0)
     assert cli.products() == {}
     assert cli.audit_records(op_id) == ROLLBACK_ROWS
@@ -484,9 +484,9 @@ def test_a_rollback_page_does_not_scan_the_whole_audit(reference: Cli) -> None:
         op = reference.operation()
         timings = []
         for _ in range(3):
-            with store.transaction(op["organization_id"]) as tx:
+            with store.transaction(op.organization_id) as tx:
                 started = time.perf_counter()
-                page = tx.audit.page(op["id"], newest_first=True, status="applied", limit=CHUNK)
+                page = tx.audit.page(op.id, newest_first=True, status="applied", limit=CHUNK)
                 timings.append(time.perf_counter() - started)
             assert len(page) == CHUNK
     finally:

@@ -184,11 +184,11 @@ def wait_for(
         if done(op):
             return op
         time.sleep(0.05)
-    raise AssertionError(f"timed out; operation is {op['status']} ({op['processed_records']})")
+    raise AssertionError(f"timed out; operation is {op.status} ({op.processed_records})")
 
 
 def ended(op: dict[str, Any]) -> bool:
-    return op["status"] in ("completed", "failed", "cancelled", "rolled_back")
+    return op.status in ("completed", "failed", "cancelled", "rolled_back")
 
 
 def audit_counts(ctx: engine.Context, org_id: int, op_id: str) -> tuple[int, int]:
@@ -233,23 +233,23 @@ def test_two_workers_give_the_single_process_result(cluster: Cluster, tmp_path: 
             ctx, reference_org, operation_type=OperationType.IMPORT,
             entity_type=EntityType.PRODUCTS, config=OperationConfig(chunk_size=2000),
             source=path,
-        )["id"]
+        ).id
     )
     cluster.start_worker("--concurrency", "1")
     cluster.start_worker("--concurrency", "1")
     op_id = queue_import(ctx, org_id, path, chunk_size=2000)
     final = wait_for(ctx, org_id, op_id, ended, timeout=120)
-    assert {k: final[k] for k in COUNTERS} == {k: expected[k] for k in COUNTERS}
-    assert final["created_records"] == 100_000 and final["failed_records"] == 2
+    assert {k: getattr(final, k) for k in COUNTERS} == {k: getattr(expected, k) for k in COUNTERS}
+    assert final.created_records == 100_000 and final.failed_records == 2
     assert without_ids(table(ctx, org_id, "products")) == without_ids(
         table(ctx, reference_org, "products")
     )
     assert audit_counts(ctx, org_id, op_id) == (100_000, 100_000)
-    assert ledger(ctx, org_id, op_id) == ledger(ctx, reference_org, expected["id"])
+    assert ledger(ctx, org_id, op_id) == ledger(ctx, reference_org, expected.id)
     with ctx.store.transaction(org_id) as tx:
         errors = tx.audit.iter_errors(op_id)
     with ctx.store.transaction(reference_org) as tx:
-        assert errors == tx.audit.iter_errors(expected["id"])
+        assert errors == tx.audit.iter_errors(expected.id)
     assert [e["row"] for e in errors] == [100_002, 100_003]  # row 1 is the header
     # The chunks of the one operation were applied by both workers.
     with ctx.store.transaction(org_id) as tx:
@@ -273,13 +273,13 @@ def test_killing_workers_mid_operation_loses_and_duplicates_nothing(
     for round_ in range(4):
         threshold += rows // 6
         op = wait_for(
-            ctx, org_id, op_id, lambda o, at=threshold: ended(o) or o["processed_records"] >= at
+            ctx, org_id, op_id, lambda o, at=threshold: ended(o) or o.processed_records >= at
         )
         if ended(op):
             break
         # Kill the coordinating worker (it holds the operation's lease) and, in turn, the
         # other one (it applies the chunks handed out).
-        owner_pid = int(str(op["lease_owner"]).rsplit(":", 1)[1])
+        owner_pid = int(str(op.lease_owner).rsplit(":", 1)[1])
         coordinator = next(w for w in workers if _in_group(owner_pid, w.pid))
         others = [w for w in workers if w is not coordinator]
         victim = coordinator if round_ % 2 == 0 else others[0]
@@ -289,8 +289,8 @@ def test_killing_workers_mid_operation_loses_and_duplicates_nothing(
         workers.append(cluster.start_worker("--concurrency", "1"))
     final = wait_for(ctx, org_id, op_id, ended, timeout=90)
     assert kills >= 3
-    assert final["status"] == "completed"
-    assert final["processed_records"] == final["created_records"] == rows
+    assert final.status == "completed"
+    assert final.processed_records == final.created_records == rows
     products = table(ctx, org_id, "products")
     assert len(products) == rows
     assert audit_counts(ctx, org_id, op_id) == (rows, rows)  # one audit record per row
@@ -331,20 +331,20 @@ def test_serve_hands_operations_to_workers_cancel_and_rollback_through_the_api(
     with client:
         first = upload(products_csv(tmp_path / "small.csv", 3_000, prefix="S"))
         time.sleep(1.5)  # with a broker set, serve runs no embedded worker: nothing happens
-        assert engine.get_operation(ctx, org_id, first)["status"] == "pending"
+        assert engine.get_operation(ctx, org_id, first).status == "pending"
         cluster.start_worker("--concurrency", "2")
         cluster.start_worker("--concurrency", "1")
         done = wait_for(ctx, org_id, first, ended)
-        assert done["status"] == "completed" and done["created_records"] == 3_000
+        assert done.status == "completed" and done.created_records == 3_000
         # Cancel a running operation from the API process.
         second = upload(products_csv(tmp_path / "big.csv", 60_000, prefix="B"))
-        wait_for(ctx, org_id, second, lambda o: o["processed_records"] >= 2_000)
+        wait_for(ctx, org_id, second, lambda o: o.processed_records >= 2_000)
         response = client.post(f"/api/v1/operations/{second}/cancel")
         assert response.status_code == 202, response.text
         cancelled = wait_for(ctx, org_id, second, ended)
-        assert cancelled["status"] == "cancelled"
-        assert 2_000 <= cancelled["created_records"] < 60_000
-        applied = cancelled["created_records"]
+        assert cancelled.status == "cancelled"
+        assert 2_000 <= cancelled.created_records < 60_000
+        applied = cancelled.created_records
         assert len(table(ctx, org_id, "products")) == 3_000 + applied
         assert audit_counts(ctx, org_id, second) == (applied, applied)
         # Roll both back, newest first, on the workers.
@@ -352,7 +352,7 @@ def test_serve_hands_operations_to_workers_cancel_and_rollback_through_the_api(
             response = client.post(f"/api/v1/operations/{op_id}/rollback")
             assert response.status_code == 202, response.text
             rolled = wait_for(ctx, org_id, op_id, ended)
-            assert rolled["status"] == "rolled_back", rolled
+            assert rolled.status == "rolled_back", rolled
         assert table(ctx, org_id, "products") == []
 
 
@@ -367,7 +367,7 @@ def test_a_rabbitmq_broker_works_too(rabbit_cluster: Cluster, tmp_path: Path) ->
     rabbit_cluster.start_worker("--concurrency", "1", "--pool", "solo")
     op_id = queue_import(ctx, org_id, products_csv(tmp_path / "p.csv", 2_000), chunk_size=500)
     final = wait_for(ctx, org_id, op_id, ended)
-    assert final["status"] == "completed" and final["created_records"] == 2_000
+    assert final.status == "completed" and final.created_records == 2_000
 
 
 def test_worker_without_broker_says_what_to_set(tmp_path: Path) -> None:
@@ -393,7 +393,7 @@ def test_the_dispatcher_enqueues_each_state_once(ctx: engine.Context, org_id: in
     op_id = queue_import(ctx, org_id, products_csv(tmp_path / "b.csv", 3))
     assert dispatcher.reconcile_once() == 1 and sent == [(org_id, op_id)]  # not the CLI's one
     assert dispatcher.reconcile_once() == 0  # already enqueued in this state
-    engine.request_cancel(ctx, org_id, inline["id"], user_id=None, rollback=False)
+    engine.request_cancel(ctx, org_id, inline.id, user_id=None, rollback=False)
     # A worker takes it and dies: its expired lease is a new state, enqueued at once.
     assert try_start(ctx.store, org_id, op_id, "dead-host:1", -1.0, status="processing")
     assert dispatcher.reconcile_once() == 1 and sent[-1] == (org_id, op_id)
@@ -402,4 +402,4 @@ def test_the_dispatcher_enqueues_each_state_once(ctx: engine.Context, org_id: in
     assert dispatcher.reconcile_once() == 1  # still not taken: enqueued again
     engine.resume(ctx, org_id, op_id)
     assert dispatcher.reconcile_once() == 0
-    assert inline["id"] not in {op for _, op in sent}
+    assert inline.id not in {op for _, op in sent}

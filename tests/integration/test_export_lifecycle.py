@@ -37,12 +37,12 @@ execute(Context(Store(url), settings), int(org_id), op_id)
 def _seed(ctx: Context, org_id: int, tmp_path: Path) -> None:
     source = tmp_path / "products.csv"
     write_file("products", source, ROWS)
-    assert run(ctx, org_id, "import", "products", source)["created_records"] == ROWS
+    assert run(ctx, org_id, "import", "products", source).created_records == ROWS
 
 
 def _export(ctx: Context, org_id: int) -> tuple[dict[str, Any], bytes]:
     final = execute(ctx, org_id, queue(ctx, org_id, "export", "products"))
-    return final, export_path(ctx, org_id, final["id"]).read_bytes()
+    return final, export_path(ctx, org_id, final.id).read_bytes()
 
 
 def test_an_export_killed_mid_way_is_resumed_and_writes_the_same_file(
@@ -57,7 +57,7 @@ def test_an_export_killed_mid_way_is_resumed_and_writes_the_same_file(
          str(ctx.settings.data_dir), str(org_id), op_id],
     )
     deadline = time.monotonic() + 60
-    while get_operation(ctx, org_id, op_id)["processed_records"] < 2 * PAGE_ROWS:
+    while get_operation(ctx, org_id, op_id).processed_records < 2 * PAGE_ROWS:
         assert proc.poll() is None, "the export ended before it could be killed"
         assert time.monotonic() < deadline
         time.sleep(0.005)
@@ -65,16 +65,16 @@ def test_an_export_killed_mid_way_is_resumed_and_writes_the_same_file(
     assert proc.wait(timeout=30) == -9
 
     killed = get_operation(ctx, org_id, op_id)
-    assert killed["status"] == "processing"  # held by a process that no longer exists
-    assert killed["lease_owner"] is not None
-    assert 0 < killed["processed_records"] < ROWS
+    assert killed.status == "processing"  # held by a process that no longer exists
+    assert killed.lease_owner is not None
+    assert 0 < killed.processed_records < ROWS
     assert not export_path(ctx, org_id, op_id).exists()
-    time.sleep(max(0.0, killed["lease_expires_at"] - time.time()) + 0.2)
+    time.sleep(max(0.0, killed.lease_expires_at - time.time()) + 0.2)
 
     final = resume(ctx, org_id, op_id)
 
-    assert final["status"] == "completed"
-    assert final["processed_records"] == final["total_records"] == ROWS
+    assert final.status == "completed"
+    assert final.processed_records == final.total_records == ROWS
     assert export_path(ctx, org_id, op_id).read_bytes() == uninterrupted
 
 
@@ -92,9 +92,9 @@ def test_a_cancel_during_a_long_export_ends_it_cancelled(
 
     final = execute(ctx, org_id, op_id, on_progress=cancel_after_the_first_page)
 
-    assert final["status"] == "cancelled"
-    assert final["cancelled_at"] is not None
-    assert final["processed_records"] == 2 * PAGE_ROWS  # the page under way when asked
-    assert final["processed_records"] < ROWS
+    assert final.status == "cancelled"
+    assert final.cancelled_at is not None
+    assert final.processed_records == 2 * PAGE_ROWS  # the page under way when asked
+    assert final.processed_records < ROWS
     assert not export_path(ctx, org_id, op_id).exists()
     assert not export_path(ctx, org_id, op_id).with_suffix(".part").exists()

@@ -105,8 +105,8 @@ def test_chunks_on_two_workers_give_the_single_process_result(
     expected = run(ctx, reference, "import", "products", path, chunk_size=200)
     op_id = queued(ctx, org_id, path, chunk_size=200, max_concurrent=3)
     final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=worker.send)
-    assert {k: final[k] for k in COUNTERS} == {k: expected[k] for k in COUNTERS}
-    assert final["created_records"] == 3_000 and final["failed_records"] == 2
+    assert {k: getattr(final, k) for k in COUNTERS} == {k: getattr(expected, k) for k in COUNTERS}
+    assert final.created_records == 3_000 and final.failed_records == 2
     # Chunks commit in any order, so ids differ; the rows are the same.
     assert sorted(row[1:] for row in table(ctx, org_id, "products")) == sorted(
         row[1:] for row in table(ctx, reference, "products")
@@ -116,8 +116,8 @@ def test_chunks_on_two_workers_give_the_single_process_result(
         chunks = tx.ledger.committed(op_id, "apply")
         assert tx.ledger.plans(op_id) == []  # nothing left handed out
     with ctx.store.transaction(reference) as tx:
-        assert errors == tx.audit.iter_errors(expected["id"])
-        assert chunks == tx.ledger.committed(expected["id"], "apply")
+        assert errors == tx.audit.iter_errors(expected.id)
+        assert chunks == tx.ledger.committed(expected.id, "apply")
     assert [e["row"] for e in errors] == [3_002, 3_003]
     assert "already appears in row 9" in errors[0]["errors"][0]["message"]
     # Both applied chunks, one audit record per row, and the same events as one process.
@@ -127,7 +127,7 @@ def test_chunks_on_two_workers_give_the_single_process_result(
         audited = [r["record_index"] for r in tx.audit.page(op_id, newest_first=False,
                                                              limit=10_000_000)]
     assert sorted(audited) == list(range(2, 3_002))
-    assert event_names(ctx, org_id, op_id) == event_names(ctx, reference, expected["id"])
+    assert event_names(ctx, org_id, op_id) == event_names(ctx, reference, expected.id)
 
 
 def test_a_chunk_whose_worker_died_is_taken_over_after_its_lease(
@@ -150,7 +150,7 @@ def test_a_chunk_whose_worker_died_is_taken_over_after_its_lease(
                        max_concurrent=2)
         started = time.monotonic()
         final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=dead_worker)
-        assert final["status"] == "completed" and final["created_records"] == 1_000
+        assert final.status == "completed" and final.created_records == 1_000
         assert claimed and time.monotonic() - started >= 1.0  # waited for the lease
         assert set(ledger_workers(ctx, org_id, op_id).values()) == {COORDINATOR}
         assert len(table(ctx, org_id, "products")) == 1_000
@@ -171,10 +171,10 @@ def test_cancel_stops_every_worker_within_a_chunk(
     final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=worker.send,
                     on_progress=cancel_at_1000)
     worker.stop()
-    assert final["status"] == "cancelled"
+    assert final.status == "cancelled"
     rows = len(table(ctx, org_id, "products"))
     assert 1_000 <= rows < 4_000
-    assert final["created_records"] == final["processed_records"] == rows
+    assert final.created_records == final.processed_records == rows
     with ctx.store.transaction(org_id) as tx:
         assert sum(tx.ledger.committed(op_id, "apply").values()) == rows
         assert tx.ledger.plans(op_id) == []  # what was handed out and not applied is dropped
@@ -193,9 +193,9 @@ def test_cancel_with_rollback_leaves_nothing_behind(
     final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=worker.send,
                     on_progress=cancel_at_500)
     worker.stop()
-    assert final["status"] == "rolled_back"
+    assert final.status == "rolled_back"
     assert table(ctx, org_id, "products") == []
-    assert final["rolled_back_records"] == final["created_records"] >= 500
+    assert final.rolled_back_records == final.created_records >= 500
 
 
 def test_too_many_errors_stop_the_workers_as_failed(
@@ -205,9 +205,9 @@ def test_too_many_errors_stop_the_workers_as_failed(
     op_id = queued(ctx, org_id, products(tmp_path / "p.csv", 2_000, extra=bad), chunk_size=100,
                    max_concurrent=3, max_errors=10)
     final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=worker.send)
-    assert final["status"] == "failed"
-    assert final["failed_records"] > 10
-    assert final["created_records"] == len(table(ctx, org_id, "products")) == 2_000
+    assert final.status == "failed"
+    assert final.failed_records > 10
+    assert final.created_records == len(table(ctx, org_id, "products")) == 2_000
 
 
 def test_a_lease_of_a_process_gone_from_this_host_ends_at_once(ctx: Context, org_id: int,
@@ -226,7 +226,7 @@ def test_a_lease_of_a_process_gone_from_this_host_ends_at_once(ctx: Context, org
     with ctx.store.transaction(org_id) as tx:
         assert tx.operations.orphaned() == [op_id]
     final = engine.resume(ctx, org_id, op_id)
-    assert final["status"] == "completed" and final["created_records"] == 10
+    assert final.status == "completed" and final.created_records == 10
 
 
 def test_chunks_that_could_not_be_handed_out_are_applied_by_the_coordinator(
@@ -238,6 +238,6 @@ def test_chunks_that_could_not_be_handed_out_are_applied_by_the_coordinator(
     op_id = queued(ctx, org_id, products(tmp_path / "p.csv", 1_000), chunk_size=100,
                    max_concurrent=4)
     final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=broker_down)
-    assert final["status"] == "completed" and final["created_records"] == 1_000
+    assert final.status == "completed" and final.created_records == 1_000
     assert set(ledger_workers(ctx, org_id, op_id).values()) == {COORDINATOR}
     assert len(table(ctx, org_id, "products")) == 1_000

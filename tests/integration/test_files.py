@@ -63,8 +63,8 @@ def test_header_only_file_completes_with_nothing_to_do(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = run(ctx, org_id, "import", "products", write(tmp_path / "h.csv", HEADER))
-    assert op["status"] == "completed"
-    assert (op["total_records"], op["processed_records"], op["failed_records"]) == (0, 0, 0)
+    assert op.status == "completed"
+    assert (op.total_records, op.processed_records, op.failed_records) == (0, 0, 0)
     assert products(ctx, org_id) == {}
 
 
@@ -122,7 +122,7 @@ def test_unknown_column_can_be_mapped_or_ignored(
     path = write(tmp_path / "m.csv", "Article,Title,colour\nM-1,Mapped,red\n")
     op = run(ctx, org_id, "import", "products", path,
              mapping={"Article": "sku", "title": "name", "colour": ""})
-    assert (op["created_records"], op["failed_records"]) == (1, 0)
+    assert (op.created_records, op.failed_records) == (1, 0)
     assert products(ctx, org_id) == {"M-1": ("Mapped", None, None, None)}
 
 
@@ -132,7 +132,7 @@ def test_unknown_column_can_be_mapped_or_ignored(
 def test_utf8_with_bom(ctx: Context, org_id: int, tmp_path: Path) -> None:
     content = codecs.BOM_UTF8 + (HEADER + "B-1,Café Crème,,Küche,1.00\n").encode("utf-8")
     op = run(ctx, org_id, "import", "products", write(tmp_path / "bom.csv", content))
-    assert (op["created_records"], op["failed_records"]) == (1, 0)
+    assert (op.created_records, op.failed_records) == (1, 0)
     assert products(ctx, org_id) == {"B-1": ("Café Crème", None, "Küche", "1.00")}
 
 
@@ -140,7 +140,7 @@ def test_utf16_le_with_bom_and_crlf(ctx: Context, org_id: int, tmp_path: Path) -
     text = (HEADER + "U-1,Ünïcode €,\"Zwei\nZeilen\",x,2.00\nU-2,日本語,,x,3.00\n")
     content = codecs.BOM_UTF16_LE + text.replace("\n", "\r\n").encode("utf-16-le")
     op = run(ctx, org_id, "import", "products", write(tmp_path / "u16.csv", content))
-    assert (op["created_records"], op["failed_records"]) == (2, 0)
+    assert (op.created_records, op.failed_records) == (2, 0)
     stored = products(ctx, org_id)
     assert stored["U-1"][0] == "Ünïcode €"
     assert stored["U-1"][1] == "Zwei\r\nZeilen"  # stored exactly as given
@@ -153,7 +153,7 @@ def test_windows_1252_when_the_encoding_is_given(
     content = (HEADER + "W-1,Crème brûlée – 5 €,,x,3.00\n").encode("windows-1252")
     path = write(tmp_path / "excel.csv", content)
     op = run(ctx, org_id, "import", "products", path, encoding="windows-1252")
-    assert (op["created_records"], op["failed_records"]) == (1, 0)
+    assert (op.created_records, op.failed_records) == (1, 0)
     assert products(ctx, org_id)["W-1"][0] == "Crème brûlée – 5 €"
 
 
@@ -162,7 +162,7 @@ def test_windows_1252_without_the_encoding_is_a_row_error_not_garbage(
 ) -> None:
     content = (HEADER + "W-1,Crème,,x,3.00\nW-2,Plain,,x,1.00\n").encode("windows-1252")
     op = run(ctx, org_id, "import", "products", write(tmp_path / "excel.csv", content))
-    assert (op["created_records"], op["failed_records"]) == (1, 1)
+    assert (op.created_records, op.failed_records) == (1, 1)
     assert set(products(ctx, org_id)) == {"W-2"}
     [error] = error_report(ctx, org_id, op)
     assert (error["_row"], error["_line"]) == ("2", "2")
@@ -180,7 +180,7 @@ def test_other_delimiters_are_detected(
     text = HEADER.replace(",", delimiter) + delimiter.join(
         ["S-1", "Semi", "a, b", "x", "4.50"]) + "\n"
     op = run(ctx, org_id, "import", "products", write(tmp_path / "s.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (1, 0)
+    assert (op.created_records, op.failed_records) == (1, 0)
     assert products(ctx, org_id) == {"S-1": ("Semi", "a, b", "x", "4.50")}
 
 
@@ -189,7 +189,7 @@ def test_given_delimiter_wins(ctx: Context, org_id: int, tmp_path: Path) -> None
     text = "sku;name,with comma\nG-1;Given\n"
     op = run(ctx, org_id, "import", "products", write(tmp_path / "g.csv", text), delimiter=";",
              mapping={"name,with comma": "name"})
-    assert (op["created_records"], op["failed_records"]) == (1, 0)
+    assert (op.created_records, op.failed_records) == (1, 0)
     assert products(ctx, org_id)["G-1"][0] == "Given"
 
 
@@ -204,7 +204,7 @@ def test_quoted_newlines_give_row_and_line_numbers(
         + "Q-4,,,x,1.00\n"
     )
     op = run(ctx, org_id, "import", "products", write(tmp_path / "q.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (2, 2)
+    assert (op.created_records, op.failed_records) == (2, 2)
     stored = products(ctx, org_id)
     assert stored["Q-1"][:2] == ("multi\nline\nname", 'with "quotes", and commas')
     errors = error_report(ctx, org_id, op)
@@ -221,7 +221,7 @@ def test_blank_lines_are_skipped_but_keep_row_numbers(
 ) -> None:
     text = HEADER + "K-1,One,,x,1.00\n\n,,,,\nK-4,,,x,1.00\n"
     op = run(ctx, org_id, "import", "products", write(tmp_path / "b.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (1, 1)
+    assert (op.created_records, op.failed_records) == (1, 1)
     [error] = error_report(ctx, org_id, op)
     assert (error["_row"], error["_line"]) == ("5", "5")
 
@@ -237,7 +237,7 @@ def test_ragged_rows_are_row_errors_and_the_rest_is_imported(
         + "R-4,Fine,,x,1.00\n"
     )
     op = run(ctx, org_id, "import", "products", write(tmp_path / "r.csv", text))
-    assert (op["total_records"], op["created_records"], op["failed_records"]) == (4, 1, 3)
+    assert (op.total_records, op.created_records, op.failed_records) == (4, 1, 3)
     assert set(products(ctx, org_id)) == {"R-4"}
     errors = error_report(ctx, org_id, op)
     assert [(e["_row"], e["_line"]) for e in errors] == [("2", "2"), ("3", "3"), ("4", "4")]
@@ -258,7 +258,7 @@ def test_unclosed_quote_in_the_middle_does_not_swallow_the_rest(
         + "V-5,Bad,,x,-1\n"
     )
     op = run(ctx, org_id, "import", "products", write(tmp_path / "u.csv", text))
-    assert (op["total_records"], op["created_records"], op["failed_records"]) == (5, 3, 2)
+    assert (op.total_records, op.created_records, op.failed_records) == (5, 3, 2)
     stored = products(ctx, org_id)
     assert set(stored) == {"V-1", "V-3", "V-4"}
     assert stored["V-4"][0] == 'Fine "quoted"'
@@ -271,7 +271,7 @@ def test_unclosed_quote_in_the_middle_does_not_swallow_the_rest(
 def test_crlf_and_a_missing_final_newline(ctx: Context, org_id: int, tmp_path: Path) -> None:
     text = HEADER.replace("\n", "\r\n") + "C-1,One,,x,1.00\r\nC-2,Two,,x,2.00"
     op = run(ctx, org_id, "import", "products", write(tmp_path / "c.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (2, 0)
+    assert (op.created_records, op.failed_records) == (2, 0)
     assert products(ctx, org_id)["C-2"] == ("Two", None, "x", "2.00")
 
 
@@ -283,7 +283,7 @@ def test_duplicate_key_is_an_error_on_the_later_row_naming_the_earlier(
 ) -> None:
     text = HEADER + "D-1,First,,x,1.00\nD-2,Other,,x,1.00\nD-1,Second,,x,2.00\n"
     op = run(ctx, org_id, "import", "products", write(tmp_path / "d.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (2, 1)
+    assert (op.created_records, op.failed_records) == (2, 1)
     assert products(ctx, org_id)["D-1"][0] == "First"
     [error] = error_report(ctx, org_id, op)
     assert (error["_row"], error["_line"], error["name"]) == ("4", "4", "Second")
@@ -295,7 +295,7 @@ def test_customer_emails_are_duplicates_regardless_of_case(
 ) -> None:
     text = "email,name\nAnn@Example.com,Ann\nann@example.COM,Ann again\n"
     op = run(ctx, org_id, "import", "customers", write(tmp_path / "c.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (1, 1)
+    assert (op.created_records, op.failed_records) == (1, 1)
     assert [row[1] for row in table(ctx, org_id, "customers")] == ["ann@example.com"]
     [error] = error_report(ctx, org_id, op)
     assert error["_row"] == "3" and "row 2" in error["_errors"]
@@ -304,7 +304,7 @@ def test_customer_emails_are_duplicates_regardless_of_case(
 def test_decimal_comma_is_a_row_error(ctx: Context, org_id: int, tmp_path: Path) -> None:
     text = HEADER + 'E-1,Comma,,x,"12,50"\nE-2,Point,,x,12.5\n'
     op = run(ctx, org_id, "import", "products", write(tmp_path / "e.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (1, 1)
+    assert (op.created_records, op.failed_records) == (1, 1)
     assert products(ctx, org_id) == {"E-2": ("Point", None, "x", "12.50")}
     [error] = error_report(ctx, org_id, op)
     assert (error["_row"], error["price"]) == ("2", "12,50")
@@ -329,11 +329,11 @@ def test_value_over_its_length_limit_is_a_row_error(
 ) -> None:
     at_limit = write(tmp_path / "ok.csv", header + make_row("a" * limit) + "\n")
     op = run(ctx, org_id, "import", entity, at_limit)
-    assert (op["created_records"], op["failed_records"]) == (1, 0)
+    assert (op.created_records, op.failed_records) == (1, 0)
 
     over = write(tmp_path / "long.csv", header + make_row("b" * (limit + 1)) + "\n")
     op = run(ctx, org_id, "import", entity, over)
-    assert (op["processed_records"], op["failed_records"]) == (1, 1)
+    assert (op.processed_records, op.failed_records) == (1, 1)
     [error] = error_report(ctx, org_id, op)
     assert error["_row"] == "2"
     assert error["_errors"].startswith(f"{column}:")
@@ -346,7 +346,7 @@ def test_values_are_trimmed_and_control_characters_refused(
 ) -> None:
     text = HEADER + "  T-1  ,  Spaced  ,,x, 1.00 \nT-2,Bell\x07,,x,1.00\n"
     op = run(ctx, org_id, "import", "products", write(tmp_path / "t.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (1, 1)
+    assert (op.created_records, op.failed_records) == (1, 1)
     assert products(ctx, org_id) == {"T-1": ("Spaced", None, "x", "1.00")}
     [error] = error_report(ctx, org_id, op)
     assert error["_row"] == "3" and error["_errors"].startswith("name:")
@@ -366,7 +366,7 @@ def test_formula_like_cells_are_neutralised_on_export_and_round_trip(
         + "F-4,'=was quoted,＝fullwidth,'plain,4.00\n"
     )
     op = run(ctx, org_id, "import", "products", write(tmp_path / "f.csv", text))
-    assert (op["created_records"], op["failed_records"]) == (4, 0)
+    assert (op.created_records, op.failed_records) == (4, 0)
     stored = products(ctx, org_id)
     # stored exactly as given (after trimming), minus one neutralising quote
     assert stored["F-1"][:3] == ("=SUM(A1:A9)", '=HYPERLINK("http://evil")', "@cmd")
@@ -375,7 +375,7 @@ def test_formula_like_cells_are_neutralised_on_export_and_round_trip(
     assert stored["F-4"][:3] == ("=was quoted", "＝fullwidth", "'plain")
 
     exported = run(ctx, org_id, "export", "products")
-    content = export_path(ctx, org_id, exported["id"]).read_bytes().decode("utf-8")
+    content = export_path(ctx, org_id, exported.id).read_bytes().decode("utf-8")
     rows = {row[0]: row[1:] for row in csv.reader(io.StringIO(content, newline=""))}
     assert rows["F-1"][:3] == ["'=SUM(A1:A9)", "'=HYPERLINK(\"http://evil\")", "'@cmd"]
     assert rows["F-2"][:3] == ["'+plus", "'-minus", "'=spaced"]
@@ -384,8 +384,8 @@ def test_formula_like_cells_are_neutralised_on_export_and_round_trip(
     assert content.startswith("sku,name,description,category,price\r\n")
 
     again = run(ctx, org_id, "import", "products", write(tmp_path / "export.csv", content))
-    assert (again["total_records"], again["unchanged_records"]) == (4, 4)
-    assert (again["created_records"], again["updated_records"], again["failed_records"]) == (
+    assert (again.total_records, again.unchanged_records) == (4, 4)
+    assert (again.created_records, again.updated_records, again.failed_records) == (
         0, 0, 0)
     assert products(ctx, org_id) == stored
 
@@ -401,5 +401,5 @@ def test_error_report_neutralises_formulas_and_imports_again(
     assert "'=1+1" in report
     fixed = report.replace(",abc", ",1.00")
     again = run(ctx, org_id, "import", "products", write(tmp_path / "fixed.csv", fixed))
-    assert (again["created_records"], again["failed_records"]) == (1, 0)
+    assert (again.created_records, again.failed_records) == (1, 0)
     assert products(ctx, org_id)["N-1"][0] == "=1+1"

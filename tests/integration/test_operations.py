@@ -25,8 +25,8 @@ def test_import_creates_rows_and_reimport_is_unchanged(
 ) -> None:
     path = write_csv(tmp_path / "p.csv", PRODUCTS)
     op = run(ctx, org_id, "import", "products", path)
-    assert op["status"] == "completed"
-    assert (op["created_records"], op["failed_records"], op["total_records"]) == (3, 0, 3)
+    assert op.status == "completed"
+    assert (op.created_records, op.failed_records, op.total_records) == (3, 0, 3)
     rows = table(ctx, org_id, "products")
     assert [r[1:] for r in rows] == [
         ("A-1", "Hammer", "Steel, 500 g", "Tools", "12.50"),
@@ -34,7 +34,7 @@ def test_import_creates_rows_and_reimport_is_unchanged(
         ("A-3", "Rake", 'A "garden" rake', "Garden", "7.00"),
     ]
     again = run(ctx, org_id, "import", "products", path)
-    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (
+    assert (again.unchanged_records, again.created_records, again.updated_records) == (
         3,
         0,
         0,
@@ -47,9 +47,9 @@ def test_import_updates_changed_rows_and_audits_before_and_after(
     run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     changed = PRODUCTS.replace("Saw,,Tools,20.00", "Saw,,Tools,21.00")
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "b.csv", changed))
-    assert (op["updated_records"], op["unchanged_records"]) == (1, 2)
+    assert (op.updated_records, op.unchanged_records) == (1, 2)
     with ctx.store.transaction(org_id) as tx:
-        records = tx.audit.page(op["id"], newest_first=False)
+        records = tx.audit.page(op.id, newest_first=False)
     assert len(records) == 1
     assert records[0]["record_index"] == 3
     assert '"price":"20.00"' in records[0]["before_data"]
@@ -67,8 +67,8 @@ def test_row_errors_name_row_line_column_and_value(
         "B-4,,,x,3.00\n"
     )
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "e.csv", text))
-    assert op["status"] == "completed"
-    assert (op["created_records"], op["failed_records"]) == (1, 3)
+    assert op.status == "completed"
+    assert (op.created_records, op.failed_records) == (1, 3)
     report = io.StringIO()
     write_error_report(ctx, org_id, op, report)
     lines = report.getvalue().splitlines()
@@ -88,7 +88,7 @@ def test_error_report_can_be_fixed_and_reimported(
     write_error_report(ctx, org_id, op, report)
     fixed = report.getvalue().replace(",abc", ",2.00")
     again = run(ctx, org_id, "import", "products", write_csv(tmp_path / "fixed.csv", fixed))
-    assert (again["created_records"], again["failed_records"]) == (1, 0)
+    assert (again.created_records, again.failed_records) == (1, 0)
 
 
 def test_update_changes_only_present_columns_and_reports_not_found(
@@ -97,10 +97,10 @@ def test_update_changes_only_present_columns_and_reports_not_found(
     run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     text = "sku,price,category\nA-1,13.00,\nA-9,1.00,x\n"
     op = run(ctx, org_id, "update", "products", write_csv(tmp_path / "u.csv", text))
-    assert (op["updated_records"], op["failed_records"]) == (1, 1)
+    assert (op.updated_records, op.failed_records) == (1, 1)
     rows = {r[1]: r[1:] for r in table(ctx, org_id, "products")}
     assert rows["A-1"] == ("A-1", "Hammer", "Steel, 500 g", None, "13.00")
-    assert "not found" in op["results"].lower()
+    assert "not found" in str(op.results).lower()
 
 
 def test_delete_refuses_products_with_inventory(ctx: Context, org_id: int, tmp_path: Path) -> None:
@@ -108,13 +108,13 @@ def test_delete_refuses_products_with_inventory(ctx: Context, org_id: int, tmp_p
     run(ctx, org_id, "import", "warehouses", write_csv(tmp_path / "w.csv", "code,name\nW1,Main\n"))
     inv = "sku,warehouse_code,quantity\nA-1,W1,5\nA-404,W1,1\n"
     op = run(ctx, org_id, "import", "inventory", write_csv(tmp_path / "i.csv", inv))
-    assert (op["created_records"], op["failed_records"]) == (1, 1)
-    assert "A-404" in op["results"]
+    assert (op.created_records, op.failed_records) == (1, 1)
+    assert "A-404" in str(op.results)
     delete = run(
         ctx, org_id, "delete", "products", write_csv(tmp_path / "d.csv", "sku\nA-1\nA-2\nA-7\n")
     )
-    assert (delete["deleted_records"], delete["failed_records"]) == (1, 2)
-    assert "inventory" in delete["results"]
+    assert (delete.deleted_records, delete.failed_records) == (1, 2)
+    assert "inventory" in str(delete.results)
     assert [r[1] for r in table(ctx, org_id, "products")] == ["A-1", "A-3"]
 
 
@@ -127,12 +127,12 @@ def test_validate_only_reports_plan_and_changes_nothing(
     op = run(
         ctx, org_id, "import", "products", write_csv(tmp_path / "v.csv", text), validate_only=True
     )
-    assert op["status"] == "completed"
+    assert op.status == "completed"
     counts = (
-        op["created_records"],
-        op["updated_records"],
-        op["unchanged_records"],
-        op["failed_records"],
+        op.created_records,
+        op.updated_records,
+        op.unchanged_records,
+        op.failed_records,
     )
     assert counts == (1, 1, 2, 1)
     assert table(ctx, org_id, "products") == before
@@ -150,8 +150,8 @@ def test_rollback_on_error_applies_nothing_when_a_row_fails(
         write_csv(tmp_path / "r.csv", text),
         rollback_on_error=True,
     )
-    assert op["status"] == "rolled_back"
-    assert op["failed_records"] == 1
+    assert op.status == "rolled_back"
+    assert op.failed_records == 1
     assert table(ctx, org_id, "products") == []
 
 
@@ -165,11 +165,11 @@ def test_export_round_trips_and_neutralises_formulas(
     )
     run(ctx, org_id, "import", "products", write_csv(tmp_path / "f.csv", text))
     op = run(ctx, org_id, "export", "products")
-    assert op["status"] == "completed" and op["processed_records"] == 2
-    exported = Path(op["file_path"]).read_text(encoding="utf-8")
+    assert op.status == "completed" and op.processed_records == 2
+    exported = Path(op.file_path).read_text(encoding="utf-8")
     assert "'=HYPERLINK" in exported and "'@risk" in exported and "'-minus" in exported
-    again = run(ctx, org_id, "import", "products", Path(op["file_path"]))
-    assert (again["unchanged_records"], again["created_records"], again["updated_records"]) == (
+    again = run(ctx, org_id, "import", "products", Path(op.file_path))
+    assert (again.unchanged_records, again.created_records, again.updated_records) == (
         2,
         0,
         0,
@@ -187,9 +187,9 @@ def test_chunks_and_max_errors(ctx: Context, org_id: int, tmp_path: Path) -> Non
         chunk_size=5,
         max_errors=6,
     )
-    assert op["status"] == "failed"
-    assert op["failed_records"] == 7  # 2 + 3 + 2: stops after the chunk that passed 6
-    assert op["processed_records"] == 15
+    assert op.status == "failed"
+    assert op.failed_records == 7  # 2 + 3 + 2: stops after the chunk that passed 6
+    assert op.processed_records == 15
 
 
 def test_bad_header_rejects_file_before_anything_exists(
@@ -215,7 +215,7 @@ def test_organizations_do_not_see_each_other(ctx: Context, org_id: int, tmp_path
     other = create_organization(ctx.store, "other", "Other")
     run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     op = run(ctx, other, "import", "products", write_csv(tmp_path / "b.csv", PRODUCTS))
-    assert op["created_records"] == 3  # same skus, another organization
+    assert op.created_records == 3  # same skus, another organization
     assert len(table(ctx, org_id, "products")) == 3
     with ctx.store.transaction(other) as tx:
         assert len(tx.operations.list()) == 1
@@ -263,12 +263,8 @@ def test_a_file_over_the_row_limit_is_refused_before_anything_changes(
     with ctx.store.transaction(org_id) as tx:
         assert tx.operations.list() == []
     within = "sku,name,description,category,price\n" + rows[: rows.index("R-5")]
-    assert (
-        run(small, org_id, "import", "products", write_csv(tmp_path / "ok.csv", within))[
-            "created_records"
-        ]
-        == 5
-    )
+    ok = run(small, org_id, "import", "products", write_csv(tmp_path / "ok.csv", within))
+    assert ok.created_records == 5
 
 
 def test_a_fault_half_way_ends_the_operation_as_failed_with_the_reason(
@@ -286,12 +282,12 @@ def test_a_fault_half_way_ends_the_operation_as_failed_with_the_reason(
         config=OperationConfig(),
         source=write_csv(tmp_path / "p.csv", PRODUCTS),
     )
-    Path(op["file_path"]).unlink()  # the stored file is lost before a worker runs it
+    Path(op.file_path).unlink()  # the stored file is lost before a worker runs it
     with pytest.raises(FileNotFoundError):
-        execute(ctx, org_id, op["id"])
-    failed = get_operation(ctx, org_id, op["id"])
-    assert failed["status"] == "failed" and failed["lease_owner"] is None
-    assert "FileNotFoundError" in failed["results"]
+        execute(ctx, org_id, op.id)
+    failed = get_operation(ctx, org_id, op.id)
+    assert failed.status == "failed" and failed.lease_owner is None
+    assert "FileNotFoundError" in str(failed.results)
 
 
 def test_an_import_into_an_empty_table_still_refuses_a_row_written_behind_its_back(
@@ -321,13 +317,13 @@ def test_an_import_into_an_empty_table_still_refuses_a_row_written_behind_its_ba
             with ctx.store.transaction(org_id, write=True) as tx:
                 tx.rows.insert("products", fields, [("E-040", "Sneaked", None, None, "2.00")])
 
-    final = execute(ctx, org_id, op["id"], on_progress=sneak_in)
-    assert final["status"] == "completed"
-    assert (final["created_records"], final["failed_records"]) == (49, 1)
+    final = execute(ctx, org_id, op.id, on_progress=sneak_in)
+    assert final.status == "completed"
+    assert (final.created_records, final.failed_records) == (49, 1)
     with ctx.store.transaction(org_id) as tx:
-        [error] = tx.audit.iter_errors(op["id"])
+        [error] = tx.audit.iter_errors(op.id)
     assert error["row"] == 42 and "refused" in error["errors"][0]["message"]
     assert [r[2] for r in table(ctx, org_id, "products") if r[1] == "E-040"] == ["Sneaked"]
     # A second import of the same file is not an import into an empty table any more.
     again = run(ctx, org_id, "import", "products", path, chunk_size=10)
-    assert (again["unchanged_records"], again["updated_records"]) == (49, 1)
+    assert (again.unchanged_records, again.updated_records) == (49, 1)

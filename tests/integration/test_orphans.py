@@ -28,13 +28,13 @@ def test_resume_orphaned_finishes_an_operation_whose_process_died(
         source=path,
     )
     # A process claims it and dies at once: its lease runs out without any chunk committed.
-    assert try_start(ctx.store, org_id, op["id"], "dead-host:1", 1.0, status="processing")
+    assert try_start(ctx.store, org_id, op.id, "dead-host:1", 1.0, status="processing")
     with ctx.store.transaction(org_id) as tx:
         assert tx.operations.orphaned() == []  # the lease is still live
     time.sleep(1.1)
     finals = resume_orphaned(ctx, org_id)
-    assert [f["id"] for f in finals] == [op["id"]]
-    assert finals[0]["status"] == "completed" and finals[0]["created_records"] == 25
+    assert [f.id for f in finals] == [op.id]
+    assert finals[0].status == "completed" and finals[0].created_records == 25
     assert len(table(ctx, org_id, "products")) == 25
     assert resume_orphaned(ctx, org_id) == []  # nothing left behind
 
@@ -50,10 +50,10 @@ def test_an_operation_whose_process_dies_every_time_is_given_up_as_failed(
     for attempt in range(ctx.settings.max_attempts):
         assert try_start(ctx.store, org_id, op_id, f"dead-host:{attempt}", -1.0,
                                    status="processing")
-    assert get_operation(ctx, org_id, op_id)["attempts"] == ctx.settings.max_attempts
+    assert get_operation(ctx, org_id, op_id).attempts == ctx.settings.max_attempts
     [final] = resume_orphaned(ctx, org_id)
-    assert final["status"] == "failed" and final["lease_owner"] is None
-    assert "Given up after 5 attempts" in final["results"] and "dead-host:4" in final["results"]
+    assert final.status == "failed" and final.lease_owner is None
+    assert "Given up after 5 attempts" in str(final.results) and "dead-host:4" in str(final.results)
     assert table(ctx, org_id, "products") == []
     assert resume_orphaned(ctx, org_id) == []  # not taken up again
 
@@ -71,8 +71,8 @@ def test_a_committed_chunk_resets_the_attempts(
         assert try_start(ctx.store, org_id, op_id, f"dead-host:{attempt}", -1.0,
                                    status="processing")
     [final] = resume_orphaned(ctx, org_id)
-    assert final["status"] == "completed" and final["created_records"] == 25
-    assert final["attempts"] == 0
+    assert final.status == "completed" and final.created_records == 25
+    assert final.attempts == 0
 
 
 def test_a_long_re_read_after_a_crash_keeps_the_lease(
@@ -91,10 +91,10 @@ def test_a_long_re_read_after_a_crash_keeps_the_lease(
     assert try_start(ctx.store, org_id, op_id, "me:1", 0.4, status="processing")
     keeper = LeaseKeeper(ctx, org_id, op_id, "me:1", 0.4)
     keeper.keep()  # too soon: nothing to do
-    first = get_operation(ctx, org_id, op_id)["lease_expires_at"]
+    first = get_operation(ctx, org_id, op_id).lease_expires_at
     time.sleep(0.15)
     keeper.keep()
-    renewed = get_operation(ctx, org_id, op_id)["lease_expires_at"]
+    renewed = get_operation(ctx, org_id, op_id).lease_expires_at
     assert renewed > first + 0.1
     with ctx.store.transaction(org_id) as tx:
         assert tx.operations.orphaned() == []
@@ -116,9 +116,9 @@ def test_a_chunk_of_a_process_that_lost_its_lease_does_not_count(
     with ctx.store.transaction(org_id, write=True) as tx:
         assert tx.operations.advance(op_id, "host:2", {"processed_records": 7}) is None
         held = tx.operations.advance(op_id, "host:1", {"processed_records": 5})
-        assert held is not None and held["processed_records"] == 5
+        assert held is not None and held.processed_records == 5
         unguarded = tx.operations.advance(op_id, None, {"processed_records": 1})
-        assert unguarded is not None and unguarded["processed_records"] == 6
+        assert unguarded is not None and unguarded.processed_records == 6
     with ctx.store.transaction(org_id) as tx:
         final = tx.operations.get(op_id)
-    assert final is not None and final["processed_records"] == 6
+    assert final is not None and final.processed_records == 6

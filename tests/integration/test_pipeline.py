@@ -49,9 +49,9 @@ def test_a_reader_process_gives_the_same_result_as_one_process(
         org = org_id if background else create_organization(ctx.store, "one", "One process")
         final = run(with_reader(ctx, background), org, "import", "products", path, chunk_size=100)
         with ctx.store.transaction(org) as tx:
-            errors = tx.audit.iter_errors(final["id"])
+            errors = tx.audit.iter_errors(final.id)
         results[background] = (
-            {k: final[k] for k in ("status", "created_records", "failed_records",
+            {k: getattr(final, k) for k in ("status", "created_records", "failed_records",
                                    "processed_records", "total_records")},
             [(e["row"], e["line"], e["errors"], e["raw"]) for e in errors],
             [row[1:] for row in table(ctx, org, "products")],
@@ -90,7 +90,7 @@ def test_a_record_refused_by_the_database_is_reported_with_its_cells_as_read(
             run(ctx, org, "import", entity, path)
         final = run(with_reader(ctx, background), org, "import", "inventory", stock, chunk_size=100)
         with ctx.store.transaction(org) as tx:
-            reports[background] = [(e["row"], e["raw"]) for e in tx.audit.iter_errors(final["id"])]
+            reports[background] = [(e["row"], e["raw"]) for e in tx.audit.iter_errors(final.id)]
     assert reports[True] == reports[False]
     assert reports[True] == [
         (5, ["S-404", "WH-1", "3", "count", "note, 3"]),
@@ -112,17 +112,17 @@ def test_a_fault_the_reader_meets_half_way_fails_the_operation_with_its_reason(
         source=write_csv(tmp_path / "p.csv", HEADER + "".join(
             f"R-{i},Name {i},,x,1.00\n" for i in range(40))),
     )
-    with Path(op["file_path"]).open("a", encoding="utf-8") as stored:  # grows after the check
+    with Path(op.file_path).open("a", encoding="utf-8") as stored:  # grows after the check
         stored.writelines(f"T-{i},Name {i},,x,1.00\n" for i in range(40))
     before = children()
     with pytest.raises(FileRejected) as caught:
-        execute(small, org_id, op["id"])
+        execute(small, org_id, op.id)
     assert "50" in str(caught.value)
     from bulkops.engine import get_operation
 
-    failed = get_operation(ctx, org_id, op["id"])
-    assert failed["status"] == "failed" and "50" in failed["results"]
-    assert failed["created_records"] == len(table(ctx, org_id, "products")) == 50
+    failed = get_operation(ctx, org_id, op.id)
+    assert failed.status == "failed" and "50" in str(failed.results)
+    assert failed.created_records == len(table(ctx, org_id, "products")) == 50
     assert children() <= before  # the reader process is gone
 
 
@@ -141,10 +141,10 @@ def test_cancel_stops_the_reader_process_too(ctx: Context, org_id: int, tmp_path
 
     def cancel_at_300(event: dict[str, Any]) -> None:
         if event.get("phase") == "applying" and event["processed_records"] >= 300:
-            request_cancel(ctx, org_id, op["id"], user_id=None, rollback=False)
+            request_cancel(ctx, org_id, op.id, user_id=None, rollback=False)
 
-    final = execute(ctx, org_id, op["id"], on_progress=cancel_at_300)
-    assert final["status"] == "cancelled" and final["created_records"] == 300
+    final = execute(ctx, org_id, op.id, on_progress=cancel_at_300)
+    assert final.status == "cancelled" and final.created_records == 300
     assert children() <= before
 
 

@@ -267,7 +267,7 @@ def execute_import(
         source=path,
         file_name=path.name,
     )
-    return execute(ctx, org, op["id"])
+    return execute(ctx, org, op.id)
 
 
 def test_staged_inserts_return_ids_in_order_and_reject_a_taken_key(
@@ -293,21 +293,21 @@ def test_one_transaction_per_chunk(store: Store, orgs: tuple[int, int], tmp_path
     a, _ = orgs
     content = "sku,name,price\n" + "".join(f"C-{i:04d},Name {i},{i + 1}.00\n" for i in range(60))
     final = execute_import(store, a, content, tmp=tmp_path, chunk_size=20)
-    assert final["status"] == "completed" and final["created_records"] == 60
+    assert final.status == "completed" and final.created_records == 60
     with store.transaction(a) as tx:
         xids = tx.conn.exec_driver_sql(
-            "SELECT xmin::text FROM operation_chunks WHERE operation_id = %s", (final["id"],)
+            "SELECT xmin::text FROM operation_chunks WHERE operation_id = %s", (final.id,)
         ).all()
         # One audit batch per chunk; its records, each data row exactly once.
         batches = tx.conn.exec_driver_sql(
             "SELECT record_count FROM operation_changes WHERE operation_id = %s ORDER BY id",
-            (final["id"],),
+            (final.id,),
         ).all()
         records, distinct = tx.conn.exec_driver_sql(
             "SELECT count(*), count(DISTINCT r.value) FROM operation_changes c "
             "CROSS JOIN LATERAL jsonb_array_elements(c.data::jsonb -> 'rows') r "
             "WHERE c.operation_id = %s",
-            (final["id"],),
+            (final.id,),
         ).one()
     # Three ledger rows written by three different (committed) transactions, not savepoints
     # of one long transaction.
@@ -407,7 +407,7 @@ def test_init_sets_up_both_roles_and_the_application_works_as_the_app_role(
             final = execute_import(
                 store, principal.org_id, "sku,name\nP-1,One\n", tmp=tmp_path
             )
-            assert final["status"] == "completed" and final["created_records"] == 1
+            assert final.status == "completed" and final.created_records == 1
             with store.system() as conn:
                 assert conn.exec_driver_sql("SELECT current_user").scalar() == user
                 assert conn.exec_driver_sql("SELECT count(*) FROM users").scalar() == 0

@@ -6,7 +6,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from bulkops.engine import (
@@ -61,27 +60,27 @@ def test_rollback_restores_creates_updates_and_deletes_with_same_ids(
         + "A-4,Spade,,Garden,9.99\n"
     )
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "b.csv", changed))
-    assert (op["created_records"], op["updated_records"], op["unchanged_records"]) == (1, 1, 2)
+    assert (op.created_records, op.updated_records, op.unchanged_records) == (1, 1, 2)
     after_import = table(ctx, org_id, "products")
 
     delete = run(ctx, org_id, "delete", "products",
                  write_csv(tmp_path / "d.csv", "sku\nA-1\nA-4\n"))
-    assert delete["deleted_records"] == 2
+    assert delete.deleted_records == 2
     assert [r[1] for r in table(ctx, org_id, "products")] == ["A-2", "A-3"]
 
-    undone = rollback_operation(ctx, org_id, delete["id"], user_id=None)
-    assert undone["status"] == "rolled_back"
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (2, 0)
+    undone = rollback_operation(ctx, org_id, delete.id, user_id=None)
+    assert undone.status == "rolled_back"
+    assert (undone.rolled_back_records, undone.conflict_records) == (2, 0)
     assert table(ctx, org_id, "products") == after_import  # same ids, same values
 
-    undone = rollback_operation(ctx, org_id, op["id"], user_id=None)
-    assert undone["status"] == "rolled_back"
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (2, 0)
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert undone.status == "rolled_back"
+    assert (undone.rolled_back_records, undone.conflict_records) == (2, 0)
     rows = table(ctx, org_id, "products")
     assert rows == before_import
     assert _by_key(ctx, org_id, "products")["A-2"][1:] == ("A-2", "Saw", None, "Tools", "20.00")
-    assert {r["status"] for r in _audit(ctx, org_id, op["id"])} == {"rolled_back"}
-    results = orjson.loads(undone["results"])
+    assert {r["status"] for r in _audit(ctx, org_id, op.id)} == {"rolled_back"}
+    results = undone.results
     assert results["rollback"]["restored_records"] == 2
     assert results["rollback"]["conflict_records"] == 0
 
@@ -96,11 +95,11 @@ def test_rollback_goes_newest_first_through_rolling_back_with_progress_events(
 
     def on_progress(event: dict[str, Any]) -> None:
         if event.get("phase") == "rolling_back":
-            status = get_operation(ctx, org_id, op["id"])["status"]
+            status = get_operation(ctx, org_id, op.id).status
             seen.append((status, [r[1] for r in table(ctx, org_id, "products")]))
 
-    undone = rollback_operation(ctx, org_id, op["id"], user_id=None, on_progress=on_progress)
-    assert undone["status"] == "rolled_back"
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None, on_progress=on_progress)
+    assert undone.status == "rolled_back"
     # One chunk (of one record) at a time, the last record of the file first.
     assert seen == [
         ("rolling_back", ["A-1", "A-2"]),
@@ -109,7 +108,7 @@ def test_rollback_goes_newest_first_through_rolling_back_with_progress_events(
     ]
     assert checksum(ctx, org_id) == before
 
-    events = _events(ctx, org_id, op["id"])
+    events = _events(ctx, org_id, op.id)
     names = [e["event"] for e in events]
     first_rb = names.index("rollback-progress")
     assert {"event": "status", "status": "rolling_back"} in [
@@ -142,18 +141,18 @@ def test_completed_failed_and_cancelled_operations_can_be_rolled_back(
 
         def cancel_after_first(event: dict[str, Any]) -> None:
             if event.get("phase") == "applying":
-                request_cancel(ctx, org_id, op["id"], user_id=None, rollback=False)
+                request_cancel(ctx, org_id, op.id, user_id=None, rollback=False)
 
-        op = execute(ctx, org_id, op["id"], on_progress=cancel_after_first)
+        op = execute(ctx, org_id, op.id, on_progress=cancel_after_first)
     else:
         op = run(ctx, org_id, "import", "warehouses", path, chunk_size=5, max_errors=3)
-    assert op["status"] == ending
-    assert op["created_records"] + op["updated_records"] > 0
+    assert op.status == ending
+    assert op.created_records + op.updated_records > 0
     assert checksum(ctx, org_id) != before
-    undone = rollback_operation(ctx, org_id, op["id"], user_id=None)
-    assert undone["status"] == "rolled_back"
-    assert undone["rolled_back_records"] == op["created_records"] + op["updated_records"]
-    assert undone["conflict_records"] == 0
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert undone.status == "rolled_back"
+    assert undone.rolled_back_records == op.created_records + op.updated_records
+    assert undone.conflict_records == 0
     assert checksum(ctx, org_id) == before
 
 
@@ -166,16 +165,16 @@ def test_rows_changed_since_are_conflicts_not_overwritten_and_listed(
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     later = run(ctx, org_id, "update", "products",
                 write_csv(tmp_path / "u.csv", "sku,price\nA-2,25.00\n"))
-    assert later["updated_records"] == 1
+    assert later.updated_records == 1
 
-    undone = rollback_operation(ctx, org_id, op["id"], user_id=None)
-    assert undone["status"] == "rolled_back"
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (2, 1)
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert undone.status == "rolled_back"
+    assert (undone.rolled_back_records, undone.conflict_records) == (2, 1)
     rows = _by_key(ctx, org_id, "products")
     assert list(rows) == ["A-2"]
     assert rows["A-2"][1:] == ("A-2", "Saw", None, "Tools", "25.00")  # the later change stays
 
-    records = {r["record_index"]: r for r in _audit(ctx, org_id, op["id"])}
+    records = {r["record_index"]: r for r in _audit(ctx, org_id, op.id)}
     assert records[3]["status"] == "conflict"
     assert "price" in records[3]["error"] and "force" in records[3]["error"].lower()
     assert records[2]["status"] == records[4]["status"] == "rolled_back"
@@ -189,14 +188,14 @@ def test_rows_changed_since_are_conflicts_not_overwritten_and_listed(
 
     # A second rollback is allowed only to force the conflicts through.
     with pytest.raises(Conflict) as caught:
-        rollback_operation(ctx, org_id, op["id"], user_id=None)
+        rollback_operation(ctx, org_id, op.id, user_id=None)
     assert "already rolled back" in str(caught.value) and "--force" in str(caught.value)
-    forced = rollback_operation(ctx, org_id, op["id"], user_id=None, force=True)
-    assert forced["status"] == "rolled_back"
-    assert (forced["rolled_back_records"], forced["conflict_records"]) == (3, 0)
+    forced = rollback_operation(ctx, org_id, op.id, user_id=None, force=True)
+    assert forced.status == "rolled_back"
+    assert (forced.rolled_back_records, forced.conflict_records) == (3, 0)
     assert table(ctx, org_id, "products") == []
     with pytest.raises(Conflict):
-        rollback_operation(ctx, org_id, op["id"], user_id=None, force=True)
+        rollback_operation(ctx, org_id, op.id, user_id=None, force=True)
 
 
 def test_forced_rollback_overwrites_later_changes(
@@ -207,8 +206,8 @@ def test_forced_rollback_overwrites_later_changes(
     op = run(ctx, org_id, "update", "products",
              write_csv(tmp_path / "u.csv", "sku,price\nA-1,1.00\nA-2,2.00\n"))
     run(ctx, org_id, "update", "products", write_csv(tmp_path / "v.csv", "sku,name\nA-1,Mallet\n"))
-    forced = rollback_operation(ctx, org_id, op["id"], user_id=None, force=True)
-    assert (forced["status"], forced["rolled_back_records"], forced["conflict_records"]) == (
+    forced = rollback_operation(ctx, org_id, op.id, user_id=None, force=True)
+    assert (forced.status, forced.rolled_back_records, forced.conflict_records) == (
         "rolled_back", 2, 0)
     assert checksum(ctx, org_id) == before  # the name change of the later update is gone too
 
@@ -226,15 +225,15 @@ def test_deleted_since_and_recreated_since_are_conflicts(
         write_csv(tmp_path / "b.csv", "sku,name,description,category,price\nA-3,New rake,,,8\n"))
     state = table(ctx, org_id, "products")
 
-    undone = rollback_operation(ctx, org_id, update["id"], user_id=None)
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (1, 1)
+    undone = rollback_operation(ctx, org_id, update.id, user_id=None)
+    assert (undone.rolled_back_records, undone.conflict_records) == (1, 1)
     rows = _by_key(ctx, org_id, "products")
     assert "A-1" not in rows and rows["A-2"][5] == "20.00"
-    conflict = [r for r in _audit(ctx, org_id, update["id"]) if r["status"] == "conflict"]
+    conflict = [r for r in _audit(ctx, org_id, update.id) if r["status"] == "conflict"]
     assert len(conflict) == 1 and "deleted" in conflict[0]["error"]
 
-    undone = rollback_operation(ctx, org_id, delete["id"], user_id=None)
-    assert (undone["status"], undone["rolled_back_records"], undone["conflict_records"]) == (
+    undone = rollback_operation(ctx, org_id, delete.id, user_id=None)
+    assert (undone.status, undone.rolled_back_records, undone.conflict_records) == (
         "rolled_back", 0, 1)
     assert _by_key(ctx, org_id, "products")["A-3"] == next(r for r in state if r[1] == "A-3")
 
@@ -250,9 +249,9 @@ def test_rolling_back_what_a_later_operation_depends_on_reports_conflicts(
         write_csv(tmp_path / "p.csv", "sku,price_tier,price\nA-3,gold,1.00\n"))
     inventory_before = table(ctx, org_id, "inventory")
 
-    undone = rollback_operation(ctx, org_id, products["id"], user_id=None)
-    assert undone["status"] == "rolled_back"
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (1, 2)
+    undone = rollback_operation(ctx, org_id, products.id, user_id=None)
+    assert undone.status == "rolled_back"
+    assert (undone.rolled_back_records, undone.conflict_records) == (1, 2)
     assert [r[1] for r in table(ctx, org_id, "products")] == ["A-1", "A-3"]
     assert table(ctx, org_id, "inventory") == inventory_before
     report = io.StringIO()
@@ -267,18 +266,18 @@ def test_rolling_back_twice_is_refused_with_a_clear_message(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
-    rollback_operation(ctx, org_id, op["id"], user_id=None)
-    events = len(_events(ctx, org_id, op["id"]))
+    rollback_operation(ctx, org_id, op.id, user_id=None)
+    events = len(_events(ctx, org_id, op.id))
     with pytest.raises(Conflict) as caught:
-        rollback_operation(ctx, org_id, op["id"], user_id=None)
+        rollback_operation(ctx, org_id, op.id, user_id=None)
     message = str(caught.value)
-    assert op["id"] in message and "already rolled back" in message
+    assert op.id in message and "already rolled back" in message
     assert "would undo nothing" in message
     with pytest.raises(Conflict):
-        rollback_operation(ctx, org_id, op["id"], user_id=None, force=True)
-    after = get_operation(ctx, org_id, op["id"])
-    assert (after["status"], after["rolled_back_records"]) == ("rolled_back", 3)
-    assert len(_events(ctx, org_id, op["id"])) == events
+        rollback_operation(ctx, org_id, op.id, user_id=None, force=True)
+    after = get_operation(ctx, org_id, op.id)
+    assert (after.status, after.rolled_back_records) == ("rolled_back", 3)
+    assert len(_events(ctx, org_id, op.id)) == events
 
 
 def test_pending_running_and_export_operations_cannot_be_rolled_back(
@@ -289,15 +288,15 @@ def test_pending_running_and_export_operations_cannot_be_rolled_back(
                                entity_type=EntityType.PRODUCTS, config=OperationConfig(),
                                source=write_csv(tmp_path / "u.csv", "sku,price\nA-1,1\n"))
     with pytest.raises(Conflict) as caught:
-        rollback_operation(ctx, org_id, pending["id"], user_id=None)
+        rollback_operation(ctx, org_id, pending.id, user_id=None)
     assert "pending" in str(caught.value) and "cancel" in str(caught.value)
-    assert try_start(ctx.store, org_id, pending["id"], "other-process", 30, status="processing")
+    assert try_start(ctx.store, org_id, pending.id, "other-process", 30, status="processing")
     with pytest.raises(Conflict) as caught:
-        rollback_operation(ctx, org_id, pending["id"], user_id=None)
+        rollback_operation(ctx, org_id, pending.id, user_id=None)
     assert "processing" in str(caught.value)
     export = run(ctx, org_id, "export", "products")
     with pytest.raises(Conflict) as caught:
-        rollback_operation(ctx, org_id, export["id"], user_id=None)
+        rollback_operation(ctx, org_id, export.id, user_id=None)
     assert "export" in str(caught.value).lower()
 
 
@@ -362,19 +361,19 @@ def test_rollback_restores_the_exact_checksum(
                 write_csv(tmp_path / f"{name}.csv", PREREQUISITES[name]))
     base = run(ctx, org_id, "import", entity,
                write_csv(tmp_path / "base.csv", CASES[entity]["base"]))
-    assert base["status"] == "completed" and base["failed_records"] == 0, base["results"]
+    assert base.status == "completed" and base.failed_records == 0, base.results
     before = checksum(ctx, org_id)
 
     op = run(ctx, org_id, operation, entity,
              write_csv(tmp_path / f"{operation}.csv", CASES[entity][operation]), chunk_size=2)
-    assert op["status"] == "completed" and op["failed_records"] == 0, op["results"]
-    changed = op["created_records"] + op["updated_records"] + op["deleted_records"]
+    assert op.status == "completed" and op.failed_records == 0, op.results
+    changed = op.created_records + op.updated_records + op.deleted_records
     assert changed >= 2
     assert checksum(ctx, org_id) != before
 
-    undone = rollback_operation(ctx, org_id, op["id"], user_id=None)
-    assert undone["status"] == "rolled_back"
-    assert (undone["rolled_back_records"], undone["conflict_records"]) == (changed, 0)
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert undone.status == "rolled_back"
+    assert (undone.rolled_back_records, undone.conflict_records) == (changed, 0)
     assert checksum(ctx, org_id) == before
 
 
@@ -391,46 +390,46 @@ def test_one_writer_per_organization_and_entity(ctx: Context, org_id: int, tmp_p
     first = _queue(ctx, org_id, "products", products)
     second = _queue(ctx, org_id, "products", write_csv(tmp_path / "q.csv", PRODUCTS.replace(
         "12.5", "13")))
-    assert try_start(ctx.store, org_id, first["id"], "other-process", 30, status="processing")
+    assert try_start(ctx.store, org_id, first.id, "other-process", 30, status="processing")
 
     # The second waits as pending, whoever asks.
-    assert not try_start(ctx.store, org_id, second["id"], "me", 30, status="processing")
+    assert not try_start(ctx.store, org_id, second.id, "me", 30, status="processing")
     waits: list[int] = []
 
     def give_up() -> bool:
         waits.append(1)
         return False
 
-    stays = execute(ctx, org_id, second["id"], wait=give_up)
-    assert stays["status"] == "pending" and waits == [1]
+    stays = execute(ctx, org_id, second.id, wait=give_up)
+    assert stays.status == "pending" and waits == [1]
     assert table(ctx, org_id, "products") == []
 
     # Another entity, and the same entity of another organization, are not held up.
     warehouses = run(ctx, org_id, "import", "warehouses", write_csv(tmp_path / "w.csv", WAREHOUSES))
-    assert warehouses["status"] == "completed"
+    assert warehouses.status == "completed"
     other_org = create_organization(ctx.store, "other", "Other")
     other = run(ctx, other_org, "import", "products", products)
-    assert (other["status"], other["created_records"]) == ("completed", 3)
+    assert (other.status, other.created_records) == ("completed", 3)
 
     # A third, queued later, does not jump the queue once the first has ended.
     third = _queue(ctx, org_id, "products", products)
-    done = execute(ctx, org_id, first["id"], owner="other-process")
-    assert (done["status"], done["created_records"]) == ("completed", 3)
-    assert not try_start(ctx.store, org_id, third["id"], "me", 30, status="processing")
-    assert get_operation(ctx, org_id, third["id"])["status"] == "pending"
-    second_done = execute(ctx, org_id, second["id"])
-    assert (second_done["status"], second_done["updated_records"]) == ("completed", 1)
-    third_done = execute(ctx, org_id, third["id"])
-    assert (third_done["status"], third_done["updated_records"]) == ("completed", 1)
+    done = execute(ctx, org_id, first.id, owner="other-process")
+    assert (done.status, done.created_records) == ("completed", 3)
+    assert not try_start(ctx.store, org_id, third.id, "me", 30, status="processing")
+    assert get_operation(ctx, org_id, third.id).status == "pending"
+    second_done = execute(ctx, org_id, second.id)
+    assert (second_done.status, second_done.updated_records) == ("completed", 1)
+    third_done = execute(ctx, org_id, third.id)
+    assert (third_done.status, third_done.updated_records) == ("completed", 1)
 
 
 def test_a_dead_writers_lease_expires(ctx: Context, org_id: int, tmp_path: Path) -> None:
     products = write_csv(tmp_path / "p.csv", PRODUCTS)
     first = _queue(ctx, org_id, "products", products)
     second = _queue(ctx, org_id, "products", products)
-    assert try_start(ctx.store, org_id, first["id"], "dead-process", -1, status="processing")
+    assert try_start(ctx.store, org_id, first.id, "dead-process", -1, status="processing")
     # The first holder's lease has already expired: the line is free again.
-    assert try_start(ctx.store, org_id, second["id"], "me", 30, status="processing")
+    assert try_start(ctx.store, org_id, second.id, "me", 30, status="processing")
 
 
 def test_rollback_waits_for_the_running_writer_of_its_entity(
@@ -438,9 +437,9 @@ def test_rollback_waits_for_the_running_writer_of_its_entity(
 ) -> None:
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     later = _queue(ctx, org_id, "products", write_csv(tmp_path / "b.csv", "sku,name\nA-9,New\n"))
-    assert try_start(ctx.store, org_id, later["id"], "other-process", 30, status="processing")
-    assert not try_start(ctx.store, org_id, op["id"], "me", 30, status="rolling_back")
-    assert get_operation(ctx, org_id, op["id"])["status"] == "completed"
+    assert try_start(ctx.store, org_id, later.id, "other-process", 30, status="processing")
+    assert not try_start(ctx.store, org_id, op.id, "me", 30, status="rolling_back")
+    assert get_operation(ctx, org_id, op.id).status == "completed"
 
 
 def test_forced_rollback_of_rows_the_database_refuses_still_ends(
@@ -450,15 +449,15 @@ def test_forced_rollback_of_rows_the_database_refuses_still_ends(
     run(ctx, org_id, "import", "warehouses", write_csv(tmp_path / "w.csv", WAREHOUSES))
     run(ctx, org_id, "import", "inventory",
         write_csv(tmp_path / "i.csv", "sku,warehouse_code,quantity\nA-1,W1,5\n"))
-    first = rollback_operation(ctx, org_id, products["id"], user_id=None)
-    assert (first["rolled_back_records"], first["conflict_records"]) == (2, 1)
+    first = rollback_operation(ctx, org_id, products.id, user_id=None)
+    assert (first.rolled_back_records, first.conflict_records) == (2, 1)
     # Forcing cannot delete a product that inventory still refers to: still a conflict, and
     # the forced rollback ends (it used to fetch the same conflict page forever).
-    forced = rollback_operation(ctx, org_id, products["id"], user_id=None, force=True)
-    assert (forced["status"], forced["rolled_back_records"], forced["conflict_records"]) == (
+    forced = rollback_operation(ctx, org_id, products.id, user_id=None, force=True)
+    assert (forced.status, forced.rolled_back_records, forced.conflict_records) == (
         "rolled_back", 2, 1)
     assert [r[1] for r in table(ctx, org_id, "products")] == ["A-1"]
-    conflict = [r for r in _audit(ctx, org_id, products["id"]) if r["status"] == "conflict"]
+    conflict = [r for r in _audit(ctx, org_id, products.id) if r["status"] == "conflict"]
     assert len(conflict) == 1 and "refused" in conflict[0]["error"]
 
 
@@ -471,8 +470,8 @@ def test_rolling_back_later_operations_first_leaves_no_conflicts(
                  write_csv(tmp_path / "u.csv", "sku,price,name\nA-1,1.00,Mallet\nA-3,2,Fork\n"))
     third = run(ctx, org_id, "delete", "products", write_csv(tmp_path / "d.csv", "sku\nA-3\n"))
     for op, restored in ((third, 1), (second, 2), (first, 3)):
-        undone = rollback_operation(ctx, org_id, op["id"], user_id=None)
-        assert (undone["status"], undone["rolled_back_records"], undone["conflict_records"]) == (
+        undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+        assert (undone.status, undone.rolled_back_records, undone.conflict_records) == (
             "rolled_back", restored, 0)
     assert checksum(ctx, org_id) == before
 
@@ -481,8 +480,8 @@ def test_a_rollback_that_is_running_elsewhere_is_refused(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
-    assert try_start(ctx.store, org_id, op["id"], "other-process", 30, status="rolling_back")
+    assert try_start(ctx.store, org_id, op.id, "other-process", 30, status="rolling_back")
     with pytest.raises(Conflict) as caught:
-        rollback_operation(ctx, org_id, op["id"], user_id=None)
+        rollback_operation(ctx, org_id, op.id, user_id=None)
     assert "already being rolled back" in str(caught.value)
     assert len(table(ctx, org_id, "products")) == 3

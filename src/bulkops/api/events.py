@@ -27,7 +27,7 @@ from fastapi.responses import StreamingResponse
 
 from bulkops import engine
 from bulkops.errors import StoreError
-from bulkops.model import OperationStatus
+from bulkops.model import Operation
 
 from .deps import State, Viewer
 from .problems import PROBLEM_JSON
@@ -110,7 +110,7 @@ class _Log:
     def after_one(self, event_id: int) -> bool:
         return bool(self.after(event_id, 1))
 
-    def snapshot(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def snapshot(self) -> tuple[Operation, dict[str, Any] | None]:
         op, latest = engine.operation_with_latest_event(self.ctx, self.org_id, self.op_id)
         assert op is not None
         return op, latest
@@ -151,7 +151,7 @@ async def operation_events(
         yield f"retry: {state.sse_retry_ms}\n\n".encode()
         op, latest = await anyio.to_thread.run_sync(log.snapshot, limiter=state.sse_limiter)
         latest_id = latest["id"] if latest else 0
-        final = OperationStatus(op["status"]).is_final
+        final = op.status.is_final
         if final and (resume_after is None or resume_after >= latest_id):
             # Finished already (or the client saw everything): the final state, at once.
             yield _frame({"id": latest_id, "event": "done", "data": engine.operation_view(op)})

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from bulkops import engine
 from bulkops.errors import FileProblem, FileTooLarge, UnsupportedFile
-from bulkops.model import EntityType, OperationStatus, OperationType
+from bulkops.model import EntityType, Operation, OperationStatus, OperationType
 
 from .deps import Ctx, Editor, State, Viewer
 from .forms import FORM_ALLOWANCE_BYTES, operation_arguments, read_small_form, upload_request_body
@@ -44,18 +44,18 @@ OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
 """The error answers of every route of one operation."""
 
 
-def _view(op: dict[str, Any]) -> dict[str, Any]:
+def _view(op: Operation) -> dict[str, Any]:
     return engine.operation_view(op)
 
 
 # -- start --------------------------------------------------------------------------------------
 
 
-def _operation_response(op: dict[str, Any], status_code: int) -> JSONResponse:
+def _operation_response(op: Operation, status_code: int) -> JSONResponse:
     return JSONResponse(
         _view(op),
         status_code=status_code,
-        headers={"Location": f"/api/v1/operations/{op['id']}"},
+        headers={"Location": f"/api/v1/operations/{op.id}"},
     )
 
 
@@ -143,7 +143,7 @@ async def create_operation(
     def pull() -> bytes:
         return anyio.from_thread.run(next_chunk)
 
-    def create() -> dict[str, Any]:
+    def create() -> Operation:
         upload = read_upload(
             content_type,
             pull,
@@ -171,17 +171,17 @@ async def create_operation(
 
 
 def _created(
-    op: dict[str, Any], principal: engine.Principal, key: str | None, started: datetime
+    op: Operation, principal: engine.Principal, key: str | None, started: datetime
 ) -> JSONResponse:
-    repeated = key is not None and op["created_at"] < started
+    repeated = key is not None and op.created_at < started
     if not repeated:
         log.info(
             "operation created",
             extra={
-                "operation_id": op["id"],
-                "status": op["status"],
-                "operation_type": op["operation_type"],
-                "entity_type": op["entity_type"],
+                "operation_id": op.id,
+                "status": op.status,
+                "operation_type": op.operation_type,
+                "entity_type": op.entity_type,
                 "org_id": principal.org_id,
                 "user_id": principal.user_id,
             },
@@ -241,8 +241,8 @@ def list_operations(
     return {"items": [_view(r) for r in rows], "next_cursor": next_cursor}
 
 
-def _position(op: dict[str, Any]) -> tuple[datetime, str]:
-    return op["created_at"], op["id"]
+def _position(op: Operation) -> tuple[datetime, str]:
+    return op.created_at, op.id
 
 
 def _read_position(value: Any) -> tuple[datetime, str]:
@@ -285,7 +285,7 @@ def cancel(
         "operation cancel requested",
         extra={
             "operation_id": operation_id,
-            "status": op["status"],
+            "status": op.status,
             "rollback": rollback,
             "org_id": principal.org_id,
             "user_id": principal.user_id,
@@ -317,7 +317,7 @@ def rollback(
         "operation rollback queued",
         extra={
             "operation_id": operation_id,
-            "status": op["status"],
+            "status": op.status,
             "force": force,
             "org_id": principal.org_id,
             "user_id": principal.user_id,

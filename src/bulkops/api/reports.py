@@ -17,6 +17,7 @@ from starlette.background import BackgroundTask
 
 from bulkops import engine
 from bulkops.errors import Conflict
+from bulkops.model import OperationStatus, OperationType
 
 from .deps import Ctx, Viewer
 from .models import ErrorPage, ErrorRowOut, RecordOut, RecordPage
@@ -87,7 +88,7 @@ def get_errors(
         read_position=lambda value: int_position(value or 0),
     )
     return ErrorPage(
-        header=orjson.loads(op["header"]) if op.get("header") else [],
+        header=op.header if op.header else [],
         items=[
             ErrorRowOut(
                 row=e["row"], line=e["line"], errors=e["errors"], values=[str(v) for v in e["raw"]]
@@ -151,15 +152,15 @@ def get_records(
 )
 def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
     op = engine.get_operation(ctx, principal.org_id, operation_id)
-    if op["operation_type"] != "export":
-        raise Conflict(f"Operation {operation_id} is an {op['operation_type']}, not an export.")
+    if op.operation_type is not OperationType.EXPORT:
+        raise Conflict(f"Operation {operation_id} is an {op.operation_type}, not an export.")
     path = engine.export_path(ctx, principal.org_id, operation_id)
-    if op["status"] != "completed" or not path.is_file():
-        raise Conflict(f"Export {operation_id} is {op['status']}; its file is not ready yet.")
+    if op.status is not OperationStatus.COMPLETED or not path.is_file():
+        raise Conflict(f"Export {operation_id} is {op.status}; its file is not ready yet.")
     return FileResponse(
         path,
         media_type="text/csv; charset=utf-8",
-        filename=f"{op['entity_type']}-{operation_id}.csv",
+        filename=f"{op.entity_type}-{operation_id}.csv",
     )
 
 

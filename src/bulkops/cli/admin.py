@@ -96,7 +96,7 @@ def _demo(state: State) -> None:
                 file_name=path.name,
             )
             with live_progress(True, f"demo import {entity.value}") as progress:
-                final = engine.execute(state.ctx, org["id"], op["id"], on_progress=progress)
+                final = engine.execute(state.ctx, org["id"], op.id, on_progress=progress)
             print_summary(final)
 
 

@@ -23,7 +23,7 @@ from bulkops.cli.output import (
 )
 from bulkops.cli.state import reported_errors, state_of
 from bulkops.errors import UsageError
-from bulkops.model import EntityType, OperationType
+from bulkops.model import EntityType, OperationStatus, OperationType
 
 __all__ = ["cancel", "data_command", "export", "resume", "rollback"]
 
@@ -77,10 +77,10 @@ def _run_data_operation(
             file_name=file.name,
         )
         if not as_json:
-            err.print(f"Operation {op['id']} queued ({operation.value} {entity.value}).")
+            err.print(f"Operation {op.id} queued ({operation.value} {entity.value}).")
         with live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
             final = engine.execute(
-                state.ctx, org["id"], op["id"], on_progress=progress, wait=wait_message(op["id"])
+                state.ctx, org["id"], op.id, on_progress=progress, wait=wait_message(op.id)
             )
     if as_json:
         print_json(engine.operation_view(final))
@@ -158,8 +158,8 @@ def export(
             config=engine.OperationConfig(filters=filters),
         )
         with live_progress(not as_json and output is not None, f"export {entity.value}") as p:
-            final = engine.execute(state.ctx, org["id"], op["id"], on_progress=p)
-        source = engine.export_path(state.ctx, org["id"], op["id"])
+            final = engine.execute(state.ctx, org["id"], op.id, on_progress=p)
+        source = engine.export_path(state.ctx, org["id"], op.id)
         if output is not None:
             shutil.copyfile(source, output)  # streamed, not read whole into memory
         elif not as_json:
@@ -169,7 +169,7 @@ def export(
     if as_json:
         print_json(engine.operation_view(final))
     elif output is not None:
-        err.print(f"Exported {final['processed_records']:,} {entity.value} rows to {output}.")
+        err.print(f"Exported {final.processed_records:,} {entity.value} rows to {output}.")
     raise typer.Exit(exit_code_for(final))
 
 
@@ -191,9 +191,9 @@ def rollback(
         print_json(engine.operation_view(final))
     else:
         print_summary(final)
-        if final["conflict_records"]:
+        if final.conflict_records:
             out.print(f"Conflicts: bulkops errors {operation_id} --conflicts -o conflicts.csv")
-    raise typer.Exit(0 if not final["conflict_records"] else 1)
+    raise typer.Exit(0 if not final.conflict_records else 1)
 
 
 def cancel(
@@ -214,7 +214,7 @@ def cancel(
         f"Operation {operation_id}: "
         + (
             "cancelled."
-            if op["status"] == "cancelled"
+            if op.status is OperationStatus.CANCELLED
             else "cancel requested; it stops "
             "within one chunk" + (" and is then rolled back." if with_rollback else ".")
         )

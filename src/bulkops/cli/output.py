@@ -24,6 +24,7 @@ from rich.progress import (
 )
 
 from bulkops import engine
+from bulkops.model import Operation, OperationStatus
 
 __all__ = [
     "err",
@@ -81,12 +82,12 @@ def live_progress(enabled: bool, title: str) -> Iterator[engine.ProgressCallback
         yield update
 
 
-def exit_code_for(op: dict[str, Any]) -> int:
+def exit_code_for(op: Operation) -> int:
     """0 when the operation completed without a failed record, else 1."""
-    return 0 if op["status"] == "completed" and not op["failed_records"] else 1
+    return 0 if op.status is OperationStatus.COMPLETED and not op.failed_records else 1
 
 
-def print_summary(op: dict[str, Any]) -> None:
+def print_summary(op: Operation) -> None:
     """The operation's status and counters, its first errors and where the full report is."""
     view = engine.operation_view(op)
     out.print(

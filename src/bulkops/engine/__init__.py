@@ -68,6 +68,7 @@ from bulkops.engine.setup import (
     uses_postgresql,
 )
 from bulkops.errors import Conflict
+from bulkops.model import Operation, OperationStatus, OperationType
 
 __all__ = [
     "ChunkSender",
@@ -141,13 +142,13 @@ def execute(
     wait: Any = None,
     owner: str | None = None,
     send_chunk: ChunkSender | None = None,
-) -> dict[str, Any]:
+) -> Operation:
     """Run a pending operation of any type to its end (the one entry point for executors).
 
     ``send_chunk``: a distributed executor's way to have other workers apply chunks.
     """
     op = get_operation(ctx, org_id, op_id)
-    if op["operation_type"] == "export":
+    if op.operation_type is OperationType.EXPORT:
         return run_export(ctx, org_id, op_id, owner=owner, on_progress=on_progress, wait=wait)
     return run_operation(
         ctx, org_id, op_id, on_progress=on_progress, wait=wait, owner=owner, send_chunk=send_chunk
@@ -162,30 +163,30 @@ def resume(
     on_progress: ProgressCallback | None = None,
     owner: str | None = None,
     send_chunk: ChunkSender | None = None,
-) -> dict[str, Any]:
+) -> Operation:
     """Continue an operation or rollback whose process died, from its last committed chunk."""
     op = get_operation(ctx, org_id, op_id)
     owner = owner or process_owner()
-    if op["status"] == "rolling_back":
+    if op.status is OperationStatus.ROLLING_BACK:
         return rollback_applied(
             ctx,
             org_id,
             op_id,
             owner=owner,
             on_progress=on_progress,
-            force=bool(op["rollback_force"]),
-            user_id=op["rollback_requested_by"],
+            force=bool(op.rollback_force),
+            user_id=op.rollback_requested_by,
         )
-    if op["status"] in ("pending", "processing"):
+    if op.status in ("pending", "processing"):
         return execute(
             ctx, org_id, op_id, on_progress=on_progress, owner=owner, send_chunk=send_chunk
         )
-    raise Conflict(f"Operation {op_id} is {op['status']}; there is nothing to resume.")
+    raise Conflict(f"Operation {op_id} is {op.status}; there is nothing to resume.")
 
 
 def resume_orphaned(
     ctx: Context, org_id: int, *, on_progress: ProgressCallback | None = None
-) -> list[dict[str, Any]]:
+) -> list[Operation]:
     """Resume every operation of the organization whose process died (its lease expired).
 
     The service calls this at start; ``bulkops resume --orphaned`` does it by hand.

@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bulkops.engine.lifecycle import ProgressCallback, advance, claim, finish, process_owner
 from bulkops.engine.operations import Context, OperationConfig, get_operation
 from bulkops.entities import spec_for
 from bulkops.formats import CsvWriter
+from bulkops.model import Operation, OperationStatus
 
 __all__ = ["export_path", "run_export"]
 
@@ -36,14 +36,14 @@ def run_export(
     owner: str | None = None,
     on_progress: ProgressCallback | None = None,
     wait: Callable[[], bool] | None = None,
-) -> dict[str, Any]:
+) -> Operation:
     """Run (or resume) an export until it ends; returns the operation."""
     owner = owner or process_owner()
     op = claim(ctx, org_id, op_id, owner, wait)
-    if op["status"] != "processing":
+    if op.status is not OperationStatus.PROCESSING:
         return op
-    config = OperationConfig.model_validate_json(op["config"])
-    spec = spec_for(op["entity_type"])
+    config = OperationConfig.model_validate(op.config)
+    spec = spec_for(op.entity_type)
     fields = spec.field_names
     lease = ctx.settings.lease_seconds
     target = export_path(ctx, org_id, op_id)
@@ -95,13 +95,13 @@ def run_export(
                         "attempts": 0,
                     },
                 )
-                if current["cancel_requested_at"] is None:
+                if current.cancel_requested_at is None:
                     tx.events.add(op_id, "progress", event)
-            if current["cancel_requested_at"] is not None:
+            if current.cancel_requested_at is not None:
                 break
             if on_progress:
                 on_progress(event)
-    if get_operation(ctx, org_id, op_id)["cancel_requested_at"] is not None:
+    if get_operation(ctx, org_id, op_id).cancel_requested_at is not None:
         partial.unlink(missing_ok=True)  # an export cut short is no export
         return finish(ctx, org_id, op_id, "cancelled", None, on_progress, cancelled=True)
     partial.replace(target)

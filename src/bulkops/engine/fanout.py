@@ -32,10 +32,9 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
-
-import orjson
 
 from bulkops.engine.apply import apply_plan
 from bulkops.engine.leases import expire_dead_leases
@@ -45,7 +44,7 @@ from bulkops.engine.pipeline import NoKeys, checked_operation, decode_prepared, 
 from bulkops.engine.plan import Evaluator, Prepared, failure_rows
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import Conflict, NotFound
-from bulkops.model import OperationType
+from bulkops.model import Operation, OperationStatus
 from bulkops.store import Tx, utcnow
 
 __all__ = ["APPLY", "ChunkSender", "apply_chunk", "coordinate"]
@@ -69,7 +68,7 @@ class _Stopped(Exception):
 
 
 def _stop_reason(
-    tx: Tx, op: dict[str, Any], config: OperationConfig, first_row: int | None = None
+    tx: Tx, op: Operation, config: OperationConfig, first_row: int | None = None
 ) -> str | None:
     """Why a chunk may not land: "cancelled", "failed" (too many errors), "ended".
 
@@ -77,12 +76,12 @@ def _stop_reason(
     ``max_errors``: a chunk starting at ``first_row`` may still land when the records
     failed before it do not exceed the limit.
     """
-    if op["status"] != "processing":
+    if op.status is not OperationStatus.PROCESSING:
         return "ended"
-    if op["cancel_requested_at"] is not None:
+    if op.cancel_requested_at is not None:
         return "cancelled"
-    if op["failed_records"] > config.max_errors and (
-        first_row is None or tx.audit.count_errors_before(op["id"], first_row) > config.max_errors
+    if op.failed_records > config.max_errors and (
+        first_row is None or tx.audit.count_errors_before(op.id, first_row) > config.max_errors
     ):
         return "failed"
     return None
@@ -119,8 +118,8 @@ def _commit_chunk(
                 if not coordinator:
                     tx.ledger.delete_plans(op_id, prepared.index)  # it will never land
                 return reason, None
-            if coordinator and current["lease_owner"] != owner:
-                raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
+            if coordinator and current.lease_owner != owner:
+                raise Conflict(f"Operation {op_id} was taken over by {current.lease_owner}.")
             plan = evaluator.evaluate(tx, prepared)
             apply_plan(tx, spec, op_id, plan, chunk)
             tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
@@ -147,9 +146,9 @@ def _commit_chunk(
             reason = _stop_reason(tx, updated, config, chunk[0].row)
             if reason is not None:
                 raise _Stopped(reason)
-            processed = updated["processed_records"]
-            total = max(total_estimate or 0, updated["total_records"] or 0, processed)
-            started = updated["started_at"]
+            processed = updated.processed_records
+            total = max(total_estimate or 0, updated.total_records or 0, processed)
+            started = updated.started_at
             elapsed = max((utcnow() - started).total_seconds(), 1e-3) if started else None
             rate = processed / elapsed if elapsed else 0.0
             eta = (total - processed) / rate if rate > 0 else None
@@ -160,7 +159,7 @@ def _commit_chunk(
                     "estimated_completion": utcnow() + timedelta(seconds=eta) if eta else None,
                 },
             )
-            updated["total_records"] = total
+            updated = replace(updated, total_records=total)
             event = progress_event(
                 updated,
                 {
@@ -180,7 +179,7 @@ def _commit_chunk(
 def coordinate(
     ctx: Context,
     org_id: int,
-    op: dict[str, Any],
+    op: Operation,
     config: OperationConfig,
     spec: EntitySpec,
     *,
@@ -193,7 +192,7 @@ def coordinate(
     Returns why it stopped early (``"cancelled"``, ``"failed"``: too many errors) or None;
     the caller concludes the operation.
     """
-    op_id = op["id"]
+    op_id = op.id
     handout_limit = config.max_concurrent - 1  # the coordinator applies one chunk itself
     with ctx.store.transaction(org_id) as tx:
         committed = tx.ledger.committed(op_id, APPLY)
@@ -227,9 +226,9 @@ def coordinate(
                     stopped = _stop_reason(tx, current, config)
                     if stopped is not None:
                         break
-                    if current["lease_owner"] != owner:
+                    if current.lease_owner != owner:
                         raise Conflict(
-                            f"Operation {op_id} was taken over by {current['lease_owner']}."
+                            f"Operation {op_id} was taken over by {current.lease_owner}."
                         )
                     tx.ledger.add_plan(
                         op_id,
@@ -244,7 +243,7 @@ def coordinate(
                         op_id,
                         {
                             "lease_expires_at": time.time() + _coordinator_lease(ctx),
-                            "total_records": max(estimate or 0, current["total_records"] or 0),
+                            "total_records": max(estimate or 0, current.total_records or 0),
                         },
                     )
                 planned.add(index)
@@ -292,8 +291,8 @@ def _drain(
             reason = _stop_reason(tx, current, config) if current is not None else None
         if current is None:
             raise NotFound(f"No operation {op_id}.")
-        if current["lease_owner"] != owner:
-            raise Conflict(f"Operation {op_id} was taken over by {current['lease_owner']}.")
+        if current.lease_owner != owner:
+            raise Conflict(f"Operation {op_id} was taken over by {current.lease_owner}.")
         if reason in ("cancelled", "ended") or not plans:
             return reason
         now = time.time()
@@ -319,19 +318,19 @@ def _drain(
 _evaluators: dict[str, tuple[Evaluator, OperationConfig]] = {}
 
 
-def _evaluator_for(op: dict[str, Any]) -> tuple[Evaluator, OperationConfig]:
+def _evaluator_for(op: Operation) -> tuple[Evaluator, OperationConfig]:
     """The operation's evaluator and config, built once per process (a few are kept)."""
-    cached = _evaluators.get(op["id"])
+    cached = _evaluators.get(op.id)
     if cached is not None:
         return cached
-    config = OperationConfig.model_validate_json(op["config"])
-    spec = spec_for(op["entity_type"])
-    operation = OperationType(op["operation_type"])
-    header = map_header(spec, orjson.loads(op["header"]), operation, config.mapping)
+    config = OperationConfig.model_validate(op.config)
+    spec = spec_for(op.entity_type)
+    operation = op.operation_type
+    header = map_header(spec, op.header or [], operation, config.mapping)
     evaluator = Evaluator(spec, operation, header, NoKeys())
     if len(_evaluators) >= 8:
         _evaluators.pop(next(iter(_evaluators)))
-    _evaluators[op["id"]] = (evaluator, config)
+    _evaluators[op.id] = (evaluator, config)
     return evaluator, config
 
 

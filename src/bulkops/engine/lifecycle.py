@@ -27,7 +27,7 @@ import orjson
 from bulkops.engine.operations import COUNTERS, Context, get_operation, operation_view
 from bulkops.engine.scheduling import try_start
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
-from bulkops.model import OperationStatus
+from bulkops.model import Operation, OperationStatus
 from bulkops.store import Tx, utcnow
 
 __all__ = [
@@ -85,7 +85,7 @@ def fail(
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
             op = tx.operations.get(op_id)
-            if op is None or op["status"] != "processing" or op["lease_owner"] != owner:
+            if op is None or op.status is not OperationStatus.PROCESSING or op.lease_owner != owner:
                 return
             view = operation_view(mark_failed(tx, op, reason))
     except StoreError:
@@ -94,7 +94,7 @@ def fail(
         on_progress({**view, "phase": "done"})
 
 
-def progress_event(op: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any]:
+def progress_event(op: Operation, figures: dict[str, Any]) -> dict[str, Any]:
     view = operation_view(op)
     return {
         "status": view["status"],
@@ -107,60 +107,61 @@ def progress_event(op: dict[str, Any], figures: dict[str, Any]) -> dict[str, Any
 
 def claim(
     ctx: Context, org_id: int, op_id: str, owner: str, wait: Callable[[], bool] | None
-) -> dict[str, Any]:
+) -> Operation:
     while True:
         with ctx.store.transaction(org_id) as tx:
             op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
-        status = OperationStatus(op["status"])
+        status = op.status
         if status.is_final:
             return op
         if status is OperationStatus.ROLLING_BACK:
             raise Conflict(f"Operation {op_id} is being rolled back; use: bulkops resume {op_id}")
         if (
             status is OperationStatus.PROCESSING
-            and op["lease_owner"] != owner
-            and (op["lease_expires_at"] or 0) > time.time()
+            and op.lease_owner != owner
+            and (op.lease_expires_at or 0) > time.time()
         ):
             raise Conflict(
-                f"Operation {op_id} is running in {op['lease_owner']}; its lease expires in "
-                f"{op['lease_expires_at'] - time.time():.0f} s if that process has died."
+                f"Operation {op_id} is running in {op.lease_owner}; its lease expires in "
+                f"{(op.lease_expires_at or 0) - time.time():.0f} s if that process has died."
             )
-        if status is OperationStatus.PROCESSING and op["attempts"] >= ctx.settings.max_attempts:
+        if status is OperationStatus.PROCESSING and op.attempts >= ctx.settings.max_attempts:
             return _give_up(ctx, org_id, op)
         if try_start(ctx.store,
             org_id, op_id, owner, ctx.settings.lease_seconds, status="processing"
         ):
             op = get_operation(ctx, org_id, op_id)
-            if op["status"] == "processing" and op["cancel_requested_at"] is None:
+            if op.status is OperationStatus.PROCESSING and op.cancel_requested_at is None:
                 emit(ctx, org_id, op_id, "status", {"status": "processing"})
             return op
         if wait is None or not wait():
             return get_operation(ctx, org_id, op_id)
 
 
-def _give_up(ctx: Context, org_id: int, op: dict[str, Any]) -> dict[str, Any]:
+def _give_up(ctx: Context, org_id: int, op: Operation) -> Operation:
     """End as failed an operation whose process died every time it was taken up."""
-    op_id = op["id"]
+    op_id = op.id
     reason = (
-        f"Given up after {op['attempts']} attempts in a row: the process running it ended "
-        f"unexpectedly each time before committing a chunk (the last was {op['lease_owner']}). "
+        f"Given up after {op.attempts} attempts in a row: the process running it ended "
+        f"unexpectedly each time before committing a chunk (the last was {op.lease_owner}). "
         "What was applied stays applied and can be rolled back; check the workers' logs."
     )
     with ctx.store.transaction(org_id, write=True) as tx:
         current = tx.operations.get(op_id)
         if current is None:
             raise NotFound(f"No operation {op_id}.")
-        if current["status"] != "processing" or (current["lease_expires_at"] or 0) > time.time():
+        running_elsewhere = (current.lease_expires_at or 0) > time.time()
+        if current.status is not OperationStatus.PROCESSING or running_elsewhere:
             return current  # somebody else took it up meanwhile
         return mark_failed(tx, current, reason)
 
 
-def mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
+def mark_failed(tx: Tx, op: Operation, reason: str) -> Operation:
     """In ``tx``: end a running operation as failed with ``reason`` in its results."""
-    op_id = op["id"]
-    results = orjson.loads(op["results"] or "{}")
+    op_id = op.id
+    results = dict(op.results)
     results["error"] = reason
     tx.operations.update(
         op_id,
@@ -170,7 +171,7 @@ def mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
             "estimated_completion": None,
             "lease_owner": None,
             "lease_expires_at": None,
-            "total_records": max(op["total_records"] or 0, op["processed_records"]),
+            "total_records": max(op.total_records or 0, op.processed_records),
             "results": orjson.dumps(results).decode(),
         },
     )
@@ -183,7 +184,7 @@ def mark_failed(tx: Tx, op: dict[str, Any], reason: str) -> dict[str, Any]:
 
 def advance(
     tx: Tx, op_id: str, owner: str | None, deltas: Mapping[str, int], values: Mapping[str, Any]
-) -> dict[str, Any]:
+) -> Operation:
     """In a chunk's transaction: add its counters (``deltas``), set ``values``, and return the
     operation as the database has it after the update.
 
@@ -199,7 +200,7 @@ def advance(
     if held is None:
         raise NotFound(f"No operation {op_id}.")
     raise Conflict(
-        f"Operation {op_id} was taken over by {held['lease_owner'] or 'another process'}."
+        f"Operation {op_id} was taken over by {held.lease_owner or 'another process'}."
     )
 
 
@@ -220,7 +221,7 @@ class LeaseKeeper:
             return
         with self.ctx.store.transaction(self.org_id, write=True) as tx:
             held = tx.operations.get(self.op_id)
-            if held is None or held["lease_owner"] != self.owner:
+            if held is None or held.lease_owner != self.owner:
                 raise Conflict(f"Operation {self.op_id} was taken over by another process.")
             tx.operations.renew_lease(self.op_id, self.owner, self.seconds)
         self.renewed = time.monotonic()
@@ -250,7 +251,7 @@ def finish(
     on_progress: ProgressCallback | None,
     *,
     cancelled: bool = False,
-) -> dict[str, Any]:
+) -> Operation:
     """End the operation: final status, exact totals, results summary, the ``done`` event."""
     with ctx.store.transaction(org_id, write=True) as tx:
         op = tx.operations.get(op_id)
@@ -266,18 +267,18 @@ def finish(
             values.update(counters)
             values["total_records"] = counters["processed_records"]
         elif status == "completed":
-            values["total_records"] = op["processed_records"]  # the whole file was read
+            values["total_records"] = op.processed_records  # the whole file was read
         else:
             # Stopped early: the total stays the estimate from the file's size, so the
             # percentage says how far the operation got.
-            values["total_records"] = max(op["total_records"] or 0, op["processed_records"])
+            values["total_records"] = max(op.total_records or 0, op.processed_records)
         if cancelled:
             values["cancelled_at"] = utcnow()
-        failed = values.get("failed_records", op["failed_records"])
-        results = orjson.loads(op["results"] or "{}")
+        failed = values.get("failed_records", op.failed_records)
+        results = dict(op.results)
         results.update(
             {
-                "validate_only": bool(orjson.loads(op["config"]).get("validate_only")),
+                "validate_only": bool(op.config.get("validate_only")),
                 "errors": failed,
                 "first_errors": [
                     {"row": e["row"], "line": e["line"], **err}
@@ -303,13 +304,13 @@ def finish(
 
 def request_cancel(
     ctx: Context, org_id: int, op_id: str, *, user_id: int | None, rollback: bool
-) -> dict[str, Any]:
+) -> Operation:
     """Ask a pending or running operation to stop (a flag every process sees)."""
     with ctx.store.transaction(org_id, write=True) as tx:
         op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
-        status = OperationStatus(op["status"])
+        status = op.status
         if status is OperationStatus.PENDING:
             now = utcnow()
             tx.operations.update(

@@ -25,7 +25,7 @@ from bulkops.errors import (
     UsageError,
 )
 from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
-from bulkops.model import EntityType, OperationStatus, OperationType
+from bulkops.model import EntityType, Operation, OperationStatus, OperationType
 from bulkops.store import Store, utcnow
 
 __all__ = [
@@ -187,7 +187,7 @@ def create_operation(
     idempotency_key: str | None = None,
     executor: Literal["inline", "worker"] = "inline",
     move_source: bool = False,
-) -> dict[str, Any]:
+) -> Operation:
     """Store the file, check its header and queue the operation as ``pending``.
 
     ``executor`` says who runs it: the caller itself (``inline``, as the CLI does) or the
@@ -254,7 +254,7 @@ def create_operation(
     return created
 
 
-def get_operation(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
+def get_operation(ctx: Context, org_id: int, op_id: str) -> Operation:
     with ctx.store.transaction(org_id) as tx:
         op = tx.operations.get(op_id)
     if op is None:
@@ -262,50 +262,50 @@ def get_operation(ctx: Context, org_id: int, op_id: str) -> dict[str, Any]:
     return op
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if isinstance(value, datetime) else value
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
-def operation_view(op: Mapping[str, Any]) -> dict[str, Any]:
+def percentage(op: Operation) -> float:
+    """How far the operation got, in percent of its records (of its file's bytes while the
+    total is not known yet)."""
+    total = op.total_records
+    processed = op.processed_records
+    status = op.status
+    if status in (OperationStatus.COMPLETED, OperationStatus.ROLLED_BACK) or (
+        total and processed >= total
+    ):
+        return 100.0 if status is not OperationStatus.PENDING else 0.0
+    if status in (OperationStatus.FAILED, OperationStatus.CANCELLED) and total:
+        return round(100.0 * processed / total, 1)
+    if op.file_size_bytes and op.bytes_processed:
+        return round(min(99.9, 100.0 * op.bytes_processed / op.file_size_bytes), 1)
+    if total:
+        return round(min(99.9, 100.0 * processed / total), 1)
+    return 0.0
+
+
+def operation_view(op: Operation) -> dict[str, Any]:
     """The operation object of CONTRACT section 5 (JSON-ready, snake_case)."""
-    total = op.get("total_records")
-    processed = op.get("processed_records") or 0
-    status = op["status"]
-    if status in ("completed", "rolled_back") or (total and processed >= total):
-        percentage = 100.0 if status != "pending" else 0.0
-    elif op.get("file_size_bytes") and op.get("bytes_processed"):
-        percentage = round(min(99.9, 100.0 * op["bytes_processed"] / op["file_size_bytes"]), 1)
-    elif total:
-        percentage = round(min(99.9, 100.0 * processed / total), 1)
-    else:
-        percentage = 0.0
-    if status in ("failed", "cancelled") and total:
-        percentage = round(100.0 * processed / total, 1)
-    view: dict[str, Any] = {
-        "id": op["id"],
-        "operation_type": op["operation_type"],
-        "entity_type": op["entity_type"],
-        "status": status,
-        "file_name": op.get("file_name"),
-        "file_size_bytes": op.get("file_size_bytes"),
-        "file_sha256": op.get("file_sha256"),
+    return {
+        "id": op.id,
+        "operation_type": op.operation_type.value,
+        "entity_type": op.entity_type.value,
+        "status": op.status.value,
+        "file_name": op.file_name,
+        "file_size_bytes": op.file_size_bytes,
+        "file_sha256": op.file_sha256,
+        **{name: getattr(op, name) for name in COUNTERS},
+        "rolled_back_records": op.rolled_back_records,
+        "conflict_records": op.conflict_records,
+        "percentage": percentage(op),
+        "estimated_completion": _iso(op.estimated_completion),
+        "started_at": _iso(op.started_at),
+        "completed_at": _iso(op.completed_at),
+        "created_at": _iso(op.created_at),
+        "created_by": op.created_by,
+        "cancelled_at": _iso(op.cancelled_at),
+        "cancelled_by": op.cancelled_by,
+        "config": op.config,
+        "results": op.results,
     }
-    for name in COUNTERS:
-        view[name] = op.get(name) or 0 if name != "total_records" else op.get(name)
-    view.update(
-        {
-            "rolled_back_records": op.get("rolled_back_records") or 0,
-            "conflict_records": op.get("conflict_records") or 0,
-            "percentage": percentage,
-            "estimated_completion": _iso(op.get("estimated_completion")),
-            "started_at": _iso(op.get("started_at")),
-            "completed_at": _iso(op.get("completed_at")),
-            "created_at": _iso(op.get("created_at")),
-            "created_by": op.get("created_by"),
-            "cancelled_at": _iso(op.get("cancelled_at")),
-            "cancelled_by": op.get("cancelled_by"),
-            "config": orjson.loads(op["config"]) if op.get("config") else {},
-            "results": orjson.loads(op["results"]) if op.get("results") else {},
-        }
-    )
-    return view

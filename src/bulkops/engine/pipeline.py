@@ -36,8 +36,9 @@ from bulkops.engine.operations import Context, OperationConfig
 from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared, prepared_chunks
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import EntitySpec, map_header, spec_for
+from bulkops.errors import NotFound
 from bulkops.formats import CsvFile, ReadLimits, ReadOptions, open_csv
-from bulkops.model import OperationType, RawRecord, RecordError
+from bulkops.model import Operation, OperationType, RawRecord, RecordError
 
 __all__ = [
     "CheckedFile",
@@ -127,7 +128,7 @@ def checked_chunks(
 def checked_operation(
     ctx: Context,
     org_id: int,
-    op: dict[str, Any],
+    op: Operation,
     config: OperationConfig,
     *,
     skip: Container[int] = frozenset(),
@@ -137,10 +138,12 @@ def checked_operation(
     An import that has applied nothing yet (``skip`` empty) into a table without a row of
     the organization gets an evaluator that skips the look-up of current rows.
     """
-    spec = spec_for(op["entity_type"])
-    operation = OperationType(op["operation_type"])
+    if op.file_path is None:
+        raise NotFound(f"Operation {op.id} has no stored file to read.")
+    spec = spec_for(op.entity_type)
+    operation = op.operation_type
     with checked_chunks(
-        op["file_path"],
+        op.file_path,
         config.read_options(),
         ctx.read_limits(),
         spec,

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from bulkops.engine.accounts import TOKEN_PREFIX, Principal, hash_token
 from bulkops.engine.operations import Context
-from bulkops.model import Role
+from bulkops.model import Operation, Role
 from bulkops.store import EventWaiter
 
 __all__ = [
@@ -67,7 +67,7 @@ def keyset_page(
 # -- operations and their reports -----------------------------------------------------------------
 
 
-def operation_by_idempotency_key(ctx: Context, org_id: int, key: str) -> dict[str, Any] | None:
+def operation_by_idempotency_key(ctx: Context, org_id: int, key: str) -> Operation | None:
     with ctx.store.transaction(org_id) as tx:
         return tx.operations.find_by_idempotency_key(key)
 
@@ -85,7 +85,7 @@ def list_operations(
     created_before: datetime | None = None,
     query: str | None = None,
     before: tuple[datetime, str] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Operation]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
     with ctx.store.transaction(org_id) as tx:
         return tx.operations.list(
@@ -152,7 +152,7 @@ def events_after(
 
 def operation_with_latest_event(
     ctx: Context, org_id: int, op_id: str
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+) -> tuple[Operation | None, dict[str, Any] | None]:
     """The operation and its newest event, read in one transaction (so they agree)."""
     with ctx.store.transaction(org_id) as tx:
         return tx.operations.get(op_id), tx.events.latest(op_id)

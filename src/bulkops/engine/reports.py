@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any, TextIO
+from typing import TextIO
 
 import orjson
 
 from bulkops.engine.operations import Context
 from bulkops.entities import spec_for
 from bulkops.formats import CsvWriter, error_report_header
+from bulkops.model import Operation
 
 __all__ = ["write_conflict_report", "write_error_report", "write_template"]
 
 PAGE = 5000
 
 
-def write_error_report(ctx: Context, org_id: int, op: dict[str, Any], stream: TextIO) -> int:
+def write_error_report(ctx: Context, org_id: int, op: Operation, stream: TextIO) -> int:
     """``_row, _line, _errors`` then the record's original columns; fixable and re-importable."""
-    header = orjson.loads(op["header"]) if op.get("header") else []
+    header = op.header if op.header else []
     writer = CsvWriter(stream)
     writer.writerow(error_report_header(header))
     after = 0
     count = 0
     while True:
         with ctx.store.transaction(org_id) as tx:
-            page = tx.audit.iter_errors(op["id"], after_row=after, limit=PAGE)
+            page = tx.audit.iter_errors(op.id, after_row=after, limit=PAGE)
         if not page:
             return count
         for error in page:
@@ -39,16 +40,16 @@ def write_error_report(ctx: Context, org_id: int, op: dict[str, Any], stream: Te
         after = page[-1]["row"]
 
 
-def write_conflict_report(ctx: Context, org_id: int, op: dict[str, Any], stream: TextIO) -> int:
+def write_conflict_report(ctx: Context, org_id: int, op: Operation, stream: TextIO) -> int:
     """The rows a rollback left alone because someone changed them afterwards."""
-    spec = spec_for(op["entity_type"])
+    spec = spec_for(op.entity_type)
     writer = CsvWriter(stream)
     writer.writerow(["_row", "_entity_id", "_action", "_conflict", *spec.field_names])
     count = 0
     after: int | None = None
     while True:
         with ctx.store.transaction(org_id) as tx:
-            page = tx.audit.page(op["id"], newest_first=False, after_id=after, status="conflict")
+            page = tx.audit.page(op.id, newest_first=False, after_id=after, status="conflict")
         if not page:
             return count
         for record in page:

@@ -20,7 +20,7 @@ from bulkops.engine.operations import Context, get_operation, operation_view
 from bulkops.engine.scheduling import try_start
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound
-from bulkops.model import OperationStatus
+from bulkops.model import Operation, OperationStatus, OperationType
 from bulkops.store import ChangeBatch, DuplicateRow, Tx, utcnow
 
 __all__ = ["queue_rollback", "request_rollback", "rollback_applied", "rollback_operation"]
@@ -31,30 +31,30 @@ _Target = tuple[int, int]  # (position in the batch, entity id)
 
 def request_rollback(
     ctx: Context, org_id: int, op_id: str, *, user_id: int | None, force: bool
-) -> dict[str, Any]:
+) -> Operation:
     """Check that the operation can be rolled back and record who asked (before it runs)."""
     with ctx.store.transaction(org_id, write=True) as tx:
         op = tx.operations.get(op_id)
         if op is None:
             raise NotFound(f"No operation {op_id}.")
-        status = OperationStatus(op["status"])
-        if op["operation_type"] == "export":
+        status = op.status
+        if op.operation_type is OperationType.EXPORT:
             raise Conflict("An export changes no data, so there is nothing to roll back.")
         if status is OperationStatus.ROLLED_BACK:
-            if not (force and op["conflict_records"]):
-                when = op["rollback_completed_at"] or op["completed_at"]
+            if not (force and op.conflict_records):
+                when = op.rollback_completed_at or op.completed_at
                 raise Conflict(
                     f"Operation {op_id} was already rolled back"
                     + (f" at {when:%Y-%m-%d %H:%M:%S} UTC" if when else "")
                     + ". A second rollback would undo nothing"
                     + (
                         "; use --force to overwrite its conflicting rows."
-                        if op["conflict_records"]
+                        if op.conflict_records
                         else "."
                     )
                 )
         elif status is OperationStatus.ROLLING_BACK:
-            if (op["lease_expires_at"] or 0) > time.time():
+            if (op.lease_expires_at or 0) > time.time():
                 raise Conflict(f"Operation {op_id} is already being rolled back.")
         elif not status.can_roll_back:
             raise Conflict(
@@ -71,7 +71,7 @@ def request_rollback(
 
 def queue_rollback(
     ctx: Context, org_id: int, op_id: str, *, user_id: int | None, force: bool
-) -> dict[str, Any]:
+) -> Operation:
     """Record the rollback request and leave it for a worker.
 
     The queued state is the one a crashed rollback is left in: ``rolling_back`` with no
@@ -82,8 +82,8 @@ def queue_rollback(
     with ctx.store.transaction(org_id, write=True) as tx:
         op = tx.operations.get(op_id)
         assert op is not None
-        queued = op["status"] == "rolling_back" and op["lease_owner"] is None
-        if OperationStatus(op["status"]).is_final or queued:
+        queued = op.status is OperationStatus.ROLLING_BACK and op.lease_owner is None
+        if op.status.is_final or queued:
             tx.operations.update(
                 op_id, {"status": "rolling_back", "lease_owner": None, "lease_expires_at": None}
             )
@@ -96,7 +96,7 @@ def queue_rollback(
 def rollback_operation(
     ctx: Context, org_id: int, op_id: str, *, user_id: int | None, force: bool = False,
     on_progress: ProgressCallback | None = None,
-) -> dict[str, Any]:
+) -> Operation:
     request_rollback(ctx, org_id, op_id, user_id=user_id, force=force)
     return rollback_applied(
         ctx, org_id, op_id, owner=process_owner(), on_progress=on_progress, force=force,
@@ -113,31 +113,31 @@ def rollback_applied(
     on_progress: ProgressCallback | None,
     force: bool,
     user_id: int | None,
-) -> dict[str, Any]:
+) -> Operation:
     """Run (or resume) the rollback of everything the operation applied."""
     op = get_operation(ctx, org_id, op_id)
-    redo_conflicts = op["status"] == "rolled_back" and force
+    redo_conflicts = op.status is OperationStatus.ROLLED_BACK and force
     while not try_start(ctx.store, org_id, op_id, owner, ctx.settings.lease_seconds,
                                   status="rolling_back"):
         # Waiting for another writer of the same entity; but never for, or after, another
         # process's rollback of this very operation.
         now = get_operation(ctx, org_id, op_id)
-        if now["status"] == "rolling_back" and now["lease_owner"] not in (None, owner):
-            raise Conflict(f"Operation {op_id} is being rolled back by {now['lease_owner']}.")
-        if now["status"] == "rolled_back" and not redo_conflicts:
+        if now.status == "rolling_back" and now.lease_owner not in (None, owner):
+            raise Conflict(f"Operation {op_id} is being rolled back by {now.lease_owner}.")
+        if now.status == "rolled_back" and not redo_conflicts:
             return now
         time.sleep(0.2)
-    spec = spec_for(op["entity_type"])
+    spec = spec_for(op.entity_type)
     with ctx.store.transaction(org_id, write=True) as tx:
         values: dict[str, Any] = {"rollback_requested_by": user_id, "rollback_force": force}
-        if op["rollback_started_at"] is None or redo_conflicts:
+        if op.rollback_started_at is None or redo_conflicts:
             values["rollback_started_at"] = utcnow()
         tx.operations.update(op_id, values)
         chunk_index = len(tx.ledger.committed(op_id, ROLLBACK))
         tx.events.add(op_id, "status", {"status": "rolling_back"})
         op = tx.operations.get(op_id) or op
-    total = (op["created_records"] + op["updated_records"] + op["deleted_records"])
-    progress = Progress(op["rolled_back_records"] or 0)
+    total = (op.created_records + op.updated_records + op.deleted_records)
+    progress = Progress(op.rolled_back_records or 0)
     # First every batch still 'applied' (a fresh or resumed rollback), newest first, by id.
     # Then, when forced, the records left as conflicts (a forced second rollback, or a forced
     # one resumed after a crash), in the batches marked 'conflict'; those may stay conflicts
@@ -171,15 +171,15 @@ def rollback_applied(
                     tx, op_id, owner, deltas,
                     {"lease_expires_at": time.time() + ctx.settings.lease_seconds},
                 )
-                done = updated["rolled_back_records"] + updated["conflict_records"]
+                done = updated.rolled_back_records + updated.conflict_records
                 figures = progress.figures(done, done / total if total else 1.0)
                 event = {
                     "status": "rolling_back",
                     "phase": "rolling_back",
                     "total_records": total,
                     "processed_records": done,
-                    "rolled_back_records": updated["rolled_back_records"],
-                    "conflict_records": updated["conflict_records"],
+                    "rolled_back_records": updated.rolled_back_records,
+                    "conflict_records": updated.conflict_records,
                     "percentage": round(100 * done / total, 1) if total else 100.0,
                     "rate": figures["rate"],
                     "estimated_time_remaining": figures["estimated_time_remaining"],
@@ -191,14 +191,14 @@ def rollback_applied(
     with ctx.store.transaction(org_id, write=True) as tx:
         final = tx.operations.get(op_id)
         assert final is not None
-        results = orjson.loads(final["results"] or "{}")
+        results = dict(final.results)
         results["rollback"] = {
             "rolled_back_by": user_id,
             "forced": force,
-            "restored_records": final["rolled_back_records"],
-            "conflict_records": final["conflict_records"],
-            "started_at": final["rollback_started_at"].isoformat()
-            if final["rollback_started_at"] else None,
+            "restored_records": final.rolled_back_records,
+            "conflict_records": final.conflict_records,
+            "started_at": final.rollback_started_at.isoformat()
+            if final.rollback_started_at else None,
             "completed_at": utcnow().isoformat(),
         }
         tx.operations.update(
@@ -206,7 +206,7 @@ def rollback_applied(
             {
                 "status": "rolled_back",
                 "rollback_completed_at": utcnow(),
-                "completed_at": final["completed_at"] or utcnow(),
+                "completed_at": final.completed_at or utcnow(),
                 "lease_owner": None,
                 "lease_expires_at": None,
                 "results": orjson.dumps(results).decode(),

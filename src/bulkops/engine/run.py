@@ -12,7 +12,6 @@ import gc
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import timedelta
-from typing import Any
 
 from bulkops.engine.apply import apply_plan
 from bulkops.engine.fanout import APPLY, ChunkSender, coordinate
@@ -34,6 +33,7 @@ from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared, failure_rows
 from bulkops.engine.rollback import rollback_applied
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound, StoreError
+from bulkops.model import Operation, OperationStatus
 from bulkops.store import utcnow
 
 __all__ = ["conclude", "run_operation"]
@@ -67,7 +67,7 @@ def run_operation(
     on_progress: ProgressCallback | None = None,
     wait: Callable[[], bool] | None = None,
     send_chunk: ChunkSender | None = None,
-) -> dict[str, Any]:
+) -> Operation:
     """Run (or resume) an import, update or delete until it ends; returns the operation.
 
     With ``send_chunk`` (a distributed executor) and ``max_concurrent`` > 1, this process
@@ -110,12 +110,12 @@ def _run_operation(
     on_progress: ProgressCallback | None,
     wait: Callable[[], bool] | None,
     send_chunk: ChunkSender | None,
-) -> dict[str, Any]:
+) -> Operation:
     op = claim(ctx, org_id, op_id, owner, wait)
-    if op["status"] != "processing":
+    if op.status is not OperationStatus.PROCESSING:
         return op
-    config = OperationConfig.model_validate_json(op["config"])
-    spec = spec_for(op["entity_type"])
+    config = OperationConfig.model_validate(op.config)
+    spec = spec_for(op.entity_type)
     lease = ctx.settings.lease_seconds
     with ctx.store.transaction(org_id) as tx:
         committed = tx.ledger.committed(op_id, APPLY)
@@ -158,7 +158,7 @@ class _Cancelled(Exception):
 def _apply_chunks(
     ctx: Context,
     org_id: int,
-    op: dict[str, Any],
+    op: Operation,
     config: OperationConfig,
     spec: EntitySpec,
     evaluator: Evaluator,
@@ -178,7 +178,7 @@ def _apply_chunks(
     operation as the database has it then: a cancel committed by then rolls the chunk back
     (so nothing lands after a cancel), and a lost lease raises Conflict.
     """
-    op_id = op["id"]
+    op_id = op.id
     current = op
     lease = ctx.settings.lease_seconds
     for prepared in chunks:
@@ -193,7 +193,7 @@ def _apply_chunks(
                 apply_plan(tx, spec, op_id, plan, chunk)
                 tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
                 counters = plan.counters()
-                processed = current["processed_records"] + counters["processed_records"]
+                processed = current.processed_records + counters["processed_records"]
                 figures = progress.figures(processed, fraction)
                 eta = figures["estimated_time_remaining"]
                 tx.ledger.record(
@@ -214,7 +214,7 @@ def _apply_chunks(
                         "attempts": 0,
                     },
                 )
-                if updated["cancel_requested_at"] is not None:
+                if updated.cancel_requested_at is not None:
                     raise _Cancelled
                 event = progress_event(updated, figures)
                 tx.events.add(op_id, "progress", event)
@@ -223,7 +223,7 @@ def _apply_chunks(
         current = updated
         if on_progress:
             on_progress(event)
-        if updated["failed_records"] > config.max_errors:
+        if updated.failed_records > config.max_errors:
             return "failed"
     return None
 
@@ -237,7 +237,7 @@ def conclude(
     *,
     owner: str,
     on_progress: ProgressCallback | None,
-) -> dict[str, Any]:
+) -> Operation:
     """End an operation whose chunks are all applied, or that ``stopped`` early.
 
     ``stopped`` is ``"cancelled"``, ``"failed"`` (too many errors) or None. A cancel that asks
@@ -247,10 +247,10 @@ def conclude(
         tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
         op_final = tx.operations.get(op_id)
     assert op_final is not None
-    if stopped is None and op_final["cancel_requested_at"] is not None:
+    if stopped is None and op_final.cancel_requested_at is not None:
         stopped = "cancelled"  # asked for while the last chunk was being applied
     if stopped == "cancelled":
-        if op_final["cancel_rollback"]:
+        if op_final.cancel_rollback:
             set_status(ctx, org_id, op_id, "cancelled", cancelled=True)
             return rollback_applied(
                 ctx,
@@ -259,10 +259,10 @@ def conclude(
                 owner=owner,
                 on_progress=on_progress,
                 force=False,
-                user_id=op_final["cancelled_by"],
+                user_id=op_final.cancelled_by,
             )
         return finish(ctx, org_id, op_id, "cancelled", None, on_progress, cancelled=True)
-    if config.rollback_on_error and op_final["failed_records"]:
+    if config.rollback_on_error and op_final.failed_records:
         set_status(ctx, org_id, op_id, "failed")
         return rollback_applied(
             ctx,
@@ -271,7 +271,7 @@ def conclude(
             owner=owner,
             on_progress=on_progress,
             force=False,
-            user_id=op_final["created_by"],
+            user_id=op_final.created_by,
         )
     status = "failed" if stopped == "failed" else "completed"
     return finish(ctx, org_id, op_id, status, None, on_progress)
@@ -280,7 +280,7 @@ def conclude(
 def _plan_pass(
     ctx: Context,
     org_id: int,
-    op: dict[str, Any],
+    op: Operation,
     config: OperationConfig,
     spec: EntitySpec,
     owner: str,
@@ -290,7 +290,7 @@ def _plan_pass(
 
     Returns the planned counters and whether a cancel stopped the pass.
     """
-    op_id = op["id"]
+    op_id = op.id
     totals = dict.fromkeys(ChunkPlan().counters(), 0)
     progress = Progress(0)
     with checked_operation(ctx, org_id, op, config) as checked, ctx.store.pinned():
@@ -307,7 +307,7 @@ def _plan_pass(
             figures = progress.figures(totals["processed_records"], fraction)
             with ctx.store.transaction(org_id, write=True) as tx:
                 current = tx.operations.get(op_id)
-                if current is None or current["cancel_requested_at"] is not None:
+                if current is None or current.cancel_requested_at is not None:
                     return totals, True
                 tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
                 tx.operations.renew_lease(op_id, owner, ctx.settings.lease_seconds)

@@ -9,29 +9,30 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bulkops.store import ACTIVE_STATUSES, Store, utcnow
+from bulkops.model import Operation, OperationStatus, OperationType
+from bulkops.store import Competitor, Store, utcnow
 
 __all__ = ["may_start", "try_start"]
 
 
-def may_start(op: dict[str, Any], competing: list[dict[str, Any]], owner: str, now: float) -> bool:
+def may_start(op: Operation, competing: list[Competitor], owner: str, now: float) -> bool:
     """Whether ``owner`` may take ``op`` now, given the other operations of its entity.
 
     Not while another process holds the operation's live lease, nor while another operation
     of the entity is active with a live lease or is pending and was created before it.
     """
     if (
-        op["status"] in ACTIVE_STATUSES
-        and op["lease_owner"] != owner
-        and (op["lease_expires_at"] or 0) > now
+        op.status.is_active
+        and op.lease_owner != owner
+        and (op.lease_expires_at or 0) > now
     ):
         return False
-    if op["operation_type"] == "export":
+    if op.operation_type is OperationType.EXPORT:
         return True  # an export only reads: it waits for nobody, and nobody waits for it
     for other in competing:
-        if other["status"] in ACTIVE_STATUSES and (other["lease_expires_at"] or 0) > now:
+        if other.status.is_active and (other.lease_expires_at or 0) > now:
             return False
-        if other["status"] == "pending" and other["created_at"] < op["created_at"]:
+        if other.status is OperationStatus.PENDING and other.created_at < op.created_at:
             return False
     return True
 
@@ -46,17 +47,17 @@ def try_start(
         if op is None:
             return False
         # Decide under the entity's lock, on the operation as it is once the lock is held.
-        tx.operations.lock_entity(op["entity_type"])
+        tx.operations.lock_entity(op.entity_type)
         op = tx.operations.get(op_id)
         if op is None:
             return False
-        if not may_start(op, tx.operations.competing(op_id, op["entity_type"]), owner, now):
+        if not may_start(op, tx.operations.competing(op_id, op.entity_type), owner, now):
             return False
         values: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
         deltas: dict[str, int] = {}
         if status == "processing":
             deltas["attempts"] = 1
-            if op["started_at"] is None:
+            if op.started_at is None:
                 values["started_at"] = utcnow()
         tx.operations.advance(op_id, None, deltas, status=status, **values)
         return True

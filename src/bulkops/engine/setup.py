@@ -15,6 +15,7 @@ from typing import Any
 
 from bulkops.config import Settings
 from bulkops.engine.operations import Context
+from bulkops.model import Operation
 from bulkops.store import Store
 
 __all__ = [
@@ -88,7 +89,7 @@ def operation_history(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     limit: int = 20,
-) -> list[dict[str, Any]]:
+) -> list[Operation]:
     """The organization's operations, newest first, filtered (an empty filter keeps all)."""
     with ctx.store.transaction(org_id) as tx:
         return tx.operations.list(
@@ -110,8 +111,8 @@ class RunnableOperations:
     rolling back whose lease expired (their process died, or the API queued a rollback).
     """
 
-    pending: list[dict[str, Any]]
-    orphaned: list[dict[str, Any]]
+    pending: list[Operation]
+    orphaned: list[Operation]
 
 
 def runnable_operations(ctx: Context, org_id: int) -> RunnableOperations:
@@ -124,15 +125,15 @@ def runnable_operations(ctx: Context, org_id: int) -> RunnableOperations:
     )
 
 
-def pending_worker_operations(ctx: Context, org_id: int) -> list[dict[str, Any]]:
+def pending_worker_operations(ctx: Context, org_id: int) -> list[Operation]:
     """The organization's operations waiting for a worker, oldest first."""
     with ctx.store.transaction(org_id) as tx:
         newest_first = tx.operations.list(status=["pending"], limit=_LOOKUP_LIMIT)
     return _for_workers_oldest_first(newest_first)
 
 
-def _for_workers_oldest_first(newest_first: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [op for op in reversed(newest_first) if op["executor"] == "worker"]
+def _for_workers_oldest_first(newest_first: list[Operation]) -> list[Operation]:
+    return [op for op in reversed(newest_first) if op.executor == "worker"]
 
 
 def release_lease(ctx: Context, org_id: int, op_id: str, owner: str) -> None:
@@ -142,5 +143,5 @@ def release_lease(ctx: Context, org_id: int, op_id: str, owner: str) -> None:
     """
     with ctx.store.transaction(org_id, write=True) as tx:
         current = tx.operations.get(op_id)
-        if current is not None and current["lease_owner"] == owner:
+        if current is not None and current.lease_owner == owner:
             tx.operations.renew_lease(op_id, owner, -1.0)

@@ -4,7 +4,7 @@ from bulkops.store.audit import CHANGE_ID_STRIDE, AuditRecord, ChangeBatch
 from bulkops.store.clock import utcnow
 from bulkops.store.database import Store
 from bulkops.store.errors import DuplicateRow
-from bulkops.store.operations import ACTIVE_STATUSES
+from bulkops.store.operations import ACTIVE_STATUSES, Competitor
 from bulkops.store.tables import ENTITY_TABLES
 from bulkops.store.transaction import Tx
 from bulkops.store.waiters import EventWaiter
@@ -15,6 +15,7 @@ __all__ = [
     "ENTITY_TABLES",
     "AuditRecord",
     "ChangeBatch",
+    "Competitor",
     "DuplicateRow",
     "EventWaiter",
     "Store",

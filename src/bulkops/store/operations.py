@@ -6,17 +6,18 @@ import builtins
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import RowMapping, and_, insert, select, update
 
+from bulkops.model import Operation, OperationStatus
 from bulkops.store.clock import aware
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import operation_chunk_plans, operations
 
-__all__ = ["ACTIVE_STATUSES", "OperationStore"]
+__all__ = ["ACTIVE_STATUSES", "Competitor", "OperationStore"]
 
-ACTIVE_STATUSES = ("processing", "rolling_back")
+ACTIVE_STATUSES = tuple(status.value for status in OperationStatus if status.is_active)
 """Statuses of an operation that a process is working on (under its lease)."""
 
 _COUNTERS = (
@@ -31,11 +32,17 @@ _COUNTERS = (
     "conflict_records",
 )
 
-Operation = dict[str, Any]
+class Competitor(NamedTuple):
+    """Another operation of the same entity, as the start rule needs to see it."""
+
+    id: str
+    status: OperationStatus
+    lease_expires_at: float | None
+    created_at: datetime
 
 
 def _operation(mapping: RowMapping) -> Operation:
-    return {k: aware(v) for k, v in mapping.items()}
+    return Operation.from_row({k: aware(v) for k, v in mapping.items()})
 
 
 class OperationStore(Scoped):
@@ -116,11 +123,8 @@ class OperationStore(Scoped):
         """Serialize, until this transaction ends, every decision to start work on ``entity``."""
         self.dialect.lock_entity(self.conn, self.org_id, entity)
 
-    def competing(self, op_id: str, entity: str) -> builtins.list[Operation]:
-        """Other pending or active operations writing ``entity`` (exports write nothing).
-
-        Each has ``id``, ``status``, ``lease_expires_at`` and ``created_at``.
-        """
+    def competing(self, op_id: str, entity: str) -> builtins.list[Competitor]:
+        """Other pending or active operations writing ``entity`` (exports write nothing)."""
         c = operations.c
         rows = self.conn.execute(
             select(c.id, c.status, c.lease_expires_at, c.created_at).where(
@@ -131,7 +135,10 @@ class OperationStore(Scoped):
                 c.status.in_(("pending", *ACTIVE_STATUSES)),
             )
         )
-        return [_operation(r._mapping) for r in rows]
+        return [
+            Competitor(r.id, OperationStatus(r.status), r.lease_expires_at, aware(r.created_at))
+            for r in rows
+        ]
 
     # -- leases --------------------------------------------------------------------------------
 

@@ -275,7 +275,7 @@ def _history(ctx: engine.Context, org_id: int, filters: dict[str, Any]) -> dict[
             before=filters["before"],
         ),
         PAGE_SIZE,
-        lambda op: {"before": op["created_at"].isoformat(), "before_id": op["id"]},
+        lambda op: {"before": op.created_at.isoformat(), "before_id": op.id},
     )
     return {
         "operations": [engine.operation_view(r) for r in page.items],
@@ -406,7 +406,7 @@ def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
     conflicts = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS, status="conflict")
     return {
         "op": engine.operation_view(op),
-        "header": orjson.loads(op["header"]) if op.get("header") else [],
+        "header": op.header if op.header else [],
         "errors": _error_rows(errors),
         "records": [_record(r) for r in records],
         "conflicts": [_record(r) for r in conflicts],
@@ -435,17 +435,18 @@ async def operation_page(operation_id: str, request: Request) -> Response:
             session=session,
             status_code=404,
         )
-    op = data["op"]
+    op = data["op"]  # the operation object, as the API shows it
+    status = OperationStatus(op["status"])
     return _render(
         request,
         "operation.html",
         {
             **data,
-            "running": not OperationStatus(op["status"]).is_final,
+            "running": not status.is_final,
             "may_write": session.principal.may_write(),
-            "may_cancel": op["status"] in ("pending", "processing"),
-            "may_rollback": OperationStatus(op["status"]).can_roll_back
-            and op["operation_type"] != "export"
+            "may_cancel": status in (OperationStatus.PENDING, OperationStatus.PROCESSING),
+            "may_rollback": status.can_roll_back
+            and op["operation_type"] != OperationType.EXPORT
             and (op["created_records"] + op["updated_records"] + op["deleted_records"]) > 0,
         },
         session=session,

@@ -45,7 +45,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from bulkops import engine
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
-from bulkops.model import OperationStatus
+from bulkops.model import OperationStatus, OperationType
 from bulkops.workers.dispatcher import Dispatcher
 
 __all__ = [
@@ -188,22 +188,22 @@ def _run_operation(
     except NotFound:
         log.warning("operation not found", extra=fields)
         return "not-found"
-    status = str(op["status"])
+    status = str(op.status)
     if OperationStatus(status).is_final:
         log.info("operation already ended", extra={**fields, "status": status})
         return status
-    if op["lease_owner"] not in (None, owner) and engine.expire_dead_leases(ctx, org_id):
+    if op.lease_owner not in (None, owner) and engine.expire_dead_leases(ctx, org_id):
         op = engine.get_operation(ctx, org_id, op_id)  # its holder died on this host
     if (
-        op["lease_owner"] not in (None, owner)
-        and (op["lease_expires_at"] or 0) > time.time()
+        op.lease_owner not in (None, owner)
+        and (op.lease_expires_at or 0) > time.time()
     ):
         # A repeated message: the operation runs elsewhere. If that worker dies, its lease
         # expires and a dispatcher enqueues the operation again.
-        log.info("operation runs elsewhere", extra={**fields, "lease_owner": op["lease_owner"]})
+        log.info("operation runs elsewhere", extra={**fields, "lease_owner": op.lease_owner})
         return "elsewhere"
-    path = op.get("file_path")
-    readable = status == "rolling_back" or op["operation_type"] == "export"
+    path = op.file_path
+    readable = status == "rolling_back" or op.operation_type is OperationType.EXPORT
     if path and not readable and not Path(path).is_file():
         log.error(
             "uploaded file not readable on this worker; BULKOPS_DATA_DIR must be shared "
@@ -251,20 +251,20 @@ def _run_operation(
         log.warning("task time limit reached; operation continues in a new task", extra=fields)
         return "time-limit"
     log.info(
-        "operation ended" if final["status"] != "pending" else "operation waits",
+        "operation ended" if final.status is not OperationStatus.PENDING else "operation waits",
         extra={
             **fields,
-            "status": final["status"],
-            "processed_records": final["processed_records"],
-            "failed_records": final["failed_records"],
+            "status": final.status,
+            "processed_records": final.processed_records,
+            "failed_records": final.failed_records,
             "chunks": chunks,
             "seconds": round(time.monotonic() - started, 3),
         },
     )
-    if OperationStatus(final["status"]).is_final:
+    if final.status.is_final:
         # The next operation of the same entity may be waiting for this one.
         _send_pending(ctx, org_id, operation_sender(app, ctx.settings))
-    return str(final["status"])
+    return str(final.status)
 
 
 def _expire_lease(ctx: engine.Context, org_id: int, op_id: str, owner: str) -> None:
@@ -274,4 +274,4 @@ def _expire_lease(ctx: engine.Context, org_id: int, op_id: str, owner: str) -> N
 
 def _send_pending(ctx: engine.Context, org_id: int, send: Callable[[int, str], None]) -> None:
     for op in engine.pending_worker_operations(ctx, org_id):
-        send(org_id, op["id"])
+        send(org_id, op.id)

@@ -43,17 +43,17 @@ class Dispatcher:
             engine.expire_dead_leases(self.ctx, org["id"])
             runnable = engine.runnable_operations(self.ctx, org["id"])
             for op in [*runnable.pending, *runnable.orphaned]:
-                seen.add(op["id"])
-                state = (op["status"], op["lease_owner"], op["lease_expires_at"])
-                previous = self._sent.get(op["id"])
+                seen.add(op.id)
+                state = (op.status, op.lease_owner, op.lease_expires_at)
+                previous = self._sent.get(op.id)
                 if previous is not None and previous[0] == state and now - previous[1] < again:
                     continue
-                self.send(org["id"], op["id"])
-                self._sent[op["id"]] = (state, now)
+                self.send(org["id"], op.id)
+                self._sent[op.id] = (state, now)
                 sent += 1
                 log.info(
                     "operation enqueued",
-                    extra={"operation_id": op["id"], "org_id": org["id"], "status": op["status"]},
+                    extra={"operation_id": op.id, "org_id": org["id"], "status": op.status},
                 )
         for op_id in set(self._sent) - seen:
             del self._sent[op_id]

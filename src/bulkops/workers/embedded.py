@@ -32,6 +32,7 @@ from bulkops import engine
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError
 from bulkops.logs import configure_json_logging
+from bulkops.model import OperationStatus
 
 __all__ = ["EmbeddedWorker", "Worker", "worker_main"]
 
@@ -76,9 +77,9 @@ class Worker:
         for org in engine.list_organizations(self.ctx):
             runnable = engine.runnable_operations(self.ctx, org["id"])
             for op in runnable.pending:
-                submitted += self._submit(org["id"], op["id"], resume=False)
+                submitted += self._submit(org["id"], op.id, resume=False)
             for op in runnable.orphaned:
-                submitted += self._submit(org["id"], op["id"], resume=True)
+                submitted += self._submit(org["id"], op.id, resume=True)
         return submitted
 
     def _submit(self, org_id: int, op_id: str, *, resume: bool) -> int:
@@ -94,18 +95,20 @@ class Worker:
         try:
             before = engine.get_operation(self.ctx, org_id, op_id)
             if resume:
-                log.info("operation resumed", extra={**fields, "status": before["status"]})
+                log.info("operation resumed", extra={**fields, "status": before.status})
                 final = engine.resume(self.ctx, org_id, op_id)
             else:
                 final = engine.execute(self.ctx, org_id, op_id)
-            if final["status"] != before["status"] or resume:
+            if final.status != before.status or resume:
                 log.info(
-                    "operation ended" if final["status"] != "pending" else "operation queued",
+                    "operation queued"
+                    if final.status is OperationStatus.PENDING
+                    else "operation ended",
                     extra={
                         **fields,
-                        "status": final["status"],
-                        "processed_records": final["processed_records"],
-                        "failed_records": final["failed_records"],
+                        "status": final.status,
+                        "processed_records": final.processed_records,
+                        "failed_records": final.failed_records,
                     },
                 )
         except BulkopsError as exc:
