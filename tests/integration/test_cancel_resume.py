@@ -27,7 +27,7 @@ from bulkops.engine import (
 )
 from bulkops.engine.scheduling import try_start
 from bulkops.errors import Conflict
-from bulkops.model import EntityType, Operation, OperationType
+from bulkops.model import EntityType, Operation, OperationStatus, OperationType
 from bulkops.store import Store
 from tests.helpers import checksum, run, table, write_csv
 
@@ -268,7 +268,9 @@ def test_resume_refuses_an_operation_another_live_process_runs(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = _queue(ctx, org_id, write_csv(tmp_path / "p.csv", _products(5)))
-    assert try_start(ctx.store, org_id, op.id, "other-host:123", 30, status="processing")
+    assert try_start(
+        ctx.store, org_id, op.id, "other-host:123", 30, status=OperationStatus.PROCESSING
+    )
     with pytest.raises(Conflict) as caught:
         resume(ctx, org_id, op.id)
     assert "other-host:123" in str(caught.value) and "lease" in str(caught.value)

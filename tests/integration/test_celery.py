@@ -27,7 +27,7 @@ from bulkops import engine
 from bulkops.config import Settings
 from bulkops.engine import OperationConfig, create_operation
 from bulkops.engine.scheduling import try_start
-from bulkops.model import EntityType, OperationType
+from bulkops.model import EntityType, OperationStatus, OperationType
 from bulkops.store import Store
 from tests.conftest import cloned_database
 from tests.helpers import queue, table
@@ -395,7 +395,9 @@ def test_the_dispatcher_enqueues_each_state_once(ctx: engine.Context, org_id: in
     assert dispatcher.reconcile_once() == 0  # already enqueued in this state
     engine.request_cancel(ctx, org_id, inline.id, user_id=None, rollback=False)
     # A worker takes it and dies: its expired lease is a new state, enqueued at once.
-    assert try_start(ctx.store, org_id, op_id, "dead-host:1", -1.0, status="processing")
+    assert try_start(
+        ctx.store, org_id, op_id, "dead-host:1", -1.0, status=OperationStatus.PROCESSING
+    )
     assert dispatcher.reconcile_once() == 1 and sent[-1] == (org_id, op_id)
     assert dispatcher.reconcile_once() == 0
     time.sleep(0.35)

@@ -24,6 +24,7 @@ from bulkops import engine
 from bulkops.config import Settings
 from bulkops.engine import Context, execute, request_cancel
 from bulkops.engine.scheduling import try_start
+from bulkops.model import OperationStatus
 from bulkops.store import Store
 from tests.helpers import queue as queue_operation
 from tests.helpers import run, table
@@ -219,7 +220,7 @@ def test_a_lease_of_a_process_gone_from_this_host_ends_at_once(ctx: Context, org
     assert not engine.leases.holder_is_dead(engine.process_owner())  # this process
     assert not engine.leases.holder_is_dead("another-host:1")  # cannot tell: wait for the lease
     op_id = queued(ctx, org_id, products(tmp_path / "p.csv", 10))
-    assert try_start(ctx.store, org_id, op_id, dead, 3600, status="processing")
+    assert try_start(ctx.store, org_id, op_id, dead, 3600, status=OperationStatus.PROCESSING)
     with ctx.store.transaction(org_id) as tx:
         assert tx.operations.orphaned() == []  # a live lease, for an hour
     assert engine.expire_dead_leases(ctx, org_id) == 1

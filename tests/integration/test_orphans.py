@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bulkops.engine import Context, OperationConfig, create_operation, resume_orphaned
 from bulkops.engine.scheduling import try_start
-from bulkops.model import EntityType, OperationType
+from bulkops.model import EntityType, OperationStatus, OperationType
 from tests.helpers import queue, table, write_csv
 
 
@@ -28,7 +28,9 @@ def test_resume_orphaned_finishes_an_operation_whose_process_died(
         source=path,
     )
     # A process claims it and dies at once: its lease runs out without any chunk committed.
-    assert try_start(ctx.store, org_id, op.id, "dead-host:1", 1.0, status="processing")
+    assert try_start(
+        ctx.store, org_id, op.id, "dead-host:1", 1.0, status=OperationStatus.PROCESSING
+    )
     with ctx.store.transaction(org_id) as tx:
         assert tx.operations.orphaned() == []  # the lease is still live
     time.sleep(1.1)
@@ -49,7 +51,7 @@ def test_an_operation_whose_process_dies_every_time_is_given_up_as_failed(
     # Taken up max_attempts times by processes that died before committing a chunk.
     for attempt in range(ctx.settings.max_attempts):
         assert try_start(ctx.store, org_id, op_id, f"dead-host:{attempt}", -1.0,
-                                   status="processing")
+                                   status=OperationStatus.PROCESSING)
     assert get_operation(ctx, org_id, op_id).attempts == ctx.settings.max_attempts
     [final] = resume_orphaned(ctx, org_id)
     assert final.status == "failed" and final.lease_owner is None
@@ -69,7 +71,7 @@ def test_a_committed_chunk_resets_the_attempts(
     op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
     for attempt in range(ctx.settings.max_attempts - 1):  # one short of giving up
         assert try_start(ctx.store, org_id, op_id, f"dead-host:{attempt}", -1.0,
-                                   status="processing")
+                                   status=OperationStatus.PROCESSING)
     [final] = resume_orphaned(ctx, org_id)
     assert final.status == "completed" and final.created_records == 25
     assert final.attempts == 0
@@ -88,7 +90,7 @@ def test_a_long_re_read_after_a_crash_keeps_the_lease(
 
     path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\nL-1,N,,x,1.00\n")
     op_id = queue(ctx, org_id, "import", "products", path, chunk_size=10)
-    assert try_start(ctx.store, org_id, op_id, "me:1", 0.4, status="processing")
+    assert try_start(ctx.store, org_id, op_id, "me:1", 0.4, status=OperationStatus.PROCESSING)
     keeper = LeaseKeeper(ctx, org_id, op_id, "me:1", 0.4)
     keeper.keep()  # too soon: nothing to do
     first = get_operation(ctx, org_id, op_id).lease_expires_at

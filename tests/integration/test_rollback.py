@@ -21,7 +21,7 @@ from bulkops.engine import (
 )
 from bulkops.engine.scheduling import try_start
 from bulkops.errors import Conflict
-from bulkops.model import EntityType, OperationType
+from bulkops.model import EntityType, OperationStatus, OperationType
 from tests.helpers import checksum, run, table, write_csv
 
 PRODUCTS = (
@@ -290,7 +290,9 @@ def test_pending_running_and_export_operations_cannot_be_rolled_back(
     with pytest.raises(Conflict) as caught:
         rollback_operation(ctx, org_id, pending.id, user_id=None)
     assert "pending" in str(caught.value) and "cancel" in str(caught.value)
-    assert try_start(ctx.store, org_id, pending.id, "other-process", 30, status="processing")
+    assert try_start(
+        ctx.store, org_id, pending.id, "other-process", 30, status=OperationStatus.PROCESSING
+    )
     with pytest.raises(Conflict) as caught:
         rollback_operation(ctx, org_id, pending.id, user_id=None)
     assert "processing" in str(caught.value)
@@ -390,10 +392,12 @@ def test_one_writer_per_organization_and_entity(ctx: Context, org_id: int, tmp_p
     first = _queue(ctx, org_id, "products", products)
     second = _queue(ctx, org_id, "products", write_csv(tmp_path / "q.csv", PRODUCTS.replace(
         "12.5", "13")))
-    assert try_start(ctx.store, org_id, first.id, "other-process", 30, status="processing")
+    assert try_start(
+        ctx.store, org_id, first.id, "other-process", 30, status=OperationStatus.PROCESSING
+    )
 
     # The second waits as pending, whoever asks.
-    assert not try_start(ctx.store, org_id, second.id, "me", 30, status="processing")
+    assert not try_start(ctx.store, org_id, second.id, "me", 30, status=OperationStatus.PROCESSING)
     waits: list[int] = []
 
     def give_up() -> bool:
@@ -415,7 +419,7 @@ def test_one_writer_per_organization_and_entity(ctx: Context, org_id: int, tmp_p
     third = _queue(ctx, org_id, "products", products)
     done = execute(ctx, org_id, first.id, owner="other-process")
     assert (done.status, done.created_records) == ("completed", 3)
-    assert not try_start(ctx.store, org_id, third.id, "me", 30, status="processing")
+    assert not try_start(ctx.store, org_id, third.id, "me", 30, status=OperationStatus.PROCESSING)
     assert get_operation(ctx, org_id, third.id).status == "pending"
     second_done = execute(ctx, org_id, second.id)
     assert (second_done.status, second_done.updated_records) == ("completed", 1)
@@ -427,9 +431,11 @@ def test_a_dead_writers_lease_expires(ctx: Context, org_id: int, tmp_path: Path)
     products = write_csv(tmp_path / "p.csv", PRODUCTS)
     first = _queue(ctx, org_id, "products", products)
     second = _queue(ctx, org_id, "products", products)
-    assert try_start(ctx.store, org_id, first.id, "dead-process", -1, status="processing")
+    assert try_start(
+        ctx.store, org_id, first.id, "dead-process", -1, status=OperationStatus.PROCESSING
+    )
     # The first holder's lease has already expired: the line is free again.
-    assert try_start(ctx.store, org_id, second.id, "me", 30, status="processing")
+    assert try_start(ctx.store, org_id, second.id, "me", 30, status=OperationStatus.PROCESSING)
 
 
 def test_rollback_waits_for_the_running_writer_of_its_entity(
@@ -437,8 +443,10 @@ def test_rollback_waits_for_the_running_writer_of_its_entity(
 ) -> None:
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     later = _queue(ctx, org_id, "products", write_csv(tmp_path / "b.csv", "sku,name\nA-9,New\n"))
-    assert try_start(ctx.store, org_id, later.id, "other-process", 30, status="processing")
-    assert not try_start(ctx.store, org_id, op.id, "me", 30, status="rolling_back")
+    assert try_start(
+        ctx.store, org_id, later.id, "other-process", 30, status=OperationStatus.PROCESSING
+    )
+    assert not try_start(ctx.store, org_id, op.id, "me", 30, status=OperationStatus.ROLLING_BACK)
     assert get_operation(ctx, org_id, op.id).status == "completed"
 
 
@@ -480,7 +488,9 @@ def test_a_rollback_that_is_running_elsewhere_is_refused(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
-    assert try_start(ctx.store, org_id, op.id, "other-process", 30, status="rolling_back")
+    assert try_start(
+        ctx.store, org_id, op.id, "other-process", 30, status=OperationStatus.ROLLING_BACK
+    )
     with pytest.raises(Conflict) as caught:
         rollback_operation(ctx, org_id, op.id, user_id=None)
     assert "already being rolled back" in str(caught.value)

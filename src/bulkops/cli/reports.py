@@ -44,7 +44,7 @@ def history(
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
-        rows = engine.operation_history(
+        rows = engine.list_operations(
             state.ctx,
             org["id"],
             status=status or (),

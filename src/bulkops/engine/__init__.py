@@ -60,7 +60,6 @@ from bulkops.engine.setup import (
     list_organizations,
     migrate_schema,
     open_context,
-    operation_history,
     pending_worker_operations,
     release_lease,
     runnable_operations,
@@ -106,7 +105,6 @@ __all__ = [
     "migrate_schema",
     "open_context",
     "operation_by_idempotency_key",
-    "operation_history",
     "operation_view",
     "operation_with_latest_event",
     "organization_token",
@@ -177,7 +175,7 @@ def resume(
             force=bool(op.rollback_force),
             user_id=op.rollback_requested_by,
         )
-    if op.status in ("pending", "processing"):
+    if op.status in (OperationStatus.PENDING, OperationStatus.PROCESSING):
         return execute(
             ctx, org_id, op_id, on_progress=on_progress, owner=owner, send_chunk=send_chunk
         )

@@ -74,7 +74,7 @@ def run_export(
             written += len(page)
             rate = written / max(time.monotonic() - started, 1e-6)
             event = {
-                "status": "processing",
+                "status": OperationStatus.PROCESSING,
                 "phase": "exporting",
                 "total_records": total,
                 "processed_records": written,
@@ -103,7 +103,9 @@ def run_export(
                 on_progress(event)
     if get_operation(ctx, org_id, op_id).cancel_requested_at is not None:
         partial.unlink(missing_ok=True)  # an export cut short is no export
-        return finish(ctx, org_id, op_id, "cancelled", None, on_progress, cancelled=True)
+        return finish(
+            ctx, org_id, op_id, OperationStatus.CANCELLED, None, on_progress, cancelled=True
+        )
     partial.replace(target)
     with ctx.store.transaction(org_id, write=True) as tx:
         tx.operations.update(
@@ -115,4 +117,4 @@ def run_export(
                 "file_size_bytes": target.stat().st_size,
             },
         )
-    return finish(ctx, org_id, op_id, "completed", None, on_progress)
+    return finish(ctx, org_id, op_id, OperationStatus.COMPLETED, None, on_progress)

@@ -129,13 +129,14 @@ def claim(
             )
         if status is OperationStatus.PROCESSING and op.attempts >= ctx.settings.max_attempts:
             return _give_up(ctx, org_id, op)
-        if try_start(ctx.store,
-            org_id, op_id, owner, ctx.settings.lease_seconds, status="processing"
-        ):
-            op = get_operation(ctx, org_id, op_id)
-            if op.status is OperationStatus.PROCESSING and op.cancel_requested_at is None:
-                emit(ctx, org_id, op_id, "status", {"status": "processing"})
-            return op
+        started = try_start(
+            ctx.store, org_id, op_id, owner, ctx.settings.lease_seconds,
+            status=OperationStatus.PROCESSING,
+        )
+        if started is not None:
+            if started.cancel_requested_at is None:
+                emit(ctx, org_id, op_id, "status", {"status": OperationStatus.PROCESSING})
+            return started
         if wait is None or not wait():
             return get_operation(ctx, org_id, op_id)
 
@@ -166,7 +167,7 @@ def mark_failed(tx: Tx, op: Operation, reason: str) -> Operation:
     tx.operations.update(
         op_id,
         {
-            "status": "failed",
+            "status": OperationStatus.FAILED,
             "completed_at": utcnow(),
             "estimated_completion": None,
             "lease_owner": None,
@@ -233,7 +234,7 @@ def emit(ctx: Context, org_id: int, op_id: str, name: str, data: dict[str, Any])
 
 
 def set_status(
-    ctx: Context, org_id: int, op_id: str, status: str, *, cancelled: bool = False
+    ctx: Context, org_id: int, op_id: str, status: OperationStatus, *, cancelled: bool = False
 ) -> None:
     values: dict[str, Any] = {"status": status, "completed_at": utcnow()}
     if cancelled:
@@ -246,7 +247,7 @@ def finish(
     ctx: Context,
     org_id: int,
     op_id: str,
-    status: str,
+    status: OperationStatus,
     counters: dict[str, int] | None,
     on_progress: ProgressCallback | None,
     *,
@@ -266,7 +267,7 @@ def finish(
         if counters is not None:
             values.update(counters)
             values["total_records"] = counters["processed_records"]
-        elif status == "completed":
+        elif status is OperationStatus.COMPLETED:
             values["total_records"] = op.processed_records  # the whole file was read
         else:
             # Stopped early: the total stays the estimate from the file's size, so the
@@ -287,7 +288,7 @@ def finish(
                 ][:10],
             }
         )
-        if status == "rolled_back" and counters is not None:
+        if status is OperationStatus.ROLLED_BACK and counters is not None:
             results["rolled_back_reason"] = (
                 "rollback_on_error: the file has failed records, so nothing was applied"
             )
@@ -316,7 +317,7 @@ def request_cancel(
             tx.operations.update(
                 op_id,
                 {
-                    "status": "cancelled",
+                    "status": OperationStatus.CANCELLED,
                     "cancelled_at": now,
                     "cancel_requested_at": now,
                     "cancelled_by": user_id,

@@ -248,7 +248,7 @@ def create_operation(
                 stored[0].unlink(missing_ok=True)
             return existing
         tx.operations.insert(values)
-        tx.events.add(op_id, "status", {"status": "pending"})
+        tx.events.add(op_id, "status", {"status": OperationStatus.PENDING})
         created = tx.operations.get(op_id)
     assert created is not None
     return created

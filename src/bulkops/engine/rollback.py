@@ -84,10 +84,11 @@ def queue_rollback(
         assert op is not None
         queued = op.status is OperationStatus.ROLLING_BACK and op.lease_owner is None
         if op.status.is_final or queued:
+            rolling_back = OperationStatus.ROLLING_BACK
             tx.operations.update(
-                op_id, {"status": "rolling_back", "lease_owner": None, "lease_expires_at": None}
+                op_id, {"status": rolling_back, "lease_owner": None, "lease_expires_at": None}
             )
-            tx.events.add(op_id, "status", {"status": "rolling_back", "phase": "queued"})
+            tx.events.add(op_id, "status", {"status": rolling_back, "phase": "queued"})
         op = tx.operations.get(op_id)
     assert op is not None
     return op
@@ -118,13 +119,13 @@ def rollback_applied(
     op = get_operation(ctx, org_id, op_id)
     redo_conflicts = op.status is OperationStatus.ROLLED_BACK and force
     while not try_start(ctx.store, org_id, op_id, owner, ctx.settings.lease_seconds,
-                                  status="rolling_back"):
+                                  status=OperationStatus.ROLLING_BACK):
         # Waiting for another writer of the same entity; but never for, or after, another
         # process's rollback of this very operation.
         now = get_operation(ctx, org_id, op_id)
-        if now.status == "rolling_back" and now.lease_owner not in (None, owner):
+        if now.status is OperationStatus.ROLLING_BACK and now.lease_owner not in (None, owner):
             raise Conflict(f"Operation {op_id} is being rolled back by {now.lease_owner}.")
-        if now.status == "rolled_back" and not redo_conflicts:
+        if now.status is OperationStatus.ROLLED_BACK and not redo_conflicts:
             return now
         time.sleep(0.2)
     spec = spec_for(op.entity_type)
@@ -134,7 +135,7 @@ def rollback_applied(
             values["rollback_started_at"] = utcnow()
         tx.operations.update(op_id, values)
         chunk_index = len(tx.ledger.committed(op_id, ROLLBACK))
-        tx.events.add(op_id, "status", {"status": "rolling_back"})
+        tx.events.add(op_id, "status", {"status": OperationStatus.ROLLING_BACK})
         op = tx.operations.get(op_id) or op
     total = (op.created_records + op.updated_records + op.deleted_records)
     progress = Progress(op.rolled_back_records or 0)
@@ -174,7 +175,7 @@ def rollback_applied(
                 done = updated.rolled_back_records + updated.conflict_records
                 figures = progress.figures(done, done / total if total else 1.0)
                 event = {
-                    "status": "rolling_back",
+                    "status": OperationStatus.ROLLING_BACK,
                     "phase": "rolling_back",
                     "total_records": total,
                     "processed_records": done,
@@ -204,7 +205,7 @@ def rollback_applied(
         tx.operations.update(
             op_id,
             {
-                "status": "rolled_back",
+                "status": OperationStatus.ROLLED_BACK,
                 "rollback_completed_at": utcnow(),
                 "completed_at": final.completed_at or utcnow(),
                 "lease_owner": None,

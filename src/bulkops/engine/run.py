@@ -119,15 +119,17 @@ def _run_operation(
     lease = ctx.settings.lease_seconds
     with ctx.store.transaction(org_id) as tx:
         committed = tx.ledger.committed(op_id, APPLY)
-        op_now = tx.operations.get(op_id)
-    assert op_now is not None
-    op = op_now
     if config.validate_only or (config.rollback_on_error and not committed):
         planned, cancelled = _plan_pass(ctx, org_id, op, config, spec, owner, on_progress)
         if cancelled:  # nothing was applied yet
-            return finish(ctx, org_id, op_id, "cancelled", planned, on_progress, cancelled=True)
+            return finish(
+                ctx, org_id, op_id, OperationStatus.CANCELLED, planned, on_progress,
+                cancelled=True,
+            )
         if config.validate_only or planned["failed_records"]:
-            status = "completed" if config.validate_only else "rolled_back"
+            status = (
+                OperationStatus.COMPLETED if config.validate_only else OperationStatus.ROLLED_BACK
+            )
             return finish(ctx, org_id, op_id, status, planned, on_progress)
     if send_chunk is not None and config.max_concurrent > 1:
         stopped = coordinate(
@@ -251,7 +253,7 @@ def conclude(
         stopped = "cancelled"  # asked for while the last chunk was being applied
     if stopped == "cancelled":
         if op_final.cancel_rollback:
-            set_status(ctx, org_id, op_id, "cancelled", cancelled=True)
+            set_status(ctx, org_id, op_id, OperationStatus.CANCELLED, cancelled=True)
             return rollback_applied(
                 ctx,
                 org_id,
@@ -261,9 +263,11 @@ def conclude(
                 force=False,
                 user_id=op_final.cancelled_by,
             )
-        return finish(ctx, org_id, op_id, "cancelled", None, on_progress, cancelled=True)
+        return finish(
+            ctx, org_id, op_id, OperationStatus.CANCELLED, None, on_progress, cancelled=True
+        )
     if config.rollback_on_error and op_final.failed_records:
-        set_status(ctx, org_id, op_id, "failed")
+        set_status(ctx, org_id, op_id, OperationStatus.FAILED)
         return rollback_applied(
             ctx,
             org_id,
@@ -273,7 +277,7 @@ def conclude(
             force=False,
             user_id=op_final.created_by,
         )
-    status = "failed" if stopped == "failed" else "completed"
+    status = OperationStatus.FAILED if stopped == "failed" else OperationStatus.COMPLETED
     return finish(ctx, org_id, op_id, status, None, on_progress)
 
 

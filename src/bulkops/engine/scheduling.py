@@ -38,26 +38,32 @@ def may_start(op: Operation, competing: list[Competitor], owner: str, now: float
 
 
 def try_start(
-    store: Store, org_id: int, op_id: str, owner: str, lease_seconds: float, *, status: str
-) -> bool:
-    """Move the operation to ``status`` under ``owner``'s lease if it is next in line."""
+    store: Store,
+    org_id: int,
+    op_id: str,
+    owner: str,
+    lease_seconds: float,
+    *,
+    status: OperationStatus,
+) -> Operation | None:
+    """Move the operation to ``status`` under ``owner``'s lease if it is next in line;
+    returns it as it is then, or None when it must wait (or is gone)."""
     now = time.time()
     with store.transaction(org_id, write=True) as tx:
         op = tx.operations.get(op_id)
         if op is None:
-            return False
+            return None
         # Decide under the entity's lock, on the operation as it is once the lock is held.
         tx.operations.lock_entity(op.entity_type)
         op = tx.operations.get(op_id)
         if op is None:
-            return False
+            return None
         if not may_start(op, tx.operations.competing(op_id, op.entity_type), owner, now):
-            return False
+            return None
         values: dict[str, Any] = {"lease_owner": owner, "lease_expires_at": now + lease_seconds}
         deltas: dict[str, int] = {}
-        if status == "processing":
+        if status is OperationStatus.PROCESSING:
             deltas["attempts"] = 1
             if op.started_at is None:
                 values["started_at"] = utcnow()
-        tx.operations.advance(op_id, None, deltas, status=status, **values)
-        return True
+        return tx.operations.advance(op_id, None, deltas, status=status, **values)

@@ -8,9 +8,7 @@ store's interface can change without touching them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from bulkops.config import Settings
@@ -26,7 +24,6 @@ __all__ = [
     "list_organizations",
     "migrate_schema",
     "open_context",
-    "operation_history",
     "pending_worker_operations",
     "release_lease",
     "runnable_operations",
@@ -77,29 +74,6 @@ def list_organizations(ctx: Context) -> list[dict[str, Any]]:
 def find_user_by_email(ctx: Context, email: str) -> dict[str, Any] | None:
     """The user with this (normalised: stripped, lower-case) email, in any organization."""
     return ctx.store.accounts.find_user(email=email.strip().lower())
-
-
-def operation_history(
-    ctx: Context,
-    org_id: int,
-    *,
-    status: Sequence[str] = (),
-    operation_type: Sequence[str] = (),
-    entity_type: Sequence[str] = (),
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    limit: int = 20,
-) -> list[Operation]:
-    """The organization's operations, newest first, filtered (an empty filter keeps all)."""
-    with ctx.store.transaction(org_id) as tx:
-        return tx.operations.list(
-            status=status,
-            operation_type=operation_type,
-            entity_type=entity_type,
-            created_after=created_after,
-            created_before=created_before,
-            limit=limit,
-        )
 
 
 @dataclass(frozen=True, slots=True)

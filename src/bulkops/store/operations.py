@@ -20,18 +20,6 @@ __all__ = ["ACTIVE_STATUSES", "Competitor", "OperationStore"]
 ACTIVE_STATUSES = tuple(status.value for status in OperationStatus if status.is_active)
 """Statuses of an operation that a process is working on (under its lease)."""
 
-_COUNTERS = (
-    "processed_records",
-    "successful_records",
-    "failed_records",
-    "unchanged_records",
-    "created_records",
-    "updated_records",
-    "deleted_records",
-    "rolled_back_records",
-    "conflict_records",
-)
-
 class Competitor(NamedTuple):
     """Another operation of the same entity, as the start rule needs to see it."""
 
@@ -51,7 +39,7 @@ class OperationStore(Scoped):
     __slots__ = ()
 
     def insert(self, values: Mapping[str, Any]) -> None:
-        row = {c: 0 for c in _COUNTERS} | dict(values)
+        row = dict(values)  # the counters start at their columns' default, 0
         row["organization_id"] = self.org_id
         self.conn.execute(insert(operations).values(**row))
 
