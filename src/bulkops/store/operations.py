@@ -20,6 +20,7 @@ __all__ = ["ACTIVE_STATUSES", "Competitor", "OperationStore"]
 ACTIVE_STATUSES = tuple(status.value for status in OperationStatus if status.is_active)
 """Statuses of an operation that a process is working on (under its lease)."""
 
+
 class Competitor(NamedTuple):
     """Another operation of the same entity, as the start rule needs to see it."""
 
