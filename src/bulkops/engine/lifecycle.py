@@ -44,6 +44,7 @@ __all__ = [
     "progress_event",
     "request_cancel",
     "set_status",
+    "write_end",
 ]
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -159,12 +160,23 @@ def _give_up(ctx: Context, org_id: int, op: Operation) -> Operation:
         return mark_failed(tx, current, reason)
 
 
+def write_end(tx: Tx, op_id: str, values: Mapping[str, Any]) -> Operation:
+    """In ``tx``: write the operation's final ``values`` and its ``done`` event; returns it."""
+    final = tx.operations.advance(op_id, None, {}, **values)
+    if final is None:
+        raise NotFound(f"No operation {op_id}.")
+    tx.events.add(op_id, "done", operation_view(final))
+    return final
+
+
 def mark_failed(tx: Tx, op: Operation, reason: str) -> Operation:
     """In ``tx``: end a running operation as failed with ``reason`` in its results."""
     op_id = op.id
     results = dict(op.results)
     results["error"] = reason
-    tx.operations.update(
+    tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
+    return write_end(
+        tx,
         op_id,
         {
             "status": OperationStatus.FAILED,
@@ -176,11 +188,6 @@ def mark_failed(tx: Tx, op: Operation, reason: str) -> Operation:
             "results": orjson.dumps(results).decode(),
         },
     )
-    tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
-    final = tx.operations.get(op_id)
-    assert final is not None
-    tx.events.add(op_id, "done", operation_view(final))
-    return final
 
 
 def advance(
@@ -293,13 +300,9 @@ def finish(
                 "rollback_on_error: the file has failed records, so nothing was applied"
             )
         values["results"] = orjson.dumps(results).decode()
-        tx.operations.update(op_id, values)
-        final = tx.operations.get(op_id)
-        assert final is not None
-        view = operation_view(final)
-        tx.events.add(op_id, "done", view)
+        final = write_end(tx, op_id, values)
     if on_progress:
-        on_progress({**view, "phase": "done"})
+        on_progress({**operation_view(final), "phase": "done"})
     return final
 
 
@@ -314,7 +317,8 @@ def request_cancel(
         status = op.status
         if status is OperationStatus.PENDING:
             now = utcnow()
-            tx.operations.update(
+            return write_end(
+                tx,
                 op_id,
                 {
                     "status": OperationStatus.CANCELLED,
@@ -324,10 +328,6 @@ def request_cancel(
                     "completed_at": now,
                 },
             )
-            final = tx.operations.get(op_id)
-            assert final is not None
-            tx.events.add(op_id, "done", operation_view(final))
-            return final
         if status is not OperationStatus.PROCESSING:
             raise Conflict(
                 f"Operation {op_id} is {status.value}; only pending or processing operations "

@@ -15,7 +15,13 @@ from typing import Any
 
 import orjson
 
-from bulkops.engine.lifecycle import Progress, ProgressCallback, advance, process_owner
+from bulkops.engine.lifecycle import (
+    Progress,
+    ProgressCallback,
+    advance,
+    process_owner,
+    write_end,
+)
 from bulkops.engine.operations import Context, get_operation, operation_view
 from bulkops.engine.scheduling import try_start
 from bulkops.entities import EntitySpec, spec_for
@@ -202,7 +208,8 @@ def rollback_applied(
             if final.rollback_started_at else None,
             "completed_at": utcnow().isoformat(),
         }
-        tx.operations.update(
+        final = write_end(
+            tx,
             op_id,
             {
                 "status": OperationStatus.ROLLED_BACK,
@@ -213,12 +220,8 @@ def rollback_applied(
                 "results": orjson.dumps(results).decode(),
             },
         )
-        final = tx.operations.get(op_id)
-        assert final is not None
-        view = operation_view(final)
-        tx.events.add(op_id, "done", view)
     if on_progress:
-        on_progress({**view, "phase": "done"})
+        on_progress({**operation_view(final), "phase": "done"})
     return final
 
 
