@@ -17,6 +17,7 @@ __all__ = [
     "Operation",
     "OperationStatus",
     "OperationType",
+    "Outcome",
     "RawRecord",
     "RecordAction",
     "RecordError",
@@ -91,6 +92,31 @@ _LABELS = {
 }
 STATUS_LABELS: Mapping[str, str] = {status.value: status.label for status in OperationStatus}
 """Every status's label keyed by its plain value: what the dashboard's pages and script show."""
+
+
+class Outcome(StrEnum):
+    """How an operation went, in one word (None while it runs)."""
+
+    SUCCEEDED = "succeeded"
+    COMPLETED_WITH_ERRORS = "completed_with_errors"
+    CHECKED = "checked"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def label(self) -> str:
+        return _OUTCOME_LABELS[self]
+
+
+_OUTCOME_LABELS = {
+    Outcome.SUCCEEDED: "succeeded",
+    Outcome.COMPLETED_WITH_ERRORS: "completed with errors",
+    Outcome.CHECKED: "checked",
+    Outcome.FAILED: "failed",
+    Outcome.CANCELLED: "cancelled",
+    Outcome.ROLLED_BACK: "rolled back",
+}
 
 
 class RecordAction(StrEnum):
@@ -226,6 +252,15 @@ class Operation:
     def validate_only(self) -> bool:
         return bool(self.config.get("validate_only"))
 
+    @property
+    def outcome(self) -> Outcome | None:
+        """How it went: a completed operation with failed records did not simply succeed."""
+        if self.status is OperationStatus.COMPLETED:
+            if self.validate_only:
+                return Outcome.CHECKED
+            return Outcome.COMPLETED_WITH_ERRORS if self.failed_records else Outcome.SUCCEEDED
+        return _OUTCOME_OF_STATUS.get(self.status)
+
 
 _OPERATION_FIELDS = tuple(f.name for f in fields(Operation))
 _DEFAULTED_COUNTERS = (
@@ -233,3 +268,8 @@ _DEFAULTED_COUNTERS = (
     "created_records", "updated_records", "deleted_records", "rolled_back_records",
     "conflict_records", "bytes_processed", "attempts",
 )
+_OUTCOME_OF_STATUS = {
+    OperationStatus.FAILED: Outcome.FAILED,
+    OperationStatus.CANCELLED: Outcome.CANCELLED,
+    OperationStatus.ROLLED_BACK: Outcome.ROLLED_BACK,
+}

@@ -553,10 +553,11 @@ def test_bad_parameters_are_422_listing_each(api: Api) -> None:
     assert stored_files(api.settings) == []
 
 
-def test_file_name_is_only_a_sanitised_display_name(api: Api) -> None:
+def test_file_name_is_kept_as_uploaded_and_the_stored_file_has_its_own(api: Api) -> None:
     client = api.client("editor")
     op = upload(client, "sku,name\nA,B\n", name="../../etc/<script>passwd.csv").json()
-    assert op["file_name"] == "_script_passwd.csv"
+    assert op["file_name"] == "../../etc/<script>passwd.csv"
+    assert client.get(f"/api/v1/operations/{op['id']}").json()["file_name"] == op["file_name"]
     stored = [p for p in stored_files(api.settings) if p.parent.name == str(api.org_id)]
     assert stored and all("passwd" not in p.name for p in stored)
 

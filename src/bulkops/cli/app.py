@@ -9,11 +9,12 @@ they were registered.
 from __future__ import annotations
 
 import os
+from importlib.metadata import version as package_version
 from typing import Annotated
 
 import typer
 
-from bulkops.cli import admin, operations, reports
+from bulkops.cli import accounts, admin, operations, reports
 from bulkops.cli.state import State, fail
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError
@@ -36,6 +37,12 @@ app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"bulkops {package_version('bulkops')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _options(
     ctx: typer.Context,
@@ -47,10 +54,19 @@ def _options(
             help="SQLAlchemy URL (default: SQLite file bulkops.db here).",
         ),
     ] = None,
-    org: Annotated[str | None, typer.Option("--org", help="Organization slug.")] = None,
+    org: Annotated[
+        str | None,
+        typer.Option("--org", help="Organization slug (may be left out while there is one)."),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     settings = Settings() if database_url is None else Settings(database_url=database_url)
-    ctx.obj = State(settings, org)
+    ctx.obj = State(settings, org, needs_database=ctx.invoked_subcommand != "init")
 
 
 for _operation in (OperationType.IMPORT, OperationType.UPDATE, OperationType.DELETE):
@@ -68,7 +84,11 @@ app.command()(admin.serve)
 app.command()(admin.worker)
 org_app.command("create")(admin.org_create)
 user_app.command("create")(admin.user_create)
+user_app.command("list")(accounts.user_list)
+user_app.command("passwd")(accounts.user_passwd)
 token_app.command("create")(admin.token_create)
+token_app.command("list")(accounts.token_list)
+token_app.command("revoke")(accounts.token_revoke)
 
 
 def main() -> None:

@@ -19,4 +19,6 @@ Entity = Annotated[
 ]
 FileArg = Annotated[Path, typer.Argument(help="CSV or TSV file.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the operation as JSON only.")]
-OpId = Annotated[str, typer.Argument(help="Operation id.")]
+OpId = Annotated[
+    str, typer.Argument(help="Operation id, or a unique prefix of it (6+ characters).")
+]

@@ -77,10 +77,14 @@ def _run_data_operation(
             file_name=file.name,
         )
         if not as_json:
-            err.print(f"Operation {op.id} queued ({operation.value} {entity.value}).")
+            err.print(f"Operation {op.id} ({operation.value} {entity.value}).")
         with live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
             final = engine.execute(
-                state.ctx, org["id"], op.id, on_progress=progress, wait=wait_message(op.id)
+                state.ctx,
+                org["id"],
+                op.id,
+                on_progress=progress,
+                wait=wait_message(state.ctx, org["id"], op.id),
             )
     if as_json:
         print_json(engine.operation_view(final))
@@ -183,6 +187,7 @@ def rollback(
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
+        operation_id = state.operation_id(org["id"], operation_id)
         with live_progress(not as_json, "rollback") as progress:
             final = engine.rollback_operation(
                 state.ctx, org["id"], operation_id, user_id=None, force=force, on_progress=progress
@@ -207,6 +212,7 @@ def cancel(
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
+        operation_id = state.operation_id(org["id"], operation_id)
         op = engine.request_cancel(
             state.ctx, org["id"], operation_id, user_id=None, rollback=with_rollback
         )
@@ -223,7 +229,9 @@ def cancel(
 
 def resume(
     ctx: typer.Context,
-    operation_id: Annotated[str | None, typer.Argument(help="Operation id.")] = None,
+    operation_id: Annotated[
+        str | None, typer.Argument(help="Operation id, or a unique prefix of 6+ characters.")
+    ] = None,
     orphaned: Annotated[
         bool, typer.Option("--orphaned", help="Every operation whose process died.")
     ] = False,
@@ -237,6 +245,7 @@ def resume(
         org = state.org()
         with live_progress(not as_json, "resume") as progress:
             if operation_id is not None:
+                operation_id = state.operation_id(org["id"], operation_id)
                 finals = [engine.resume(state.ctx, org["id"], operation_id, on_progress=progress)]
             else:
                 finals = engine.resume_orphaned(state.ctx, org["id"], on_progress=progress)

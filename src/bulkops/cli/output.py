@@ -36,7 +36,7 @@ __all__ = [
     "wait_message",
 ]
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages are wrapped by the terminal, not cut
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -109,15 +109,20 @@ def print_summary(op: Operation) -> None:
         out.print(f"Error report: bulkops errors {view['id']} -o errors.csv")
 
 
-def wait_message(op_id: str) -> Callable[[], bool]:
-    """The engine's wait callback: say once that the operation is queued, then poll slowly."""
-    shown = False
+def wait_message(ctx: engine.Context, org_id: int, op_id: str) -> Callable[[], bool]:
+    """The engine's wait callback, called only when the operation really waits: say once
+    which operation it waits for, then poll slowly."""
+    shown: str | None = None
 
     def wait() -> bool:
         nonlocal shown
-        if not shown:
-            err.print(f"Queued: another operation on this entity is running; {op_id} waits.")
-            shown = True
+        other = engine.blocker(ctx, org_id, op_id)
+        if other is not None and other.id != shown:
+            err.print(
+                f"Queued: operation {op_id[:8]} waits for operation {other.id[:8]} "
+                f"({other.status.label}) on the same data to end."
+            )
+            shown = other.id
         time.sleep(0.5)
         return True
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from bulkops import engine
 from bulkops.cli.arguments import Entity, JsonOpt, OpId
 from bulkops.cli.output import err, out, print_json, print_summary
 from bulkops.cli.state import reported_errors, state_of
 from bulkops.errors import UsageError
+from bulkops.model import EntityType, OperationStatus, OperationType
 
 __all__ = ["errors", "history", "show", "template"]
 
@@ -30,26 +34,86 @@ def _parse_date(value: str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+def _checked(values: list[str] | None, allowed: type[StrEnum], option: str) -> list[str]:
+    """The filter values, each one of ``allowed``; otherwise a UsageError (exit 2) that lists
+    the valid values and suggests the closest."""
+    valid = [member.value for member in allowed]
+    for value in values or []:
+        if value not in valid:
+            close = difflib.get_close_matches(value, valid, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise UsageError(
+                f"'{value}' is not a valid {option} value.{hint} Valid: {', '.join(valid)}."
+            )
+    return values or []
+
+
+_COUNT_WORDS = (
+    ("created", "new"),
+    ("updated", "upd"),
+    ("deleted", "del"),
+    ("unchanged", "same"),
+    ("rolled_back", "undone"),
+    ("failed", "failed"),
+)
+
+
+def _counts(view: dict[str, Any]) -> str:
+    """A compact count summary for a narrow column: '1,204 upd · 6 failed'."""
+    parts = [
+        f"{view[f'{name}_records']:,} {word}"
+        for name, word in _COUNT_WORDS
+        if view[f"{name}_records"]
+    ]
+    return " · ".join(parts) or "—"
+
+
+def _when(created_at: str | None) -> str:
+    """Local time today, the day otherwise (the exact time is in --json and the TSV)."""
+    if not created_at:
+        return ""
+    when = datetime.fromisoformat(created_at).astimezone()
+    if when.date() == datetime.now().astimezone().date():
+        return when.strftime("%H:%M")
+    return when.strftime("%b %d") if when.year == datetime.now().year else f"{when:%Y-%m}"
+
+
 def history(
     ctx: typer.Context,
-    status: Annotated[list[str] | None, typer.Option(help="Status filter.")] = None,
-    type_: Annotated[list[str] | None, typer.Option("--type", help="Operation type.")] = None,
-    entity: Annotated[list[str] | None, typer.Option(help="Entity type.")] = None,
-    since: Annotated[str | None, typer.Option(help="Created at or after (date).")] = None,
-    until: Annotated[str | None, typer.Option(help="Created before (date).")] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Status filter, repeatable: {', '.join(OperationStatus)}."),
+    ] = None,
+    type_: Annotated[
+        list[str] | None,
+        typer.Option("--type", help=f"Operation type: {', '.join(OperationType)}."),
+    ] = None,
+    entity: Annotated[
+        list[str] | None, typer.Option(help=f"Entity: {', '.join(EntityType)}.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Created at or after this date (YYYY-MM-DD).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Created before this date.")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many, newest first.")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """Operations, newest first."""
+    """Operations, newest first: a table on a terminal, tab-separated values through a pipe.
+
+    Example: bulkops history --status failed --type import --since 2024-06-01
+    """
     state = state_of(ctx)
     with reported_errors():
+        statuses = _checked(status, OperationStatus, "--status")
+        types = _checked(type_, OperationType, "--type")
+        entities = _checked(entity, EntityType, "--entity")
         org = state.org()
         rows = engine.list_operations(
             state.ctx,
             org["id"],
-            status=status or (),
-            operation_type=type_ or (),
-            entity_type=entity or (),
+            status=statuses,
+            operation_type=types,
+            entity_type=entities,
             created_after=_parse_date(since),
             created_before=_parse_date(until),
             limit=limit,
@@ -57,35 +121,64 @@ def history(
     views = [engine.operation_view(r) for r in rows]
     if as_json:
         print_json(views)
-        return
-    table = Table(
-        "created",
-        "operation",
-        "status",
-        "file",
-        "processed",
-        "created",
-        "updated",
-        "unchanged",
-        "deleted",
-        "failed",
-    )
-    table.add_column("id", no_wrap=True, min_width=36)
-    for v in views:
-        table.add_row(
-            (v["created_at"] or "")[:19].replace("T", " "),
+    elif not out.is_terminal:
+        _print_tsv(views)
+    else:
+        _print_table(views)
+
+
+_TSV_COLUMNS = (
+    "id", "created_at", "operation_type", "entity_type", "status", "outcome", "file_name",
+    "total_records", "processed_records", "created_records", "updated_records",
+    "unchanged_records", "deleted_records", "failed_records",
+)
+
+
+def _print_tsv(views: list[dict[str, Any]]) -> None:
+    """One line per operation with the whole id, for scripts (tabs and line breaks in a
+    file name become spaces, so that every line is one record)."""
+    lines = ["\t".join(_TSV_COLUMNS)]
+    for view in views:
+        cells = ("" if view[c] is None else str(view[c]) for c in _TSV_COLUMNS)
+        lines.append("\t".join(" ".join(cell.split()) for cell in cells))
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+def _print_table(views: list[dict[str, Any]]) -> None:
+    """One line per operation that fits the terminal (80 columns and up): the file name
+    takes what the other columns leave and is cut with an ellipsis."""
+    rows = [
+        (
+            v["id"][:8],
+            _OUTCOME_WORDS.get(v["outcome"] or "", v["status"].replace("_", " ")),
             f"{v['operation_type']} {v['entity_type']}",
-            v["status"],
-            v["file_name"] or "",
-            f"{v['processed_records']:,}",
-            f"{v['created_records']:,}",
-            f"{v['updated_records']:,}",
-            f"{v['unchanged_records']:,}",
-            f"{v['deleted_records']:,}",
-            f"{v['failed_records']:,}",
-            v["id"],
+            Text(v["file_name"] or "—"),
+            _counts(v),
+            _when(v["created_at"]),
         )
-    out.print(table)
+        for v in views
+    ]
+    headers = ("id", "outcome", "operation", "file", "counts", "when")
+    widths = [max([len(headers[i])] + [len(str(r[i])) for r in rows]) for i in range(6)]
+    widths[4] = min(widths[4], 22)
+    fixed = sum(w for i, w in enumerate(widths) if i != 3) + len(headers) - 1
+    table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
+    for i, name in enumerate(headers):
+        width = max(out.width - fixed, 6) if i == 3 else widths[i]
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=width)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table, soft_wrap=False)
+
+
+_OUTCOME_WORDS = {
+    "succeeded": "succeeded",
+    "completed_with_errors": "with errors",
+    "checked": "checked",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "rolled_back": "rolled back",
+}
 
 
 def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> None:
@@ -93,7 +186,7 @@ def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> No
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
-        op = engine.get_operation(state.ctx, org["id"], operation_id)
+        op = engine.get_operation(state.ctx, org["id"], state.operation_id(org["id"], operation_id))
     if as_json:
         print_json(engine.operation_view(op))
     else:
@@ -129,7 +222,7 @@ def errors(
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
-        op = engine.get_operation(state.ctx, org["id"], operation_id)
+        op = engine.get_operation(state.ctx, org["id"], state.operation_id(org["id"], operation_id))
         write = engine.write_conflict_report if conflicts else engine.write_error_report
         if output is None:
             count = write(state.ctx, org["id"], op, sys.stdout)

@@ -12,7 +12,7 @@ import typer
 from bulkops import engine
 from bulkops.cli.output import err
 from bulkops.config import Settings
-from bulkops.errors import BulkopsError, FileRejected
+from bulkops.errors import BulkopsError, FileRejected, UsageError
 
 __all__ = ["State", "fail", "reported_errors", "state_of"]
 
@@ -23,16 +23,29 @@ class State:
 
     settings: Settings
     org_slug: str | None
+    #: False for ``init``, which creates the database; every other command needs it to exist.
+    needs_database: bool = True
     _ctx: engine.Context | None = None
 
     @property
     def ctx(self) -> engine.Context:
         if self._ctx is None:
+            missing = engine.missing_database(self.settings) if self.needs_database else None
+            if missing is not None:
+                raise UsageError(
+                    f"There is no bulkops database at {missing}. Create one with "
+                    "`bulkops init`, or point to yours with --database-url or "
+                    "BULKOPS_DATABASE_URL."
+                )
             self._ctx = engine.open_context(self.settings)
         return self._ctx
 
     def org(self) -> dict[str, Any]:
         return engine.resolve_organization(self.ctx.store, self.org_slug)
+
+    def operation_id(self, org_id: int, text: str) -> str:
+        """The whole id of the operation ``text`` names (an id, or a unique prefix of it)."""
+        return engine.operation_id_from_prefix(self.ctx, org_id, text)
 
 
 def state_of(ctx: typer.Context) -> State:

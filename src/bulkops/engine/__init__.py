@@ -13,6 +13,7 @@ from bulkops.engine.accounts import (
     create_user,
     generate_password,
     resolve_organization,
+    set_password,
 )
 from bulkops.engine.export import export_path, run_export
 from bulkops.engine.fanout import ChunkSender, apply_chunk
@@ -26,6 +27,7 @@ from bulkops.engine.operations import (
     operation_view,
 )
 from bulkops.engine.queries import (
+    MIN_ID_PREFIX,
     Page,
     audit_records,
     entity_rows,
@@ -37,6 +39,7 @@ from bulkops.engine.queries import (
     live_token,
     mark_token_used,
     operation_by_idempotency_key,
+    operation_id_from_prefix,
     operation_with_latest_event,
     organization_token,
     organization_tokens,
@@ -52,6 +55,7 @@ from bulkops.engine.rollback import (
     rollback_operation,
 )
 from bulkops.engine.run import run_operation
+from bulkops.engine.scheduling import blocker
 from bulkops.engine.setup import (
     RunnableOperations,
     close_context,
@@ -59,6 +63,7 @@ from bulkops.engine.setup import (
     find_user_by_email,
     list_organizations,
     migrate_schema,
+    missing_database,
     open_context,
     pending_worker_operations,
     release_lease,
@@ -70,6 +75,7 @@ from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
 
 __all__ = [
+    "MIN_ID_PREFIX",
     "ChunkSender",
     "Context",
     "OperationConfig",
@@ -81,6 +87,7 @@ __all__ = [
     "audit_records",
     "authenticate_password",
     "authenticate_token",
+    "blocker",
     "close_context",
     "create_operation",
     "create_organization",
@@ -103,8 +110,10 @@ __all__ = [
     "live_token",
     "mark_token_used",
     "migrate_schema",
+    "missing_database",
     "open_context",
     "operation_by_idempotency_key",
+    "operation_id_from_prefix",
     "operation_view",
     "operation_with_latest_event",
     "organization_token",
@@ -123,6 +132,7 @@ __all__ = [
     "revoke_token",
     "rollback_operation",
     "runnable_operations",
+    "set_password",
     "setup_database_roles",
     "uses_postgresql",
     "write_conflict_report",

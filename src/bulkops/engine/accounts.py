@@ -120,3 +120,16 @@ def authenticate_token(store: Store, token: str) -> Principal:
     return Principal(
         found["organization_id"], found["user_id"], found["email"], Role(found["role"])
     )
+
+
+def set_password(store: Store, org_id: int, email: str, password: str | None) -> str:
+    """Give the organization's user ``email`` a new password (a generated one when None);
+    returns it (to be shown once)."""
+    user = store.accounts.find_user(email=email.strip().lower())
+    if user is None or user["organization_id"] != org_id:
+        raise NotFound(f"No user {email.strip().lower()} in this organization.")
+    password = generate_password() if password is None else password
+    if len(password) < 10:
+        raise UsageError("The password must be at least 10 characters long.")
+    store.accounts.set_password_hash(org_id, user["id"], _hasher.hash(password))
+    return password

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,16 +96,12 @@ class OperationConfig(BaseModel):
         return ReadOptions(encoding=self.encoding, delimiter=delimiter)
 
 
-_UNSAFE_NAME = re.compile(r"[^\w.\- ()\[\]]+")
 
 
-def display_name(name: str | None) -> str | None:
-    """The user's file name reduced to a harmless display name (no path, no control chars)."""
-    if not name:
-        return None
-    base = re.split(r"[\\/]", name)[-1]
-    cleaned = _UNSAFE_NAME.sub("_", base).strip(" .")[:200]
-    return cleaned or "upload.csv"
+def uploaded_name(name: str | None) -> str | None:
+    """The file name exactly as uploaded (HTML and all: whoever displays it escapes it), cut
+    to the column's 255 characters. The stored file has a generated name of its own."""
+    return name[:255] if name else None
 
 
 def store_file(
@@ -230,7 +225,9 @@ def create_operation(
         "operation_type": operation_type.value,
         "entity_type": entity_type.value,
         "status": OperationStatus.PENDING.value,
-        "file_name": display_name(file_name or (source.name if isinstance(source, Path) else None)),
+        "file_name": uploaded_name(
+            file_name or (source.name if isinstance(source, Path) else None)
+        ),
         "file_path": str(stored[0]) if stored else None,
         "file_size_bytes": stored[1] if stored else None,
         "file_sha256": stored[2] if stored else None,
@@ -292,6 +289,7 @@ def operation_view(op: Operation) -> dict[str, Any]:
         "operation_type": op.operation_type.value,
         "entity_type": op.entity_type.value,
         "status": op.status.value,
+        "outcome": op.outcome.value if op.outcome is not None else None,
         "file_name": op.file_name,
         "file_size_bytes": op.file_size_bytes,
         "file_sha256": op.file_sha256,

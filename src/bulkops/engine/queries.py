@@ -16,10 +16,12 @@ from typing import Any, Generic, TypeVar
 
 from bulkops.engine.accounts import TOKEN_PREFIX, Principal, hash_token
 from bulkops.engine.operations import Context
+from bulkops.errors import NotFound, UsageError
 from bulkops.model import Operation, Role
 from bulkops.store import EventWaiter
 
 __all__ = [
+    "MIN_ID_PREFIX",
     "Page",
     "audit_records",
     "entity_rows",
@@ -31,6 +33,7 @@ __all__ = [
     "live_token",
     "mark_token_used",
     "operation_by_idempotency_key",
+    "operation_id_from_prefix",
     "operation_with_latest_event",
     "organization_token",
     "organization_tokens",
@@ -225,3 +228,38 @@ def live_token(ctx: Context, token: str) -> tuple[Principal, int] | None:
 
 def mark_token_used(ctx: Context, token_id: int) -> None:
     ctx.store.accounts.touch_token(token_id)
+
+
+MIN_ID_PREFIX = 6
+"""The shortest operation id prefix accepted (``bulkops show 8c10a2``)."""
+
+
+def operation_id_from_prefix(ctx: Context, org_id: int, text: str) -> str:
+    """The full id of the organization's one operation whose id starts with ``text``.
+
+    A whole id is returned as it is. A prefix shorter than :data:`MIN_ID_PREFIX`, or one that
+    several operations share (they are listed), is a UsageError; none is NotFound.
+    """
+    text = text.strip().lower()
+    if len(text) >= 36:
+        return text
+    if len(text) < MIN_ID_PREFIX:
+        raise UsageError(
+            f"'{text}' is too short to name an operation: give at least {MIN_ID_PREFIX} "
+            "characters of its id (bulkops history lists them)."
+        )
+    with ctx.store.transaction(org_id) as tx:
+        found = tx.operations.starting_with(text, limit=6)
+    if not found:
+        raise NotFound(f"No operation whose id starts with {text}.")
+    if len(found) > 1:
+        listed = "; ".join(
+            f"{op.id} ({op.operation_type.value} {op.entity_type.value}, "
+            f"{op.created_at:%Y-%m-%d %H:%M})"
+            for op in found[:5]
+        )
+        more = " …" if len(found) > 5 else ""
+        raise UsageError(
+            f"'{text}' names several operations: {listed}{more}. Give more characters."
+        )
+    return found[0].id

@@ -9,10 +9,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bulkops.engine.operations import Context
 from bulkops.model import Operation, OperationStatus, OperationType
 from bulkops.store import Competitor, Store, utcnow
 
-__all__ = ["may_start", "try_start"]
+__all__ = ["blocker", "may_start", "try_start"]
 
 
 def may_start(op: Operation, competing: list[Competitor], owner: str, now: float) -> bool:
@@ -35,6 +36,22 @@ def may_start(op: Operation, competing: list[Competitor], owner: str, now: float
         if other.status is OperationStatus.PENDING and other.created_at < op.created_at:
             return False
     return True
+
+
+def blocker(ctx: Context, org_id: int, op_id: str) -> Competitor | None:
+    """The operation that ``op_id`` waits for now (None when it does not wait): another one
+    of its entity that is active under a live lease, or pending and created before it."""
+    now = time.time()
+    with ctx.store.transaction(org_id) as tx:
+        op = tx.operations.get(op_id)
+        if op is None or op.operation_type is OperationType.EXPORT:
+            return None
+        for other in tx.operations.competing(op_id, op.entity_type):
+            if other.status.is_active and (other.lease_expires_at or 0) > now:
+                return other
+            if other.status is OperationStatus.PENDING and other.created_at < op.created_at:
+                return other
+    return None
 
 
 def try_start(

@@ -9,6 +9,7 @@ store's interface can change without touching them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bulkops.config import Settings
@@ -23,6 +24,7 @@ __all__ = [
     "find_user_by_email",
     "list_organizations",
     "migrate_schema",
+    "missing_database",
     "open_context",
     "pending_worker_operations",
     "release_lease",
@@ -33,6 +35,12 @@ __all__ = [
 
 # As many operations as one look-up considers; the rest are found by the next one.
 _LOOKUP_LIMIT = 200
+
+
+def missing_database(settings: Settings) -> Path | None:
+    """The SQLite file the settings name, when it does not exist (so a command that is not
+    ``init`` can say so instead of creating an empty database there)."""
+    return Store.missing_sqlite_file(settings.database_url)
 
 
 def open_context(settings: Settings) -> Context:

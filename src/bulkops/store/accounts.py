@@ -75,6 +75,16 @@ class AccountStore:
         with self._system() as conn:
             return self._dialect.find_user(conn, email, user_id)
 
+    def set_password_hash(self, org_id: int, user_id: int, password_hash: str) -> bool:
+        """Replace the user's password; False when the organization has no such user."""
+        with self._system(org_id) as conn:
+            changed = conn.execute(
+                update(users)
+                .where(users.c.organization_id == org_id, users.c.id == user_id)
+                .values(password_hash=password_hash)
+            ).rowcount
+            return bool(changed)
+
     def list_users(self, org_id: int) -> list[dict[str, Any]]:
         with self._system(org_id) as conn:
             rows = conn.execute(

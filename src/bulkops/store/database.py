@@ -12,9 +12,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Engine, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError
 
 from bulkops.store.accounts import AccountStore
@@ -28,6 +29,15 @@ __all__ = ["Store"]
 
 class Store:
     """The database of one deployment. Built by an entry point from ``Settings``."""
+
+    @staticmethod
+    def missing_sqlite_file(url: str) -> Path | None:
+        """The SQLite file ``url`` names, when it does not exist yet (None otherwise)."""
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+            return None
+        path = Path(parsed.database)
+        return None if path.exists() else path
 
     def __init__(self, url: str, *, echo: bool = False, owner_url: str | None = None) -> None:
         self.url = url

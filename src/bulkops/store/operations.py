@@ -52,6 +52,17 @@ class OperationStore(Scoped):
         ).first()
         return _operation(row._mapping) if row else None
 
+    def starting_with(self, prefix: str, limit: int) -> builtins.list[Operation]:
+        """Operations whose id starts with ``prefix``, newest first (at most ``limit``)."""
+        c = operations.c
+        rows = self.conn.execute(
+            select(operations)
+            .where(c.organization_id == self.org_id, c.id.startswith(prefix, autoescape=True))
+            .order_by(c.created_at.desc(), c.id.desc())
+            .limit(limit)
+        )
+        return [_operation(r._mapping) for r in rows]
+
     def find_by_idempotency_key(self, key: str) -> Operation | None:
         row = self.conn.execute(
             select(operations.c.id).where(

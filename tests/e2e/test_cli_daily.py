@@ -1,0 +1,269 @@
+"""The command line as people use it every day (CONTRACT section 8): short ids, a history
+that fits 80 columns or pipes as TSV, filters that say what is valid, a missing database
+that is not created, account commands, and a "Queued" that names what it waits for.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import select
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bulkops.config import Settings
+from bulkops.engine import (
+    Context,
+    OperationConfig,
+    authenticate_password,
+    close_context,
+    create_operation,
+    open_context,
+    release_lease,
+)
+from bulkops.engine.scheduling import try_start
+from bulkops.errors import AuthenticationFailed
+from bulkops.model import EntityType, OperationStatus, OperationType
+from tests.e2e.test_cli import PRODUCTS, WITH_ERRORS, Cli, bulkops_executable
+
+LONG_NAME = "<img src=x> spring catalogue for every warehouse of the north region, final.csv"
+
+
+@pytest.fixture
+def ready(tmp_path: Path) -> Cli:
+    """A database after ``bulkops init`` (one organization, one admin)."""
+    cli = Cli(tmp_path)
+    assert cli("init").exit_code == 0
+    return cli
+
+
+def _context(cli: Cli) -> Context:
+    return open_context(Settings(database_url=cli.url, data_dir=cli.tmp_path / "data"))
+
+
+def _run_in_terminal(args: list[str], env: dict[str, str], columns: int = 80) -> str:
+    """Run the real ``bulkops`` with its output on a pseudo-terminal ``columns`` wide."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), *args],
+        stdin=slave, stdout=slave, stderr=slave, close_fds=True,
+        env={**env, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm"},
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.5)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    screen = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # colours and cursor moves
+
+
+def test_history_fits_80_columns_on_a_terminal(ready: Cli) -> None:
+    ok = ready.json("import", "products", str(ready.file(LONG_NAME, PRODUCTS)))
+    failed = ready.json("import", "products", str(ready.file("e.csv", WITH_ERRORS)))
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+
+    screen = _run_in_terminal(["--database-url", ready.url, "history"], env)
+
+    lines = [line for line in screen.splitlines() if line.strip()]
+    assert all(len(line) <= 80 for line in lines), screen
+    assert len(lines) == 3, screen  # header + one line per operation
+    assert lines[0].split() == ["id", "outcome", "operation", "file", "counts", "when"]
+    newest, oldest = lines[1], lines[2]
+    assert newest.startswith(failed["id"][:8]) and "with errors" in newest
+    assert "1 new · 2 failed" in newest
+    assert oldest.startswith(ok["id"][:8]) and "succeeded" in oldest
+    assert "<img src=x> spring" in oldest and "…" in oldest  # as uploaded, cut to fit
+    assert ok["id"] not in screen  # short ids only
+
+
+def test_history_through_a_pipe_is_tab_separated_with_a_header(ready: Cli) -> None:
+    ok = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
+
+    result = ready("history")
+
+    assert result.exit_code == 0
+    header, row = result.stdout.splitlines()
+    columns = header.split("\t")
+    assert columns[:7] == [
+        "id", "created_at", "operation_type", "entity_type", "status", "outcome", "file_name"
+    ]
+    values = dict(zip(columns, row.split("\t"), strict=True))
+    assert values["id"] == ok["id"]  # the whole id, for scripts
+    assert values["outcome"] == "succeeded"
+    assert values["created_records"] == "3"
+
+
+def test_unknown_filter_values_exit_2_listing_the_valid_ones(ready: Cli) -> None:
+    for option, wrong, closest in (
+        ("--status", "complted", "completed"),
+        ("--type", "imprt", "import"),
+        ("--entity", "product", "products"),
+    ):
+        result = ready("history", option, wrong)
+        assert result.exit_code == 2, (option, result.output)
+        assert f"'{wrong}' is not a valid {option} value" in result.output
+        assert f"Did you mean '{closest}'?" in result.output
+    assert "rolled_back" in ready("history", "--status", "foo").output  # the valid ones
+
+
+def test_an_operation_is_named_by_a_unique_prefix_of_its_id(ready: Cli) -> None:
+    op = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
+
+    shown = ready.json("show", op["id"][:8])
+    assert shown["id"] == op["id"]
+    report = ready("errors", op["id"][:6])
+    assert report.exit_code == 0
+
+    too_short = ready("show", op["id"][:5])
+    assert too_short.exit_code == 2 and "at least 6 characters" in too_short.output
+    unknown = ready("show", "ffffff" if not op["id"].startswith("ffffff") else "eeeeee")
+    assert unknown.exit_code == 2 and "No operation whose id starts with" in unknown.output
+
+    rolled = ready.json("rollback", op["id"][:7])
+    assert rolled["id"] == op["id"] and rolled["status"] == "rolled_back"
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(ready: Cli) -> None:
+    ctx = _context(ready)
+    org_id = ctx.store.accounts.list_organizations()[0]["id"]
+    ids = [
+        create_operation(
+            ctx, org_id, operation_type=OperationType.EXPORT, entity_type=EntityType.PRODUCTS,
+            config=OperationConfig(),
+        ).id
+        for _ in range(2)
+    ]
+    close_context(ctx)
+    twins = ["abcdef01" + ids[0][8:], "abcdef02" + ids[1][8:]]
+    with sqlite3.connect(ready.tmp_path / "x.db") as conn:
+        for old, new in zip(ids, twins, strict=True):
+            conn.execute("UPDATE operations SET id = ? WHERE id = ?", (new, old))
+
+    ambiguous = ready("show", "abcdef")
+
+    assert ambiguous.exit_code == 2
+    assert "names several operations" in ambiguous.output
+    assert twins[0] in ambiguous.output and twins[1] in ambiguous.output
+    assert ready.json("show", "abcdef02")["id"] == twins[1]
+
+
+def test_a_missing_database_is_reported_and_not_created(tmp_path: Path) -> None:
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+    (tmp_path / "p.csv").write_text(PRODUCTS, encoding="utf-8")
+
+    for args in (["history"], ["import", "products", "p.csv"], ["user", "list"]):
+        result = subprocess.run(
+            [str(bulkops_executable()), *args], capture_output=True, text=True, env=env,
+            cwd=tmp_path, timeout=120, check=False,
+        )
+        assert result.returncode == 2, (args, result.stderr)
+        assert "There is no bulkops database at bulkops.db" in result.stderr
+        assert "bulkops init" in result.stderr
+        assert "no such table" not in result.stderr
+        assert not (tmp_path / "bulkops.db").exists()
+
+
+def test_version(tmp_path: Path) -> None:
+    result = Cli(tmp_path)("--version")
+    assert result.exit_code == 0
+    assert result.stdout.startswith("bulkops ") and result.stdout.split()[1][0].isdigit()
+
+
+def test_user_list_and_a_new_password_for_a_lost_one(ready: Cli) -> None:
+    assert ready("user", "create", "ann@example.com", "--org", "default").exit_code == 0
+    listed = ready("user", "list", "--json")
+    assert [(u["email"], u["role"]) for u in json.loads(listed.stdout)] == [
+        ("admin@example.com", "admin"),
+        ("ann@example.com", "editor"),
+    ]
+
+    generated = ready("user", "passwd", "admin@example.com")
+    assert generated.exit_code == 0
+    password = generated.stdout.split("Password (shown once):")[1].split()[0]
+    given = ready("user", "passwd", "ann@example.com", "--password-stdin",
+                  input="a long enough secret\n")
+    assert given.exit_code == 0 and "shown once" not in given.stdout
+
+    ctx = _context(ready)
+    try:
+        assert authenticate_password(ctx.store, "admin@example.com", password).email
+        assert authenticate_password(ctx.store, "ann@example.com", "a long enough secret")
+        try:
+            authenticate_password(ctx.store, "ann@example.com", "the old one")
+            raise AssertionError("a wrong password was accepted")
+        except AuthenticationFailed:
+            pass
+    finally:
+        close_context(ctx)
+    assert ready("user", "passwd", "nobody@example.com").exit_code == 2
+
+
+def test_token_list_and_revoke(ready: Cli) -> None:
+    created = ready("token", "create", "--user", "admin@example.com", "--name", "nightly")
+    token = created.stdout.strip()
+    listed = json.loads(ready("token", "list", "--json").stdout)
+    assert [(t["name"], t["user"], t["revoked_at"]) for t in listed] == [
+        ("nightly", "admin@example.com", None)
+    ]
+    assert token not in ready("token", "list").stdout  # the secret is never shown again
+
+    assert ready("token", "revoke", str(listed[0]["id"])).exit_code == 0
+
+    listed = json.loads(ready("token", "list", "--json").stdout)
+    assert listed[0]["revoked_at"] is not None
+    assert ready("token", "revoke", "999").exit_code == 2
+
+
+def test_queued_names_the_operation_it_waits_for_and_only_when_it_waits(ready: Cli) -> None:
+    alone = ready("import", "products", str(ready.file("p.csv", PRODUCTS)))
+    assert "Queued" not in alone.output
+
+    ctx = _context(ready)
+    org_id = ctx.store.accounts.list_organizations()[0]["id"]
+    running = create_operation(
+        ctx, org_id, operation_type=OperationType.IMPORT, entity_type=EntityType.PRODUCTS,
+        config=OperationConfig(), source=ready.file("q.csv", PRODUCTS), file_name="q.csv",
+    )
+    # Another process runs it and holds its lease (for a minute).
+    assert try_start(ctx.store, org_id, running.id, "other-host:1", 60.0,
+                     status=OperationStatus.PROCESSING)
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), "--database-url", ready.url, "import", "products",
+         str(ready.file("r.csv", PRODUCTS))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    while not any("Queued" in line for line in seen):
+        line = proc.stderr.readline()
+        assert line, f"the import ended without waiting: {seen}"
+        seen.append(line)
+    assert f"waits for operation {running.id[:8]} (running)" in seen[-1]
+
+    release_lease(ctx, org_id, running.id, "other-host:1")  # that process is gone
+    close_context(ctx)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, rest
+    assert "Queued" not in rest  # said once
