@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from bulkops.cli import app
 from bulkops.engine import Context
 from bulkops.engine.doctor import find_key_twins
+from bulkops.entities import spec_for
 from bulkops.model import EntityType
 from tests.helpers import run, table, write_csv
 
@@ -204,3 +206,28 @@ def test_doctor_exits_0_without_twins(ctx: Context, org_id: int, tmp_path: Path)
     assert find_key_twins(ctx) == []
     result = CliRunner().invoke(app, ["--database-url", ctx.settings.database_url, "doctor"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("entity", "key", "index"),
+    [
+        ("products", ("ABC",), "ix_products_folded_key"),
+        ("warehouses", ("WH-1",), "ix_warehouses_folded_key"),
+        ("inventory", ("ABC", "WH-1"), "ix_inventory_folded_key"),
+        ("pricing", ("ABC", "Gro\u00df", 5), "ix_pricing_folded_key"),
+    ],
+)
+def test_the_case_twin_look_up_uses_its_index(
+    ctx: Context, org_id: int, entity: str, key: tuple[Any, ...], index: str
+) -> None:
+    names = spec_for(entity).key
+    with ctx.store.transaction(org_id) as tx:
+        sql, params = tx.rows.case_twin_query(entity, names, [key])
+        if ctx.store.dialect.name == "sqlite":
+            plan = tx.conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params).all()
+            assert any(index in str(step) for step in plan), plan
+        else:
+            # An empty table is read faster without an index: forbid that shortcut.
+            tx.conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            plan = tx.conn.exec_driver_sql(f"EXPLAIN {sql}", params).all()
+            assert any(index in str(step) for step in plan), plan
