@@ -1,9 +1,9 @@
 """The Typer apps: the root options, every command in the order ``--help`` lists them, main.
 
 The commands live in :mod:`bulkops.cli.operations` (running operations),
-:mod:`bulkops.cli.reports` (reading them) and :mod:`bulkops.cli.admin` (set-up and
-services); they are registered here, in one place, because Typer lists commands in the order
-they were registered.
+:mod:`bulkops.cli.reports` (reading them), :mod:`bulkops.cli.doctor` (key twins) and
+:mod:`bulkops.cli.admin` (set-up and services); they are registered here, in one place,
+because Typer lists commands in the order they were registered.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from bulkops.cli import accounts, admin, operations, reports
+from bulkops.cli import accounts, admin, doctor, operations, reports
 from bulkops.cli.state import State, fail
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError
@@ -80,6 +80,7 @@ app.command()(reports.history)
 app.command()(reports.show)
 app.command()(reports.errors)
 app.command()(reports.template)
+app.command()(doctor.doctor)
 app.command()(admin.serve)
 app.command()(admin.worker)
 org_app.command("create")(admin.org_create)

@@ -218,6 +218,7 @@ def encode_prepared(prepared: Prepared) -> bytes:
             [positions[raw.row], [[e.column, e.value, e.message] for e in errors]]
             for raw, errors in prepared.plan.failures
         ] if positions is not None else [],
+        list(prepared.case_twins.items()),
     ]
     cells = prepared.cells_json or orjson.dumps([r.values for r in chunk])
     return orjson.dumps(head) + b"\n" + cells
@@ -229,7 +230,9 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
     head, _, cells = encoded.partition(b"\n")
     if not cells:  # a chunk planned by an earlier version: one document, cells inline
         return _decode_single(orjson.loads(head), evaluator)
-    index, consumed, rows, lines, read_errors, values, positions, failures = orjson.loads(head)
+    index, consumed, rows, lines, read_errors, values, positions, failures, *more = (
+        orjson.loads(head)
+    )
     chunk = list(map(RawRecord, rows, lines, repeat(_NOT_SENT)))
     for i, error in read_errors:
         chunk[i] = chunk[i]._replace(error=error)
@@ -247,7 +250,10 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
         valid = [(raw, v, (v[name],)) for raw, v in pairs]
     else:
         valid = [(raw, v, tuple([v[k] for k in key])) for raw, v in pairs]
-    return Prepared(chunk, plan, valid, consumed, index, encoded, cells)
+    prepared = Prepared(chunk, plan, valid, consumed, index, encoded, cells)
+    if more:  # case twins of earlier rows (a chunk planned by an earlier version has none)
+        prepared.case_twins = {row: message for row, message in more[0]}
+    return prepared
 
 
 def _decode_single(message: list[Any], evaluator: Evaluator) -> Prepared:

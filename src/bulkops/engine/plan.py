@@ -1,9 +1,17 @@
 """Deciding a chunk: the file-only checks, then the decision for each record against the data.
 
 Nothing here writes. :class:`Evaluator` prepares a chunk of read records (read errors,
-validation, duplicate keys in the file) and then evaluates it against the current rows (missing
-references, current values) into a :class:`ChunkPlan`: what each record would create, update,
-delete or leave unchanged, and which records fail and why.
+validation, duplicate keys and case twins in the file) and then evaluates it against the
+current rows (missing references, current values, case twins of existing keys) into a
+:class:`ChunkPlan`: what each record would create, update, delete or leave unchanged, and
+which records fail and why.
+
+Case twins (keys that differ only by letter case, compared with ``str.casefold`` of the NFC
+form: :func:`bulkops.entities.keys.folded`) are refused where they would be created: an
+import of a key that is new while its twin exists or came earlier in the file. Looking for
+twins in the database costs one query per chunk, for the chunk's new keys only (an import
+of updates finds every key exactly and asks nothing more), and none at all for an import
+that began on an empty table.
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from bulkops.engine.seen import CaseTwinRow
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator
+from bulkops.entities.keys import folded, nfc
 from bulkops.formats import CsvFile
 from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
 from bulkops.store import Tx
@@ -77,6 +87,10 @@ class Prepared:
     #: process): only a record that fails needs them, so they are decoded on first use.
     cells_json: bytes = b""
     _cells: dict[int, Sequence[str]] | None = None
+    #: Records (still in ``valid``) whose key differs only by letter case from an earlier
+    #: row's: row -> the message. Whether that is an error depends on the database, so the
+    #: evaluation decides (an import of a key that exists exactly is a plain update).
+    case_twins: dict[int, str] = field(default_factory=dict)
 
     def cells_of(self, raw: RawRecord) -> Sequence[str]:
         """The raw cells of one of the chunk's records, as read from the file."""
@@ -115,6 +129,8 @@ class Evaluator:
         #: else writes this entity meanwhile), so the look-up of current rows is skipped. A
         #: row written behind bulkops' back is still refused by the unique key and reported.
         self.started_empty = False
+        # Keys whose text parts are all stored lower-case (customers' email) have no case twins.
+        self._has_case = any(spec.field(name).kind == "text" for name in spec.key)
         self._dependents = [
             (other.entity.value, ref.fields[0])
             for other in SPECS.values()
@@ -147,20 +163,26 @@ class Evaluator:
         else:
             texts = [("\x1f".join(map(str, key)), raw.row) for raw, _, key in valid]
         repeats = self.seen.check_and_add(texts)
+        case_twins: dict[int, str] = {}
         if repeats:
+            keys_by_row = {raw.row: key for raw, _, key in valid}
             kept = []
             for raw, values, key in valid:
                 earlier = repeats.get(raw.row)
                 if earlier is None:
                     kept.append((raw, values, key))
-                    continue
-                message = (
-                    f"Duplicate key: {self._label(key)} already appears in row {earlier}. "
-                    "Keep one of the two rows."
-                )
-                plan.failures.append((raw, [self._key_error(raw, key, message)]))
+                elif isinstance(earlier, CaseTwinRow):
+                    kept.append((raw, values, key))
+                    other = keys_by_row.get(earlier)
+                    case_twins[raw.row] = self._twin_in_file(key, other, earlier)
+                else:
+                    message = (
+                        f"Duplicate key: {self._label(key)} already appears in row {earlier}. "
+                        "Keep one of the two rows."
+                    )
+                    plan.failures.append((raw, [self._key_error(raw, key, message)]))
             valid = kept
-        return Prepared(chunk, plan, valid)
+        return Prepared(chunk, plan, valid, case_twins=case_twins)
 
     def evaluate(self, tx: Tx, prepared: Prepared) -> ChunkPlan:
         """The database half: references, current rows, and the decision for each record."""
@@ -176,6 +198,10 @@ class Evaluator:
             )
         )
         if self.operation is OperationType.IMPORT:
+            if prepared.case_twins:
+                valid = self._refuse_twins_in_file(plan, valid, existing, prepared.case_twins)
+            if self._has_case and not self.started_empty:
+                valid = self._refuse_case_twins(tx, plan, valid, existing)
             self._plan_import(plan, valid, existing)
         elif self.operation is OperationType.UPDATE:
             self._plan_update(plan, valid, existing)
@@ -245,6 +271,49 @@ class Evaluator:
                 continue
             plan.deletes.append((raw.row, current[0], current[1]))
 
+    def _refuse_twins_in_file(
+        self,
+        plan: ChunkPlan,
+        valid: list[Any],
+        existing: dict[Any, Any],
+        case_twins: dict[int, str],
+    ) -> list[Any]:
+        """Fail the records whose key is new and a case twin of an earlier row's key.
+
+        A key that exists exactly is an update, even next to its twin: a database holding
+        twins from before exports and imports back unchanged.
+        """
+        kept: list[Any] = []
+        for raw, values, key in valid:
+            message = case_twins.get(raw.row)
+            if message is None or key in existing:
+                kept.append((raw, values, key))
+            else:
+                plan.failures.append((raw, [self._key_error(raw, key, message)]))
+        return kept
+
+    def _refuse_case_twins(
+        self, tx: Tx, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]
+    ) -> list[Any]:
+        """Fail the records whose new key is a case twin of an existing key (one query)."""
+        new_keys = [key for _, _, key in valid if key not in existing]
+        if not new_keys:
+            return valid
+        found = tx.rows.case_twin_candidates(self.spec.entity.value, self.spec.key, new_keys)
+        twins: dict[str, tuple[Any, ...]] = {}
+        for _row_id, other in sorted(found):  # the oldest row names the group
+            twins.setdefault(folded(other), other)
+        if not twins:
+            return valid
+        kept: list[Any] = []
+        for raw, values, key in valid:
+            twin = None if key in existing else twins.get(folded(key))
+            if twin is None:
+                kept.append((raw, values, key))
+                continue
+            plan.failures.append((raw, [self._key_error(raw, key, self._twin_of(key, twin))]))
+        return kept
+
     def _check_references(self, tx: Tx, plan: ChunkPlan, valid: list[Any]) -> list[Any]:
         for ref in self.spec.references:
             if not all(f in (self.header.present | set(self.spec.key)) for f in ref.fields):
@@ -303,6 +372,30 @@ class Evaluator:
         return RecordError(
             raw.row, raw.line, self.header.column_of(self.spec.key[0]), str(key[0]), message
         )
+
+    def _twin_of(self, key: tuple[Any, ...], other: tuple[Any, ...]) -> str:
+        if tuple(nfc(v) if isinstance(v, str) else v for v in other) == key:
+            # Stored behind bulkops' back in another form (see `bulkops doctor`).
+            return (
+                f"{self._label(key)} differs only by its Unicode form (NFC) from the existing "
+                f"{self._label(other)}"
+            )
+        return (
+            f"{self._label(key)} differs only by letter case from the existing "
+            f"{self._label(other)}"
+        )
+
+    def _twin_in_file(
+        self, key: tuple[Any, ...], other: tuple[Any, ...] | None, row: int
+    ) -> str:
+        # The earlier spelling is known when its row is in this chunk (SeenKeys keeps no text).
+        if other is not None:
+            named = self._label(other)
+        elif len(self.spec.key) == 1:
+            named = f"the {self.spec.key[0]}"
+        else:
+            named = f"the key ({', '.join(self.spec.key)})"
+        return f"{self._label(key)} differs only by letter case from {named} in row {row}"
 
     def _label(self, key: tuple[Any, ...]) -> str:
         return ", ".join(f"{k} '{v}'" for k, v in zip(self.spec.key, key, strict=True))

@@ -23,10 +23,17 @@ __all__ = ["SPEC"]
 SPEC = EntitySpec(
     entity=EntityType.CUSTOMERS,
     fields=(
-        Field("email", required=True, kind="email", max_length=254),
+        Field("email", required=True, kind="email", max_length=254, key_value=True),
         Field("name", required=True, kind="text", max_length=255),
         Field("company", required=False, kind="text", max_length=255),
-        Field("price_tier", required=False, kind="text", max_length=50, default="standard"),
+        Field(
+            "price_tier",
+            required=False,
+            kind="text",
+            max_length=50,
+            default="standard",
+            key_value=True,
+        ),
     ),
     key=("email",),
     references=(),

@@ -25,8 +25,8 @@ __all__ = ["SPEC"]
 SPEC = EntitySpec(
     entity=EntityType.INVENTORY,
     fields=(
-        Field("sku", required=True, kind="text", max_length=64),
-        Field("warehouse_code", required=True, kind="text", max_length=32),
+        Field("sku", required=True, kind="text", max_length=64, key_value=True),
+        Field("warehouse_code", required=True, kind="text", max_length=32, key_value=True),
         Field("quantity", required=True, kind="int", min_value=0),
         Field("reason", required=False, kind="text", max_length=255),
         Field("notes", required=False, kind="text", max_length=2000),

@@ -28,8 +28,8 @@ __all__ = ["SPEC"]
 SPEC = EntitySpec(
     entity=EntityType.PRICING,
     fields=(
-        Field("sku", required=True, kind="text", max_length=64),
-        Field("price_tier", required=True, kind="text", max_length=50),
+        Field("sku", required=True, kind="text", max_length=64, key_value=True),
+        Field("price_tier", required=True, kind="text", max_length=50, key_value=True),
         Field("price", required=True, kind="decimal"),
         Field("min_quantity", required=False, kind="int", default=1, min_value=1),
     ),

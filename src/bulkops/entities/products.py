@@ -24,7 +24,7 @@ __all__ = ["SPEC"]
 SPEC = EntitySpec(
     entity=EntityType.PRODUCTS,
     fields=(
-        Field("sku", required=True, kind="text", max_length=64),
+        Field("sku", required=True, kind="text", max_length=64, key_value=True),
         Field("name", required=True, kind="text", max_length=255),
         Field("description", required=False, kind="text", max_length=4000),
         Field("category", required=False, kind="text", max_length=100),

@@ -27,7 +27,8 @@ class Field:
     ``max_length`` is the maximum number of characters of a ``text`` (or ``email``) value.
     ``default`` is the value an import stores when the column is absent or the cell empty.
     ``min_value`` is the smallest value of an ``int`` field (0 when not given); the largest
-    is :data:`MAX_INT`.
+    is :data:`MAX_INT`. ``key_value`` marks a key or reference value (``sku``, ``code``…):
+    stored in NFC, refused when it holds a format character (see :mod:`bulkops.entities.keys`).
     """
 
     name: str
@@ -36,6 +37,7 @@ class Field:
     max_length: int | None = None
     default: str | int | None = None
     min_value: int | None = None
+    key_value: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,11 @@ Rules per field kind (the README quotes them):
 
 - every value is trimmed of surrounding whitespace first;
 - ``text``: no control characters other than tab, line feed and carriage return
-  (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F and U+007F are refused); at most
-  ``max_length`` characters;
+  (U+0000–U+0008, U+000B, U+000C, U+000E–U+001F and U+007F are refused), no bidirectional
+  override (U+202A–U+202E, U+2066–U+2069); at most ``max_length`` characters;
+- a key value (a field with ``key_value``, see :mod:`bulkops.entities.keys`): no Unicode
+  format character (category ``Cf``) at all, and stored in NFC; ``max_length`` counts the
+  NFC form;
 - ``decimal`` (prices): digits with an optional point and at most 2 decimals, at most
   10 digits before the point, greater than 0; no sign, exponent, ``NaN``/``inf``,
   currency or thousands separators. Stored as the canonical text with exactly two
@@ -13,7 +16,7 @@ Rules per field kind (the README quotes them):
 - ``int``: ASCII digits only (no sign, point or separators), from the field's minimum to
   2147483647; leading zeros are allowed;
 - ``email``: at most 254 characters, a valid address (email-validator, no DNS lookup),
-  stored lower-case;
+  stored lower-case (and in NFC);
 - an empty (or all-blank) cell is "is required" for a required field; for an optional
   field it becomes the field's default (``None`` unless the field has one).
 
@@ -21,6 +24,8 @@ Speed: a batch is validated by one call into pydantic-core. Each record is wrapp
 an invalid one comes back as ``None`` instead of failing the batch; only those records are
 validated again (one more call) to learn which fields failed. The messages are then written
 from the raw value by the same rules in plain Python, so users never see pydantic's wording.
+A key value in printable ASCII (nearly all of them) is checked by the compiled schema alone:
+it holds no format character and is already NFC, so only other values reach Python.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic_core import SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
+from bulkops.entities.keys import character_name, format_character_problem, nfc
 from bulkops.model import EntityType, FieldError, OperationType
 
 if TYPE_CHECKING:
@@ -52,8 +58,14 @@ _WHITESPACE: Final = (
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _CONTROL_CLASS: Final = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
-_NO_CONTROL_PATTERN: Final = rf"\A[^{_CONTROL_CLASS}]*\z"
+# Bidirectional overrides and isolates reorder what a reader sees ("Trojan Source"): no text
+# field accepts them. Both pydantic-core's regex and Python's read \uXXXX in a class.
+_BIDI_CLASS: Final = r"\u202a-\u202e\u2066-\u2069"
+_NO_CONTROL_PATTERN: Final = rf"\A[^{_CONTROL_CLASS}{_BIDI_CLASS}]*\z"
 _CONTROL_RE: Final = re.compile(f"[{_CONTROL_CLASS}]")
+_BIDI_RE: Final = re.compile(f"[{_BIDI_CLASS}]")
+# Printable ASCII (with tab and line breaks): no format character, and already NFC.
+_PLAIN_ASCII_PATTERN: Final = r"\A[\t\n\r\x20-\x7e]*\z"
 
 # A price already written canonically ("12.50", "0.05") needs no Python at all.
 _CANONICAL_PRICE_PATTERN: Final = r"\A(?:[1-9][0-9]{0,9}\.[0-9]{2}|0\.(?:0[1-9]|[1-9][0-9]))\z"
@@ -133,6 +145,12 @@ def _text_problem(value: str, max_length: int | None) -> str | None:
             f"contains the control character U+{ord(control.group()):04X} at position "
             f"{control.start() + 1}; only tab and line breaks are allowed"
         )
+    bidi = _BIDI_RE.search(value)
+    if bidi is not None:
+        return (
+            f"contains {character_name(bidi.group())} at position {bidi.start() + 1}; "
+            "bidirectional overrides are not allowed in text"
+        )
     if max_length is not None and len(value) > max_length:
         return f"is {len(value)} characters long; the maximum is {max_length}"
     return None
@@ -173,21 +191,25 @@ def _explain(field: Field, raw: object) -> str:
     value = _trim(raw)
     if not value:
         return "is required"
-    problem: str | None
-    if field.kind == "text":
-        problem = _text_problem(value, field.max_length)
-    elif field.kind == "int":
-        problem = _int_problem(value, _minimum(field))
-    elif field.kind == "email":
-        problem = _email_problem(value)
-    else:
-        try:
-            canonical_price(value)
-        except ValueError as exc:
-            problem = str(exc)
-        else:
-            problem = None
+    problem = format_character_problem(value) if field.key_value else None
+    if problem is None:
+        problem = _kind_problem(field, value)
     return problem or f"{_show(value)} is not valid"
+
+
+def _kind_problem(field: Field, value: str) -> str | None:
+    if field.kind == "text":
+        # A key value's limit counts its stored (NFC) form.
+        return _text_problem(nfc(value) if field.key_value else value, field.max_length)
+    if field.kind == "int":
+        return _int_problem(value, _minimum(field))
+    if field.kind == "email":
+        return _email_problem(value)
+    try:
+        canonical_price(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _minimum(field: Field) -> int:
@@ -202,7 +224,24 @@ def _normalised_email(value: str) -> str:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from exc
-    return result.normalized.lower()
+    if format_character_problem(value) is not None:
+        raise ValueError("a format character")  # _explain words it
+    # Lower-casing can undo NFC (a capital I with dot above becomes i + U+0307), so NFC last.
+    return nfc(result.normalized.lower())
+
+
+def _key_text(max_length: int | None) -> Callable[[str], str]:
+    """The check of a key value that is not plain ASCII: no format character, NFC, length."""
+
+    def check(value: str) -> str:
+        if format_character_problem(value) is not None:
+            raise ValueError("a format character")  # _explain words it
+        value = nfc(value)
+        if max_length is not None and len(value) > max_length:
+            raise ValueError("too long")
+        return value
+
+    return check
 
 
 def _plain_email(value: str) -> str:
@@ -229,6 +268,26 @@ def _python(function: Callable[[str], str]) -> cs.CoreSchema:
 
 def _value_schema(field: Field) -> cs.CoreSchema:
     """A non-empty value of ``field``: trimmed, checked and normalised."""
+    if field.kind == "text" and field.key_value:
+        return cs.union_schema(
+            [
+                cs.str_schema(
+                    strip_whitespace=True,
+                    min_length=1,
+                    max_length=field.max_length,
+                    pattern=_PLAIN_ASCII_PATTERN,
+                ),
+                cs.chain_schema(
+                    [
+                        cs.str_schema(
+                            strip_whitespace=True, min_length=1, pattern=_NO_CONTROL_PATTERN
+                        ),
+                        _python(_key_text(field.max_length)),
+                    ]
+                ),
+            ],
+            mode="left_to_right",
+        )
     if field.kind == "text":
         return cs.str_schema(
             strip_whitespace=True,

@@ -20,7 +20,7 @@ __all__ = ["SPEC"]
 SPEC = EntitySpec(
     entity=EntityType.WAREHOUSES,
     fields=(
-        Field("code", required=True, kind="text", max_length=32),
+        Field("code", required=True, kind="text", max_length=32, key_value=True),
         Field("name", required=True, kind="text", max_length=255),
     ),
     key=("code",),

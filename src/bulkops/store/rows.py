@@ -3,19 +3,79 @@
 Reads come back as plain tuples with values as the engine compares them; batched writes
 that break a constraint raise :class:`DuplicateRow`, and the engine retries per record.
 How each database does it best is the dialect's (see dialects.py).
+
+Case twins (keys that differ only by letter case) are found through the expression indexes
+on ``lower()`` of each key's text parts (``ix_<table>_folded_key``, migration 0006). SQL's
+``lower()`` is not the same everywhere: SQLite's lowers ASCII letters only, PostgreSQL's
+follows the database's locale. :func:`lowered_spellings` sends every form ``lower()`` can
+give for a twin, so the index finds the candidates on both; the engine then compares them
+exactly (``str.casefold`` of the NFC form).
 """
 
 from __future__ import annotations
 
+import itertools
+import unicodedata
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import func, select
 
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import ENTITY_TABLES, natural_key
 
-__all__ = ["RowStore"]
+__all__ = ["RowStore", "lowered_spellings"]
+
+_ASCII_LOWER: Final = str.maketrans(
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
+)
+#: Non-ASCII letters whose case variants are all tried (2 ** 4 = 16 spellings); a key with
+#: more is looked up by its lower- and upper-case forms only.
+_MAX_VARIED_LETTERS: Final = 4
+
+
+def lowered_spellings(text: str) -> set[str]:
+    """What SQL ``lower()`` may give for any case twin of ``text`` on either database.
+
+    PostgreSQL (in a Unicode locale) lowers every letter: ``text.lower()``. SQLite lowers
+    ASCII letters only, so a twin's other letters keep their case: each mix of their lower-
+    and upper-case forms, ASCII-lowered. Each is also given decomposed (NFD), the form a key
+    stored behind bulkops' back would most likely have instead of NFC.
+    """
+    lowered = text.lower()
+    if text.isascii():
+        return _sharp_s_spellings({lowered})
+    cased = [i for i, c in enumerate(text) if not c.isascii() and c.lower() != c.upper()]
+    choices: list[tuple[str, ...]] = [(c,) for c in text]
+    for i in cased[:_MAX_VARIED_LETTERS]:
+        choices[i] = (text[i].lower(), text[i].upper())
+    spellings = {"".join(mix).translate(_ASCII_LOWER) for mix in itertools.product(*choices)}
+    spellings |= {lowered, text.upper().translate(_ASCII_LOWER)}
+    spellings = _sharp_s_spellings(spellings)
+    return spellings | {unicodedata.normalize("NFD", s) for s in spellings}
+
+
+def _sharp_s_spellings(spellings: set[str]) -> set[str]:
+    """With ``ß`` for ``ss``: ``casefold`` makes them one, ``lower()`` does not.
+
+    ``ß`` is the one letter of everyday keys whose folding is longer than itself (the
+    others are ligatures such as ``ﬁ`` and rare letters: twins through those are not
+    looked for). Up to two ``ss`` of a key are varied.
+    """
+    varied = set(spellings)
+    for spelling in spellings:
+        starts = [i for i in range(len(spelling) - 1) if spelling[i : i + 2] == "ss"][:2]
+        for chosen in itertools.chain.from_iterable(
+            itertools.combinations(starts, n) for n in range(1, len(starts) + 1)
+        ):
+            if any(b - a < 2 for a, b in itertools.pairwise(chosen)):
+                continue  # "sss": overlapping pairs
+            out, last = [], 0
+            for start in chosen:
+                out += [spelling[last:start], "\u00df"]
+                last = start + 2
+            varied.add("".join([*out, spelling[last:]]))
+    return varied
 
 
 class RowStore(Scoped):
@@ -42,6 +102,45 @@ class RowStore(Scoped):
             values = row[1:]
             result[tuple([values[p] for p in positions])] = (row[0], values)
         return result
+
+    def case_twin_candidates(
+        self, entity: str, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> list[tuple[int, tuple[Any, ...]]]:
+        """Rows that may be case twins of ``keys``: (id, natural key), in one indexed query.
+
+        Every text part is matched by ``lower()`` (its expression index), other parts
+        exactly. The parts are matched each on its own, so a composite key may bring rows
+        that match no key as a whole: the caller compares them.
+        """
+        if not keys:
+            return []
+        sql, params = self.case_twin_query(entity, key, keys)
+        rows = self.dialect.select(self.conn, sql, params)
+        return [(int(r[0]), tuple(r[1:])) for r in rows]
+
+    def case_twin_query(
+        self, entity: str, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The SQL of :meth:`case_twin_candidates` and its parameters (tests read its plan)."""
+        conditions = [f"organization_id = {self.dialect.placeholder}"]
+        params: list[Any] = [self.org_id]
+        for position, column in enumerate(key):
+            values: set[Any] = set()
+            texts = isinstance(keys[0][position], str)
+            for k in keys:
+                values |= lowered_spellings(k[position]) if texts else {k[position]}
+            where, more = self.dialect.key_filter(
+                (f"lower({column})" if texts else column,), [(v,) for v in values]
+            )
+            conditions.append(where)
+            params.extend(more)
+        table = ENTITY_TABLES[entity].name
+        # SQLite's planner, without statistics, prefers the unique key's index for the
+        # organization alone and would scan all its rows: name the index (an error, not a
+        # silent scan, if it could not serve). PostgreSQL chooses it by itself.
+        hint = f" INDEXED BY ix_{table}_folded_key" if self.dialect.name == "sqlite" else ""
+        sql = f"SELECT id, {', '.join(key)} FROM {table}{hint} WHERE {' AND '.join(conditions)}"
+        return sql, tuple(params)
 
     def has_any(self, entity: str) -> bool:
         """Whether the organization has any row of ``entity``."""

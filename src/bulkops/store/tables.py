@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 
 __all__ = ["ENTITY_TABLES", "TENANT_TABLES", "metadata", "natural_key"]
@@ -305,6 +306,25 @@ operation_events = Table(
     Column("created_at", Timestamp, nullable=False),
     Index("ix_operation_events_op", "operation_id", "id"),
     sqlite_autoincrement=True,
+)
+
+# Case twins (keys that differ only by letter case) are looked up by lower() of each text part
+# of the key (migration 0006; see rows.py). Customers' email is stored lower-case: its unique
+# key serves.
+Index("ix_warehouses_folded_key", warehouses.c.organization_id, func.lower(warehouses.c.code))
+Index("ix_products_folded_key", products.c.organization_id, func.lower(products.c.sku))
+Index(
+    "ix_inventory_folded_key",
+    inventory.c.organization_id,
+    func.lower(inventory.c.sku),
+    func.lower(inventory.c.warehouse_code),
+)
+Index(
+    "ix_pricing_folded_key",
+    pricing.c.organization_id,
+    func.lower(pricing.c.sku),
+    func.lower(pricing.c.price_tier),
+    pricing.c.min_quantity,
 )
 
 ENTITY_TABLES: dict[str, Table] = {
