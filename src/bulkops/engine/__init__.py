@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bulkops.engine.accounts import (
+    LOGIN_FAILURE_LIMIT,
+    LOGIN_FAILURE_WINDOW,
+    LoginThrottled,
     Principal,
     authenticate_password,
     authenticate_token,
@@ -12,6 +15,7 @@ from bulkops.engine.accounts import (
     create_token,
     create_user,
     generate_password,
+    log_in,
     resolve_organization,
 )
 from bulkops.engine.export import export_path, run_export
@@ -70,8 +74,11 @@ from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
 
 __all__ = [
+    "LOGIN_FAILURE_LIMIT",
+    "LOGIN_FAILURE_WINDOW",
     "ChunkSender",
     "Context",
+    "LoginThrottled",
     "OperationConfig",
     "Page",
     "Principal",
@@ -101,6 +108,7 @@ __all__ = [
     "list_organizations",
     "listen_for_events",
     "live_token",
+    "log_in",
     "mark_token_used",
     "migrate_schema",
     "open_context",
