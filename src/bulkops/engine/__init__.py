@@ -23,7 +23,9 @@ from bulkops.engine.fanout import ChunkSender, apply_chunk
 from bulkops.engine.leases import expire_dead_leases
 from bulkops.engine.lifecycle import ProgressCallback, process_owner, request_cancel
 from bulkops.engine.operations import (
+    IDEMPOTENCY_KEY_LIFETIME,
     Context,
+    IdempotencyKeyReused,
     OperationConfig,
     create_operation,
     get_operation,
@@ -74,10 +76,12 @@ from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
 
 __all__ = [
+    "IDEMPOTENCY_KEY_LIFETIME",
     "LOGIN_FAILURE_LIMIT",
     "LOGIN_FAILURE_WINDOW",
     "ChunkSender",
     "Context",
+    "IdempotencyKeyReused",
     "LoginThrottled",
     "OperationConfig",
     "Page",
