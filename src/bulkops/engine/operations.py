@@ -261,6 +261,11 @@ def create_operation(
 
     Everything that makes the whole file unusable is raised here (FileRejected and its
     subclasses), before any operation exists.
+
+    With ``idempotency_key``, a live operation that holds the key is returned instead when it
+    was made by the same request (file checksum, type, entity, options), and
+    :class:`IdempotencyKeyReused` is raised when by another; the file is checked and stored
+    first either way, since its checksum is part of the request.
     """
     spec = spec_for(entity_type)
     header: list[str] | None = None
