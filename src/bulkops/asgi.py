@@ -2,6 +2,10 @@
 
 ``bulkops serve`` runs it with uvicorn beside the embedded worker process; any ASGI server
 can run it with ``--factory`` and a small wrapper that passes settings.
+
+Every response (API, dashboard, redirects, errors, static files, event streams) carries
+``X-Content-Type-Options: nosniff`` and a ``Referrer-Policy``, set by :class:`SecurityHeaders`
+around everything else; the dashboard's pages add their Content-Security-Policy themselves.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bulkops import __version__, engine
 from bulkops.api import ApiState, EventHub, RequestLog, include_api
@@ -23,9 +29,48 @@ from bulkops.logs import configure_json_logging
 from bulkops.web import Sessions, WebState, build_templates, include_web
 from bulkops.workers import EmbeddedWorker
 
-__all__ = ["create_app", "serve"]
+__all__ = ["SecurityHeaders", "create_app", "serve"]
 
 log = logging.getLogger("bulkops.asgi")
+
+BASELINE_HEADERS = (
+    ("X-Content-Type-Options", "nosniff"),
+    # Pages of the dashboard name operations and files in their URLs: other sites never see them.
+    ("Referrer-Policy", "same-origin"),
+)
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: adds :data:`BASELINE_HEADERS` to every HTTP response's start.
+
+    It only rewrites the ``http.response.start`` message, so a streamed body (the event
+    streams) passes through message by message, never buffered as BaseHTTPMiddleware would.
+    A header the response already has (the dashboard sets its own) is left as it is.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in BASELINE_HEADERS:
+                    headers.setdefault(name, value)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Application(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's ServerErrorMiddleware too (which add_middleware cannot reach),
+        # so that even an unexpected 500 carries the headers.
+        return SecurityHeaders(super().build_middleware_stack())
 
 
 def create_app(
@@ -71,7 +116,7 @@ def create_app(
                 state.event_hub.stop()
             engine.close_context(ctx)
 
-    app = FastAPI(
+    app = _Application(
         title="bulkops",
         version=__version__,
         summary="Validated, audited, undoable bulk CSV operations on a B2B catalogue.",

@@ -27,7 +27,7 @@ from .deps import Ctx, Editor, State, Viewer
 from .forms import FORM_ALLOWANCE_BYTES, operation_arguments, read_small_form, upload_request_body
 from .models import CancelIn, OperationOut, OperationPage, RollbackIn
 from .pages import page_by_cursor
-from .problems import PROBLEM_JSON
+from .problems import PROBLEM_JSON, problem_response
 from .uploads import read_upload
 
 __all__ = ["OPERATION_RESPONSES", "PROBLEM_CONTENT", "router"]
@@ -91,29 +91,28 @@ async def create_operation(
     """
     ctx = state.ctx
     started = datetime.now(UTC)
+    # A repeated key is answered once the file is stored: its checksum is part of the request
+    # the key must match (engine.create_operation).
     key = idempotency_key.strip() if idempotency_key else None
-    if key:
-        existing = await anyio.to_thread.run_sync(
-            engine.operation_by_idempotency_key, ctx, principal.org_id, key
-        )
-        if existing is not None:
-            return _operation_response(existing, 200)
     content_type = request.headers.get("content-type", "")
     if content_type.lower().startswith("application/x-www-form-urlencoded"):
         # No file: an export (or a request that will be told it needs one).
         fields = await read_small_form(request)
         arguments = operation_arguments(fields, has_file=False)
-        op = await anyio.to_thread.run_sync(
-            partial(
-                engine.create_operation,
-                ctx,
-                principal.org_id,
-                created_by=principal.user_id,
-                idempotency_key=key,
-                executor="worker",
-                **arguments,
+        try:
+            op = await anyio.to_thread.run_sync(
+                partial(
+                    engine.create_operation,
+                    ctx,
+                    principal.org_id,
+                    created_by=principal.user_id,
+                    idempotency_key=key,
+                    executor="worker",
+                    **arguments,
+                )
             )
-        )
+        except engine.IdempotencyKeyReused as exc:
+            return _key_reused(exc)
         return _created(op, principal, key, started)
     if not content_type.lower().startswith("multipart/form-data"):
         raise UnsupportedFile(
@@ -166,8 +165,16 @@ async def create_operation(
         finally:
             upload.discard()
 
-    op = await anyio.to_thread.run_sync(create)
+    try:
+        op = await anyio.to_thread.run_sync(create)
+    except engine.IdempotencyKeyReused as exc:
+        return _key_reused(exc)
     return _created(op, principal, key, started)
+
+
+def _key_reused(exc: engine.IdempotencyKeyReused) -> JSONResponse:
+    """422 naming the first operation, with what differs from its request under ``errors``."""
+    return problem_response(exc.http_status, str(exc), title=exc.title, errors=exc.differences)
 
 
 def _created(

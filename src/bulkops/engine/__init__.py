@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from bulkops.engine.accounts import (
+    LOGIN_FAILURE_LIMIT,
+    LOGIN_FAILURE_WINDOW,
+    LoginThrottled,
     Principal,
     authenticate_password,
     authenticate_token,
@@ -12,6 +15,7 @@ from bulkops.engine.accounts import (
     create_token,
     create_user,
     generate_password,
+    log_in,
     resolve_organization,
     set_password,
 )
@@ -20,7 +24,9 @@ from bulkops.engine.fanout import ChunkSender, apply_chunk
 from bulkops.engine.leases import expire_dead_leases
 from bulkops.engine.lifecycle import ProgressCallback, process_owner, request_cancel
 from bulkops.engine.operations import (
+    IDEMPOTENCY_KEY_LIFETIME,
     Context,
+    IdempotencyKeyReused,
     OperationConfig,
     create_operation,
     get_operation,
@@ -75,9 +81,14 @@ from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
 
 __all__ = [
+    "IDEMPOTENCY_KEY_LIFETIME",
+    "LOGIN_FAILURE_LIMIT",
+    "LOGIN_FAILURE_WINDOW",
     "MIN_ID_PREFIX",
     "ChunkSender",
     "Context",
+    "IdempotencyKeyReused",
+    "LoginThrottled",
     "OperationConfig",
     "Page",
     "Principal",
@@ -108,6 +119,7 @@ __all__ = [
     "list_organizations",
     "listen_for_events",
     "live_token",
+    "log_in",
     "mark_token_used",
     "migrate_schema",
     "missing_database",

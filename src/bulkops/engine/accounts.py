@@ -1,21 +1,30 @@
-"""Organizations, users and API tokens: passwords hashed with Argon2id, tokens with SHA-256."""
+"""Organizations, users and API tokens: passwords hashed with Argon2id, tokens with SHA-256.
+
+Password log-ins are rate-limited per account and per client address (:func:`log_in`): the
+failures live in the database, so every server process counts the same ones.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from bulkops.errors import AuthenticationFailed, NotFound, UsageError
+from bulkops.errors import AuthenticationFailed, BulkopsError, NotFound, UsageError
 from bulkops.model import Role
-from bulkops.store import Store
+from bulkops.store import Store, utcnow
 
 __all__ = [
+    "LOGIN_FAILURE_LIMIT",
+    "LOGIN_FAILURE_WINDOW",
+    "LoginThrottled",
     "Principal",
     "authenticate_password",
     "authenticate_token",
@@ -23,12 +32,39 @@ __all__ = [
     "create_token",
     "create_user",
     "generate_password",
+    "log_in",
     "resolve_organization",
 ]
 
 _hasher = PasswordHasher()
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 TOKEN_PREFIX = "bo_"  # noqa: S105 (a public prefix, not a secret)
+LOGIN_FAILURE_LIMIT = 10
+"""Failed log-ins for one account, or from one client address, that refuse further log-ins
+for as long as that many of them are younger than :data:`LOGIN_FAILURE_WINDOW`."""
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+_MAX_ADDRESS = 64  # the column's width; longer (odd) addresses are cut, still one key each
+
+
+class LoginThrottled(BulkopsError):
+    """Too many failed log-ins for this account or from this address: try again later."""
+
+    http_status = 429
+    exit_code = 2
+    title = "Too many requests"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        wait = _in_words(retry_after_seconds)
+        super().__init__(f"Too many failed attempts. Try again in {wait}.")
+
+
+def _in_words(seconds: int) -> str:
+    """A wait as people say it, rounded up: "45 seconds", "1 minute", "14 minutes"."""
+    if seconds < 60:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +136,48 @@ def authenticate_password(store: Store, email: str, password: str) -> Principal:
     except (VerificationError, InvalidHashError):
         raise failure from None
     return Principal(user["organization_id"], user["id"], user["email"], Role(user["role"]))
+
+
+def _reopens_at(failures: list[datetime]) -> datetime | None:
+    """When a list of failures (oldest first) stops closing the door, or None if it does not.
+
+    The door opens again once fewer than the limit are in the window: when the failure that
+    makes the count reach the limit (the oldest one counted, normally) leaves it.
+    """
+    if len(failures) < LOGIN_FAILURE_LIMIT:
+        return None
+    return failures[len(failures) - LOGIN_FAILURE_LIMIT] + LOGIN_FAILURE_WINDOW
+
+
+def log_in(
+    store: Store,
+    email: str,
+    password: str,
+    client_address: str,
+    *,
+    now: datetime | None = None,
+) -> Principal:
+    """A password log-in under the rate limit (the dashboard's door).
+
+    After :data:`LOGIN_FAILURE_LIMIT` failures in :data:`LOGIN_FAILURE_WINDOW` for the account
+    or from the address, it raises :class:`LoginThrottled` without looking at the password (the
+    right one too: a guesser must learn nothing). A failure is recorded; a success clears the
+    account's failures (not the address's: a guesser's own success must not reset them).
+    """
+    email = email.strip().lower()
+    address = client_address[:_MAX_ADDRESS]
+    moment = now or utcnow()
+    by_account, by_address = store.logins.recent(email, address, moment - LOGIN_FAILURE_WINDOW)
+    reopen = [at for at in (_reopens_at(by_account), _reopens_at(by_address)) if at is not None]
+    if reopen:
+        raise LoginThrottled(max(1, math.ceil((max(reopen) - moment).total_seconds())))
+    try:
+        principal = authenticate_password(store, email, password)
+    except AuthenticationFailed:
+        store.logins.record(email, address, moment)
+        raise
+    store.logins.clear_account(email)
+    return principal
 
 
 def create_token(store: Store, org_id: int, user_id: int, name: str) -> str:

@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -25,11 +25,13 @@ from bulkops.errors import (
 )
 from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
 from bulkops.model import EntityType, Operation, OperationStatus, OperationType
-from bulkops.store import Store, utcnow
+from bulkops.store import Store, Tx, utcnow
 
 __all__ = [
     "COUNTERS",
+    "IDEMPOTENCY_KEY_LIFETIME",
     "Context",
+    "IdempotencyKeyReused",
     "OperationConfig",
     "create_operation",
     "get_operation",
@@ -95,6 +97,68 @@ class OperationConfig(BaseModel):
         delimiter = {"tab": "\t", "\\t": "\t"}.get(self.delimiter or "", self.delimiter)
         return ReadOptions(encoding=self.encoding, delimiter=delimiter)
 
+
+IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
+"""How long an Idempotency-Key names its operation; an older key may be used again."""
+
+
+class IdempotencyKeyReused(UsageError):
+    """An Idempotency-Key sent again with another request (file, type, entity or option)."""
+
+    http_status = 422
+    title = "Idempotency-Key reused"
+
+    def __init__(self, operation_id: str, differences: list[dict[str, Any]]) -> None:
+        self.operation_id = operation_id
+        self.differences = differences
+        super().__init__(
+            f"The Idempotency-Key was used for operation {operation_id} with a different "
+            "request; send this request with a new key."
+        )
+
+
+def _request_parts(
+    file_sha256: str | None,
+    operation_type: OperationType,
+    entity_type: EntityType,
+    config: Mapping[str, Any],
+) -> dict[str, Any]:
+    """What makes two requests the same request (the file's name and the caller do not)."""
+    return {
+        "file_sha256": file_sha256,
+        "operation_type": operation_type.value,
+        "entity_type": entity_type.value,
+        "config": dict(config),
+    }
+
+
+def _fingerprint(parts: Mapping[str, Any]) -> str:
+    # Canonical JSON: sorted keys, no spaces, so equal requests hash equally in any process.
+    return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _differences(first: Operation, parts: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What the new request changes from the first one, one entry per field or option."""
+    try:
+        first_config = OperationConfig.model_validate(first.config).model_dump(mode="json")
+    except ValidationError:  # stored by an older version with other options: compare as is
+        first_config = dict(first.config)
+    before = _request_parts(
+        first.file_sha256, first.operation_type, first.entity_type, first_config
+    )
+    named = {k: v for k, v in before.items() if k != "config"} | before["config"]
+    now = {k: v for k, v in parts.items() if k != "config"} | parts["config"]
+    return [
+        {
+            "code": "idempotency_key_reused",
+            "field": "file" if name == "file_sha256" else name,
+            "message": "another file than the first request's"
+            if name == "file_sha256"
+            else f"{orjson.dumps(named.get(name)).decode()} in the first request",
+        }
+        for name in dict.fromkeys([*named, *now])
+        if named.get(name) != now.get(name)
+    ]
 
 
 
@@ -191,13 +255,13 @@ def create_operation(
 
     Everything that makes the whole file unusable is raised here (FileRejected and its
     subclasses), before any operation exists.
+
+    With ``idempotency_key``, a live operation that holds the key is returned instead when it
+    was made by the same request (file checksum, type, entity, options), and
+    :class:`IdempotencyKeyReused` is raised when by another; the file is checked and stored
+    first either way, since its checksum is part of the request.
     """
     spec = spec_for(entity_type)
-    if idempotency_key:
-        with ctx.store.transaction(org_id) as tx:
-            existing = tx.operations.find_by_idempotency_key(idempotency_key)
-        if existing is not None:
-            return existing
     header: list[str] | None = None
     stored: tuple[Path, int, str, int] | None = None
     if operation_type is not OperationType.EXPORT:
@@ -220,6 +284,13 @@ def create_operation(
                     f"use one of {', '.join(spec.field_names)}."
                 )
     op_id = str(uuid.uuid4())
+    now = utcnow()
+    parts = _request_parts(
+        stored[2] if stored else None,
+        operation_type,
+        entity_type,
+        config.model_dump(mode="json"),
+    )
     values: dict[str, Any] = {
         "id": op_id,
         "operation_type": operation_type.value,
@@ -231,24 +302,52 @@ def create_operation(
         "file_path": str(stored[0]) if stored else None,
         "file_size_bytes": stored[1] if stored else None,
         "file_sha256": stored[2] if stored else None,
-        "created_at": utcnow(),
+        "created_at": now,
         "created_by": created_by,
         "idempotency_key": idempotency_key,
+        "idempotency_fingerprint": _fingerprint(parts) if idempotency_key else None,
         "executor": executor,
         "config": config.model_dump_json(),
         "header": orjson.dumps(header).decode() if header is not None else None,
         "results": "{}",
     }
-    with ctx.store.transaction(org_id, write=True) as tx:
-        if idempotency_key and (existing := tx.operations.find_by_idempotency_key(idempotency_key)):
-            if stored:
-                stored[0].unlink(missing_ok=True)
-            return existing
-        tx.operations.insert(values)
-        tx.events.add(op_id, "status", {"status": OperationStatus.PENDING})
-        created = tx.operations.get(op_id)
+    try:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            if idempotency_key and (first := _first_with_key(tx, idempotency_key, parts, now)):
+                if stored:
+                    stored[0].unlink(missing_ok=True)
+                return first
+            tx.operations.insert(values)
+            tx.events.add(op_id, "status", {"status": OperationStatus.PENDING})
+            created = tx.operations.get(op_id)
+    except IdempotencyKeyReused:
+        if stored:
+            stored[0].unlink(missing_ok=True)
+        raise
     assert created is not None
     return created
+
+
+def _first_with_key(
+    tx: Tx, key: str, parts: Mapping[str, Any], now: datetime
+) -> Operation | None:
+    """The live operation that already holds ``key`` for this same request, if any.
+
+    A key older than :data:`IDEMPOTENCY_KEY_LIFETIME` is released (the key is unique in the
+    organization), and the new request makes a new operation. The same key with another
+    request raises :class:`IdempotencyKeyReused`. An operation made before fingerprints were
+    kept matches any request, as it did then.
+    """
+    entry = tx.operations.idempotency_entry(key)
+    if entry is None:
+        return None
+    first, fingerprint = entry
+    if first.created_at <= now - IDEMPOTENCY_KEY_LIFETIME:
+        tx.operations.release_idempotency_key(first.id)
+        return None
+    if fingerprint is None or fingerprint == _fingerprint(parts):
+        return first
+    raise IdempotencyKeyReused(first.id, _differences(first, parts))
 
 
 def get_operation(ctx: Context, org_id: int, op_id: str) -> Operation:

@@ -1,10 +1,10 @@
 """The store: one SQLAlchemy engine and the transactions the engine package works in.
 
-Everything the engine needs from the database goes through :class:`Store` (accounts, schema,
-connections) and :class:`~bulkops.store.transaction.Tx` (one transaction scoped to one
-organization). What differs between SQLite and PostgreSQL is the :class:`Dialect` chosen
-here, once. Driver exceptions become :class:`bulkops.errors.StoreError` at this boundary
-(``errors.translate``).
+Everything the engine needs from the database goes through :class:`Store` (accounts, log-in
+failures, schema, connections) and :class:`~bulkops.store.transaction.Tx` (one transaction
+scoped to one organization). What differs between SQLite and PostgreSQL is the
+:class:`Dialect` chosen here, once. Driver exceptions become
+:class:`bulkops.errors.StoreError` at this boundary (``errors.translate``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from bulkops.store.accounts import AccountStore
 from bulkops.store.dialects import Dialect, dialect_for
 from bulkops.store.errors import translate
+from bulkops.store.logins import LoginFailureStore
 from bulkops.store.transaction import Tx
 from bulkops.store.waiters import EventWaiter
 
@@ -48,6 +49,7 @@ class Store:
         self._pinned = threading.local()  # see pinned()
         self.engine: Engine = self.dialect.create_engine(url, echo=echo)
         self.accounts = AccountStore(self.system, self.dialect)
+        self.logins = LoginFailureStore(self.system)
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -71,6 +71,21 @@ class OperationStore(Scoped):
         ).first()
         return self.get(row.id) if row else None
 
+    def idempotency_entry(self, key: str) -> tuple[Operation, str | None] | None:
+        """The operation holding ``key`` and the fingerprint of the request that made it."""
+        row = self.conn.execute(
+            select(operations).where(
+                operations.c.idempotency_key == key, operations.c.organization_id == self.org_id
+            )
+        ).first()
+        if row is None:
+            return None
+        return _operation(row._mapping), row.idempotency_fingerprint
+
+    def release_idempotency_key(self, op_id: str) -> None:
+        """Forget an expired key, so that a new operation may hold it (the key is unique)."""
+        self.update(op_id, {"idempotency_key": None, "idempotency_fingerprint": None})
+
     def update(self, op_id: str, values: Mapping[str, Any]) -> None:
         self.conn.execute(
             update(operations)

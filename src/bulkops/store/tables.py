@@ -202,6 +202,9 @@ operations = Table(
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires_at", Float, nullable=True),
     Column("idempotency_key", String(255), nullable=True),
+    # SHA-256 of the request the key was first used with (file, type, entity, options): the
+    # same key with another request is refused. NULL before migration 0006 (and without a key).
+    Column("idempotency_fingerprint", String(64), nullable=True),
     # Who runs it: "inline" (the command that created it, e.g. the CLI) or "worker" (the
     # service's workers pick it up).
     Column("executor", String(16), nullable=False, server_default="inline"),
@@ -325,6 +328,21 @@ Index(
     func.lower(pricing.c.sku),
     func.lower(pricing.c.price_tier),
     pricing.c.min_quantity,
+)
+
+# Failed password log-ins of the last minutes, for the log-in rate limit (per account and per
+# client address). Not a tenant table: the organization is not known before the log-in.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("email", String(254), nullable=False),  # normalised: trimmed, lower-case
+    Column("client_address", String(64), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Index("ix_login_failures_email", "email", "at"),
+    Index("ix_login_failures_client", "client_address", "at"),
+    Index("ix_login_failures_at", "at"),
+    sqlite_autoincrement=True,
 )
 
 ENTITY_TABLES: dict[str, Table] = {

@@ -207,10 +207,18 @@ async def login(request: Request) -> Response:
             status=403,
         )
     web = _web(request)
+    # The address the server saw (uvicorn puts a trusted proxy's X-Forwarded-For there).
+    address = request.client.host if request.client else "unknown"
     try:
         principal = await anyio.to_thread.run_sync(
-            engine.authenticate_password, web.ctx.store, email, password
+            engine.log_in, web.ctx.store, email, password, address
         )
+    except engine.LoginThrottled as exc:
+        response = _login_page(
+            request, error=str(exc), next_path=next_path, email=email, status=429
+        )
+        response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
     except AuthenticationFailed:
         return _login_page(
             request,
