@@ -49,7 +49,8 @@ def fail(exc: BulkopsError) -> NoReturn:
         )
         for problem in exc.problems:
             where = f" (line {problem.line})" if problem.line else ""
-            err.print(f"  - {problem.message}{where}", markup=False)
+            hint = f" Give it with --{problem.hint_field.replace('_', '-')}." if problem.hint_field else ""
+            err.print(f"  - {problem.message}{hint}{where}", markup=False)
     else:
         err.print(f"Error: {exc}", markup=False)
     raise typer.Exit(exc.exit_code)
