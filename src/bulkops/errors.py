@@ -78,6 +78,8 @@ class FileProblem:
     column: str | None = None
     line: int | None = None
     suggestion: str | None = field(default=None)
+    # The option that settles it (``"delimiter"``); each door names it its way (--delimiter).
+    hint_field: str | None = None
 
 
 class FileRejected(BulkopsError):

@@ -611,14 +611,16 @@ def test_templates_entities_health_and_docs(api: Api) -> None:
     schema = httpx.get(f"{api.url}/openapi.json").json()
     assert "/api/v1/operations/{operation_id}/events" in schema["paths"]
     # The upload form is described from OperationConfig: its limits, not a second copy.
-    form = schema["paths"]["/api/v1/operations"]["post"]["requestBody"]["content"][
-        "multipart/form-data"
-    ]["schema"]
+    body = schema["paths"]["/api/v1/operations"]["post"]["requestBody"]["content"]
+    form, export_form = body["multipart/form-data"]["schema"]["oneOf"]
     config = engine.OperationConfig.model_json_schema()["properties"]
-    assert form["properties"]["chunk_size"]["maximum"] == config["chunk_size"]["maximum"]
+    chunk_size = form["properties"]["chunk_size"]["anyOf"][0]
+    assert chunk_size["maximum"] == config["chunk_size"]["maximum"]
     assert form["properties"]["file"]["format"] == "binary"
-    assert form["properties"]["operation_type"]["enum"] == [t.value for t in OperationType]
-    assert set(form["required"]) == {"operation_type", "entity_type"}
+    assert form["properties"]["operation_type"]["enum"] == ["import", "update", "delete"]
+    assert set(form["required"]) == {"operation_type", "entity_type", "file"}
+    assert export_form == body["application/x-www-form-urlencoded"]["schema"]
+    assert "file" not in export_form["properties"]
     problem(client.get("/api/v1/no-such-thing"), 404)
 
 

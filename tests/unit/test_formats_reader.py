@@ -170,7 +170,6 @@ def test_unknown_encoding_is_a_usage_error(tmp_path: Path) -> None:
         ("sku\tname\tprice\nA\tb;c\t1\n", "\t"),
         ("sku|name|price\nA|b|1\n", "|"),
         ('"a;b",c,d\nA,b,1\n', ","),
-        ("a;b,c\n1;2,3\n", ","),  # a tie goes to the comma
         ("sku\nA\n", ","),
     ],
 )
@@ -395,3 +394,62 @@ def test_nul_character_after_the_sniffed_head_is_a_row_error(tmp_path: Path) -> 
     assert bad.error is not None
     assert 'NUL character in column 2 ("name")' in bad.error
     assert records[-1] == RawRecord(row=20_003, line=20_003, values=["C", "c"])
+
+
+# -- values over the field-size limit and ambiguous delimiters --------------------------------
+
+
+def test_value_over_the_csv_limit_names_column_limit_and_size_without_a_quote(
+    tmp_path: Path,
+) -> None:
+    content = f"sku,name,price\nA,{'x' * 500},1\nB,b,2\n"
+    _, records = read_all(write(tmp_path, content), limits=ReadLimits(max_field_bytes=100))
+    error = records[0].error
+    assert error is not None
+    assert 'the value in column 2 ("name") is 500 characters long; the limit is 100' in error
+    assert "quote" not in error
+    assert records[1].values == ["B", "b", "2"] and records[1].error is None
+
+
+def test_quoted_value_over_the_csv_limit_says_it_is_quoted(tmp_path: Path) -> None:
+    content = f'sku,name,price\nA,"{"x" * 500}",1\n'
+    _, records = read_all(write(tmp_path, content), limits=ReadLimits(max_field_bytes=100))
+    error = records[0].error
+    assert error is not None
+    assert 'column 2 ("name") is 500 characters long; the limit is 100' in error
+    assert "quotes are closed" in error
+
+
+def test_value_just_over_the_limit_without_a_quote_suspects_no_quote(tmp_path: Path) -> None:
+    content = f"sku,name\nA,{'x' * 21}\n"
+    _, records = read_all(write(tmp_path, content), limits=ReadLimits(max_field_bytes=20))
+    error = records[0].error
+    assert error is not None
+    assert 'column 2 ("name") is 21 characters long; the limit is 20. Shorten it.' in error
+    assert "quote" not in error
+
+
+def test_a_line_without_a_line_break_over_the_limit(tmp_path: Path) -> None:
+    content = "sku,name\nA," + "y" * 5000
+    _, records = read_all(write(tmp_path, content), limits=ReadLimits(max_field_bytes=1000))
+    error = records[0].error
+    assert error is not None
+    assert 'column 2 ("name") is 5,000 characters long; the limit is 1,000' in error
+    assert "quote" not in error
+
+
+def test_a_tie_between_delimiters_names_both(tmp_path: Path) -> None:
+    error = rejected(write(tmp_path, "sku,name;price\nA,b;1\n"))
+    problem = error.problems[0]
+    assert problem.code == "ambiguous_delimiter"
+    assert '"," as ";" (1 each)' in problem.message
+    assert problem.hint_field == "delimiter"
+    _, records = read_all(
+        write(tmp_path, "sku,name;price\nA,b;1\n"), options=ReadOptions(delimiter=";")
+    )
+    assert records[0].values == ["A,b", "1"]
+
+
+def test_a_clear_majority_is_no_tie(tmp_path: Path) -> None:
+    header, _ = read_all(write(tmp_path, "sku;name;price,x\nA;b;1,2\n"))
+    assert header == ["sku", "name", "price,x"]

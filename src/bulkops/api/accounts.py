@@ -21,17 +21,13 @@ from .models import (
     UserIn,
     UserPage,
 )
-from .problems import PROBLEM_JSON
+from .problems import problem_responses
 
 __all__ = ["router"]
 
 log = logging.getLogger("bulkops.api.accounts")
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
-_problem: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-_ADMIN: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or a bad token", **_problem},
-    403: {"description": "Not an admin", **_problem},
-}
+_NOT_ADMIN = "Not an admin (or a session without its CSRF token)"
 
 
 def _aware(value: Any) -> Any:
@@ -50,7 +46,7 @@ def _token_out(token: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/me", response_model=MeOut, summary="The caller", responses=_ADMIN)
+@router.get("/me", response_model=MeOut, summary="The caller", responses=problem_responses(401))
 def me(principal: Viewer) -> dict[str, Any]:
     return {
         "user_id": principal.user_id,
@@ -61,7 +57,10 @@ def me(principal: Viewer) -> dict[str, Any]:
 
 
 @router.get(
-    "/users", response_model=UserPage, summary="Users of your organization", responses=_ADMIN
+    "/users",
+    response_model=UserPage,
+    summary="Users of your organization",
+    responses=problem_responses(401, 403, s403=_NOT_ADMIN),
 )
 def list_users(principal: Admin, state: State) -> dict[str, Any]:
     users = engine.organization_users(state.ctx, principal.org_id)
@@ -73,7 +72,16 @@ def list_users(principal: Admin, state: State) -> dict[str, Any]:
     response_model=UserCreatedOut,
     status_code=201,
     summary="Create a user (admin)",
-    responses={**_ADMIN, 409: {"description": "The email is taken", **_problem}},
+    responses=problem_responses(
+        400,
+        401,
+        403,
+        409,
+        422,
+        s400="A body that cannot be read, an email without @ or a short password",
+        s403=_NOT_ADMIN,
+        s409="The email is taken",
+    ),
 )
 def create_user(body: UserIn, principal: Admin, state: State) -> dict[str, Any]:
     """Without ``password`` one is generated and returned once."""
@@ -94,7 +102,10 @@ def create_user(body: UserIn, principal: Admin, state: State) -> dict[str, Any]:
 
 
 @router.get(
-    "/tokens", response_model=TokenPage, summary="API tokens of your organization", responses=_ADMIN
+    "/tokens",
+    response_model=TokenPage,
+    summary="API tokens of your organization",
+    responses=problem_responses(401, 403, s403=_NOT_ADMIN),
 )
 def list_tokens(principal: Admin, state: State) -> dict[str, Any]:
     tokens = engine.organization_tokens(state.ctx, principal.org_id)
@@ -106,7 +117,9 @@ def list_tokens(principal: Admin, state: State) -> dict[str, Any]:
     response_model=TokenCreatedOut,
     status_code=201,
     summary="Create an API token (admin); shown once",
-    responses={**_ADMIN, 404: {"description": "No such user", **_problem}},
+    responses=problem_responses(
+        400, 401, 403, 404, 422, s403=_NOT_ADMIN, s404="No such user"
+    ),
 )
 def create_token(body: TokenIn, principal: Admin, state: State) -> dict[str, Any]:
     user_id = body.user_id if body.user_id is not None else principal.user_id
@@ -137,7 +150,7 @@ def create_token(body: TokenIn, principal: Admin, state: State) -> dict[str, Any
     status_code=204,
     summary="Revoke an API token (admin)",
     response_class=Response,
-    responses={**_ADMIN, 404: {"description": "No such token", **_problem}},
+    responses=problem_responses(401, 403, 404, 422, s403=_NOT_ADMIN, s404="No such token"),
 )
 def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=2**62)], principal: Admin, state: State

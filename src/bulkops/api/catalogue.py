@@ -14,21 +14,19 @@ from bulkops.model import EntityType
 from .deps import Ctx, Viewer
 from .models import EntityPage
 from .pages import int_position, page_by_cursor
-from .problems import PROBLEM_JSON, InvalidParameters
+from .params import Cursor
+from .problems import InvalidParameters, problem_responses
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["catalogue"])
-_401: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or a bad token", "content": {PROBLEM_JSON: {}}}
-}
 
 
 @router.get(
     "/templates/{entity}",
     summary="CSV template: the header and one example row",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}, **_401},
+    responses={200: {"content": {"text/csv": {}}}, **problem_responses(401, 422)},
 )
 def template(entity: EntityType, _principal: Viewer) -> Response:
     buffer = io.StringIO(newline="")
@@ -41,7 +39,10 @@ def template(entity: EntityType, _principal: Viewer) -> Response:
 
 
 @router.get(
-    "/entities/{entity}", response_model=EntityPage, summary="Rows of an entity", responses=_401
+    "/entities/{entity}",
+    response_model=EntityPage,
+    summary="Rows of an entity",
+    responses=problem_responses(401, 422),
 )
 def entity_rows(
     entity: EntityType,
@@ -49,7 +50,7 @@ def entity_rows(
     principal: Viewer,
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Ordered by id. Filter by the entity's key columns as query parameters, e.g.
     ``/entities/inventory?warehouse_code=WH-01`` or ``/entities/products?sku=A-1``."""

@@ -30,7 +30,7 @@ from bulkops.errors import StoreError
 from bulkops.model import Operation
 
 from .deps import State, Viewer
-from .problems import PROBLEM_JSON
+from .problems import problem_responses
 
 __all__ = ["EventHub", "router"]
 
@@ -131,8 +131,7 @@ def _last_event_id(value: str | None) -> int | None:
             "content": {"text/event-stream": {}},
             "description": "progress, rollback-progress, status and done events",
         },
-        401: {"description": "No or a bad token", "content": {PROBLEM_JSON: {}}},
-        404: {"description": "No such operation", "content": {PROBLEM_JSON: {}}},
+        **problem_responses(401, 404, 422),
     },
 )
 async def operation_events(

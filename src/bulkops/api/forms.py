@@ -55,6 +55,13 @@ _BOOLEANS = {
     "no": False,
     "off": False,
 }
+# The yes/no words, any letter case, as the document describes them (a JSON Schema pattern
+# has no case-insensitive flag).
+_YES_NO_PATTERN = (
+    r"^\s*("
+    + "|".join("".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in w) for w in _BOOLEANS)
+    + r")\s*$"
+)
 _DELIMITERS = (",", ";", "|", "tab", "\t", "\\t")
 _JSON_TEXTS_MESSAGE = 'must be a JSON object of texts, e.g. {"Artikel": "sku"}.'
 
@@ -106,12 +113,28 @@ def _lower(text: Any) -> Any:
 
 # How a form's text reads into each type of OperationConfig field.
 _FORM_TEXT: dict[Any, Any] = {
-    bool: Annotated[bool, BeforeValidator(_read_yes_no)],
+    bool: Annotated[
+        bool,
+        BeforeValidator(_read_yes_no),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": _YES_NO_PATTERN,
+                "description": "true or false (also yes/no, on/off, 1/0, any letter case)",
+            }
+        ),
+    ],
     int: Annotated[int, BeforeValidator(_read_whole_number)],
     dict[str, str]: Annotated[
         dict[str, str],
         BeforeValidator(_read_json_texts),
-        WithJsonSchema({"type": "string", "contentMediaType": "application/json"}),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "contentMediaType": "application/json",
+                "contentSchema": {"type": "object", "additionalProperties": {"type": "string"}},
+            }
+        ),
     ],
 }
 _FORM_ONLY: dict[str, Any] = {
@@ -235,14 +258,54 @@ def _inline(node: Any, definitions: dict[str, Any]) -> Any:
     }
 
 
+_BLANK = {"type": "string", "pattern": r"^\s*$"}
+
+
+def _or_blank(field: dict[str, Any]) -> dict[str, Any]:
+    """An optional field sent blank is one not sent (HTML forms send every input)."""
+    described = {k: v for k, v in field.items() if k in ("description", "default")}
+    rest = {k: v for k, v in field.items() if k not in described}
+    return {"anyOf": [rest, _BLANK], **described}
+
+
+def _form_schema(
+    schema: dict[str, Any], operation_types: list[str], *, leave_out: str, require: str | None
+) -> dict[str, Any]:
+    """The form for some operation types: their ``operation_type`` values, without the field
+    they refuse (``leave_out``), ``require`` among the required fields."""
+    form = copy.deepcopy(schema)
+    form["properties"]["operation_type"]["enum"] = operation_types
+    del form["properties"][leave_out]
+    for name, field in form["properties"].items():
+        free_text = field.get("type") == "string" and not {"pattern", "enum"} & field.keys()
+        if name not in form["required"] and name != "file" and not free_text:
+            form["properties"][name] = _or_blank(field)
+    if require is not None:
+        form["required"] = [*form["required"], require]
+    return form
+
+
 def upload_request_body() -> dict[str, Any]:
-    """The ``openapi_extra`` of the start route: the multipart form, from :data:`UploadForm`."""
+    """The ``openapi_extra`` of the start route, from :data:`UploadForm`: an import, update or
+    delete is multipart with its ``file``; an export is a form without one (URL-encoded, or
+    multipart as well)."""
     schema = UploadForm.model_json_schema()
     inlined = _inline(schema, schema.get("$defs", {}))
+    writes = [t.value for t in OperationType if t is not OperationType.EXPORT]
+    file_form = _form_schema(inlined, writes, leave_out="filters", require="file")
+    file_form["description"] = "Import, update or delete: the file and its options."
+    file_form["properties"]["file"]["description"] = "The CSV/TSV file."
+    export_form = _form_schema(
+        inlined, [OperationType.EXPORT.value], leave_out="file", require=None
+    )
+    export_form["description"] = "Export: what to write (no file)."
     return {
         "requestBody": {
             "required": True,
-            "content": {"multipart/form-data": {"schema": inlined}},
+            "content": {
+                "multipart/form-data": {"schema": {"oneOf": [file_form, export_form]}},
+                "application/x-www-form-urlencoded": {"schema": export_form},
+            },
         }
     }
 

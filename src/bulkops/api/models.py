@@ -1,13 +1,17 @@
-"""The JSON the API accepts and returns (separate in and out models, snake_case)."""
+"""The JSON the API accepts and returns (separate in and out models, snake_case).
+
+Bodies are read strictly: a boolean is ``true`` or ``false`` and a whole number is a JSON
+integer, never ``0``, ``"yes"`` or ``"5"`` (the document says boolean and integer).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from bulkops.model import Role
+from bulkops.model import Outcome, Role
 
 __all__ = [
     "CancelIn",
@@ -43,6 +47,10 @@ class OperationOut(BaseModel):
     operation_type: str
     entity_type: str
     status: str
+    outcome: Outcome | None = Field(
+        description="How it went: succeeded, completed_with_errors, checked (a completed dry "
+        "run), failed, cancelled or rolled_back; null while it runs."
+    )
     file_name: str | None
     file_size_bytes: int | None
     file_sha256: str | None
@@ -76,13 +84,15 @@ class OperationPage(BaseModel):
 
 
 class CancelIn(_In):
-    rollback: bool = Field(
+    rollback: StrictBool = Field(
         default=False, description="Roll back what was applied, at once, after stopping."
     )
 
 
 class RollbackIn(_In):
-    force: bool = Field(default=False, description="Overwrite rows changed since the operation.")
+    force: StrictBool = Field(
+        default=False, description="Overwrite rows changed since the operation."
+    )
 
 
 class ErrorRowOut(BaseModel):
@@ -134,7 +144,12 @@ class MeOut(BaseModel):
 
 
 class UserIn(_In):
-    email: str = Field(min_length=3, max_length=254)
+    email: str = Field(
+        min_length=3,
+        max_length=254,
+        # Documents the service's own check (400 without an @), which stays where it is.
+        json_schema_extra={"pattern": "@"},
+    )
     role: Role = Role.EDITOR
     password: str | None = Field(
         default=None,
@@ -162,10 +177,12 @@ class UserPage(BaseModel):
 
 class TokenIn(_In):
     name: str = Field(default="api", min_length=1, max_length=100)
-    user_id: int | None = Field(
+    user_id: StrictInt | None = Field(
         default=None,
         ge=1,
-        le=2**62,
+        # The largest integer a JSON number holds exactly: above it a client's 2**62 + 95
+        # and 2**62 are one double, so no limit there could be told truthfully.
+        le=2**53 - 1,
         description="Whose token (a user of your organization); default: yours.",
     )
 

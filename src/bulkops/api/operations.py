@@ -27,21 +27,14 @@ from .deps import Ctx, Editor, State, Viewer
 from .forms import FORM_ALLOWANCE_BYTES, operation_arguments, read_small_form, upload_request_body
 from .models import CancelIn, OperationOut, OperationPage, RollbackIn
 from .pages import page_by_cursor
-from .problems import PROBLEM_JSON, problem_response
+from .params import Cursor, Timestamp
+from .problems import problem_response, problem_responses
 from .uploads import read_upload
 
-__all__ = ["OPERATION_RESPONSES", "PROBLEM_CONTENT", "router"]
+__all__ = ["router"]
 
 log = logging.getLogger("bulkops.api.operations")
 router = APIRouter(prefix="/api/v1", tags=["operations"])
-
-PROBLEM_CONTENT: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-"""An error answer's body in OpenAPI ``responses``: problem+json."""
-OPERATION_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "No or a bad token", **PROBLEM_CONTENT},
-    404: {"description": "No such operation in your organization", **PROBLEM_CONTENT},
-}
-"""The error answers of every route of one operation."""
 
 
 def _view(op: Operation) -> dict[str, Any]:
@@ -70,11 +63,18 @@ def _operation_response(op: Operation, status_code: int) -> JSONResponse:
             "description": "A repeated Idempotency-Key: the first operation",
             "model": OperationOut,
         },
-        401: OPERATION_RESPONSES[401],
-        403: {"description": "Your role may not start operations", **PROBLEM_CONTENT},
-        413: {"description": "The file is over the size limit", **PROBLEM_CONTENT},
-        415: {"description": "Not CSV text (binary, workbook, PDF, image)", **PROBLEM_CONTENT},
-        422: {"description": "Bad header or parameters (every problem listed)", **PROBLEM_CONTENT},
+        **problem_responses(
+            400,
+            401,
+            403,
+            413,
+            415,
+            422,
+            s400="Options the service refuses",
+            s403="Your role may not start operations",
+            s415="Not CSV text (binary, workbook, PDF, image), or not a form",
+            s422="Bad header or parameters (every problem listed)",
+        ),
     },
 )
 async def create_operation(
@@ -209,7 +209,7 @@ def _aware(value: datetime | None) -> datetime | None:
     "/operations",
     response_model=OperationPage,
     summary="List operations",
-    responses={401: OPERATION_RESPONSES[401]},
+    responses=problem_responses(401, 422),
 )
 def list_operations(
     principal: Viewer,
@@ -218,11 +218,11 @@ def list_operations(
     operation_type: Annotated[list[OperationType] | None, Query()] = None,
     entity_type: Annotated[list[EntityType] | None, Query()] = None,
     created_by: Annotated[int | None, Query(ge=0, le=2**62)] = None,
-    created_after: Annotated[datetime | None, Query()] = None,
-    created_before: Annotated[datetime | None, Query()] = None,
+    created_after: Timestamp = None,
+    created_before: Timestamp = None,
     q: Annotated[str | None, Query(max_length=255, description="file name or id")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """Newest first. Filters repeat (``status=failed&status=cancelled``); pages by cursor."""
     rows, next_cursor = page_by_cursor(
@@ -260,7 +260,7 @@ def _read_position(value: Any) -> tuple[datetime, str]:
     "/operations/{operation_id}",
     response_model=OperationOut,
     summary="One operation",
-    responses=OPERATION_RESPONSES,
+    responses=problem_responses(401, 404),
 )
 def get_operation(operation_id: str, principal: Viewer, ctx: Ctx) -> dict[str, Any]:
     return _view(engine.get_operation(ctx, principal.org_id, operation_id))
@@ -274,11 +274,7 @@ def get_operation(operation_id: str, principal: Viewer, ctx: Ctx) -> dict[str, A
     status_code=202,
     response_model=OperationOut,
     summary="Stop an operation within one chunk",
-    responses={
-        **OPERATION_RESPONSES,
-        403: {"description": "Viewer", **PROBLEM_CONTENT},
-        409: {"description": "The operation has ended", **PROBLEM_CONTENT},
-    },
+    responses=problem_responses(400, 401, 403, 404, 409, 422, s409="The operation has ended"),
 )
 def cancel(
     operation_id: str, principal: Editor, ctx: Ctx, body: CancelIn | None = None
@@ -306,11 +302,9 @@ def cancel(
     status_code=202,
     response_model=OperationOut,
     summary="Undo an ended operation",
-    responses={
-        **OPERATION_RESPONSES,
-        403: {"description": "Viewer", **PROBLEM_CONTENT},
-        409: {"description": "Cannot be rolled back now", **PROBLEM_CONTENT},
-    },
+    responses=problem_responses(
+        400, 401, 403, 404, 409, 422, s409="Cannot be rolled back now"
+    ),
 )
 def rollback(
     operation_id: str, principal: Editor, ctx: Ctx, body: RollbackIn | None = None

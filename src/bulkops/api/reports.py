@@ -21,8 +21,9 @@ from bulkops.model import OperationStatus, OperationType
 
 from .deps import Ctx, Viewer
 from .models import ErrorPage, ErrorRowOut, RecordOut, RecordPage
-from .operations import OPERATION_RESPONSES, PROBLEM_CONTENT
 from .pages import int_position, page_by_cursor
+from .params import Cursor
+from .problems import problem_responses
 
 __all__ = ["router"]
 
@@ -57,7 +58,10 @@ def _csv_file_response(path: Path, download_name: str) -> FileResponse:
     "/operations/{operation_id}/errors",
     summary="The error report (CSV, or JSON pages with Accept: application/json)",
     response_model=ErrorPage,
-    responses={**OPERATION_RESPONSES, 200: {"content": {"text/csv": {}, "application/json": {}}}},
+    responses={
+        200: {"content": {"text/csv": {}, "application/json": {}}},
+        **problem_responses(401, 404, 422),
+    },
 )
 def get_errors(
     operation_id: str,
@@ -65,7 +69,7 @@ def get_errors(
     principal: Viewer,
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
 ) -> Any:
     """CSV: ``_row, _line, _errors`` then the original columns, fixable and re-importable."""
     op = engine.get_operation(ctx, principal.org_id, operation_id)
@@ -103,7 +107,7 @@ def get_errors(
     "/operations/{operation_id}/records",
     response_model=RecordPage,
     summary="Audit records (before and after images)",
-    responses=OPERATION_RESPONSES,
+    responses=problem_responses(401, 404, 422),
 )
 def get_records(
     operation_id: str,
@@ -111,7 +115,7 @@ def get_records(
     ctx: Ctx,
     status: Annotated[str | None, Query(pattern="^(applied|rolled_back|conflict)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Cursor = None,
 ) -> dict[str, Any]:
     """In the order they were written; ``status`` filters applied, rolled_back or conflict."""
     engine.get_operation(ctx, principal.org_id, operation_id)
@@ -145,9 +149,8 @@ def get_records(
     summary="The CSV of an export operation",
     response_class=FileResponse,
     responses={
-        **OPERATION_RESPONSES,
         200: {"content": {"text/csv": {}}},
-        409: {"description": "Not a completed export", **PROBLEM_CONTENT},
+        **problem_responses(401, 404, 409, s409="Not a completed export"),
     },
 )
 def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
@@ -168,7 +171,7 @@ def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
     "/operations/{operation_id}/conflicts",
     summary="The rows a rollback left alone (CSV)",
     response_class=FileResponse,
-    responses={**OPERATION_RESPONSES, 200: {"content": {"text/csv": {}}}},
+    responses={200: {"content": {"text/csv": {}}}, **problem_responses(401, 404)},
 )
 def get_conflicts(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
     op = engine.get_operation(ctx, principal.org_id, operation_id)

@@ -62,7 +62,10 @@ def fail(exc: BulkopsError) -> NoReturn:
         )
         for problem in exc.problems:
             where = f" (line {problem.line})" if problem.line else ""
-            err.print(f"  - {problem.message}{where}", markup=False)
+            hint = ""
+            if problem.hint_field:  # the option that settles it, by its flag
+                hint = f" Give it with --{problem.hint_field.replace('_', '-')}."
+            err.print(f"  - {problem.message}{hint}{where}", markup=False)
     else:
         err.print(f"Error: {exc}", markup=False)
     raise typer.Exit(exc.exit_code)

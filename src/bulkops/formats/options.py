@@ -15,8 +15,8 @@ Choices, so that callers know what to expect:
 * **Undecodable bytes** are kept as escape characters (lone surrogates) while decoding, with
   the error handler :func:`decoding_errors` names, so the reader can report them per record.
 * **Delimiter.** Given, or detected on the header line: the most frequent of ``,`` ``;`` tab
-  ``|`` outside double quotes; ties (and none at all) go to the earlier in that order, so
-  ``,`` wins.
+  ``|`` outside double quotes; none at all means ``,``. A tie (as many ``,`` as ``;``) is
+  not guessed: the reader rejects the file naming both (:func:`tied_delimiters`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ __all__ = [
     "delimiter_name",
     "detect_delimiter",
     "encoding_label",
+    "tied_delimiters",
 ]
 
 
@@ -104,6 +105,18 @@ def detect_delimiter(header_line: str) -> str:
         if count > best_count:
             best, best_count = candidate, count
     return best
+
+
+def tied_delimiters(header_line: str) -> tuple[str, str, int] | None:
+    """The two most frequent delimiters outside double quotes when they are as frequent (and
+    present): then the header alone cannot tell which one separates it."""
+    outside_quotes = "".join(header_line.split('"')[0::2]) if '"' in header_line else header_line
+    counts = sorted(
+        ((outside_quotes.count(d), i, d) for i, d in enumerate(_DELIMITERS)),
+        key=lambda item: (-item[0], item[1]),
+    )
+    (top, _, first), (runner_up, _, second) = counts[0], counts[1]
+    return (first, second, top) if top > 0 and top == runner_up else None
 
 
 def check_delimiter(delimiter: str) -> str:

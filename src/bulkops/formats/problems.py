@@ -13,6 +13,7 @@ from bulkops.errors import FileProblem, FileRejected, FileTooLarge
 from bulkops.formats.options import ReadLimits, delimiter_name
 
 __all__ = [
+    "ambiguous_delimiter",
     "broken_record_message",
     "column_name",
     "empty_file",
@@ -151,6 +152,23 @@ def too_many_columns(count: int, max_columns: int, delimiter: str) -> FileReject
     )
 
 
+def ambiguous_delimiter(first: str, second: str, count: int) -> FileRejected:
+    """The header has as many of two delimiters, so which one separates it is a guess."""
+    return FileRejected(
+        FileProblem(
+            code="ambiguous_delimiter",
+            message=(
+                f"The header (line 1) has as many {delimiter_name(first)} as "
+                f"{delimiter_name(second)} ({count} each), so the delimiter cannot be told "
+                "from it."
+            ),
+            line=1,
+            suggestion=f"Give the delimiter: {delimiter_name(first)} or {delimiter_name(second)}.",
+            hint_field="delimiter",
+        )
+    )
+
+
 def too_many_rows(max_rows: int, row_no: int, line: int) -> FileRejected:
     return FileRejected(
         FileProblem(
@@ -184,11 +202,18 @@ def nul_value_message(at: str, column: str) -> str:
     )
 
 
-def value_too_long_message(at: str, column: str, length: int, max_field: int) -> str:
+def value_too_long_message(
+    at: str, column: str, length: int, max_field: int, *, quoted: bool
+) -> str:
+    """A value over the field-size limit; a quote is suspected only where there is one."""
+    fix = (
+        "Shorten it, or check that its quotes are closed where the value ends."
+        if quoted
+        else "Shorten it."
+    )
     return (
-        f"{at}: the value in {column} is {length:,} "
-        f"characters long; the limit is {max_field:,}. Shorten it, or check "
-        "for a quote that is never closed and joins several values."
+        f"{at}: the value in {column} is {length:,} characters long; "
+        f"the limit is {max_field:,}. {fix}"
     )
 
 

@@ -9,7 +9,8 @@ never exceptions, and never swallow the records after it.
 Choices, so that callers know what to expect:
 
 * **Encoding and delimiter** are given in :class:`ReadOptions` or settled from the file as
-  :mod:`bulkops.formats.options` describes (a byte-order mark wins; ``,`` wins ties).
+  :mod:`bulkops.formats.options` describes (a byte-order mark wins; a tie between two
+  delimiters in the header is rejected, code ``"ambiguous_delimiter"``).
 * **Undecodable bytes** are kept as escape characters while reading, so one bad byte costs
   one record: the record gets an error naming the byte and the column, its values carry
   U+FFFD in place of the bad bytes, and reading continues. In the header they reject the file
@@ -67,6 +68,7 @@ from bulkops.formats.options import (
     decoding_errors,
     detect_delimiter,
     encoding_label,
+    tied_delimiters,
 )
 from bulkops.formats.sniff import SNIFF_BYTES, sniff_content
 from bulkops.formats.writer import unneutralise as _unneutralise_value
@@ -157,6 +159,8 @@ class CsvFile:
         first_line = next(self._lines, None)
         if first_line is None:
             raise problems.empty_file()
+        if delimiter is None and (tie := tied_delimiters(first_line)) is not None:
+            raise problems.ambiguous_delimiter(*tie)
         self.delimiter = delimiter if delimiter is not None else detect_delimiter(first_line)
         self._dialect: dict[str, Any] = {
             "delimiter": self.delimiter,
@@ -288,6 +292,7 @@ class CsvFile:
                             yield make_record(row_no, line, row)
                             continue
                         joined = "".join(row)
+                        quoted = '"' in text
                     elif pending[-1] == _END_OF_INPUT:
                         broken = "end_of_file"
                         break
@@ -299,12 +304,13 @@ class CsvFile:
                         line_no += len(pending)
                         pending.clear()
                         joined = "".join(row)
+                        quoted = True  # a record over several lines has a quoted value
                     if not joined or joined.isspace():
                         row_ceiling += 1
                         continue
                     if row_no > row_ceiling:
                         raise problems.too_many_rows(max_rows, row_no, line)
-                    yield self._checked(row, row_no, line, joined, unneutralise)
+                    yield self._checked(row, row_no, line, joined, unneutralise, quoted)
                 else:
                     return
             except _RecordTooLong:
@@ -322,7 +328,13 @@ class CsvFile:
             reader = self._new_reader(pushback)
 
     def _checked(
-        self, row: list[str], row_no: int, line: int, joined: str, unneutralise: bool
+        self,
+        row: list[str],
+        row_no: int,
+        line: int,
+        joined: str,
+        unneutralise: bool,
+        quoted: bool,
     ) -> RawRecord:
         """Build the record for a row that failed the fast path's checks."""
         found: list[str] = []
@@ -355,7 +367,11 @@ class CsvFile:
                 if len(value) > max_field:
                     found.append(
                         problems.value_too_long_message(
-                            at, problems.column_name(self.header, index), len(value), max_field
+                            at,
+                            problems.column_name(self.header, index),
+                            len(value),
+                            max_field,
+                            quoted=quoted,
                         )
                     )
         if unneutralise and "'" in joined:
@@ -365,6 +381,21 @@ class CsvFile:
     def _broken_record(self, row_no: int, line: int, first_line: str, why: str) -> RawRecord:
         """The record for a row whose quoting broke; values are those of its first line."""
         message = problems.broken_record_message(row_no, line, why, self._limits)
+        if why.startswith("csv: field larger than field limit"):
+            # Over the csv module's limit: say which value, if it is on the first line.
+            overlong = _overlong_value(first_line, self.delimiter, self._limits.max_field_bytes)
+            if overlong is not None:
+                index, length, quoted = overlong
+                message = (
+                    problems.value_too_long_message(
+                        problems.where(row_no, line),
+                        problems.column_name(self.header, index),
+                        length,
+                        self._limits.max_field_bytes,
+                        quoted=quoted,
+                    )
+                    + " Reading continued with the next line."
+                )
         try:
             values = next(csv.reader([first_line.rstrip("\r\n")], **self._dialect), [])
         except csv.Error:
@@ -373,6 +404,25 @@ class CsvFile:
         if self._unneutralise:
             values = [_unneutralise_value(value) for value in values]
         return RawRecord(row_no, line, values, message)
+
+
+def _overlong_value(line: str, delimiter: str, limit: int) -> tuple[int, int, bool] | None:
+    """The first value of ``line`` longer than ``limit``: its index, length and whether it is
+    quoted (a quote never closed runs to the end of the line)."""
+    index = start = 0
+    in_quotes = quoted = False
+    text = line.rstrip("\r\n")
+    for position, char in enumerate(text):
+        if char == '"':
+            in_quotes = not in_quotes
+            quoted = True
+        elif char == delimiter and not in_quotes:
+            length = position - start - (2 if quoted else 0)
+            if length > limit:
+                return index, length, quoted
+            index, start, quoted = index + 1, position + 1, False
+    length = len(text) - start - (2 if quoted and not in_quotes else 1 if quoted else 0)
+    return (index, length, quoted) if length > limit else None
 
 
 def open_csv(
