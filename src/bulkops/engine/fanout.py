@@ -110,9 +110,7 @@ def _commit_chunk(
     spec = evaluator.spec
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
-            current = tx.operations.get(op_id)
-            if current is None:
-                raise NotFound(f"No operation {op_id}.")
+            current = tx.operations.require(op_id)
             reason = _stop_reason(tx, current, config, chunk[0].row)
             if reason is not None:
                 if not coordinator:
@@ -220,9 +218,7 @@ def coordinate(
                 in_flight = len(tx.ledger.plans(op_id))
             if in_flight < handout_limit:
                 with ctx.store.transaction(org_id, write=True) as tx:
-                    current = tx.operations.get(op_id)
-                    if current is None:
-                        raise NotFound(f"No operation {op_id}.")
+                    current = tx.operations.require(op_id)
                     stopped = _stop_reason(tx, current, config)
                     if stopped is not None:
                         break

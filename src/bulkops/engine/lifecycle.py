@@ -111,9 +111,7 @@ def claim(
 ) -> Operation:
     while True:
         with ctx.store.transaction(org_id) as tx:
-            op = tx.operations.get(op_id)
-        if op is None:
-            raise NotFound(f"No operation {op_id}.")
+            op = tx.operations.require(op_id)
         status = op.status
         if status.is_final:
             return op
@@ -151,9 +149,7 @@ def _give_up(ctx: Context, org_id: int, op: Operation) -> Operation:
         "What was applied stays applied and can be rolled back; check the workers' logs."
     )
     with ctx.store.transaction(org_id, write=True) as tx:
-        current = tx.operations.get(op_id)
-        if current is None:
-            raise NotFound(f"No operation {op_id}.")
+        current = tx.operations.require(op_id)
         running_elsewhere = (current.lease_expires_at or 0) > time.time()
         if current.status is not OperationStatus.PROCESSING or running_elsewhere:
             return current  # somebody else took it up meanwhile
@@ -204,9 +200,7 @@ def advance(
     updated = tx.operations.advance(op_id, owner, deltas, **values)
     if updated is not None:
         return updated
-    held = tx.operations.get(op_id)
-    if held is None:
-        raise NotFound(f"No operation {op_id}.")
+    held = tx.operations.require(op_id)
     raise Conflict(
         f"Operation {op_id} was taken over by {held.lease_owner or 'another process'}."
     )
@@ -311,9 +305,7 @@ def request_cancel(
 ) -> Operation:
     """Ask a pending or running operation to stop (a flag every process sees)."""
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.operations.get(op_id)
-        if op is None:
-            raise NotFound(f"No operation {op_id}.")
+        op = tx.operations.require(op_id)
         status = op.status
         if status is OperationStatus.PENDING:
             now = utcnow()

@@ -20,7 +20,6 @@ from bulkops.errors import (
     FileProblem,
     FileRejected,
     FileTooLarge,
-    NotFound,
     UsageError,
 )
 from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
@@ -352,9 +351,7 @@ def _first_with_key(
 
 def get_operation(ctx: Context, org_id: int, op_id: str) -> Operation:
     with ctx.store.transaction(org_id) as tx:
-        op = tx.operations.get(op_id)
-    if op is None:
-        raise NotFound(f"No operation {op_id}.")
+        op = tx.operations.require(op_id)
     return op
 
 

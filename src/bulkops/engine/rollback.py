@@ -25,7 +25,7 @@ from bulkops.engine.lifecycle import (
 from bulkops.engine.operations import Context, get_operation, operation_view
 from bulkops.engine.scheduling import try_start
 from bulkops.entities import EntitySpec, spec_for
-from bulkops.errors import Conflict, NotFound
+from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
 from bulkops.store import ChangeBatch, DuplicateRow, Tx, utcnow
 
@@ -40,9 +40,7 @@ def request_rollback(
 ) -> Operation:
     """Check that the operation can be rolled back and record who asked (before it runs)."""
     with ctx.store.transaction(org_id, write=True) as tx:
-        op = tx.operations.get(op_id)
-        if op is None:
-            raise NotFound(f"No operation {op_id}.")
+        op = tx.operations.require(op_id)
         status = op.status
         if op.operation_type is OperationType.EXPORT:
             raise Conflict("An export changes no data, so there is nothing to roll back.")

@@ -10,6 +10,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import RowMapping, and_, insert, select, update
 
+from bulkops.errors import NotFound
 from bulkops.model import Operation, OperationStatus
 from bulkops.store.clock import aware
 from bulkops.store.scoped import Scoped
@@ -62,6 +63,13 @@ class OperationStore(Scoped):
             .limit(limit)
         )
         return [_operation(r._mapping) for r in rows]
+
+    def require(self, op_id: str) -> Operation:
+        """The operation, or NotFound (another organization's operation is not found either)."""
+        found = self.get(op_id)
+        if found is None:
+            raise NotFound(f"No operation {op_id}.")
+        return found
 
     def find_by_idempotency_key(self, key: str) -> Operation | None:
         row = self.conn.execute(
