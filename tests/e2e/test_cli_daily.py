@@ -10,12 +10,14 @@ import os
 import pty
 import re
 import select
+import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from bench.generate import write_file
 
 from bulkops.config import Settings
 from bulkops.engine import (
@@ -24,12 +26,14 @@ from bulkops.engine import (
     authenticate_password,
     close_context,
     create_operation,
+    get_operation,
     open_context,
     release_lease,
+    resume_orphaned,
 )
 from bulkops.engine.scheduling import try_start
 from bulkops.errors import AuthenticationFailed
-from bulkops.model import EntityType, OperationStatus, OperationType
+from bulkops.model import EntityType, OperationStatus, OperationType, Outcome
 from tests.e2e.test_cli import PRODUCTS, WITH_ERRORS, Cli, bulkops_executable
 
 LONG_NAME = "<img src=x> spring catalogue for every warehouse of the north region, final.csv"
@@ -267,3 +271,68 @@ def test_queued_names_the_operation_it_waits_for_and_only_when_it_waits(ready: C
     rest = proc.stderr.read()
     assert proc.wait(timeout=120) == 0, rest
     assert "Queued" not in rest  # said once
+
+
+def _interrupted_import(ready: Cli, signals: int) -> tuple[subprocess.CompletedProcess[str], str]:
+    """A real ``bulkops import`` of 100k products, sent SIGINT (as Ctrl-C sends it to the
+    whole foreground process group) ``signals`` times once a few chunks are in."""
+    source = ready.tmp_path / "big.csv"
+    write_file("products", source, 100_000)
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), "--database-url", ready.url, "import", "products",
+         str(source), "--chunk-size", "500"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(ready.tmp_path / "x.db", timeout=30) as conn:
+            row = conn.execute("SELECT id, processed_records FROM operations").fetchone()
+        if row and row[1] >= 5_000:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "it ended before Ctrl-C"
+        time.sleep(0.01)
+    for _ in range(signals):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), str(row[0])
+
+
+def test_ctrl_c_cancels_the_import_says_what_next_and_exits_130(ready: Cli) -> None:
+    done, op_id = _interrupted_import(ready, signals=1)
+
+    assert done.returncode == 130, done.stderr
+    assert f"Interrupted: operation {op_id} is cancelled" in done.stderr
+    assert f"bulkops rollback {op_id[:8]}" in done.stderr
+    ctx = _context(ready)
+    try:
+        org_id = ctx.store.accounts.list_organizations()[0]["id"]
+        op = get_operation(ctx, org_id, op_id)
+        assert op.status is OperationStatus.CANCELLED and op.outcome is Outcome.CANCELLED
+        assert 5_000 <= op.created_records < 100_000
+        with ctx.store.transaction(org_id) as tx:
+            assert tx.rows.count("products") == op.created_records  # nothing after the cancel
+        # What the server's workers do every few seconds: a cancelled operation is not theirs.
+        assert resume_orphaned(ctx, org_id) == []
+        assert get_operation(ctx, org_id, op_id).status is OperationStatus.CANCELLED
+    finally:
+        close_context(ctx)
+    assert ready.json("rollback", op_id[:8])["status"] == "rolled_back"
+
+
+def test_a_second_ctrl_c_during_the_cancel_leaves_the_database_consistent(ready: Cli) -> None:
+    done, op_id = _interrupted_import(ready, signals=3)
+
+    assert done.returncode == 130, done.stderr
+    ctx = _context(ready)
+    try:
+        org_id = ctx.store.accounts.list_organizations()[0]["id"]
+        op = get_operation(ctx, org_id, op_id)
+        assert op.status is OperationStatus.CANCELLED
+        with ctx.store.transaction(org_id) as tx:
+            assert tx.rows.count("products") == op.created_records
+            assert sum(tx.ledger.committed(op_id, "apply").values()) == op.processed_records
+    finally:
+        close_context(ctx)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -21,7 +22,7 @@ from bulkops.cli.output import (
     print_summary,
     wait_message,
 )
-from bulkops.cli.state import reported_errors, state_of
+from bulkops.cli.state import State, reported_errors, state_of
 from bulkops.errors import UsageError
 from bulkops.model import EntityType, OperationStatus, OperationType
 
@@ -78,19 +79,42 @@ def _run_data_operation(
         )
         if not as_json:
             err.print(f"Operation {op.id} ({operation.value} {entity.value}).")
-        with live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
-            final = engine.execute(
-                state.ctx,
-                org["id"],
-                op.id,
-                on_progress=progress,
-                wait=wait_message(state.ctx, org["id"], op.id),
-            )
+        try:
+            with live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
+                final = engine.execute(
+                    state.ctx,
+                    org["id"],
+                    op.id,
+                    on_progress=progress,
+                    wait=wait_message(state.ctx, org["id"], op.id),
+                )
+        except KeyboardInterrupt:
+            _cancel_on_interrupt(state, org["id"], op.id, as_json=as_json)
     if as_json:
         print_json(engine.operation_view(final))
     else:
         print_summary(final)
     raise typer.Exit(exit_code_for(final))
+
+
+def _cancel_on_interrupt(state: State, org_id: int, op_id: str, *, as_json: bool) -> NoReturn:
+    """Ctrl-C: cancel the operation (what was committed stays, and can be rolled back), say
+    what can be done next, and exit 130. A second Ctrl-C meanwhile is ignored, so that the
+    cancel is written whole."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    final = engine.cancel_interrupted(state.ctx, org_id, op_id, engine.process_owner())
+    if as_json:
+        print_json(engine.operation_view(final))
+    else:
+        applied = final.created_records + final.updated_records + final.deleted_records
+        err.print(
+            f"\nInterrupted: operation {op_id} is {final.status.value} after "
+            f"{final.processed_records:,} records ({applied:,} changed)."
+        )
+        if applied:
+            err.print(f"Undo what was applied: bulkops rollback {op_id[:8]}")
+        err.print(f"See it: bulkops show {op_id[:8]}")
+    raise typer.Exit(130)
 
 
 def data_command(operation: OperationType) -> Callable[..., None]:

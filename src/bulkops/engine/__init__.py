@@ -22,7 +22,12 @@ from bulkops.engine.accounts import (
 from bulkops.engine.export import export_path, run_export
 from bulkops.engine.fanout import ChunkSender, apply_chunk
 from bulkops.engine.leases import expire_dead_leases
-from bulkops.engine.lifecycle import ProgressCallback, process_owner, request_cancel
+from bulkops.engine.lifecycle import (
+    ProgressCallback,
+    cancel_interrupted,
+    process_owner,
+    request_cancel,
+)
 from bulkops.engine.operations import (
     IDEMPOTENCY_KEY_LIFETIME,
     Context,
@@ -99,6 +104,7 @@ __all__ = [
     "authenticate_password",
     "authenticate_token",
     "blocker",
+    "cancel_interrupted",
     "close_context",
     "create_operation",
     "create_organization",

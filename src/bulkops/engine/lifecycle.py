@@ -35,6 +35,7 @@ __all__ = [
     "Progress",
     "ProgressCallback",
     "advance",
+    "cancel_interrupted",
     "claim",
     "emit",
     "fail",
@@ -298,6 +299,29 @@ def finish(
     if on_progress:
         on_progress({**operation_view(final), "phase": "done"})
     return final
+
+
+def cancel_interrupted(
+    ctx: Context, org_id: int, op_id: str, owner: str, *, user_id: int | None = None
+) -> Operation:
+    """End as cancelled, at once, an operation this process ran until it was interrupted
+    (Ctrl-C): none of its chunks is being applied any more, so none can land after this.
+
+    What was committed stays applied (and can be rolled back). An operation another process
+    holds is only asked to stop, as :func:`request_cancel` does; an ended one is left as is.
+    """
+    with ctx.store.transaction(org_id) as tx:
+        op = tx.operations.require(op_id)
+    if op.status.is_final:
+        return op
+    if op.status is OperationStatus.PROCESSING and op.lease_owner == owner:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
+            tx.operations.update(
+                op_id, {"cancel_requested_at": utcnow(), "cancelled_by": user_id}
+            )
+        return finish(ctx, org_id, op_id, OperationStatus.CANCELLED, None, None, cancelled=True)
+    return request_cancel(ctx, org_id, op_id, user_id=user_id, rollback=False)
 
 
 def request_cancel(

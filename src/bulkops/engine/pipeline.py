@@ -106,6 +106,9 @@ def checked_chunks(
     # file and writes to the pipe; it never touches the parent's connections or threads.
     pid = os.fork()
     if pid == 0:
+        # Ctrl-C is the writer's to handle (it cancels the operation); the reader just ends
+        # when the writer closes the pipe or kills it.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         receiver.close()
         _read(sender, path, read_options, limits, spec, operation, mapping, chunk_size, skip)
     sender.close()
