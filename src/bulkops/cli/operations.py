@@ -89,6 +89,12 @@ def _run_data_operation(
                     wait=wait_message(state.ctx, org["id"], op.id),
                 )
         except KeyboardInterrupt:
+            # A second Ctrl-C must not cut the cancel short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            interrupted = True
+        else:
+            interrupted = False
+        if interrupted:  # outside the except block: the interrupt's frames are released
             _cancel_on_interrupt(state, org["id"], op.id, as_json=as_json)
     if as_json:
         print_json(engine.operation_view(final))
@@ -99,9 +105,7 @@ def _run_data_operation(
 
 def _cancel_on_interrupt(state: State, org_id: int, op_id: str, *, as_json: bool) -> NoReturn:
     """Ctrl-C: cancel the operation (what was committed stays, and can be rolled back), say
-    what can be done next, and exit 130. A second Ctrl-C meanwhile is ignored, so that the
-    cancel is written whole."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    what can be done next, and exit 130."""
     final = engine.cancel_interrupted(state.ctx, org_id, op_id, engine.process_owner())
     if as_json:
         print_json(engine.operation_view(final))

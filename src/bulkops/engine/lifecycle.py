@@ -16,6 +16,7 @@ dies:
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import time
@@ -309,7 +310,12 @@ def cancel_interrupted(
 
     What was committed stays applied (and can be rolled back). An operation another process
     holds is only asked to stop, as :func:`request_cancel` does; an ended one is left as is.
+    Call it once the interrupt's traceback is gone (outside the ``except`` block).
     """
+    # The interrupt may have cut a connection off in the middle of a transaction, holding
+    # SQLite's write lock: finalise such orphans (which rolls them back) and start afresh.
+    gc.collect()
+    ctx.store.dispose()
     with ctx.store.transaction(org_id) as tx:
         op = tx.operations.require(op_id)
     if op.status.is_final:
