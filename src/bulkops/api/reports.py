@@ -7,8 +7,9 @@ rollback left. CSV reports are written to a temporary file that is removed once 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -17,7 +18,7 @@ from starlette.background import BackgroundTask
 
 from bulkops import engine
 from bulkops.errors import Conflict
-from bulkops.model import OperationStatus, OperationType
+from bulkops.model import Operation, OperationStatus, OperationType
 
 from .deps import Ctx, Viewer
 from .models import ErrorPage, ErrorRowOut, RecordOut, RecordPage
@@ -35,17 +36,27 @@ def _wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/csv" not in accept
 
 
-def _temporary_csv(ctx: engine.Context) -> Path:
+ReportWriter = Callable[[engine.Context, int, Operation, TextIO], int]
+
+
+def _csv_report(
+    ctx: engine.Context, org_id: int, op: Operation, write: ReportWriter, download_name: str
+) -> FileResponse:
+    """The report ``write`` makes, streamed from a temporary file that is removed once sent
+    (or at once, when writing it fails)."""
     folder = ctx.settings.data_dir / "tmp"
     folder.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the response)
         dir=folder, suffix=".csv", delete=False
     )
     handle.close()
-    return Path(handle.name)
-
-
-def _csv_file_response(path: Path, download_name: str) -> FileResponse:
+    path = Path(handle.name)
+    try:
+        with path.open("w", encoding="utf-8", newline="") as stream:
+            write(ctx, org_id, op, stream)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return FileResponse(
         path,
         media_type="text/csv; charset=utf-8",
@@ -74,14 +85,9 @@ def get_errors(
     """CSV: ``_row, _line, _errors`` then the original columns, fixable and re-importable."""
     op = engine.get_operation(ctx, principal.org_id, operation_id)
     if not _wants_json(request):
-        path = _temporary_csv(ctx)
-        try:
-            with path.open("w", encoding="utf-8", newline="") as stream:
-                engine.write_error_report(ctx, principal.org_id, op, stream)
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        return _csv_file_response(path, f"errors-{operation_id}.csv")
+        return _csv_report(
+            ctx, principal.org_id, op, engine.write_error_report, f"errors-{operation_id}.csv"
+        )
     page, next_cursor = page_by_cursor(
         lambda after, how_many: engine.error_rows(
             ctx, principal.org_id, operation_id, after_row=after or 0, limit=how_many
@@ -175,11 +181,6 @@ def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
 )
 def get_conflicts(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
     op = engine.get_operation(ctx, principal.org_id, operation_id)
-    path = _temporary_csv(ctx)
-    try:
-        with path.open("w", encoding="utf-8", newline="") as stream:
-            engine.write_conflict_report(ctx, principal.org_id, op, stream)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return _csv_file_response(path, f"conflicts-{operation_id}.csv")
+    return _csv_report(
+        ctx, principal.org_id, op, engine.write_conflict_report, f"conflicts-{operation_id}.csv"
+    )
