@@ -659,3 +659,19 @@ def test_users_and_tokens(api: Api) -> None:
         problem(client.get("/api/v1/tokens"), 403)
         problem(client.post("/api/v1/tokens", json={}), 403)
         problem(client.delete(f"/api/v1/tokens/{created.json()['id']}"), 403)
+
+
+def test_a_misspelt_repeated_or_unknown_parameter_is_refused_not_ignored(api: Api) -> None:
+    client = api.client("viewer")
+    misspelt = problem(client.get("/api/v1/operations", params={"stauts": "failed"}), 422)
+    assert misspelt["errors"][0]["field"] == "stauts"
+    assert "status" in misspelt["errors"][0]["message"]  # the parameters there are
+    twice = problem(client.get("/api/v1/entities/products?sku=A-1&sku=A-2"), 422)
+    assert twice["errors"] == [{"field": "sku", "message": "takes one value; it was given twice."}]
+    # A list filter takes several values, and a key filter narrows the rows.
+    assert client.get("/api/v1/operations?status=failed&status=cancelled").status_code == 200
+    assert client.get("/api/v1/entities/products", params={"sku": "none"}).json()["items"] == []
+
+    editor = api.client("editor")
+    encoding = problem(upload(editor, "sku,name\nA,B\n", encoding="klingon"), 422)
+    assert "Unknown encoding 'klingon'" in str(encoding["errors"])

@@ -6,12 +6,13 @@ application itself is built by :func:`bulkops.asgi.create_app`.
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from . import accounts, catalogue, events, operations, reports
 from .deps import ApiState, TokenCache
 from .events import EventHub
 from .logs import RequestLog
+from .params import refuse_unknown_query_parameters
 from .problems import install_problem_handlers
 
 __all__ = ["ApiState", "EventHub", "RequestLog", "TokenCache", "include_api"]
@@ -19,8 +20,6 @@ __all__ = ["ApiState", "EventHub", "RequestLog", "TokenCache", "include_api"]
 
 def include_api(app: FastAPI) -> None:
     install_problem_handlers(app)
-    app.include_router(operations.router)
-    app.include_router(reports.router)
-    app.include_router(events.router)
-    app.include_router(catalogue.router)
-    app.include_router(accounts.router)
+    strict = [Depends(refuse_unknown_query_parameters)]
+    for module in (operations, reports, events, catalogue, accounts):
+        app.include_router(module.router, dependencies=strict)

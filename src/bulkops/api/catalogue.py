@@ -5,21 +5,26 @@ from __future__ import annotations
 import io
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 
 from bulkops import engine
-from bulkops.entities import spec_for
+from bulkops.entities import MAX_INT, spec_for
 from bulkops.model import EntityType
 
 from .deps import Ctx, Viewer
 from .models import EntityPage
 from .pages import int_position, page_by_cursor
 from .params import Cursor
-from .problems import InvalidParameters, problem_responses
+from .problems import problem_responses
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/api/v1", tags=["catalogue"])
+
+KeyFilter = Annotated[
+    str | None,
+    Query(max_length=254, description="Rows whose key column of this name has this value."),
+]
 
 
 @router.get(
@@ -46,26 +51,37 @@ def template(entity: EntityType, _principal: Viewer) -> Response:
 )
 def entity_rows(
     entity: EntityType,
-    request: Request,
     principal: Viewer,
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Cursor = None,
+    sku: KeyFilter = None,
+    code: KeyFilter = None,
+    warehouse_code: KeyFilter = None,
+    price_tier: KeyFilter = None,
+    email: KeyFilter = None,
+    min_quantity: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_INT, description="Pricing rows of this minimum quantity."),
+    ] = None,
 ) -> dict[str, Any]:
-    """Ordered by id. Filter by the entity's key columns as query parameters, e.g.
-    ``/entities/inventory?warehouse_code=WH-01`` or ``/entities/products?sku=A-1``."""
+    """Ordered by id. Filter by the entity's key columns, e.g.
+    ``/entities/inventory?warehouse_code=WH-01`` or ``/entities/products?sku=A-1``; a key
+    column the entity does not have (``code`` for products) filters nothing."""
     spec = spec_for(entity)
-    where: dict[str, Any] = {}
-    for column in spec.key:
-        value = request.query_params.get(column)
-        if value is None:
-            continue
-        if column == "min_quantity":
-            if not value.isascii() or not value.isdigit():
-                raise InvalidParameters([{"field": column, "message": "is a whole number."}])
-            where[column] = int(value)
-        else:
-            where[column] = value.strip().lower() if column == "email" else value.strip()
+    given: dict[str, Any] = {
+        "sku": sku,
+        "code": code,
+        "warehouse_code": warehouse_code,
+        "price_tier": price_tier,
+        "email": email.strip().lower() if email is not None else None,
+        "min_quantity": min_quantity,
+    }
+    where = {
+        column: value.strip() if isinstance(value, str) else value
+        for column in spec.key
+        if (value := given.get(column)) is not None
+    }
     fields = spec.field_names
     rows, next_cursor = page_by_cursor(
         lambda after, how_many: engine.entity_rows(

@@ -190,6 +190,8 @@ def _message(error: Any) -> str:
         return f"is required: {choices[name]}."
     if error["type"] == "enum" and name in choices:
         return f"'{error['input']}' is not one of {choices[name]}."
+    if error["type"] == "value_error":  # a check of OperationConfig's own: its words alone
+        return str(error["ctx"]["error"])
     return str(error["msg"])
 
 
@@ -230,10 +232,16 @@ def operation_arguments(fields: dict[str, str], *, has_file: bool) -> dict[str, 
     if problems or form is None:
         raise InvalidParameters(problems)
     options = form.model_dump(include=set(_OPTIONS), exclude_unset=True)
+    try:  # OperationConfig's own checks (a known encoding) come on top of the form's types
+        config = engine.OperationConfig.model_validate(options)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            problem(".".join(str(p) for p in error["loc"]) or "form", _message(error))
+        raise InvalidParameters(problems) from None
     return {
         "operation_type": getattr(form, "operation_type"),  # noqa: B009 (a generated model)
         "entity_type": getattr(form, "entity_type"),  # noqa: B009
-        "config": engine.OperationConfig.model_validate(options),
+        "config": config,
     }
 
 

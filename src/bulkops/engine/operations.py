@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bulkops.config import Settings
 from bulkops.entities import map_header, spec_for
@@ -23,6 +23,7 @@ from bulkops.errors import (
     UsageError,
 )
 from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
+from bulkops.formats.options import check_encoding
 from bulkops.model import EntityType, Operation, OperationStatus, OperationType
 from bulkops.store import Store, Tx, utcnow
 
@@ -81,13 +82,26 @@ class OperationConfig(BaseModel):
     delimiter: str | None = None
     filters: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str | None) -> str | None:
+        # Checked with the other options (a parameter error at every door), not when the
+        # file is opened.
+        if value is None:
+            return None
+        try:
+            return check_encoding(value)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+
     @classmethod
     def parse(cls, values: Mapping[str, Any]) -> OperationConfig:
         try:
             return cls.model_validate({k: v for k, v in values.items() if v is not None})
         except ValidationError as exc:
             problems = [
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                f"{'.'.join(str(p) for p in e['loc'])}: "
+                + (str(e["ctx"]["error"]) if e["type"] == "value_error" else e["msg"])
                 for e in exc.errors(include_url=False)
             ]
             raise UsageError("Bad option: " + "; ".join(problems)) from exc
