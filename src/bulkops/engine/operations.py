@@ -22,7 +22,7 @@ from bulkops.errors import (
     FileTooLarge,
     UsageError,
 )
-from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
+from bulkops.formats import ReadLimits, ReadOptions, open_table, sniff_content
 from bulkops.formats.options import check_encoding
 from bulkops.model import EntityType, Operation, OperationStatus, OperationType
 from bulkops.store import Store, Tx, utcnow
@@ -80,6 +80,8 @@ class OperationConfig(BaseModel):
     mapping: dict[str, str] = Field(default_factory=dict)
     encoding: str | None = None
     delimiter: str | None = None
+    sheet: str | None = Field(default=None, min_length=1, max_length=31)
+    decimal_separator: Literal[".", ","] = "."
     filters: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("encoding")
@@ -108,7 +110,7 @@ class OperationConfig(BaseModel):
 
     def read_options(self) -> ReadOptions:
         delimiter = {"tab": "\t", "\\t": "\t"}.get(self.delimiter or "", self.delimiter)
-        return ReadOptions(encoding=self.encoding, delimiter=delimiter)
+        return ReadOptions(encoding=self.encoding, delimiter=delimiter, sheet=self.sheet)
 
 
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
@@ -231,8 +233,8 @@ def _check_row_limit(ctx: Context, path: Path, lines: int, config: OperationConf
     limit = ctx.settings.max_rows
     if lines <= limit:
         return
-    with open_csv(path, config.read_options(), ctx.read_limits()) as csv_file:
-        for _ in csv_file.records():
+    with open_table(path, config.read_options(), ctx.read_limits()) as table:
+        for _ in table.records():
             pass
 
 
@@ -282,8 +284,8 @@ def create_operation(
             raise UsageError(f"A file is needed for an {operation_type.value} operation.")
         stored = store_file(ctx, org_id, source, move=move_source)
         try:
-            with open_csv(stored[0], config.read_options(), ctx.read_limits()) as csv_file:
-                header = list(csv_file.header)
+            with open_table(stored[0], config.read_options(), ctx.read_limits()) as table:
+                header = list(table.header)
                 map_header(spec, header, operation_type, config.mapping)
             _check_row_limit(ctx, stored[0], stored[3], config)
         except BaseException:

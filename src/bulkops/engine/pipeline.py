@@ -37,7 +37,7 @@ from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared, prepared_chunks
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import NotFound
-from bulkops.formats import CsvFile, ReadLimits, ReadOptions, open_csv
+from bulkops.formats import ReadLimits, ReadOptions, TableFile, open_table
 from bulkops.model import Operation, OperationType, RawRecord, RecordError
 
 __all__ = [
@@ -93,11 +93,11 @@ def checked_chunks(
     # Linux only: fork() in a process with threads (the service's worker) is safe there for
     # what the reader does; macOS and Windows run both halves in one process.
     if not background or sys.platform != "linux":
-        with _opened(path, read_options, limits, spec, operation, mapping) as (csv_file, evaluator):
+        with _opened(path, read_options, limits, spec, operation, mapping) as (table, evaluator):
             yield CheckedFile(
                 evaluator,
-                csv_file.file_size_bytes,
-                prepared_chunks(csv_file, evaluator, chunk_size),
+                table.file_size_bytes,
+                prepared_chunks(table, evaluator, chunk_size),
             )
         return
     receiver, sender = multiprocessing.Pipe(duplex=False)
@@ -170,11 +170,11 @@ def _opened(
     spec: EntitySpec,
     operation: OperationType,
     mapping: dict[str, str],
-) -> Iterator[tuple[CsvFile, Evaluator]]:
+) -> Iterator[tuple[TableFile, Evaluator]]:
     """The file opened and its header mapped, with an evaluator that checks duplicate keys."""
-    with open_csv(path, read_options, limits) as csv_file, SeenKeys() as seen:
-        header = map_header(spec, csv_file.header, operation, mapping)
-        yield csv_file, Evaluator(spec, operation, header, seen)
+    with open_table(path, read_options, limits) as table, SeenKeys() as seen:
+        header = map_header(spec, table.header, operation, mapping)
+        yield table, Evaluator(spec, operation, header, seen)
 
 
 def _receive(receiver: Connection) -> tuple[bytes, bytes]:
@@ -289,9 +289,9 @@ def _read(  # runs in the forked reader process and never returns
 ) -> NoReturn:
     """The reader process: header first, then every checked chunk, then the end mark."""
     try:
-        with _opened(path, read_options, limits, spec, operation, mapping) as (csv_file, evaluator):
-            sender.send_bytes(_HEADER + orjson.dumps([csv_file.header, csv_file.file_size_bytes]))
-            for prepared in prepared_chunks(csv_file, evaluator, chunk_size):
+        with _opened(path, read_options, limits, spec, operation, mapping) as (table, evaluator):
+            sender.send_bytes(_HEADER + orjson.dumps([table.header, table.file_size_bytes]))
+            for prepared in prepared_chunks(table, evaluator, chunk_size):
                 if prepared.index in skip:
                     skipped = [prepared.index, prepared.bytes_consumed]
                     sender.send_bytes(_SKIPPED + orjson.dumps(skipped))

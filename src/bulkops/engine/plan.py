@@ -27,7 +27,7 @@ import orjson
 from bulkops.engine.seen import CaseTwinRow
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator
 from bulkops.entities.keys import folded, nfc
-from bulkops.formats import CsvFile
+from bulkops.formats import TableFile
 from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
 from bulkops.store import Tx
 
@@ -425,7 +425,7 @@ def chunked(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord]
 
 
 def prepared_chunks(
-    csv_file: CsvFile, evaluator: Evaluator, chunk_size: int
+    table: TableFile, evaluator: Evaluator, chunk_size: int
 ) -> Iterator[Prepared]:
     """Chunks after the file-only checks, numbered, with how far into the file they end.
 
@@ -435,20 +435,20 @@ def prepared_chunks(
     """
     records_read = 0
     sized = False
-    for index, chunk in enumerate(chunked(csv_file.records(), chunk_size)):
+    for index, chunk in enumerate(chunked(table.records(), chunk_size)):
         records_read += len(chunk)
-        consumed = csv_file.bytes_consumed
+        consumed = table.bytes_consumed
         if not sized and consumed and (
-            consumed >= 1 << 20 or consumed >= csv_file.file_size_bytes
+            consumed >= 1 << 20 or consumed >= table.file_size_bytes
         ):
             # Size the duplicate-key table once for the whole file from the bytes per record
             # of its first megabyte (5 % margin; read-ahead blurs a smaller sample), so it
             # does not grow, and briefly exist twice, while the file streams.
-            ratio = csv_file.file_size_bytes / consumed
+            ratio = table.file_size_bytes / consumed
             evaluator.seen.reserve(int(records_read * ratio * 1.05) + 1)
             sized = True
         prepared = evaluator.prepare(chunk)
         prepared.index = index
-        prepared.bytes_consumed = csv_file.bytes_consumed
+        prepared.bytes_consumed = table.bytes_consumed
         yield prepared
 

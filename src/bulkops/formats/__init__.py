@@ -9,6 +9,7 @@ dashboard uses too); :func:`error_report_header` gives the header of an error re
 
 from bulkops.formats.reader import CsvFile, ReadLimits, ReadOptions, open_csv
 from bulkops.formats.sniff import sniff_content
+from bulkops.formats.table import TableFile, open_table
 from bulkops.formats.writer import (
     CsvWriter,
     error_report_header,
@@ -22,10 +23,12 @@ __all__ = [
     "CsvWriter",
     "ReadLimits",
     "ReadOptions",
+    "TableFile",
     "error_report_header",
     "is_formula_like",
     "neutralise",
     "open_csv",
+    "open_table",
     "sniff_content",
     "unneutralise",
 ]

@@ -62,6 +62,8 @@ class ReadOptions:
     delimiter: str | None = None
     """None: detect among ``,`` ``;`` tab ``|``; else one of these (``"tab"`` and ``"\\t"``
     are accepted for tab)."""
+    sheet: str | None = None
+    """For a workbook: the sheet to read (None: the first). Ignored for CSV."""
 
 
 _DELIMITERS = (",", ";", "\t", "|")
