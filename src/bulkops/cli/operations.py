@@ -43,6 +43,8 @@ def _run_data_operation(
     mapping: list[str],
     encoding: str | None,
     delimiter: str | None,
+    sheet: str | None,
+    decimal_separator: str | None,
     as_json: bool,
 ) -> None:
     state = state_of(ctx)
@@ -63,6 +65,8 @@ def _run_data_operation(
                 "mapping": parsed_mapping,
                 "encoding": encoding,
                 "delimiter": delimiter,
+                "sheet": sheet,
+                "decimal_separator": decimal_separator,
             }
         )
         if not file.is_file():
@@ -142,6 +146,16 @@ def data_command(operation: OperationType) -> Callable[..., None]:
         ] = None,
         encoding: Annotated[str | None, typer.Option(help="e.g. windows-1252")] = None,
         delimiter: Annotated[str | None, typer.Option(help=", ; | or tab")] = None,
+        sheet: Annotated[
+            str | None, typer.Option(help="For a workbook: the sheet to read (default: the first).")
+        ] = None,
+        decimal_separator: Annotated[
+            str | None,
+            typer.Option(
+                "--decimal-separator",
+                help="How prices write decimals: . (default) or , as in 149,00.",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         _run_data_operation(
@@ -157,6 +171,8 @@ def data_command(operation: OperationType) -> Callable[..., None]:
             mapping=mapping or [],
             encoding=encoding,
             delimiter=delimiter,
+            sheet=sheet,
+            decimal_separator=decimal_separator,
             as_json=as_json,
         )
 

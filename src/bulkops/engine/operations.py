@@ -110,7 +110,12 @@ class OperationConfig(BaseModel):
 
     def read_options(self) -> ReadOptions:
         delimiter = {"tab": "\t", "\\t": "\t"}.get(self.delimiter or "", self.delimiter)
-        return ReadOptions(encoding=self.encoding, delimiter=delimiter, sheet=self.sheet)
+        return ReadOptions(
+            encoding=self.encoding,
+            delimiter=delimiter,
+            sheet=self.sheet,
+            decimal_separator=self.decimal_separator,
+        )
 
 
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)
