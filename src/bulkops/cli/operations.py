@@ -12,7 +12,15 @@ from typing import Annotated, NoReturn
 import typer
 
 from bulkops import engine
-from bulkops.cli.arguments import Entity, FileArg, JsonOpt, OpId
+from bulkops.cli.arguments import (
+    Entity,
+    FileArg,
+    FormatOpt,
+    JsonOpt,
+    OpId,
+    binary_stdout_allowed,
+    chosen_format,
+)
 from bulkops.cli.output import (
     err,
     exit_code_for,
@@ -191,11 +199,18 @@ def export(
         Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
     ] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="COLUMN=VALUE filter.")] = None,
+    file_format: FormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write every row of an entity as CSV in template column order."""
+    """Write every row of an entity as CSV (or an XLSX workbook) in template column order.
+
+    Example: bulkops export products -o products.xlsx
+    """
     state = state_of(ctx)
     with reported_errors():
+        chosen = chosen_format(file_format, output)
+        if output is None and not as_json:
+            binary_stdout_allowed(chosen)
         filters = dict(item.split("=", 1) for item in (where or []) if "=" in item)
         org = state.org()
         op = engine.create_operation(
@@ -203,11 +218,11 @@ def export(
             org["id"],
             operation_type=OperationType.EXPORT,
             entity_type=entity,
-            config=engine.OperationConfig(filters=filters),
+            config=engine.OperationConfig(filters=filters, format=chosen.value),
         )
         with live_progress(not as_json and output is not None, f"export {entity.value}") as p:
             final = engine.execute(state.ctx, org["id"], op.id, on_progress=p)
-        source = engine.export_path(state.ctx, org["id"], op.id)
+        source = engine.export_path(state.ctx, org["id"], op.id, chosen.value)
         if output is not None:
             shutil.copyfile(source, output)  # streamed, not read whole into memory
         elif not as_json:

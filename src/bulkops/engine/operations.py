@@ -83,6 +83,9 @@ class OperationConfig(BaseModel):
     sheet: str | None = Field(default=None, min_length=1, max_length=31)
     decimal_separator: Literal[".", ","] = "."
     filters: dict[str, str] = Field(default_factory=dict)
+    format: Literal["csv", "xlsx"] = Field(
+        default="csv", description="export only: the file written, CSV or an XLSX workbook"
+    )
 
     @field_validator("encoding")
     @classmethod

@@ -21,7 +21,7 @@ from bulkops.formats.writer import (
     neutralise,
     unneutralise,
 )
-from bulkops.formats.xlsx import XlsxFile, cell_name, sheet_names
+from bulkops.formats.xlsx import XlsxFile, cell_name, column_index_from_string, sheet_names
 
 __all__ = [
     "CsvFile",
@@ -32,6 +32,7 @@ __all__ = [
     "TableFile",
     "XlsxFile",
     "cell_name",
+    "column_index_from_string",
     "diagnose",
     "error_report_header",
     "is_formula_like",

@@ -23,6 +23,7 @@ number. Cells right of the header are ignored when empty and a row error when no
 
 from __future__ import annotations
 
+import itertools
 import os
 import zipfile
 from collections.abc import Iterator
@@ -32,14 +33,28 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from openpyxl import load_workbook
-from openpyxl.utils import get_column_letter
+from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils.escape import unescape
+from openpyxl.worksheet._reader import DATA_TAG, ROW_TAG, WorkSheetParser
+
+# openpyxl's own choice of parser (defusedxml when installed; else the standard library's
+# expat, which limits entity expansion since expat 2.4.1).
+from openpyxl.xml.functions import iterparse
 
 from bulkops.errors import FileProblem, FileRejected
 from bulkops.formats import problems
 from bulkops.formats.options import ReadLimits, ReadOptions
 from bulkops.model import RawRecord
 
-__all__ = ["XlsxFile", "cell_name", "cell_text", "is_xlsx", "open_xlsx", "sheet_names"]
+__all__ = [
+    "XlsxFile",
+    "cell_name",
+    "cell_text",
+    "column_index_from_string",
+    "is_xlsx",
+    "open_xlsx",
+    "sheet_names",
+]
 
 _ZIP_MAGIC = b"PK\x03\x04"
 
@@ -167,10 +182,45 @@ def _close(book: Any, handle: BinaryIO) -> None:
         handle.close()
 
 
+def _sheet_rows(book: Any, worksheet: Any) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+    """(row number, cells) of every row the sheet's XML holds, in order; cells are
+    openpyxl's (``column`` 1-based, ``value``, ``data_type``), empty rows left out.
+
+    openpyxl parses each row (shared strings, dates, error cells, cached formula values);
+    the loop is ours because openpyxl's read-only iteration keeps every parsed (cleared)
+    row element attached to the sheet's tree: 75 MB more per million rows. Here each row
+    is dropped from the tree once read, so memory stays flat however long the sheet.
+    """
+    parser = WorkSheetParser(
+        None,
+        book.shared_strings,
+        data_only=True,
+        epoch=book.epoch,
+        date_formats=book._date_formats,
+        timedelta_formats=book._timedelta_formats,
+    )
+    with worksheet._get_source() as source:
+        sheet_data = None
+        for event, element in iterparse(source, events=("start", "end")):
+            if event == "start":
+                if element.tag == DATA_TAG:
+                    sheet_data = element
+                continue
+            if element.tag == ROW_TAG:
+                row_no, cells = parser.parse_row(element)
+                parser.row_dimensions.clear()  # heights of rows: not needed, not kept
+                if sheet_data is not None:
+                    sheet_data.clear()
+                else:
+                    element.clear()
+                yield row_no, cells
+
+
 class XlsxFile:
     """An opened sheet whose header has been read and checked; a context manager."""
 
     format = "xlsx"
+    _pushed_back: tuple[int, list[dict[str, Any]]] | None = None
     header: list[str]
     file_size_bytes: int
     sheet: str
@@ -200,14 +250,18 @@ class XlsxFile:
             self.sheet = name
             worksheet = self._book[name]
             self._total_rows = worksheet.max_row if isinstance(worksheet.max_row, int) else 0
-            # The dimension a file declares may be wrong (some programs write "A1"): read
-            # every row there is, not only those it claims.
-            worksheet.reset_dimensions()
-            self._rows: Iterator[tuple[Any, ...]] = worksheet.iter_rows()
+            self._rows = _sheet_rows(self._book, worksheet)
             self._rows_read = 0
             self._records_started = False
             first = next(self._rows, None)
-            header = [cell_text(c.value).strip() for c in first] if first is not None else []
+            header: list[str] = []
+            if first is not None and first[0] == 1:
+                for cell in first[1]:
+                    index = cell["column"] - 1
+                    header.extend([""] * (index + 1 - len(header)))
+                    header[index] = cell_text(cell["value"]).strip()
+            else:
+                self._pushed_back = first
             while header and not header[-1]:
                 header.pop()
             if not header:
@@ -253,27 +307,31 @@ class XlsxFile:
         max_rows = self._limits.max_rows
         separator = self._decimal_separator
         count = 0
-        row_no = 1
-        for cells in self._rows:
-            row_no += 1
+        rows = self._rows
+        if self._pushed_back is not None:
+            rows = itertools.chain([self._pushed_back], rows)
+        for row_no, cells in rows:
             self._rows_read = row_no
-            values: list[str] = []
+            values = [""] * ncols
             found: list[str] = []
-            for index, cell in enumerate(cells):
-                value = cell.value
+            for cell in cells:
+                value = cell["value"]
                 if value is None:
-                    if index < ncols:
-                        values.append("")
                     continue
-                if cell.data_type == "e":
+                index = cell["column"] - 1
+                if cell["data_type"] == "e":
                     text = str(value)
                     found.append(
                         f"Row {row_no}, cell {cell_name(index, row_no)}: the cell holds the "
                         f"error {text} (a formula that failed). Fix the formula or type "
                         "the value."
                     )
+                elif type(value) is str:
+                    # Characters XML cannot hold (CR, control characters) are written
+                    # _x000D_ and so on (OOXML); openpyxl leaves them so.
+                    text = unescape(value) if "_x" in value else value
                 else:
-                    text = value if type(value) is str else cell_text(value, separator)
+                    text = cell_text(value, separator)
                 if index >= ncols:
                     if text.strip():
                         found.append(
@@ -289,9 +347,7 @@ class XlsxFile:
                         "Shorten it."
                     )
                     text = text[:max_field]
-                values.append(text)
-            if len(values) < ncols:
-                values.extend([""] * (ncols - len(values)))
+                values[index] = text
             if not found and not any(v.strip() for v in values):
                 continue  # an empty row keeps its number
             count += 1
