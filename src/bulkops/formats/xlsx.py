@@ -193,7 +193,7 @@ def _sheet_rows(book: Any, worksheet: Any) -> Iterator[tuple[int, list[dict[str,
     """
     parser = WorkSheetParser(
         None,
-        book.shared_strings,
+        worksheet._shared_strings,
         data_only=True,
         epoch=book.epoch,
         date_formats=book._date_formats,
