@@ -47,7 +47,10 @@ CSV_FILES = {
         for i, v in enumerate(AWKWARD)
     ),
     "inventory": "sku,warehouse_code,quantity,reason,notes\n"
-    + "".join(f'P-0,W-{i},{i * 7},"{v.replace(chr(34), chr(34) * 2)}",\n' for i, v in enumerate(AWKWARD)),
+    + "".join(
+        f'P-0,W-{i},{i * 7},"{v.replace(chr(34), chr(34) * 2)}",\n'
+        for i, v in enumerate(AWKWARD)
+    ),
     "pricing": "sku,price_tier,price,min_quantity\n"
     + "".join(f"P-0,tier-{i},{i + 0.5:.2f},{i + 1}\n" for i in range(len(AWKWARD))),
     "customers": "email,name,company,price_tier\n"

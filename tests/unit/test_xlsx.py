@@ -16,7 +16,10 @@ from bulkops.formats.options import ReadOptions
 from bulkops.model import OperationType
 
 
-def records(path: Path, **options: str) -> tuple[list[str], list[tuple[int, int, list[str], str | None]]]:
+Row = tuple[int, int, list[str], str | None]
+
+
+def records(path: Path, **options: str) -> tuple[list[str], list[Row]]:
     with open_table(path, ReadOptions(**options)) as table:
         assert table.format == "xlsx"
         return table.header, [(r.row, r.line, list(r.values), r.error) for r in table.records()]
