@@ -15,7 +15,6 @@ from bulkops.formats import diagnose, open_table, table_format
 from bulkops.formats.options import ReadOptions
 from bulkops.model import OperationType
 
-
 Row = tuple[int, int, list[str], str | None]
 
 
