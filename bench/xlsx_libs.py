@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.xlsx_libs                 # 1,000,000 rows x 5 columns
     .venv/bin/python -m bench.xlsx_libs --rows 100000
 
-Each candidate runs in its own Python process (``python -m bench.xlsx_libs _one NAME ...``)
+``read:bulkops-open-table`` is what bulkops uses: openpyxl's row parser driven by the loop
+of ``bulkops.formats.xlsx``. Each candidate runs in its own Python process (``python -m bench.xlsx_libs _one NAME ...``)
 so that its peak RSS (``ru_maxrss``) is its own. Writers write the same rows (text, text,
 text, a price, a quantity); readers read the file XlsxWriter wrote and touch every cell.
 """
@@ -26,6 +27,7 @@ CANDIDATES = (
     "read:python-calamine",
     "read:python-calamine-lazy",
     "read:openpyxl-read-only",
+    "read:bulkops-open-table",
 )
 
 
@@ -93,6 +95,16 @@ def _read_openpyxl(path: str) -> int:
     return cells
 
 
+def _read_bulkops(path: str) -> int:
+    from bulkops.formats import open_table
+
+    cells = 0
+    with open_table(path) as table:
+        for record in table.records():
+            cells += len(record.values)
+    return cells
+
+
 def _one(name: str, path: str, rows: int) -> None:
     started = time.perf_counter()
     if name == "write:xlsxwriter-constant-memory":
@@ -105,6 +117,8 @@ def _one(name: str, path: str, rows: int) -> None:
         _read_calamine_lazy(path)
     elif name == "read:openpyxl-read-only":
         _read_openpyxl(path)
+    elif name == "read:bulkops-open-table":
+        _read_bulkops(path)
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{seconds:.1f} {peak_mb:.0f}")
