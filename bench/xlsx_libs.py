@@ -4,9 +4,10 @@
     .venv/bin/python -m bench.xlsx_libs --rows 100000
 
 ``read:bulkops-open-table`` is what bulkops uses: openpyxl's row parser driven by the loop
-of ``bulkops.formats.xlsx``. Each candidate runs in its own Python process (``python -m bench.xlsx_libs _one NAME ...``)
-so that its peak RSS (``ru_maxrss``) is its own. Writers write the same rows (text, text,
-text, a price, a quantity); readers read the file XlsxWriter wrote and touch every cell.
+of ``bulkops.formats.xlsx``. Each candidate runs in its own Python process
+(``python -m bench.xlsx_libs _one NAME ...``) so that its peak RSS (``ru_maxrss``) is its
+own. Writers write the same rows (four texts and a price); readers read the file XlsxWriter
+wrote and touch every cell.
 """
 
 from __future__ import annotations
