@@ -80,6 +80,8 @@ class FileProblem:
     suggestion: str | None = field(default=None)
     # The option that settles it (``"delimiter"``); each door names it its way (--delimiter).
     hint_field: str | None = None
+    # The value to give it, when known (``"windows-1252"`` for ``encoding``).
+    hint_value: str | None = None
 
 
 class FileRejected(BulkopsError):

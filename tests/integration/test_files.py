@@ -157,17 +157,7 @@ def test_windows_1252_when_the_encoding_is_given(
     assert products(ctx, org_id)["W-1"][0] == "Crème brûlée – 5 €"
 
 
-def test_windows_1252_without_the_encoding_is_a_row_error_not_garbage(
-    ctx: Context, org_id: int, tmp_path: Path
-) -> None:
-    content = (HEADER + "W-1,Crème,,x,3.00\nW-2,Plain,,x,1.00\n").encode("windows-1252")
-    op = run(ctx, org_id, "import", "products", write(tmp_path / "excel.csv", content))
-    assert (op.created_records, op.failed_records) == (1, 1)
-    assert set(products(ctx, org_id)) == {"W-2"}
-    [error] = error_report(ctx, org_id, op)
-    assert (error["_row"], error["_line"]) == ("2", "2")
-    assert "0xE8" in error["_errors"] and "name" in error["_errors"]
-    assert "windows-1252" in error["_errors"]
+# A Windows-1252 file without the encoding: tests/integration/test_encodings.py
 
 
 # -- delimiters and quoting ------------------------------------------------------------------

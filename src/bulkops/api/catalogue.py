@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Response
 
 from bulkops import engine
 from bulkops.entities import MAX_INT, spec_for
+from bulkops.formats.workbook import XLSX_MEDIA_TYPE
 from bulkops.model import EntityType
 
 from .deps import Ctx, Viewer
@@ -29,11 +30,35 @@ KeyFilter = Annotated[
 
 @router.get(
     "/templates/{entity}",
-    summary="CSV template: the header and one example row",
+    summary="Template: the header and one example row (CSV, or XLSX with format=xlsx)",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}, **problem_responses(401, 422)},
+    responses={
+        200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}},
+        **problem_responses(401, 422),
+    },
 )
-def template(entity: EntityType, _principal: Viewer) -> Response:
+def template(
+    entity: EntityType,
+    _principal: Viewer,
+    file_format: Annotated[
+        Literal["csv", "xlsx"],
+        Query(
+            alias="format",
+            description="csv, or xlsx: a workbook with a note on each header cell (required "
+            "or optional, type, limits) and Excel data validation for prices and quantities.",
+        ),
+    ] = "csv",
+) -> Response:
+    if file_format == "xlsx":
+        data = io.BytesIO()
+        engine.write_template_xlsx(entity.value, data)
+        return Response(
+            data.getvalue(),
+            media_type=XLSX_MEDIA_TYPE,
+            headers={
+                "Content-Disposition": f'attachment; filename="{entity.value}-template.xlsx"'
+            },
+        )
     buffer = io.StringIO(newline="")
     engine.write_template(entity.value, buffer)
     return Response(

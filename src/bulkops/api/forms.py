@@ -148,6 +148,8 @@ _DESCRIPTIONS = {
     "mapping": 'JSON object: CSV header -> field, or "" to ignore the column',
     "filters": "export only: JSON object column -> value",
     "encoding": "e.g. windows-1252",
+    "sheet": "for a workbook: the sheet to read (default: the first)",
+    "decimal_separator": "how prices write decimals: . (149.00) or , (149,00)",
 }
 
 
@@ -169,7 +171,10 @@ UploadForm: type[BaseModel] = create_model(
     __doc__="The multipart form that starts an operation (the file is streamed apart).",
     operation_type=(Annotated[OperationType, BeforeValidator(_lower)], ...),
     entity_type=(Annotated[EntityType, BeforeValidator(_lower)], ...),
-    file=(bytes | None, Field(None, description="The CSV/TSV file (not for export).")),
+    file=(
+        bytes | None,
+        Field(None, description="The CSV/TSV file or XLSX workbook (not for export)."),
+    ),
     **_option_fields(),
 )
 _OPTIONS = tuple(engine.OperationConfig.model_fields)
@@ -285,7 +290,9 @@ def _form_schema(
     form["properties"]["operation_type"]["enum"] = operation_types
     del form["properties"][leave_out]
     for name, field in form["properties"].items():
-        free_text = field.get("type") == "string" and not {"pattern", "enum"} & field.keys()
+        free_text = (
+            field.get("type") == "string" and not {"pattern", "enum", "minLength"} & field.keys()
+        )
         if name not in form["required"] and name != "file" and not free_text:
             form["properties"][name] = _or_blank(field)
     if require is not None:
@@ -302,7 +309,7 @@ def upload_request_body() -> dict[str, Any]:
     writes = [t.value for t in OperationType if t is not OperationType.EXPORT]
     file_form = _form_schema(inlined, writes, leave_out="filters", require="file")
     file_form["description"] = "Import, update or delete: the file and its options."
-    file_form["properties"]["file"]["description"] = "The CSV/TSV file."
+    file_form["properties"]["file"]["description"] = "The CSV/TSV file or XLSX workbook."
     export_form = _form_schema(
         inlined, [OperationType.EXPORT.value], leave_out="file", require=None
     )

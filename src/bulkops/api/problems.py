@@ -62,7 +62,9 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         default=None,
         description="Each problem of a field, a parameter or the file (`field` or `column`, "
-        "`message`, and for a file `code`, `line`, `suggestion`); absent when there is none.",
+        "`message`, and for a file `code`, `line`, `suggestion`, and `hint_field` and "
+        "`hint_value` when an option settles it, e.g. `encoding` and `windows-1252`); "
+        "absent when there is none.",
     )
 
 
@@ -161,6 +163,11 @@ def _worded(problem: FileProblem) -> str:
     """The message with the API's name for the option that settles it (``delimiter``)."""
     if problem.hint_field is None:
         return problem.message
+    if problem.hint_value is not None:
+        return (
+            f"{problem.message} Give it in the `{problem.hint_field}` field "
+            f"(`{problem.hint_field}={problem.hint_value}`)."
+        )
     return f"{problem.message} Give it in the `{problem.hint_field}` field."
 
 
@@ -172,6 +179,8 @@ def _file_problems(exc: FileRejected) -> list[dict[str, Any]]:
             "column": p.column,
             "line": p.line,
             "suggestion": p.suggestion,
+            "hint_field": p.hint_field,
+            "hint_value": p.hint_value,
         }
         for p in exc.problems
     ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import orjson
 from fastapi import APIRouter, Query, Request
@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 
 from bulkops import engine
 from bulkops.errors import Conflict
+from bulkops.formats.workbook import XLSX_MEDIA_TYPE
 from bulkops.model import Operation, OperationStatus, OperationType
 
 from .deps import Ctx, Viewer
@@ -34,6 +35,50 @@ router = APIRouter(prefix="/api/v1", tags=["operations"])
 def _wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/csv" not in accept
+
+
+def _wants_xlsx(request: Request, file_format: str | None) -> bool:
+    if file_format is not None:
+        return file_format == "xlsx"
+    accept = request.headers.get("accept", "")
+    return XLSX_MEDIA_TYPE in accept and "text/csv" not in accept
+
+
+FormatQuery = Annotated[
+    Literal["csv", "xlsx"] | None,
+    Query(
+        alias="format",
+        description="csv or xlsx (an Excel workbook); without it, the Accept header decides.",
+    ),
+]
+
+
+def _xlsx_report(
+    ctx: engine.Context,
+    org_id: int,
+    op: Operation,
+    write: Callable[[engine.Context, int, Operation, Path], int],
+    download_name: str,
+) -> FileResponse:
+    """Like :func:`_csv_report`, for a workbook."""
+    folder = ctx.settings.data_dir / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the response)
+        dir=folder, suffix=".xlsx", delete=False
+    )
+    handle.close()
+    path = Path(handle.name)
+    try:
+        write(ctx, org_id, op, path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type=XLSX_MEDIA_TYPE,
+        filename=download_name,
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
 
 
 ReportWriter = Callable[[engine.Context, int, Operation, TextIO], int]
@@ -67,10 +112,11 @@ def _csv_report(
 
 @router.get(
     "/operations/{operation_id}/errors",
-    summary="The error report (CSV, or JSON pages with Accept: application/json)",
+    summary="The error report (CSV, XLSX with format=xlsx, or JSON pages with Accept: "
+    "application/json)",
     response_model=ErrorPage,
     responses={
-        200: {"content": {"text/csv": {}, "application/json": {}}},
+        200: {"content": {"text/csv": {}, "application/json": {}, XLSX_MEDIA_TYPE: {}}},
         **problem_responses(401, 404, 422),
     },
 )
@@ -81,10 +127,21 @@ def get_errors(
     ctx: Ctx,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Cursor = None,
+    file_format: FormatQuery = None,
 ) -> Any:
-    """CSV: ``_row, _line, _errors`` then the original columns, fixable and re-importable."""
+    """CSV: ``_row, _line, _errors`` then the original columns, fixable and re-importable.
+    XLSX (``format=xlsx`` or ``Accept`` of the XLSX media type): the same columns, each
+    failing cell filled and carrying its message as a note."""
     op = engine.get_operation(ctx, principal.org_id, operation_id)
-    if not _wants_json(request):
+    if _wants_xlsx(request, file_format):
+        return _xlsx_report(
+            ctx,
+            principal.org_id,
+            op,
+            engine.write_error_report_xlsx,
+            f"errors-{operation_id}.xlsx",
+        )
+    if file_format == "csv" or not _wants_json(request):
         return _csv_report(
             ctx, principal.org_id, op, engine.write_error_report, f"errors-{operation_id}.csv"
         )
@@ -152,10 +209,10 @@ def get_records(
 
 @router.get(
     "/operations/{operation_id}/download",
-    summary="The CSV of an export operation",
+    summary="The file of an export operation (CSV, or XLSX for an export with format=xlsx)",
     response_class=FileResponse,
     responses={
-        200: {"content": {"text/csv": {}}},
+        200: {"content": {"text/csv": {}, XLSX_MEDIA_TYPE: {}}},
         **problem_responses(401, 404, 409, s409="Not a completed export"),
     },
 )
@@ -163,13 +220,14 @@ def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
     op = engine.get_operation(ctx, principal.org_id, operation_id)
     if op.operation_type is not OperationType.EXPORT:
         raise Conflict(f"Operation {operation_id} is an {op.operation_type}, not an export.")
-    path = engine.export_path(ctx, principal.org_id, operation_id)
+    file_format = "xlsx" if op.config.get("format") == "xlsx" else "csv"
+    path = engine.export_path(ctx, principal.org_id, operation_id, file_format)
     if op.status is not OperationStatus.COMPLETED or not path.is_file():
         raise Conflict(f"Export {operation_id} is {op.status}; its file is not ready yet.")
     return FileResponse(
         path,
-        media_type="text/csv; charset=utf-8",
-        filename=f"{op.entity_type}-{operation_id}.csv",
+        media_type=XLSX_MEDIA_TYPE if file_format == "xlsx" else "text/csv; charset=utf-8",
+        filename=f"{op.entity_type}-{operation_id}.{file_format}",
     )
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from bulkops.errors import UsageError
 from bulkops.model import EntityType
 
 __all__ = ["Entity", "FileArg", "JsonOpt", "OpId"]
@@ -22,3 +25,33 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the operation as JS
 OpId = Annotated[
     str, typer.Argument(help="Operation id, or a unique prefix of it (6+ characters).")
 ]
+
+
+class FileFormat(StrEnum):
+    CSV = "csv"
+    XLSX = "xlsx"
+
+
+FormatOpt = Annotated[
+    FileFormat | None,
+    typer.Option(
+        "--format",
+        help="csv or xlsx (an Excel workbook); default: from -o FILE's extension, else csv.",
+        case_sensitive=False,
+    ),
+]
+
+
+def chosen_format(given: FileFormat | None, output: Path | None) -> FileFormat:
+    """The format asked for, else the one ``-o FILE``'s extension names, else CSV."""
+    if given is not None:
+        return given
+    if output is not None and output.suffix.lower() == ".xlsx":
+        return FileFormat.XLSX
+    return FileFormat.CSV
+
+
+def binary_stdout_allowed(file_format: FileFormat) -> None:
+    """A workbook is not text: refuse to print one on a terminal."""
+    if file_format is FileFormat.XLSX and sys.stdout.isatty():
+        raise UsageError("An XLSX workbook is not text: write it to a file with -o FILE.xlsx.")

@@ -12,7 +12,15 @@ from typing import Annotated, NoReturn
 import typer
 
 from bulkops import engine
-from bulkops.cli.arguments import Entity, FileArg, JsonOpt, OpId
+from bulkops.cli.arguments import (
+    Entity,
+    FileArg,
+    FormatOpt,
+    JsonOpt,
+    OpId,
+    binary_stdout_allowed,
+    chosen_format,
+)
 from bulkops.cli.output import (
     err,
     exit_code_for,
@@ -43,6 +51,8 @@ def _run_data_operation(
     mapping: list[str],
     encoding: str | None,
     delimiter: str | None,
+    sheet: str | None,
+    decimal_separator: str | None,
     as_json: bool,
 ) -> None:
     state = state_of(ctx)
@@ -63,6 +73,8 @@ def _run_data_operation(
                 "mapping": parsed_mapping,
                 "encoding": encoding,
                 "delimiter": delimiter,
+                "sheet": sheet,
+                "decimal_separator": decimal_separator,
             }
         )
         if not file.is_file():
@@ -142,6 +154,16 @@ def data_command(operation: OperationType) -> Callable[..., None]:
         ] = None,
         encoding: Annotated[str | None, typer.Option(help="e.g. windows-1252")] = None,
         delimiter: Annotated[str | None, typer.Option(help=", ; | or tab")] = None,
+        sheet: Annotated[
+            str | None, typer.Option(help="For a workbook: the sheet to read (default: the first).")
+        ] = None,
+        decimal_separator: Annotated[
+            str | None,
+            typer.Option(
+                "--decimal-separator",
+                help="How prices write decimals: . (default) or , as in 149,00.",
+            ),
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         _run_data_operation(
@@ -157,6 +179,8 @@ def data_command(operation: OperationType) -> Callable[..., None]:
             mapping=mapping or [],
             encoding=encoding,
             delimiter=delimiter,
+            sheet=sheet,
+            decimal_separator=decimal_separator,
             as_json=as_json,
         )
 
@@ -175,11 +199,18 @@ def export(
         Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
     ] = None,
     where: Annotated[list[str] | None, typer.Option("--where", help="COLUMN=VALUE filter.")] = None,
+    file_format: FormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write every row of an entity as CSV in template column order."""
+    """Write every row of an entity as CSV (or an XLSX workbook) in template column order.
+
+    Example: bulkops export products -o products.xlsx
+    """
     state = state_of(ctx)
     with reported_errors():
+        chosen = chosen_format(file_format, output)
+        if output is None and not as_json:
+            binary_stdout_allowed(chosen)
         filters = dict(item.split("=", 1) for item in (where or []) if "=" in item)
         org = state.org()
         op = engine.create_operation(
@@ -187,11 +218,11 @@ def export(
             org["id"],
             operation_type=OperationType.EXPORT,
             entity_type=entity,
-            config=engine.OperationConfig(filters=filters),
+            config=engine.OperationConfig(filters=filters, format=chosen.value),
         )
         with live_progress(not as_json and output is not None, f"export {entity.value}") as p:
             final = engine.execute(state.ctx, org["id"], op.id, on_progress=p)
-        source = engine.export_path(state.ctx, org["id"], op.id)
+        source = engine.export_path(state.ctx, org["id"], op.id, chosen.value)
         if output is not None:
             shutil.copyfile(source, output)  # streamed, not read whole into memory
         elif not as_json:

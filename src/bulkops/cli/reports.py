@@ -15,7 +15,15 @@ from rich.table import Table
 from rich.text import Text
 
 from bulkops import engine
-from bulkops.cli.arguments import Entity, JsonOpt, OpId
+from bulkops.cli.arguments import (
+    Entity,
+    FileFormat,
+    FormatOpt,
+    JsonOpt,
+    OpId,
+    binary_stdout_allowed,
+    chosen_format,
+)
 from bulkops.cli.output import err, out, print_json, print_summary
 from bulkops.cli.state import reported_errors, state_of
 from bulkops.errors import UsageError
@@ -217,12 +225,25 @@ def errors(
     conflicts: Annotated[
         bool, typer.Option("--conflicts", help="The rollback's conflicts instead.")
     ] = False,
+    file_format: FormatOpt = None,
 ) -> None:
-    """The error report CSV (fix it and upload it as it is), or the conflict report."""
+    """The error report CSV or XLSX (fix it and upload it as it is), or the conflict report.
+
+    Example: bulkops errors 3f2a9c1e -o errors.xlsx
+    """
     state = state_of(ctx)
     with reported_errors():
+        chosen = chosen_format(file_format, output)
         org = state.org()
         op = engine.get_operation(state.ctx, org["id"], state.operation_id(org["id"], operation_id))
+        if chosen is FileFormat.XLSX and not conflicts:
+            if output is None:
+                binary_stdout_allowed(chosen)
+                count = engine.write_error_report_xlsx(state.ctx, org["id"], op, sys.stdout.buffer)
+            else:
+                count = engine.write_error_report_xlsx(state.ctx, org["id"], op, output)
+                err.print(f"Wrote {count:,} failed rows to {output}.")
+            return
         write = engine.write_conflict_report if conflicts else engine.write_error_report
         if output is None:
             count = write(state.ctx, org["id"], op, sys.stdout)
@@ -235,8 +256,20 @@ def errors(
 def template(
     entity: Entity,
     output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    file_format: FormatOpt = None,
 ) -> None:
-    """The CSV header of an entity with one example row."""
+    """The CSV header of an entity with one example row; as XLSX with a note on each column
+    and Excel data validation.
+
+    Example: bulkops template products -o products.xlsx
+    """
+    chosen = chosen_format(file_format, output)
+    if chosen is FileFormat.XLSX:
+        with reported_errors():
+            if output is None:
+                binary_stdout_allowed(chosen)
+            engine.write_template_xlsx(entity.value, output or sys.stdout.buffer)
+        return
     if output is None:
         engine.write_template(entity.value, sys.stdout)
     else:

@@ -64,7 +64,10 @@ def fail(exc: BulkopsError) -> NoReturn:
             where = f" (line {problem.line})" if problem.line else ""
             hint = ""
             if problem.hint_field:  # the option that settles it, by its flag
-                hint = f" Give it with --{problem.hint_field.replace('_', '-')}."
+                flag = f"--{problem.hint_field.replace('_', '-')}"
+                if problem.hint_value is not None:
+                    flag = f"{flag} {problem.hint_value}"
+                hint = f" Give it with {flag}."
             err.print(f"  - {problem.message}{hint}{where}", markup=False)
     else:
         err.print(f"Error: {exc}", markup=False)

@@ -58,7 +58,13 @@ from bulkops.engine.queries import (
     organization_users,
     revoke_token,
 )
-from bulkops.engine.reports import write_conflict_report, write_error_report, write_template
+from bulkops.engine.reports import (
+    write_conflict_report,
+    write_error_report,
+    write_error_report_xlsx,
+    write_template,
+    write_template_xlsx,
+)
 from bulkops.engine.rollback import (
     queue_rollback,
     request_rollback,
@@ -155,7 +161,9 @@ __all__ = [
     "uses_postgresql",
     "write_conflict_report",
     "write_error_report",
+    "write_error_report_xlsx",
     "write_template",
+    "write_template_xlsx",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Export: every row of an entity (optionally filtered) as CSV in template column order.
+"""Export: every row of an entity (optionally filtered) as CSV or XLSX in template column order.
 
 An export goes through the same lifecycle as every operation (:mod:`bulkops.engine.lifecycle`):
 it is claimed and leased, renews its lease with every page, stops within one page when it is
@@ -9,23 +9,51 @@ writes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bulkops.engine.lifecycle import ProgressCallback, advance, claim, finish, process_owner
 from bulkops.engine.operations import Context, OperationConfig, get_operation
-from bulkops.entities import spec_for
+from bulkops.entities import EntitySpec, spec_for
 from bulkops.formats import CsvWriter
+from bulkops.formats.workbook import ColumnKind, SheetWriter
 from bulkops.model import Operation, OperationStatus
 
-__all__ = ["export_path", "run_export"]
+__all__ = ["column_kinds", "export_path", "run_export"]
 
 PAGE_ROWS = 5000
 
 
-def export_path(ctx: Context, org_id: int, op_id: str) -> Path:
-    return ctx.settings.data_dir / "exports" / str(org_id) / f"{op_id}.csv"
+def export_path(ctx: Context, org_id: int, op_id: str, file_format: str = "csv") -> Path:
+    """Where the export ``op_id`` writes its file (``file_format``: its config's ``format``)."""
+    suffix = ".xlsx" if file_format == "xlsx" else ".csv"
+    return ctx.settings.data_dir / "exports" / str(org_id) / f"{op_id}{suffix}"
+
+
+def column_kinds(spec: EntitySpec) -> list[ColumnKind]:
+    """How each field is written to a workbook: prices and whole numbers as numbers."""
+    return [
+        "decimal" if f.kind == "decimal" else "int" if f.kind == "int" else "text"
+        for f in spec.fields
+    ]
+
+
+class _XlsxRows:
+    """The export's rows into a workbook: prices and quantities as numbers, text as text."""
+
+    def __init__(self, path: Path, fields: tuple[str, ...], kinds: list[ColumnKind]) -> None:
+        self._sheet = SheetWriter(path, list(fields), kinds=kinds, sheet_name="export")
+
+    def writerows(self, rows: list[tuple[Any, ...]]) -> None:
+        write = self._sheet.write
+        for row in rows:
+            write(row)
+
+    def close(self) -> None:
+        self._sheet.close()
 
 
 def run_export(
@@ -46,7 +74,7 @@ def run_export(
     spec = spec_for(op.entity_type)
     fields = spec.field_names
     lease = ctx.settings.lease_seconds
-    target = export_path(ctx, org_id, op_id)
+    target = export_path(ctx, org_id, op_id, config.format)
     target.parent.mkdir(parents=True, exist_ok=True)
     with ctx.store.transaction(org_id, write=True) as tx:
         total = tx.rows.count(spec.entity.value)
@@ -55,9 +83,18 @@ def run_export(
     after_id = 0
     started = time.monotonic()
     partial = target.with_suffix(".part")
-    with partial.open("w", encoding="utf-8", newline="") as stream:
-        writer = CsvWriter(stream)
-        writer.writerow(list(fields))
+    xlsx = config.format == "xlsx"
+    with (
+        contextlib.nullcontext(None)
+        if xlsx
+        else partial.open("w", encoding="utf-8", newline="")
+    ) as stream:
+        writer: CsvWriter | _XlsxRows
+        if stream is None:
+            writer = _XlsxRows(partial, fields, column_kinds(spec))
+        else:
+            writer = CsvWriter(stream)
+            writer.writerow(list(fields))
         while True:
             with ctx.store.transaction(org_id) as tx:
                 page = tx.rows.iter(
@@ -101,6 +138,8 @@ def run_export(
                 break
             if on_progress:
                 on_progress(event)
+        if isinstance(writer, _XlsxRows):
+            writer.close()
     if get_operation(ctx, org_id, op_id).cancel_requested_at is not None:
         partial.unlink(missing_ok=True)  # an export cut short is no export
         return finish(

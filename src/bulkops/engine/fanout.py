@@ -44,6 +44,7 @@ from bulkops.engine.pipeline import NoKeys, checked_operation, decode_prepared, 
 from bulkops.engine.plan import Evaluator, Prepared, failure_rows
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import Conflict, NotFound
+from bulkops.formats import table_format
 from bulkops.model import Operation, OperationStatus
 from bulkops.store import Tx, utcnow
 
@@ -323,7 +324,8 @@ def _evaluator_for(op: Operation) -> tuple[Evaluator, OperationConfig]:
     spec = spec_for(op.entity_type)
     operation = op.operation_type
     header = map_header(spec, op.header or [], operation, config.mapping)
-    evaluator = Evaluator(spec, operation, header, NoKeys())
+    evaluator = Evaluator(spec, operation, header, NoKeys(), config.decimal_separator)
+    evaluator.cells = op.file_path is not None and table_format(op.file_path) == "xlsx"
     if len(_evaluators) >= 8:
         _evaluators.pop(next(iter(_evaluators)))
     _evaluators[op.id] = (evaluator, config)

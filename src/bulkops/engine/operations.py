@@ -83,6 +83,9 @@ class OperationConfig(BaseModel):
     sheet: str | None = Field(default=None, max_length=31)
     decimal_separator: Literal[".", ","] = "."
     filters: dict[str, str] = Field(default_factory=dict)
+    format: Literal["csv", "xlsx"] = Field(
+        default="csv", description="export only: the file written, CSV or an XLSX workbook"
+    )
 
     @field_validator("encoding")
     @classmethod
@@ -110,7 +113,12 @@ class OperationConfig(BaseModel):
 
     def read_options(self) -> ReadOptions:
         delimiter = {"tab": "\t", "\\t": "\t"}.get(self.delimiter or "", self.delimiter)
-        return ReadOptions(encoding=self.encoding, delimiter=delimiter, sheet=self.sheet)
+        return ReadOptions(
+            encoding=self.encoding,
+            delimiter=delimiter,
+            sheet=self.sheet,
+            decimal_separator=self.decimal_separator,
+        )
 
 
 IDEMPOTENCY_KEY_LIFETIME = timedelta(hours=24)

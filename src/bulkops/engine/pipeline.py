@@ -116,9 +116,12 @@ def checked_chunks(
         tag, body = _receive(receiver)
         if tag == _FAULT:
             raise pickle.loads(body)  # noqa: S301 - our own child process, over our own pipe
-        header_cells, file_size = orjson.loads(body)
+        header_cells, file_size, file_format = orjson.loads(body)
         header = map_header(spec, header_cells, operation, mapping)
-        evaluator = Evaluator(spec, operation, header, NoKeys())
+        evaluator = Evaluator(
+            spec, operation, header, NoKeys(), read_options.decimal_separator
+        )
+        evaluator.cells = file_format == "xlsx"
         yield CheckedFile(evaluator, file_size, _decoded(receiver, evaluator))
     finally:
         receiver.close()  # a reader still writing gets a broken pipe and ends
@@ -174,7 +177,9 @@ def _opened(
     """The file opened and its header mapped, with an evaluator that checks duplicate keys."""
     with open_table(path, read_options, limits) as table, SeenKeys() as seen:
         header = map_header(spec, table.header, operation, mapping)
-        yield table, Evaluator(spec, operation, header, seen)
+        evaluator = Evaluator(spec, operation, header, seen, read_options.decimal_separator)
+        evaluator.cells = table.format == "xlsx"
+        yield table, evaluator
 
 
 def _receive(receiver: Connection) -> tuple[bytes, bytes]:
@@ -290,7 +295,9 @@ def _read(  # runs in the forked reader process and never returns
     """The reader process: header first, then every checked chunk, then the end mark."""
     try:
         with _opened(path, read_options, limits, spec, operation, mapping) as (table, evaluator):
-            sender.send_bytes(_HEADER + orjson.dumps([table.header, table.file_size_bytes]))
+            sender.send_bytes(
+                _HEADER + orjson.dumps([table.header, table.file_size_bytes, table.format])
+            )
             for prepared in prepared_chunks(table, evaluator, chunk_size):
                 if prepared.index in skip:
                     skipped = [prepared.index, prepared.bytes_consumed]

@@ -27,7 +27,7 @@ import orjson
 from bulkops.engine.seen import CaseTwinRow
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator
 from bulkops.entities.keys import folded, nfc
-from bulkops.formats import TableFile
+from bulkops.formats import TableFile, cell_name
 from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
 from bulkops.store import Tx
 
@@ -115,14 +115,24 @@ class Evaluator:
     """Decides, chunk by chunk, what each record does against the current data."""
 
     def __init__(
-        self, spec: EntitySpec, operation: OperationType, header: HeaderMap, seen: KeyRegistry
+        self,
+        spec: EntitySpec,
+        operation: OperationType,
+        header: HeaderMap,
+        seen: KeyRegistry,
+        decimal_separator: str = ".",
     ) -> None:
         self.spec = spec
         self.operation = operation
         self.header = header
         self.seen = seen
         self.fields = spec.field_names
-        self.validator: RecordValidator = spec.validator(operation, header.present)
+        self.validator: RecordValidator = spec.validator(
+            operation, header.present, decimal_separator
+        )
+        #: Set for a workbook: every error about a column then names its cell ("cell E7").
+        self.cells = False
+        self._column_index = {header.column_of(name): index for index, name in header.columns}
         self._index = {name: i for i, name in enumerate(self.fields)}
         #: Set for an import that began on an empty table (no row of the organization): the
         #: keys of a chunk cannot exist then (duplicates in the file are errors, and nobody
@@ -182,12 +192,31 @@ class Evaluator:
                     )
                     plan.failures.append((raw, [self._key_error(raw, key, message)]))
             valid = kept
+        if self.cells:
+            self._name_cells(plan, 0)
         return Prepared(chunk, plan, valid, case_twins=case_twins)
+
+    def _name_cells(self, plan: ChunkPlan, start: int) -> None:
+        """Prefix the errors of ``plan.failures[start:]`` that concern a column with its cell."""
+        for i in range(start, len(plan.failures)):
+            raw, errors = plan.failures[i]
+            named = []
+            for error in errors:
+                index = self._column_index.get(error.column) if error.column else None
+                if index is not None:
+                    cell = cell_name(index, error.row)
+                    error = RecordError(
+                        error.row, error.line, error.column, error.value,
+                        f"Row {error.row}, cell {cell}: {error.message}",
+                    )
+                named.append(error)
+            plan.failures[i] = (raw, named)
 
     def evaluate(self, tx: Tx, prepared: Prepared) -> ChunkPlan:
         """The database half: references, current rows, and the decision for each record."""
         plan = prepared.plan
         valid = prepared.valid
+        named_until = len(plan.failures)
         if self.operation is not OperationType.DELETE:
             valid = self._check_references(tx, plan, valid)
         existing = (
@@ -207,6 +236,8 @@ class Evaluator:
             self._plan_update(plan, valid, existing)
         else:
             self._plan_delete(tx, plan, valid, existing)
+        if self.cells:
+            self._name_cells(plan, named_until)
         return plan
 
     # -- per operation -------------------------------------------------------------------------

@@ -58,7 +58,7 @@ class EntitySpec:
     key: tuple[str, ...]
     references: tuple[Reference, ...]
     template_row: dict[str, str]
-    _validators: dict[tuple[OperationType, frozenset[str]], RecordValidator] = field(
+    _validators: dict[tuple[OperationType, frozenset[str], str], RecordValidator] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
@@ -101,13 +101,19 @@ class EntitySpec:
         """The natural key of a record (or stored row), in key order."""
         return tuple(values[name] for name in self.key)
 
-    def validator(self, operation: OperationType, present: frozenset[str]) -> RecordValidator:
+    def validator(
+        self, operation: OperationType, present: frozenset[str], decimal_separator: str = "."
+    ) -> RecordValidator:
         """The validator for records of ``operation`` whose file has the columns ``present``.
 
         Names in ``present`` that are not fields are ignored. Built once per
         (operation, present) and cached.
         """
-        cache_key = (operation, frozenset(present).intersection(self.field_names))
+        cache_key = (
+            operation,
+            frozenset(present).intersection(self.field_names),
+            decimal_separator,
+        )
         found = self._validators.get(cache_key)
         if found is None:
             found = self._build_validator(*cache_key)
@@ -115,7 +121,7 @@ class EntitySpec:
         return found
 
     def _build_validator(
-        self, operation: OperationType, present: frozenset[str]
+        self, operation: OperationType, present: frozenset[str], decimal_separator: str
     ) -> RecordValidator:
         # (field, required) for every output field, in template order.
         chosen: list[tuple[Field, bool]]
@@ -136,4 +142,4 @@ class EntitySpec:
             chosen = [(f, f.default is None) for f in self.fields if f.name in self.key]
         else:
             raise UsageError(f"{operation} does not validate records")
-        return RecordValidator(self.entity, operation, chosen)
+        return RecordValidator(self.entity, operation, chosen, decimal_separator)

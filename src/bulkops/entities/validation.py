@@ -44,7 +44,13 @@ from bulkops.model import EntityType, FieldError, OperationType
 if TYPE_CHECKING:
     from bulkops.entities.spec import Field
 
-__all__ = ["MAX_EMAIL_LENGTH", "MAX_INT", "RecordValidator", "canonical_price"]
+__all__ = [
+    "MAX_EMAIL_LENGTH",
+    "MAX_INT",
+    "RecordValidator",
+    "canonical_comma_price",
+    "canonical_price",
+]
 
 #: The largest whole number an ``int`` field accepts (a signed 32-bit integer).
 MAX_INT: Final = 2_147_483_647
@@ -138,6 +144,48 @@ def canonical_price(value: str) -> str:
     return f"{whole or '0'}.{frac:0<2}"
 
 
+def canonical_comma_price(value: str) -> str:
+    """:func:`canonical_price` of a price written with a decimal comma (``"149,5"`` ->
+    ``"149.50"``). A point is refused, never guessed: next to a comma it is a thousands
+    separator (``1.234,00``), and alone it may be one (``1.234``)."""
+    shown = _show(value)
+    if "." in value and "," in value:
+        raise ValueError(
+            f"{shown} is not a valid price: it has a thousands separator, which is never "
+            "guessed; write it without one, e.g. 1234,50"
+        )
+    if "." in value:
+        raise ValueError(
+            f"{shown} is not a valid price: the decimal separator is a comma "
+            "(decimal_separator ,), and a point could be a thousands separator; write it "
+            f"as {value.replace('.', ',')} if that is what it means"
+        )
+    if value.count(",") > 1:
+        raise ValueError(
+            f"{shown} is not a valid price: it has more than one comma; write it without "
+            "thousands separators, e.g. 1234,50"
+        )
+    converted = value.replace(",", ".")
+    try:
+        return canonical_price(converted)
+    except ValueError as exc:
+        raise ValueError(
+            str(exc)
+            .replace(_show(converted), shown, 1)
+            .replace("with a point as decimal separator", "with a comma as decimal separator")
+            .replace("e.g. 12.50", "e.g. 12,50")
+            .replace("the decimal point", "the decimal comma")
+        ) from None
+
+
+def _comma_to_point(value: str) -> str:
+    """A price with a decimal comma in the form the point rules read; ValueError if it has a
+    point or several commas (canonical_comma_price words why)."""
+    if "." in value or value.count(",") > 1:
+        raise ValueError("not a valid price")
+    return value.replace(",", ".")
+
+
 def _text_problem(value: str, max_length: int | None) -> str | None:
     control = _CONTROL_RE.search(value)
     if control is not None:
@@ -184,7 +232,7 @@ def _email_problem(value: str) -> str | None:
     return None
 
 
-def _explain(field: Field, raw: object) -> str:
+def _explain(field: Field, raw: object, decimal_separator: str = ".") -> str:
     """The message for a value that the compiled schema refused."""
     if not isinstance(raw, str):
         return "is required" if raw is None else "is not text"
@@ -193,11 +241,11 @@ def _explain(field: Field, raw: object) -> str:
         return "is required"
     problem = format_character_problem(value) if field.key_value else None
     if problem is None:
-        problem = _kind_problem(field, value)
+        problem = _kind_problem(field, value, decimal_separator)
     return problem or f"{_show(value)} is not valid"
 
 
-def _kind_problem(field: Field, value: str) -> str | None:
+def _kind_problem(field: Field, value: str, decimal_separator: str = ".") -> str | None:
     if field.kind == "text":
         # A key value's limit counts its stored (NFC) form.
         return _text_problem(nfc(value) if field.key_value else value, field.max_length)
@@ -206,7 +254,10 @@ def _kind_problem(field: Field, value: str) -> str | None:
     if field.kind == "email":
         return _email_problem(value)
     try:
-        canonical_price(value)
+        if decimal_separator == ",":
+            canonical_comma_price(value)
+        else:
+            canonical_price(value)
     except ValueError as exc:
         return str(exc)
     return None
@@ -266,8 +317,16 @@ def _python(function: Callable[[str], str]) -> cs.CoreSchema:
     return cs.no_info_plain_validator_function(function)
 
 
-def _value_schema(field: Field) -> cs.CoreSchema:
+def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
     """A non-empty value of ``field``: trimmed, checked and normalised."""
+    if field.kind == "decimal" and decimal_separator == ",":
+        return cs.chain_schema(
+            [
+                cs.str_schema(strip_whitespace=True, min_length=1),
+                _python(_comma_to_point),
+                _value_schema(field),
+            ]
+        )
     if field.kind == "text" and field.key_value:
         return cs.union_schema(
             [
@@ -340,8 +399,10 @@ def _value_schema(field: Field) -> cs.CoreSchema:
     )
 
 
-def _field_schema(field: Field, required: bool) -> cs.TypedDictField:
-    value = _value_schema(field)
+def _field_schema(
+    field: Field, required: bool, decimal_separator: str = "."
+) -> cs.TypedDictField:
+    value = _value_schema(field, decimal_separator)
     if required:
         return cs.typed_dict_field(value, required=True)
     # An empty or blank cell becomes the default: the first step lets only blank text
@@ -361,21 +422,32 @@ def _field_schema(field: Field, required: bool) -> cs.TypedDictField:
 class RecordValidator:
     """Validates batches of records (field -> raw cell) for one operation and column set."""
 
-    __slots__ = ("_by_name", "_checked", "_lenient", "entity", "fields", "operation")
+    __slots__ = (
+        "_by_name",
+        "_checked",
+        "_lenient",
+        "decimal_separator",
+        "entity",
+        "fields",
+        "operation",
+    )
 
     def __init__(
         self,
         entity: EntityType,
         operation: OperationType,
         fields: Sequence[tuple[Field, bool]],
+        decimal_separator: str = ".",
     ) -> None:
         self.entity = entity
         self.operation = operation
+        #: ``"."`` or ``","``: how prices are written (a thousands separator is never taken).
+        self.decimal_separator = decimal_separator
         #: The fields of every normalised record, in template order.
         self.fields: tuple[str, ...] = tuple(f.name for f, _ in fields)
         self._by_name = {f.name: f for f, _ in fields}
         record = cs.typed_dict_schema(
-            {f.name: _field_schema(f, required) for f, required in fields},
+            {f.name: _field_schema(f, required, decimal_separator) for f, required in fields},
             extra_behavior="ignore",
         )
         self._checked = SchemaValidator(cs.list_schema(record))
@@ -409,7 +481,7 @@ class RecordValidator:
         out: list[list[FieldError]] = []
         for row, names in zip(rows, failed_fields, strict=True):
             errors = [
-                FieldError(name, _explain(field, row.get(name)))
+                FieldError(name, _explain(field, row.get(name), self.decimal_separator))
                 for name, field in self._by_name.items()
                 if name in names
             ]

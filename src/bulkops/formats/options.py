@@ -64,6 +64,10 @@ class ReadOptions:
     are accepted for tab)."""
     sheet: str | None = None
     """For a workbook: the sheet to read (None: the first). Ignored for CSV."""
+    decimal_separator: str = "."
+    """For a workbook: the decimal separator numbers are written with (``"."`` or ``","``),
+    so that a number cell reads as the text a CSV of the same sheet would hold. Validation
+    applies the separator to CSV and workbook alike."""
 
 
 _DELIMITERS = (",", ";", "\t", "|")

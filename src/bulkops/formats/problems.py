@@ -10,6 +10,7 @@ what is wrong and how to fix the file, so that it can be shown as it is.
 from __future__ import annotations
 
 from bulkops.errors import FileProblem, FileRejected, FileTooLarge
+from bulkops.formats.encodings import EncodingDiagnosis
 from bulkops.formats.options import ReadLimits, delimiter_name
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "header_unclosed_quote",
     "header_undecodable",
     "no_header",
+    "not_utf8",
     "nul_value_message",
     "ragged_message",
     "too_many_columns",
@@ -119,6 +121,24 @@ def header_undecodable(label: str, byte: int) -> FileRejected:
             ),
             line=1,
             suggestion=suggestion,
+        )
+    )
+
+
+def not_utf8(diagnosis: EncodingDiagnosis) -> FileRejected:
+    """The start of a file given without an encoding is not UTF-8 (CONTRACT section 3)."""
+    return FileRejected(
+        FileProblem(
+            code="undecodable",
+            message=(
+                f"The file is not UTF-8; it {diagnosis.summary}. Nothing was read: give "
+                f"the encoding it was saved in ({diagnosis.encoding}), or save it as UTF-8 "
+                "(in Excel: File > Save As > CSV UTF-8)."
+            ),
+            line=diagnosis.line,
+            suggestion=f"Read it as {diagnosis.encoding}, or save it as CSV UTF-8.",
+            hint_field="encoding",
+            hint_value=diagnosis.encoding,
         )
     )
 

@@ -59,6 +59,7 @@ from types import TracebackType
 from typing import Any
 
 from bulkops.formats import problems
+from bulkops.formats.encodings import diagnose_bytes
 from bulkops.formats.options import (
     ReadLimits,
     ReadOptions,
@@ -129,6 +130,7 @@ class CsvFile:
     Created by :func:`open_csv`. ``records()`` streams the data records once.
     """
 
+    format = "csv"
     header: list[str]
     delimiter: str
     encoding: str
@@ -449,7 +451,9 @@ def open_csv(
         if file_size_bytes > limits.max_file_bytes:
             raise problems.file_too_large(file_size_bytes, limits.max_file_bytes)
         head = binary.read(SNIFF_BYTES)
-        sniff_content(head)
+        sniff_content(head, allow_workbook=False)
+        if given_encoding is None and (diagnosis := diagnose_bytes(head)) is not None:
+            raise problems.not_utf8(diagnosis)
         encoding = choose_encoding(head, given_encoding)
         binary.seek(0)
         errors = decoding_errors(encoding)

@@ -19,10 +19,14 @@ SNIFF_BYTES = 64 * 1024
 """How many leading bytes of a file are inspected for binary content."""
 
 _SAVE_AS_CSV = "In Excel use File > Save As > CSV UTF-8 (Comma delimited), then upload that file."
+_SAVE_AS_XLSX = (
+    "In Excel use File > Save As > Excel Workbook (.xlsx) or CSV UTF-8 (Comma delimited), "
+    "then upload that file."
+)
 
 # (magic prefix, what the file looks like, how to fix it), checked in order.
 _MAGIC: tuple[tuple[bytes, str, str], ...] = (
-    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls)", _SAVE_AS_CSV),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", "an Excel 97-2003 workbook (.xls)", _SAVE_AS_XLSX),
     (b"%PDF-", "a PDF document", "Export the data from its source application as CSV."),
     (b"\x89PNG\r\n\x1a\n", "a PNG image", "Upload the CSV export of the data, not a picture."),
     (b"\xff\xd8\xff", "a JPEG image", "Upload the CSV export of the data, not a picture."),
@@ -41,33 +45,41 @@ def _reject(looks_like: str, suggestion: str) -> UnsupportedFile:
     return UnsupportedFile(
         FileProblem(
             code="unsupported_file",
-            message=f"This looks like {looks_like}, not a CSV file. {suggestion}",
+            message=f"This looks like {looks_like}, not a CSV file or an Excel workbook "
+            f"(.xlsx). {suggestion}",
             suggestion=suggestion,
         )
     )
 
 
-def sniff_content(head: bytes) -> None:
-    """Raise :class:`UnsupportedFile` when ``head`` (the first bytes of a file) is not text.
+def sniff_content(head: bytes, *, allow_workbook: bool = True) -> None:
+    """Raise :class:`UnsupportedFile` when ``head`` (the first bytes of a file) is neither text
+    nor, with ``allow_workbook``, what looks like an XLSX workbook.
 
-    Rejects ZIP archives (which is what .xlsx, .ods and .docx files are), old .xls workbooks,
+    A ZIP archive that names Excel parts passes with ``allow_workbook`` (the first bytes cannot
+    prove it is one: :func:`bulkops.formats.table.open_table` checks for ``xl/workbook.xml``
+    and hands anything else to the CSV reader, which calls this with ``allow_workbook=False``).
+    Rejects other ZIP archives (.ods, .docx …), old .xls workbooks,
     PDF, PNG, JPEG and GIF files, gzip/bzip2/7-Zip/RAR archives, and anything containing a NUL
     character. UTF-16 text with a byte-order mark is accepted (its NULs are part of the
     encoding); the NUL check is then made on the decoded characters.
     """
     if head.startswith(_ZIP_MAGIC):
         if b"xl/" in head or b"[Content_Types].xml" in head:
-            raise _reject("an Excel workbook (.xlsx)", _SAVE_AS_CSV)
+            if allow_workbook:
+                return
+            raise _reject(
+                "a damaged Excel workbook (it has no xl/workbook.xml)",
+                "Open it in Excel and save it again as an Excel Workbook (.xlsx).",
+            )
         if b"opendocument.spreadsheet" in head:
             raise _reject(
                 "an OpenDocument spreadsheet (.ods)",
                 "In LibreOffice use File > Save As > Text CSV (UTF-8), then upload that file.",
             )
         raise _reject(
-            "a ZIP archive (or an Excel .xlsx workbook)",
-            "Extract the CSV file from the archive, or, for an Excel workbook, "
-            + _SAVE_AS_CSV[0].lower()
-            + _SAVE_AS_CSV[1:],
+            "a ZIP archive",
+            "Extract the CSV file or Excel workbook from the archive and upload that.",
         )
     for magic, looks_like, suggestion in _MAGIC:
         if head.startswith(magic):

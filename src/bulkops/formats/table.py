@@ -1,8 +1,11 @@
 """One way to open any tabular file the importer accepts.
 
-:func:`open_table` looks at the file's content and returns a :class:`TableFile`: today a
-:class:`~bulkops.formats.reader.CsvFile`. Every caller (the engine, the upload preview)
-goes through it, so a new format is added here and nowhere else.
+:func:`open_table` looks at the file's content, not its name, and returns a
+:class:`TableFile`: an :class:`~bulkops.formats.xlsx.XlsxFile` for an XLSX workbook (a ZIP
+archive holding ``xl/workbook.xml``), else a :class:`~bulkops.formats.reader.CsvFile`
+(which rejects other binary files, an ``.xls`` workbook among them, with advice). Every
+caller (the engine, the upload preview) goes through it, so a new format is added here and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -10,13 +13,14 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Protocol
+from typing import Literal, Protocol
 
 from bulkops.formats.options import ReadLimits, ReadOptions
 from bulkops.formats.reader import open_csv
+from bulkops.formats.xlsx import is_xlsx, open_xlsx
 from bulkops.model import RawRecord
 
-__all__ = ["TableFile", "open_table"]
+__all__ = ["TableFile", "open_table", "table_format"]
 
 
 class TableFile(Protocol):
@@ -24,6 +28,11 @@ class TableFile(Protocol):
 
     header: list[str]
     file_size_bytes: int
+
+    @property
+    def format(self) -> str:
+        """``"csv"`` or ``"xlsx"``."""
+        ...
 
     @property
     def bytes_consumed(self) -> int: ...
@@ -42,6 +51,11 @@ class TableFile(Protocol):
     ) -> None: ...
 
 
+def table_format(path: str | os.PathLike[str]) -> Literal["csv", "xlsx"]:
+    """``"xlsx"`` for an XLSX workbook (by its content), else ``"csv"``."""
+    return "xlsx" if is_xlsx(path) else "csv"
+
+
 def open_table(
     path: str | os.PathLike[str],
     options: ReadOptions | None = None,
@@ -49,7 +63,13 @@ def open_table(
     *,
     unneutralise: bool = True,
 ) -> TableFile:
-    """Open ``path``, check it as a whole and read its header (see :func:`open_csv`)."""
-    return open_csv(
-        path, options or ReadOptions(), limits or ReadLimits(), unneutralise=unneutralise
-    )
+    """Open ``path``, check it as a whole and read its header.
+
+    A workbook's text cells are taken as they are (``unneutralise`` applies to CSV: a text
+    cell cannot run, so XLSX files bulkops writes carry no ``'`` prefix to remove).
+    """
+    options = options or ReadOptions()
+    limits = limits or ReadLimits()
+    if is_xlsx(path):
+        return open_xlsx(path, options, limits, decimal_separator=options.decimal_separator)
+    return open_csv(path, options, limits, unneutralise=unneutralise)

@@ -51,8 +51,16 @@
     const p = result.problem || {};
     const detail = typeof p.detail === "string" ? p.detail : "";
     const items = [];
+    // The API names its fields ("Give it in the `encoding` field"); here, the controls.
+    const controls = { encoding: "Encoding", sheet: "Sheet", delimiter: "Delimiter", decimal_separator: "Decimal separator" };
     for (const e of Array.isArray(p.errors) ? p.errors : []) {
       let text = e.message || "";
+      if (e.hint_field) {
+        const cut = text.indexOf(" Give it in the `");
+        if (cut >= 0) text = text.slice(0, cut);
+        const control = controls[e.hint_field] || e.hint_field.replace(/_/g, " ");
+        text += e.hint_value ? ` Choose “${e.hint_value}” in the ${control} field above and start again.` : ` Set the ${control} field above and start again.`;
+      }
       if (e.column && !text.includes(e.column)) text = `Column “${e.column}”: ${text}`;
       if (e.field && e.field !== "file" && !text.includes(e.field)) text = `${e.field.replace(/_/g, " ")}: ${text}`;
       if (e.suggestion && !text.includes(e.suggestion)) text += ` Did you mean “${e.suggestion}”?`;
@@ -71,7 +79,7 @@
       case 413:
         return { lead: "The file is too large to upload. Split it into smaller files and upload them one by one.", items: detail ? [detail] : items };
       case 415:
-        return { lead: "This file is not a CSV or TSV text file (it looks like a spreadsheet workbook, PDF, image or other binary file). In your spreadsheet program choose “Save as” → “CSV UTF-8” and upload that file.", items: items.length ? items : (detail ? [detail] : []) };
+        return { lead: "This file is not a CSV or TSV text file or an Excel workbook (.xlsx) (it looks like an older workbook, PDF, image or other binary file). In your spreadsheet program choose “Save as” → “Excel Workbook (.xlsx)” or “CSV UTF-8” and upload that file.", items: items.length ? items : (detail ? [detail] : []) };
       case 422:
         return { lead: "The file or the settings need fixing before anything can be imported. Nothing was changed.", items: items.length ? items : (detail ? [detail] : []) };
       default:
@@ -124,6 +132,8 @@
 
     const syncEntity = () => {
       link.href = `/api/v1/templates/${encodeURIComponent(entity.value)}`;
+      const xlsxLink = document.getElementById("template-link-xlsx");
+      if (xlsxLink) xlsxLink.href = `/api/v1/templates/${encodeURIComponent(entity.value)}?format=xlsx`;
       label.textContent = entity.value;
       for (const block of document.querySelectorAll("[data-columns-for]")) {
         block.hidden = block.dataset.columnsFor !== entity.value;
@@ -189,7 +199,8 @@
     for (const button of document.querySelectorAll("[data-export]")) {
       button.addEventListener("click", async () => {
         button.disabled = true;
-        const body = new URLSearchParams({ operation_type: "export", entity_type: button.dataset.export });
+        const chosen = document.querySelector("[data-export-format]");
+        const body = new URLSearchParams({ operation_type: "export", entity_type: button.dataset.export, format: chosen ? chosen.value : "csv" });
         const result = await api("POST", "/api/v1/operations", body.toString(), "application/x-www-form-urlencoded");
         button.disabled = false;
         if (result.ok && result.data && result.data.id) {
