@@ -336,3 +336,34 @@ def test_a_second_ctrl_c_during_the_cancel_leaves_the_database_consistent(ready:
             assert sum(tx.ledger.committed(op_id, "apply").values()) == op.processed_records
     finally:
         close_context(ctx)
+
+
+def test_serve_says_where_to_go_and_how_to_log_in(ready: Cli) -> None:
+    env = {
+        **os.environ,
+        "BULKOPS_DATA_DIR": str(ready.tmp_path / "data"),
+        "COLUMNS": "80",
+        "TERM": "xterm",
+    }
+    env.pop("BULKOPS_DATABASE_URL", None)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), "--database-url", ready.url, "serve", "--port", "0"],
+        stdin=slave, stdout=slave, stderr=subprocess.DEVNULL, close_fds=True, env=env,
+    )
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Stop with Ctrl-C" not in screen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                screen += os.read(master, 65536)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        os.close(master)
+    text = screen.decode().replace("\r\n", "\n")
+    lines = text.splitlines()
+    assert lines[0].startswith("bulkops is running: open http://127.0.0.1:"), text
+    assert "bulkops user passwd EMAIL" in text and "/docs" in text
+    assert all(len(line) <= 80 for line in lines), text

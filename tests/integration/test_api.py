@@ -7,6 +7,7 @@ suite fast. ``tests/e2e/test_api_serve.py`` runs the real ``bulkops serve`` with
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -622,6 +623,19 @@ def test_templates_entities_health_and_docs(api: Api) -> None:
     assert export_form == body["application/x-www-form-urlencoded"]["schema"]
     assert "file" not in export_form["properties"]
     problem(client.get("/api/v1/no-such-thing"), 404)
+
+
+def test_docs_pages_need_no_internet(api: Api) -> None:
+    """/docs and /redoc load every script and style from bulkops itself."""
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{api.url}{page}")
+        assert html.status_code == 200 and "/openapi.json" in html.text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert any(a.endswith(".js") for a in assets), assets
+        for asset in assets:
+            assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
+            fetched = httpx.get(f"{api.url}{asset}")
+            assert fetched.status_code == 200 and len(fetched.content) > 1000, asset
 
 
 def test_users_and_tokens(api: Api) -> None:

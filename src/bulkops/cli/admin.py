@@ -174,7 +174,26 @@ def serve(
         if state.settings.is_sqlite:
             engine.migrate_schema(state.ctx)  # the embedded default needs no set-up beyond this
         engine.close_context(state.ctx)
+        if sys.stdout.isatty():
+            out.print(_where_to_go(host, port), markup=False)
         serve_http(state.settings, host=host, port=port, embedded_worker=embedded_worker)
+
+
+def _where_to_go(host: str, port: int) -> str:
+    """What a person who just typed ``bulkops serve`` needs before the log lines start."""
+    local = host in ("0.0.0.0", "::", "")  # noqa: S104 - recognising it, not binding
+    shown = "127.0.0.1" if local else (f"[{host}]" if ":" in host else host)
+    url = f"http://{shown}:{port}"
+    also = "  (listening on every interface)" if local else ""
+    return (
+        f"bulkops is running: open {url}{also}\n"
+        "  Log in with your email and password. The first admin's password was printed by\n"
+        "  `bulkops init`; `bulkops user list` shows the users, and\n"
+        "  `bulkops user passwd EMAIL` prints a new password.\n"
+        f"  API: {url}/api/v1, documented at {url}/docs\n"
+        "  (a token: `bulkops token create --user EMAIL`)\n"
+        "  Stop with Ctrl-C. Log lines (JSON) follow on standard error."
+    )
 
 
 def worker(
