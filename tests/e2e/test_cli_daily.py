@@ -367,3 +367,43 @@ def test_serve_says_where_to_go_and_how_to_log_in(ready: Cli) -> None:
     assert lines[0].startswith("bulkops is running: open http://127.0.0.1:"), text
     assert "bulkops user passwd EMAIL" in text and "/docs" in text
     assert all(len(line) <= 80 for line in lines), text
+
+
+def test_history_filters_by_outcome_and_the_summary_says_it(ready: Cli) -> None:
+    ok = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
+    failing = ready("import", "products", str(ready.file("e.csv", WITH_ERRORS)))
+    checked = ready.json(
+        "import", "products", str(ready.file("c.csv", PRODUCTS)), "--validate-only"
+    )
+    assert failing.exit_code == 1
+    assert "completed with errors" in failing.stdout.splitlines()[0]
+
+    def listed(*outcomes: str) -> set[str]:
+        args = [a for o in outcomes for a in ("--outcome", o)]
+        return {item["id"] for item in ready.json("history", *args)}
+
+    with_errors = listed("completed_with_errors")
+    assert len(with_errors) == 1 and ok["id"] not in with_errors
+    assert listed("succeeded") == {ok["id"]}
+    assert listed("checked") == {checked["id"]}
+    assert listed("succeeded", "checked") == {ok["id"], checked["id"]}
+    assert listed("rolled_back") == set()
+
+    wrong = ready("history", "--outcome", "succeded")
+    assert wrong.exit_code == 2
+    assert "Did you mean 'succeeded'" in wrong.output and "completed_with_errors" in wrong.output
+
+
+def test_cli_operations_record_who_started_them(ready: Cli) -> None:
+    mine = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
+    assert re.fullmatch(r"cli:[^@\s]+@\S+", mine["actor"]), mine["actor"]
+    assert mine["created_by"] is None
+    assert f"actor: {mine['actor']}" in ready("show", mine["id"][:8]).stdout
+
+    admin = ready.json("--as", "ADMIN@example.com", "export", "products")
+    assert admin["actor"] == "admin@example.com" and admin["created_by"] is not None
+
+    again = str(ready.file("q.csv", PRODUCTS))
+    stranger = ready("--as", "nobody@example.com", "import", "products", again)
+    assert stranger.exit_code == 2 and "bulkops user list" in stranger.output
+    assert len(ready.json("history")) == 2  # nothing was started for the stranger

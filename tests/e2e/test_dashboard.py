@@ -186,7 +186,10 @@ def test_import_errors_report_and_rollback(page: Page, site: Site) -> None:
     upload(page, f"{XSS}.csv", body)
     expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
     status = page.locator(".title-row [data-field=status]")
-    expect(status).to_have_text("completed", timeout=20_000)
+    # Failed rows are not hidden under a green "completed": the badge is amber and counts them.
+    expect(status).to_have_text("completed with 5 errors", timeout=20_000)
+    expect(status).to_have_class(re.compile("outcome-completed_with_errors"))
+    assert status.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 241, 204)"
     expect(page.locator("dd[data-field=created_records]")).to_have_text("37")
     expect(page.locator("dd[data-field=failed_records]")).to_have_text("5")
 
@@ -224,6 +227,13 @@ def test_import_errors_report_and_rollback(page: Page, site: Site) -> None:
     expect(page.locator("tr.op-row")).to_have_count(1)
     expect(page.locator("tr.op-row td.file-name")).to_contain_text(f"{XSS}.csv")
     expect(page.get_by_label("File name")).to_have_value(XSS)
+    page.get_by_label("Outcome").select_option("rolled_back")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tr.op-row")).to_have_count(1)
+    page.get_by_label("Outcome").select_option("completed_with_errors")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("tr.op-row")).to_have_count(0)
+    page.get_by_label("Outcome").select_option("")
     page.get_by_label("File name").fill("no such file")
     page.get_by_role("button", name="Filter").click()
     expect(page.get_by_text("No operation matches these filters.")).to_be_visible()
@@ -263,7 +273,7 @@ def test_export_and_phone_width(page: Page, site: Site) -> None:
     page.get_by_role("button", name="Export warehouses").click()
     expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
     expect(page.locator(".title-row [data-field=status]")).to_have_text(
-        "completed", timeout=20_000
+        "succeeded", timeout=20_000
     )
     with page.expect_download() as export:
         page.get_by_role("link", name=re.compile("Download the warehouses export")).click()

@@ -441,6 +441,31 @@ def test_list_filters_and_cursor_pages(api: Api) -> None:
     problem(client.get("/api/v1/operations", params={"limit": 0}), 422)
 
 
+
+def test_every_operation_names_its_actor_and_lists_filter_by_outcome(api: Api) -> None:
+    editor, admin = api.client("editor"), api.client("admin")
+    ok = upload(editor, "sku,name\nA-1,Rake\n").json()
+    wait_for(editor, ok["id"], "completed")
+    failing = upload(admin, "sku,name,price\nB-1,Hoe,1.00\nB-2,Saw,abc\n").json()
+    wait_for(editor, failing["id"], "completed")
+    checked = upload(editor, "sku,name\nC-1,Fork\n", validate_only=True).json()
+    wait_for(editor, checked["id"], "completed")
+    assert ok["actor"] == "editor@acme.example"
+    assert editor.get(f"/api/v1/operations/{failing['id']}").json()["actor"] == "admin@acme.example"
+
+    def listed(*outcomes: str) -> list[str]:
+        page = editor.get("/api/v1/operations", params={"outcome": list(outcomes)}).json()
+        return [o["id"] for o in page["items"]]
+
+    assert listed("succeeded") == [ok["id"]]
+    assert listed("completed_with_errors") == [failing["id"]]
+    assert listed("checked") == [checked["id"]]
+    assert listed("checked", "succeeded") == [checked["id"], ok["id"]]
+    assert listed("failed", "cancelled", "rolled_back") == []
+    wrong = problem(editor.get("/api/v1/operations", params={"outcome": "done"}), 422)
+    assert "outcome" in str(wrong)
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 

@@ -70,6 +70,10 @@ class OperationOut(BaseModel):
     completed_at: datetime | None
     created_at: datetime
     created_by: int | None
+    actor: str | None = Field(
+        description="Who started it: the user's e-mail (API, dashboard, CLI with --as) or "
+        "cli:<os-user>@<host> for the command line"
+    )
     cancelled_at: datetime | None
     cancelled_by: int | None
     config: dict[str, Any]

@@ -86,9 +86,12 @@ def _demo(state: State) -> None:
         for entity, content in files.items():
             path = Path(folder) / f"demo-{entity.value}.csv"
             path.write_text(content, encoding="utf-8")
+            starter = state.starter(org["id"])
             op = engine.create_operation(
                 state.ctx,
                 org["id"],
+                created_by=starter.user_id,
+                actor=starter.actor,
                 operation_type=OperationType.IMPORT,
                 entity_type=entity,
                 config=engine.OperationConfig(),

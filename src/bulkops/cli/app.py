@@ -58,6 +58,15 @@ def _options(
         str | None,
         typer.Option("--org", help="Organization slug (may be left out while there is one)."),
     ] = None,
+    as_email: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="EMAIL",
+            help="Record operations as started by this user of the organization "
+            "(default: cli:<os-user>@<host>).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -66,7 +75,9 @@ def _options(
     ] = False,
 ) -> None:
     settings = Settings() if database_url is None else Settings(database_url=database_url)
-    ctx.obj = State(settings, org, needs_database=ctx.invoked_subcommand != "init")
+    ctx.obj = State(
+        settings, org, needs_database=ctx.invoked_subcommand != "init", as_email=as_email
+    )
 
 
 for _operation in (OperationType.IMPORT, OperationType.UPDATE, OperationType.DELETE):

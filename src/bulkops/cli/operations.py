@@ -68,9 +68,12 @@ def _run_data_operation(
         if not file.is_file():
             raise UsageError(f"No such file: {file}")
         org = state.org()
+        starter = state.starter(org["id"])
         op = engine.create_operation(
             state.ctx,
             org["id"],
+            created_by=starter.user_id,
+            actor=starter.actor,
             operation_type=operation,
             entity_type=entity,
             config=config,
@@ -182,9 +185,12 @@ def export(
     with reported_errors():
         filters = dict(item.split("=", 1) for item in (where or []) if "=" in item)
         org = state.org()
+        starter = state.starter(org["id"])
         op = engine.create_operation(
             state.ctx,
             org["id"],
+            created_by=starter.user_id,
+            actor=starter.actor,
             operation_type=OperationType.EXPORT,
             entity_type=entity,
             config=engine.OperationConfig(filters=filters),

@@ -25,6 +25,8 @@ class State:
     org_slug: str | None
     #: False for ``init``, which creates the database; every other command needs it to exist.
     needs_database: bool = True
+    #: ``--as EMAIL``: operations are recorded as started by this user.
+    as_email: str | None = None
     _ctx: engine.Context | None = None
 
     @property
@@ -42,6 +44,11 @@ class State:
 
     def org(self) -> dict[str, Any]:
         return engine.resolve_organization(self.ctx.store, self.org_slug)
+
+    def starter(self, org_id: int) -> engine.Starter:
+        """Who starts an operation from this command: the ``--as`` user, else
+        ``cli:<os-user>@<host>`` with no user id."""
+        return engine.cli_starter(self.ctx.store, org_id, self.as_email)
 
     def operation_id(self, org_id: int, text: str) -> str:
         """The whole id of the operation ``text`` names (an id, or a unique prefix of it)."""

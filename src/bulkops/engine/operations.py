@@ -261,6 +261,7 @@ def create_operation(
     idempotency_key: str | None = None,
     executor: Literal["inline", "worker"] = "inline",
     move_source: bool = False,
+    actor: str | None = None,
 ) -> Operation:
     """Store the file, check its header and queue the operation as ``pending``.
 
@@ -319,6 +320,8 @@ def create_operation(
         "file_sha256": stored[2] if stored else None,
         "created_at": now,
         "created_by": created_by,
+        "actor": actor,
+        "validate_only": config.validate_only,
         "idempotency_key": idempotency_key,
         "idempotency_fingerprint": _fingerprint(parts) if idempotency_key else None,
         "executor": executor,
@@ -414,6 +417,7 @@ def operation_view(op: Operation) -> dict[str, Any]:
         "completed_at": _iso(op.completed_at),
         "created_at": _iso(op.created_at),
         "created_by": op.created_by,
+        "actor": op.actor,
         "cancelled_at": _iso(op.cancelled_at),
         "cancelled_by": op.cancelled_by,
         "config": op.config,

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from bulkops.engine.accounts import TOKEN_PREFIX, Principal, hash_token
 from bulkops.engine.operations import Context
 from bulkops.errors import NotFound, UsageError
-from bulkops.model import Operation, Role
+from bulkops.model import Operation, Outcome, Role
 from bulkops.store import EventWaiter
 
 __all__ = [
@@ -87,6 +87,7 @@ def list_operations(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     query: str | None = None,
+    outcome: Sequence[Outcome] = (),
     before: tuple[datetime, str] | None = None,
 ) -> list[Operation]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
@@ -99,6 +100,7 @@ def list_operations(
             created_after=created_after,
             created_before=created_before,
             query=query,
+            outcome=outcome,
             limit=limit,
             before=before,
         )

@@ -14,6 +14,20 @@
     try { return block ? JSON.parse(block.textContent) : {}; } catch (error) { return {}; }
   })();
 
+  const OUTCOME_LABELS = (() => {
+    const block = document.getElementById("outcome-labels");
+    try { return block ? JSON.parse(block.textContent) : {}; } catch (error) { return {}; }
+  })();
+
+  // The badge's words for an ended operation (the server's outcome_text, for live updates).
+  function outcomeText(data) {
+    if (data.outcome === "completed_with_errors") {
+      const failed = Number(data.failed_records) || 0;
+      return `completed with ${failed.toLocaleString("en-US")} error${failed === 1 ? "" : "s"}`;
+    }
+    return OUTCOME_LABELS[data.outcome] || data.outcome;
+  }
+
   function formatBytes(n) {
     const units = ["bytes", "KB", "MB", "GB"];
     let size = n;
@@ -236,21 +250,23 @@
         else node.textContent = String(value);
       }
     };
-    const setStatus = (status) => {
-      for (const badge of element.querySelectorAll('[data-field="status"]')) {
-        badge.textContent = STATUS_LABELS[status] || status;
-        badge.className = `badge status-${status}`;
+    const setStatus = (data) => {
+      const status = data.status;
+      // Once it has ended, the badge says how it went (the outcome), not only "completed".
+      const text = data.outcome ? outcomeText(data) : (STATUS_LABELS[status] || status);
+      const className = data.outcome ? `badge outcome-${data.outcome}` : `badge status-${status}`;
+      const badges = Array.from(element.querySelectorAll('[data-field="status"]'));
+      const pageBadge = document.querySelector('.title-row [data-field="status"]');
+      if (reloadOnDone && pageBadge) badges.push(pageBadge);
+      for (const badge of badges) {
+        badge.textContent = text;
+        badge.className = className;
       }
       const queued = element.querySelector("[data-queued]");
       if (queued) queued.hidden = status !== "pending";
-      const pageBadge = document.querySelector('.title-row [data-field="status"]');
-      if (reloadOnDone && pageBadge) {
-        pageBadge.textContent = STATUS_LABELS[status] || status;
-        pageBadge.className = `badge status-${status}`;
-      }
     };
     const apply = (data) => {
-      if (data.status) setStatus(data.status);
+      if (data.status) setStatus(data);
       for (const name of ["processed_records", "total_records", "created_records", "updated_records",
         "deleted_records", "unchanged_records", "failed_records"]) {
         if (data[name] !== undefined && data[name] !== null) set(name, data[name]);
