@@ -290,3 +290,20 @@ def test_viewer_sees_no_actions(page: Page, site: Site) -> None:
     expect(page.get_by_text("Your role may read but not start exports.")).to_be_visible()
     page.goto("/operations/new")
     expect(page.get_by_role("alert")).to_contain_text("may read but not start operations")
+
+
+def test_the_page_shows_the_exact_total_of_records_while_it_runs(page: Page, site: Site) -> None:
+    from tests.integration.test_totals import awkward_products
+
+    log_in(page)
+    upload(page, "awkward.csv", awkward_products(3000).encode(), chunk_size=1)
+    expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
+    status = page.locator(".title-row [data-field=status]")
+    expect(status).to_have_text("running", timeout=20_000)
+    expect(page.locator("span[data-field=processed_records]")).not_to_have_text("0")
+    # More lines than records (quoted line breaks, blank rows): the total is the records'.
+    expect(page.locator("span[data-field=total_records]")).to_have_text("3000")
+    page.get_by_role("button", name="Cancel operation").click()
+    confirm(page, "Rows it has already written stay written")
+    expect(status).to_have_text("cancelled", timeout=20_000)
+    expect(page.locator("span[data-field=total_records]")).to_have_text("3000")

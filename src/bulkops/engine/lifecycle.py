@@ -59,14 +59,20 @@ def process_owner() -> str:
 class Progress:
     """Rate and time remaining of a run, measured from this process's start."""
 
-    def __init__(self, already_done: int) -> None:
+    def __init__(self, already_done: int, total: int | None = None) -> None:
         self.started = time.monotonic()
         self.base = already_done
+        self.total = total
+        """The exact number of records when known (counted as the file was stored); else the
+        total is estimated from the share of the file read so far."""
 
     def figures(self, processed: int, fraction: float) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = max(processed - self.base, 0) / elapsed
-        total = max(round(processed / fraction), processed) if fraction > 0 else None
+        if self.total is not None:
+            total: int | None = max(self.total, processed)
+        else:
+            total = max(round(processed / fraction), processed) if fraction > 0 else None
         remaining = (total - processed) / rate if rate > 0 and total is not None else None
         return {
             "rate": round(rate, 1),

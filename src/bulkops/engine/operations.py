@@ -223,21 +223,6 @@ def store_file(
     return target, size, digest.hexdigest(), lines
 
 
-def _check_row_limit(ctx: Context, path: Path, lines: int, config: OperationConfig) -> None:
-    """Refuse a file with more records than allowed before anything is changed.
-
-    Counting line breaks (done while storing the file) is enough almost always, since a
-    record spans at least one line; only a file with more lines than the limit is parsed,
-    which raises at the first record too many.
-    """
-    limit = ctx.settings.max_rows
-    if lines <= limit:
-        return
-    with open_table(path, config.read_options(), ctx.read_limits()) as table:
-        for _ in table.records():
-            pass
-
-
 def _too_large(limit: int) -> FileRejected:
     return FileTooLarge(
         FileProblem(
@@ -279,6 +264,7 @@ def create_operation(
     """
     spec = spec_for(entity_type)
     header: list[str] | None = None
+    total_records: int | None = None
     stored: tuple[Path, int, str, int] | None = None
     if operation_type is not OperationType.EXPORT:
         if source is None:
@@ -288,7 +274,8 @@ def create_operation(
             with open_table(stored[0], config.read_options(), ctx.read_limits()) as table:
                 header = list(table.header)
                 map_header(spec, header, operation_type, config.mapping)
-            _check_row_limit(ctx, stored[0], stored[3], config)
+                # Exact, before the first chunk, and with the row limit enforced.
+                total_records = table.count_records()
         except BaseException:
             stored[0].unlink(missing_ok=True)
             raise
@@ -318,6 +305,7 @@ def create_operation(
         "file_path": str(stored[0]) if stored else None,
         "file_size_bytes": stored[1] if stored else None,
         "file_sha256": stored[2] if stored else None,
+        "total_records": total_records,
         "created_at": now,
         "created_by": created_by,
         "actor": actor,
