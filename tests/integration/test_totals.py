@@ -24,7 +24,9 @@ def awkward_products(records: int = RECORDS) -> str:
     lines = ["sku,name,description,category,price"]
     for i in range(records):
         if i % 7 == 0:
-            lines.append(f'T-{i},Tool {i},"first line\nsecond line\r\nthird, with a comma",Tools,1.00')
+            lines.append(
+                f'T-{i},Tool {i},"first line\nsecond line\r\nthird, with a comma",Tools,1.00'
+            )
         else:
             lines.append(f"T-{i},Tool {i},,Tools,2.00")
         if i % 11 == 0:
