@@ -407,3 +407,48 @@ def test_cli_operations_record_who_started_them(ready: Cli) -> None:
     stranger = ready("--as", "nobody@example.com", "import", "products", again)
     assert stranger.exit_code == 2 and "bulkops user list" in stranger.output
     assert len(ready.json("history")) == 2  # nothing was started for the stranger
+
+
+def test_ctrl_c_during_a_rollback_stops_it_and_a_second_rollback_goes_on(ready: Cli) -> None:
+    source = ready.tmp_path / "many.csv"
+    write_file("products", source, 60_000)
+    imported = ready.json("import", "products", str(source), "--chunk-size", "50")
+    op_id = imported["id"]
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), "--database-url", ready.url, "rollback", op_id[:8]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(ready.tmp_path / "x.db", timeout=30) as conn:
+            restored = conn.execute("SELECT rolled_back_records FROM operations").fetchone()[0]
+        if restored and restored >= 1_000:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "it ended before Ctrl-C"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 130, err
+    assert f"the rollback of operation {op_id} stopped after restoring" in err
+    assert f"bulkops rollback {op_id[:8]}" in err
+    ctx = _context(ready)
+    try:
+        org_id = ctx.store.accounts.list_organizations()[0]["id"]
+        op = get_operation(ctx, org_id, op_id)
+        assert op.status is OperationStatus.CANCELLED
+        assert 1_000 <= op.rolled_back_records < 60_000
+        with ctx.store.transaction(org_id) as tx:
+            assert tx.rows.count("products") == 60_000 - op.rolled_back_records
+        assert resume_orphaned(ctx, org_id) == []  # a person stopped it: no worker goes on
+        assert get_operation(ctx, org_id, op_id).status is OperationStatus.CANCELLED
+    finally:
+        close_context(ctx)
+
+    again = ready.json("rollback", op_id[:8])
+    assert (again["status"], again["rolled_back_records"]) == ("rolled_back", 60_000)
+    assert ready.export_rows("products") == [
+        ["sku", "name", "description", "category", "price"]
+    ]

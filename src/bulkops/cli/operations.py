@@ -124,6 +124,26 @@ def _cancel_on_interrupt(state: State, org_id: int, op_id: str, *, as_json: bool
     raise typer.Exit(130)
 
 
+def _stop_rollback_on_interrupt(
+    state: State, org_id: int, op_id: str, *, as_json: bool
+) -> NoReturn:
+    """Ctrl-C during a rollback: stop it after the batch under way (what was restored stays
+    restored), say how to go on, and exit 130."""
+    final = engine.cancel_interrupted(state.ctx, org_id, op_id, engine.process_owner())
+    if as_json:
+        print_json(engine.operation_view(final))
+    else:
+        applied = final.created_records + final.updated_records + final.deleted_records
+        err.print(
+            f"\nInterrupted: the rollback of operation {op_id} stopped after restoring "
+            f"{final.rolled_back_records:,} of {applied:,} records; the operation is "
+            f"{final.status.label}."
+        )
+        err.print(f"Go on with the rollback: bulkops rollback {op_id[:8]}")
+        err.print(f"See it: bulkops show {op_id[:8]}")
+    raise typer.Exit(130)
+
+
 def data_command(operation: OperationType) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
@@ -222,10 +242,19 @@ def rollback(
     with reported_errors():
         org = state.org()
         operation_id = state.operation_id(org["id"], operation_id)
-        with live_progress(not as_json, "rollback") as progress:
-            final = engine.rollback_operation(
-                state.ctx, org["id"], operation_id, user_id=None, force=force, on_progress=progress
-            )
+        try:
+            with live_progress(not as_json, "rollback") as progress:
+                final = engine.rollback_operation(
+                    state.ctx, org["id"], operation_id, user_id=None, force=force,
+                    on_progress=progress,
+                )
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut it short
+            interrupted = True
+        else:
+            interrupted = False
+        if interrupted:  # outside the except block: the interrupt's frames are released
+            _stop_rollback_on_interrupt(state, org["id"], operation_id, as_json=as_json)
     if as_json:
         print_json(engine.operation_view(final))
     else:
