@@ -251,6 +251,7 @@ def test_upload_follow_events_to_done_then_errors_and_records(api: Api) -> None:
         (2, "create", "applied")
     ]
     assert records[0]["before_data"] is None and records[0]["after_data"]["sku"] == "A-1"
+    assert records[0]["key"] == {"sku": "A-1"}  # the natural key, not only the row id
 
     rows = client.get("/api/v1/entities/products", params={"sku": "A-1"}).json()
     assert [r["name"] for r in rows["items"]] == ["Rake"]

@@ -182,8 +182,8 @@ def test_rows_changed_since_are_conflicts_not_overwritten_and_listed(
     report = io.StringIO()
     assert write_conflict_report(ctx, org_id, undone, report) == 1
     lines = report.getvalue().splitlines()
-    assert lines[0].startswith("_row,_entity_id,_action,_conflict,sku,")
-    assert len(lines) == 2 and lines[1].startswith(f"3,{rows['A-2'][0]},create,")
+    assert lines[0].startswith("_row,_key,_entity_id,_action,_conflict,sku,")
+    assert len(lines) == 2 and lines[1].startswith(f"3,A-2,{rows['A-2'][0]},create,")
     assert "A-2" in lines[1]
 
     # A second rollback is allowed only to force the conflicts through.

@@ -116,6 +116,9 @@ class RecordOut(BaseModel):
     id: int
     record_index: int = Field(description="The spreadsheet row of the record.")
     entity_id: int | None
+    key: dict[str, Any] = Field(
+        description="The record's natural key by field (sku; sku and warehouse_code; …)"
+    )
     action: str
     before_data: dict[str, Any] | None
     after_data: dict[str, Any] | None

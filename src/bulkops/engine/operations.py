@@ -80,7 +80,7 @@ class OperationConfig(BaseModel):
     mapping: dict[str, str] = Field(default_factory=dict)
     encoding: str | None = None
     delimiter: str | None = None
-    sheet: str | None = Field(default=None, min_length=1, max_length=31)
+    sheet: str | None = Field(default=None, max_length=31)
     decimal_separator: Literal[".", ","] = "."
     filters: dict[str, str] = Field(default_factory=dict)
 

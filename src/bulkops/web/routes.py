@@ -405,6 +405,7 @@ def _record(r: dict[str, Any]) -> dict[str, Any]:
     names = list(dict.fromkeys([*after, *before]))
     return {
         "index": r["record_index"],
+        "key": " / ".join(str(value) for value in r["key"].values()),
         "entity_id": r["entity_id"],
         "action": r["action"],
         "status": r["status"],
