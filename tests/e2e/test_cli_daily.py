@@ -429,7 +429,7 @@ def test_ctrl_c_during_a_rollback_stops_it_and_a_second_rollback_goes_on(ready: 
         assert proc.poll() is None and time.monotonic() < deadline, "it ended before Ctrl-C"
         time.sleep(0.01)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
 
     assert proc.returncode == 130, err
     assert f"the rollback of operation {op_id} stopped after restoring" in err
