@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.generate import write_file
@@ -452,3 +453,32 @@ def test_ctrl_c_during_a_rollback_stops_it_and_a_second_rollback_goes_on(ready: 
     assert ready.export_rows("products") == [
         ["sku", "name", "description", "category", "price"]
     ]
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            found += _commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def test_every_command_s_help_has_an_example_and_flags_look_like_flags(tmp_path: Path) -> None:
+    import typer
+
+    from bulkops.cli.app import app
+
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) >= 20
+    for command in commands:
+        result = Cli(tmp_path)(*command, "--help", columns=100)
+        assert result.exit_code == 0, command
+        assert "Example: bulkops" in result.stdout or "Example: BULKOPS_" in result.stdout, command
+    help_text = subprocess.run(
+        [str(bulkops_executable()), "import", "--help"], capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "80"}, check=True,
+    ).stdout
+    assert "Default: 1000." in help_text  # --chunk-size, from the configuration's default
+    assert "<bool>" not in help_text and "HEADER=FIELD" in help_text

@@ -34,7 +34,10 @@ def init(
         ),
     ] = None,
 ) -> None:
-    """Create or upgrade the schema; the first run creates an organization and an admin."""
+    """Create or upgrade the schema; the first run creates an organization and an admin.
+
+    Example: bulkops init --demo
+    """
     state = state_of(ctx)
     with reported_errors():
         if admin_url:
@@ -108,7 +111,10 @@ def org_create(
     slug: Annotated[str, typer.Argument()],
     name: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Create an organization."""
+    """Create an organization.
+
+    Example: bulkops org create acme --name "Acme Supplies"
+    """
     state = state_of(ctx)
     with reported_errors():
         org_id = engine.create_organization(state.ctx.store, slug, name)
@@ -124,7 +130,10 @@ def user_create(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Create a user; without --password-stdin a password is generated and shown once."""
+    """Create a user; without --password-stdin a password is generated and shown once.
+
+    Example: bulkops user create ana@example.com --org acme --role editor
+    """
     state = state_of(ctx)
     with reported_errors():
         organization = engine.resolve_organization(state.ctx.store, org)
@@ -145,7 +154,10 @@ def token_create(
     user: Annotated[str, typer.Option("--user", help="The user's email.")],
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
 ) -> None:
-    """Create an API token for a user; it is printed once and stored hashed."""
+    """Create an API token for a user; it is printed once and stored hashed.
+
+    Example: bulkops token create --user ana@example.com --name "nightly sync"
+    """
     state = state_of(ctx)
     with reported_errors():
         found = engine.find_user_by_email(state.ctx, user)
@@ -169,7 +181,10 @@ def serve(
         ),
     ] = True,
 ) -> None:
-    """Web API (+ embedded worker process): http://HOST:PORT/docs, JSON logs on stderr."""
+    """Web API (+ embedded worker process): http://HOST:PORT/docs, JSON logs on stderr.
+
+    Example: bulkops serve --host 0.0.0.0 --port 8080
+    """
     from bulkops.asgi import serve as serve_http
 
     state = state_of(ctx)
@@ -214,7 +229,10 @@ def worker(
         ),
     ] = True,
 ) -> None:
-    """Celery worker on BULKOPS_BROKER_URL (scaling out: run one per machine), JSON logs."""
+    """Celery worker on BULKOPS_BROKER_URL (scaling out: run one per machine), JSON logs.
+
+    Example: BULKOPS_BROKER_URL=redis://127.0.0.1:6379/0 bulkops worker --concurrency 2
+    """
     state = state_of(ctx)
     with reported_errors():
         if not state.settings.broker_url:

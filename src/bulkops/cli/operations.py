@@ -144,6 +144,11 @@ def _stop_rollback_on_interrupt(
     raise typer.Exit(130)
 
 
+def _default(option: str) -> object:
+    """An option's default, from the operation's configuration (one source)."""
+    return engine.OperationConfig.model_fields[option].default
+
+
 def data_command(operation: OperationType) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
@@ -155,16 +160,34 @@ def data_command(operation: OperationType) -> Callable[..., None]:
         rollback_on_error: Annotated[
             bool, typer.Option("--rollback-on-error", help="All or nothing.")
         ] = False,
-        chunk_size: Annotated[int | None, typer.Option(help="Records per batch.")] = None,
-        max_concurrent: Annotated[int | None, typer.Option(help="Batches in flight.")] = None,
+        chunk_size: Annotated[
+            int | None, typer.Option(help=f"Records per batch. Default: {_default('chunk_size')}.")
+        ] = None,
+        max_concurrent: Annotated[
+            int | None,
+            typer.Option(help=f"Batches in flight. Default: {_default('max_concurrent')}."),
+        ] = None,
         max_errors: Annotated[
-            int | None, typer.Option(help="Stop after this many failed records.")
+            int | None,
+            typer.Option(
+                help=f"Stop after this many failed records. Default: {_default('max_errors')}."
+            ),
         ] = None,
         mapping: Annotated[
-            list[str] | None, typer.Option("--map", help="HEADER=FIELD, or HEADER= to ignore.")
+            list[str] | None,
+            typer.Option(
+                "--map", metavar="HEADER=FIELD", help="HEADER=FIELD, or HEADER= to ignore."
+            ),
         ] = None,
-        encoding: Annotated[str | None, typer.Option(help="e.g. windows-1252")] = None,
-        delimiter: Annotated[str | None, typer.Option(help=", ; | or tab")] = None,
+        encoding: Annotated[
+            str | None,
+            typer.Option(
+                help="e.g. windows-1252. Default: UTF-8 (UTF-16 with a byte-order mark)."
+            ),
+        ] = None,
+        delimiter: Annotated[
+            str | None, typer.Option(help=", ; | or tab. Default: detected from the header.")
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
         _run_data_operation(
@@ -184,9 +207,12 @@ def data_command(operation: OperationType) -> Callable[..., None]:
         )
 
     command.__doc__ = {
-        OperationType.IMPORT: "Create or update records by natural key (upsert).",
-        OperationType.UPDATE: "Update existing records; only the columns in the file change.",
-        OperationType.DELETE: "Delete records by natural key.",
+        OperationType.IMPORT: "Create or update records by natural key (upsert).\n\n"
+        "Example: bulkops import products products.csv --validate-only",
+        OperationType.UPDATE: "Update existing records; only the columns in the file change."
+        "\n\nExample: bulkops update products prices.csv --map \"Unit price=price\"",
+        OperationType.DELETE: "Delete records by natural key.\n\n"
+        "Example: bulkops delete inventory discontinued.csv --rollback-on-error",
     }[operation]
     return command
 
@@ -197,10 +223,16 @@ def export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
     ] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="COLUMN=VALUE filter.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", metavar="COLUMN=VALUE", help="A filter, repeatable."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write every row of an entity as CSV in template column order."""
+    """Write every row of an entity as CSV in template column order.
+
+    Example: bulkops export inventory --where warehouse_code=WH-1 -o wh1.csv
+    """
     state = state_of(ctx)
     with reported_errors():
         filters = dict(item.split("=", 1) for item in (where or []) if "=" in item)
@@ -237,7 +269,10 @@ def rollback(
     force: Annotated[bool, typer.Option("--force", help="Overwrite rows changed since.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Undo an operation exactly; rows changed since are reported as conflicts."""
+    """Undo an operation exactly; rows changed since are reported as conflicts.
+
+    Example: bulkops rollback 1f2e3d4c
+    """
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
@@ -271,7 +306,10 @@ def cancel(
         bool, typer.Option("--rollback", help="Undo what was applied.")
     ] = False,
 ) -> None:
-    """Stop an operation within one chunk (from any process)."""
+    """Stop an operation within one chunk (from any process), or a rollback under way.
+
+    Example: bulkops cancel 1f2e3d4c --rollback
+    """
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
@@ -300,7 +338,10 @@ def resume(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Continue an operation or rollback whose process died, from its last committed chunk."""
+    """Continue an operation or rollback whose process died, from its last committed chunk.
+
+    Example: bulkops resume 1f2e3d4c
+    """
     state = state_of(ctx)
     with reported_errors():
         if (operation_id is None) == (not orphaned):

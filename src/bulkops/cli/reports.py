@@ -188,7 +188,10 @@ _OUTCOME_WORDS = {
 
 
 def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> None:
-    """One operation with its counters, configuration and first errors."""
+    """One operation with its counters, configuration and first errors.
+
+    Example: bulkops show 1f2e3d4c --json
+    """
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
@@ -226,7 +229,10 @@ def errors(
         bool, typer.Option("--conflicts", help="The rollback's conflicts instead.")
     ] = False,
 ) -> None:
-    """The error report CSV (fix it and upload it as it is), or the conflict report."""
+    """The error report CSV (fix it and upload it as it is), or the conflict report.
+
+    Example: bulkops errors 1f2e3d4c -o errors.csv
+    """
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
@@ -244,7 +250,10 @@ def template(
     entity: Entity,
     output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
 ) -> None:
-    """The CSV header of an entity with one example row."""
+    """The CSV header of an entity with one example row.
+
+    Example: bulkops template pricing -o pricing.csv
+    """
     if output is None:
         engine.write_template(entity.value, sys.stdout)
     else:
