@@ -482,3 +482,13 @@ def test_every_command_s_help_has_an_example_and_flags_look_like_flags(tmp_path:
     ).stdout
     assert "Default: 1000." in help_text  # --chunk-size, from the configuration's default
     assert "<bool>" not in help_text and "HEADER=FIELD" in help_text
+
+
+def test_the_cli_words_a_file_problem_s_remedy_with_its_flags(ready: Cli) -> None:
+    typo = ready("import", "products", str(ready.file("t.csv", "sku,name,prce\nA,B,1.00\n")))
+    assert typo.exit_code == 2
+    assert "Unknown column 'prce' (column 3). Did you mean 'price'?" in typo.output
+    assert "Rename it, or map it with --map 'prce=price'." in typo.output
+    assert "`mapping`" not in typo.output
+    tie = ready("import", "products", str(ready.file("d.csv", "sku;name,price\nA;B,1\n")))
+    assert tie.exit_code == 2 and "Give it with --delimiter." in tie.output

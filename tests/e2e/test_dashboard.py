@@ -247,7 +247,16 @@ def test_upload_problems_are_explained(page: Page, site: Site) -> None:
     expect(box).to_contain_text("not a CSV or TSV text file")
     upload(page, "typo.csv", b"sku,nmae,price\nA,B,1.00\n")
     expect(box).to_contain_text("need fixing before anything can be imported")
-    expect(box).to_contain_text("name")
+    # The remedy names what this page offers, not a command-line flag or an API field.
+    expect(box).to_contain_text("Unknown column 'nmae' (column 2). Did you mean 'name'?")
+    expect(box).to_contain_text("Rename the column to “name” in your file")
+    assert "--map" not in box.inner_text() and "mapping" not in box.inner_text()
+    upload(page, "ambiguous.csv", b"sku;name,price\nA;B,1.00\n")
+    expect(box).to_contain_text("Choose it under “Delimiter” in Options")
+    assert "--delimiter" not in box.inner_text() and "`delimiter`" not in box.inner_text()
+    page.get_by_label("Delimiter").select_option(";")  # the choice is used: another problem
+    page.get_by_role("button", name="Start").click()
+    expect(box).to_contain_text("Unknown column 'name,price' (column 2)")
     upload(page, "huge.csv", b"sku,name,price\n" + b"x" * (MAX_FILE_BYTES + 10))
     expect(box).to_contain_text("the limit is")
 

@@ -551,6 +551,19 @@ def test_bad_header_is_422_with_every_problem(api: Api) -> None:
     assert client.get("/api/v1/operations").json()["items"] == []
 
 
+def test_the_api_words_a_file_problem_s_remedy_with_its_fields(api: Api) -> None:
+    client = api.client("editor")
+    body = problem(upload(client, "sku,name,prce\nA,B,1.00\n"), 422)
+    [error] = body["errors"]
+    assert error["what"] == "Unknown column 'prce' (column 3). Did you mean 'price'?"
+    assert error["hint_field"] == "mapping" and error["suggestion"] == "price"
+    assert 'map it in the `mapping` field: {"prce": "price"}' in error["message"]
+    assert "--map" not in str(body)
+    tie = problem(upload(client, "sku;name,price\nA;B,1\n"), 422)
+    assert "Give it in the `delimiter` field." in tie["errors"][0]["message"]
+    assert "--delimiter" not in str(tie)
+
+
 def test_bad_parameters_are_422_listing_each(api: Api) -> None:
     client = api.client("editor")
     resp = client.post(

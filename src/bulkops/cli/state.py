@@ -12,7 +12,7 @@ import typer
 from bulkops import engine
 from bulkops.cli.output import err
 from bulkops.config import Settings
-from bulkops.errors import BulkopsError, FileRejected, UsageError
+from bulkops.errors import BulkopsError, FileProblem, FileRejected, UsageError
 
 __all__ = ["State", "fail", "reported_errors", "state_of"]
 
@@ -69,13 +69,30 @@ def fail(exc: BulkopsError) -> NoReturn:
         )
         for problem in exc.problems:
             where = f" (line {problem.line})" if problem.line else ""
-            hint = ""
-            if problem.hint_field:  # the option that settles it, by its flag
-                hint = f" Give it with --{problem.hint_field.replace('_', '-')}."
-            err.print(f"  - {problem.message}{hint}{where}", markup=False)
+            err.print(f"  - {problem.message}{_remedy(problem)}{where}", markup=False)
     else:
         err.print(f"Error: {exc}", markup=False)
     raise typer.Exit(exc.exit_code)
+
+
+def _remedy(problem: FileProblem) -> str:
+    """How to settle a file problem from the command line: by the flag that does it."""
+    if problem.hint_field is None:
+        return ""
+    if problem.hint_field == "mapping":
+        column = problem.column or "NAME"
+        if problem.code == "duplicate_column":
+            return f" Or ignore one with --map '{column}='."
+        if problem.suggestion:
+            return f" Rename it, or map it with --map '{column}={problem.suggestion}'."
+        return (
+            f" Rename it, map it with --map '{column}=FIELD', or ignore it with "
+            f"--map '{column}='."
+        )
+    flag = "--" + problem.hint_field.replace("_", "-")
+    if problem.hint_field == "encoding" and problem.suggestion:
+        return f" Give it with {flag} {problem.suggestion}."
+    return f" Give it with {flag}."
 
 
 @contextlib.contextmanager

@@ -60,13 +60,30 @@
     return { ok: response.ok, status: response.status, data, problem: response.ok ? null : data };
   }
 
+  const CONTROL_OF = { encoding: "Encoding", delimiter: "Delimiter" };
+
+  function dashboardRemedy(e) {
+    if (e.hint_field === "mapping") {
+      if (e.code === "duplicate_column") return "";
+      if (e.suggestion) return ` Rename the column to “${e.suggestion}” in your file and upload it again.`;
+      return " Rename or remove the column in your file (the columns bulkops knows are listed beside the form) and upload it again.";
+    }
+    if (e.hint_field && CONTROL_OF[e.hint_field]) {
+      const value = e.hint_field === "encoding" && e.suggestion ? ` (“${e.suggestion}”)` : "";
+      return ` Choose it under “${CONTROL_OF[e.hint_field]}”${value} in Options and start again.`;
+    }
+    return "";
+  }
+
   // Turns a problem+json answer into sentences for someone who does not read JSON.
   function explain(result, what) {
     const p = result.problem || {};
     const detail = typeof p.detail === "string" ? p.detail : "";
     const items = [];
     for (const e of Array.isArray(p.errors) ? p.errors : []) {
-      let text = e.message || "";
+      // A file problem says what is wrong and where ("what"); how to settle it is worded
+      // here with this page's controls, never with the API's fields or the CLI's flags.
+      let text = e.what !== undefined ? e.what + dashboardRemedy(e) : (e.message || "");
       if (e.column && !text.includes(e.column)) text = `Column “${e.column}”: ${text}`;
       if (e.field && e.field !== "file" && !text.includes(e.field)) text = `${e.field.replace(/_/g, " ")}: ${text}`;
       if (e.suggestion && !text.includes(e.suggestion)) text += ` Did you mean “${e.suggestion}”?`;
