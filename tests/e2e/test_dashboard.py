@@ -316,3 +316,39 @@ def test_the_page_shows_the_exact_total_of_records_while_it_runs(page: Page, sit
     confirm(page, "Rows it has already written stay written")
     expect(status).to_have_text("cancelled", timeout=20_000)
     expect(page.locator("span[data-field=total_records]")).to_have_text("3000")
+
+
+def test_an_export_page_shows_an_export_s_facts_and_a_dry_run_offers_no_undo(
+    page: Page, site: Site
+) -> None:
+    log_in(page)
+    page.get_by_role("button", name="Export warehouses").click()
+    expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
+    expect(page.locator(".title-row [data-field=status]")).to_have_text(
+        "succeeded", timeout=20_000
+    )
+    counters = page.locator(".progress-card dl.counters")
+    expect(counters).to_contain_text("Rows written")
+    expect(counters).to_contain_text("File size")
+    for import_word in ("Created", "Updated", "Unchanged", "Failed"):
+        expect(counters).not_to_contain_text(import_word)
+    expect(page.get_by_role("button", name="Roll back")).to_have_count(0)
+    expect(page.get_by_text("Audit records")).to_have_count(0)
+    expect(page.get_by_role("link", name=re.compile("Download the warehouses export"))).to_be_visible()
+    screenshot(page, "export")
+
+    page.goto("/operations/new")
+    page.get_by_label("Entity").select_option("products")
+    page.get_by_label("Validate only (dry run)").check()
+    upload_page = page.get_by_label(re.compile("CSV or TSV file"))
+    upload_page.set_input_files(
+        {"name": "check.csv", "mimeType": "text/csv", "buffer": products(12, first=900)}
+    )
+    page.get_by_role("button", name="Start").click()
+    expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
+    expect(page.locator(".title-row [data-field=status]")).to_have_text("checked", timeout=20_000)
+    expect(page.get_by_text("not yet")).to_have_count(0)  # the page as it ended (reloaded)
+    expect(page.locator(".dry-run-note")).to_contain_text("nothing was changed")
+    expect(page.locator(".progress-card dl.counters")).to_contain_text("Would be created")
+    expect(page.get_by_role("button", name="Roll back")).to_have_count(0)
+    screenshot(page, "dry-run")

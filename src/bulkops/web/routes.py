@@ -8,6 +8,7 @@ once, in the API and the engine. Log in and out are plain forms with a CSRF fiel
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 from collections.abc import Mapping
@@ -427,8 +428,13 @@ def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
     errors = engine.error_rows(ctx, org_id, op_id, limit=FIRST_ERRORS)
     records = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS)
     conflicts = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS, status="conflict")
+    export_bytes: int | None = None
+    if op.operation_type is OperationType.EXPORT and op.status is OperationStatus.COMPLETED:
+        with contextlib.suppress(OSError):
+            export_bytes = engine.export_path(ctx, org_id, op_id).stat().st_size
     return {
         "op": engine.operation_view(op),
+        "export_bytes": export_bytes,
         "header": op.header if op.header else [],
         "errors": _error_rows(errors),
         "records": [_record(r) for r in records],
@@ -467,9 +473,12 @@ async def operation_page(operation_id: str, request: Request) -> Response:
             **data,
             "running": not status.is_final,
             "may_write": session.principal.may_write(),
-            "may_cancel": status in (OperationStatus.PENDING, OperationStatus.PROCESSING),
+            "may_cancel": status
+            in (OperationStatus.PENDING, OperationStatus.PROCESSING, OperationStatus.ROLLING_BACK),
+            # A dry run and an export changed nothing: there is nothing to undo.
             "may_rollback": status.can_roll_back
             and op["operation_type"] != OperationType.EXPORT
+            and not op["config"].get("validate_only")
             and (op["created_records"] + op["updated_records"] + op["deleted_records"]) > 0,
         },
         session=session,
