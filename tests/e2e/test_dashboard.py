@@ -334,7 +334,8 @@ def test_an_export_page_shows_an_export_s_facts_and_a_dry_run_offers_no_undo(
         expect(counters).not_to_contain_text(import_word)
     expect(page.get_by_role("button", name="Roll back")).to_have_count(0)
     expect(page.get_by_text("Audit records")).to_have_count(0)
-    expect(page.get_by_role("link", name=re.compile("Download the warehouses export"))).to_be_visible()
+    download = page.get_by_role("link", name=re.compile("Download the warehouses export"))
+    expect(download).to_be_visible()
     screenshot(page, "export")
 
     page.goto("/operations/new")
