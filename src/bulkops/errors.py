@@ -78,7 +78,9 @@ class FileProblem:
     column: str | None = None
     line: int | None = None
     suggestion: str | None = field(default=None)
-    # The option that settles it (``"delimiter"``); each door names it its way (--delimiter).
+    # The option that settles it (``"delimiter"``, ``"encoding"``, ``"mapping"``); each door
+    # words the remedy its way: the CLI names its flag (--map 'x=y'), the API its field
+    # (``mapping``), the dashboard its control. ``message`` says what is wrong and where.
     hint_field: str | None = None
     # The value to give it, when known (``"windows-1252"`` for ``encoding``).
     hint_value: str | None = None

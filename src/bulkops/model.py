@@ -230,6 +230,7 @@ class Operation:
     lease_expires_at: float | None = None
     idempotency_key: str | None = None
     executor: str = "inline"
+    actor: str | None = None
     chunk_count: int | None = None
     attempts: int = 0
 

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from bench.generate import write_file
@@ -336,3 +337,158 @@ def test_a_second_ctrl_c_during_the_cancel_leaves_the_database_consistent(ready:
             assert sum(tx.ledger.committed(op_id, "apply").values()) == op.processed_records
     finally:
         close_context(ctx)
+
+
+def test_serve_says_where_to_go_and_how_to_log_in(ready: Cli) -> None:
+    env = {
+        **os.environ,
+        "BULKOPS_DATA_DIR": str(ready.tmp_path / "data"),
+        "COLUMNS": "80",
+        "TERM": "xterm",
+    }
+    env.pop("BULKOPS_DATABASE_URL", None)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), "--database-url", ready.url, "serve", "--port", "0"],
+        stdin=slave, stdout=slave, stderr=subprocess.DEVNULL, close_fds=True, env=env,
+    )
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"Stop with Ctrl-C" not in screen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                screen += os.read(master, 65536)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+        os.close(master)
+    text = screen.decode().replace("\r\n", "\n")
+    lines = text.splitlines()
+    assert lines[0].startswith("bulkops is running: open http://127.0.0.1:"), text
+    assert "bulkops user passwd EMAIL" in text and "/docs" in text
+    assert all(len(line) <= 80 for line in lines), text
+
+
+def test_history_filters_by_outcome_and_the_summary_says_it(ready: Cli) -> None:
+    ok = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
+    failing = ready("import", "products", str(ready.file("e.csv", WITH_ERRORS)))
+    checked = ready.json(
+        "import", "products", str(ready.file("c.csv", PRODUCTS)), "--validate-only"
+    )
+    assert failing.exit_code == 1
+    assert "completed with errors" in failing.stdout.splitlines()[0]
+
+    def listed(*outcomes: str) -> set[str]:
+        args = [a for o in outcomes for a in ("--outcome", o)]
+        return {item["id"] for item in ready.json("history", *args)}
+
+    with_errors = listed("completed_with_errors")
+    assert len(with_errors) == 1 and ok["id"] not in with_errors
+    assert listed("succeeded") == {ok["id"]}
+    assert listed("checked") == {checked["id"]}
+    assert listed("succeeded", "checked") == {ok["id"], checked["id"]}
+    assert listed("rolled_back") == set()
+
+    wrong = ready("history", "--outcome", "succeded")
+    assert wrong.exit_code == 2
+    assert "Did you mean 'succeeded'" in wrong.output and "completed_with_errors" in wrong.output
+
+
+def test_cli_operations_record_who_started_them(ready: Cli) -> None:
+    mine = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
+    assert re.fullmatch(r"cli:[^@\s]+@\S+", mine["actor"]), mine["actor"]
+    assert mine["created_by"] is None
+    assert f"actor: {mine['actor']}" in ready("show", mine["id"][:8]).stdout
+
+    admin = ready.json("--as", "ADMIN@example.com", "export", "products")
+    assert admin["actor"] == "admin@example.com" and admin["created_by"] is not None
+
+    again = str(ready.file("q.csv", PRODUCTS))
+    stranger = ready("--as", "nobody@example.com", "import", "products", again)
+    assert stranger.exit_code == 2 and "bulkops user list" in stranger.output
+    assert len(ready.json("history")) == 2  # nothing was started for the stranger
+
+
+def test_ctrl_c_during_a_rollback_stops_it_and_a_second_rollback_goes_on(ready: Cli) -> None:
+    source = ready.tmp_path / "many.csv"
+    write_file("products", source, 60_000)
+    imported = ready.json("import", "products", str(source), "--chunk-size", "50")
+    op_id = imported["id"]
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), "--database-url", ready.url, "rollback", op_id[:8]],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        with sqlite3.connect(ready.tmp_path / "x.db", timeout=30) as conn:
+            restored = conn.execute("SELECT rolled_back_records FROM operations").fetchone()[0]
+        if restored and restored >= 1_000:
+            break
+        assert proc.poll() is None and time.monotonic() < deadline, "it ended before Ctrl-C"
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 130, err
+    assert f"the rollback of operation {op_id} stopped after restoring" in err
+    assert f"bulkops rollback {op_id[:8]}" in err
+    ctx = _context(ready)
+    try:
+        org_id = ctx.store.accounts.list_organizations()[0]["id"]
+        op = get_operation(ctx, org_id, op_id)
+        assert op.status is OperationStatus.CANCELLED
+        assert 1_000 <= op.rolled_back_records < 60_000
+        with ctx.store.transaction(org_id) as tx:
+            assert tx.rows.count("products") == 60_000 - op.rolled_back_records
+        assert resume_orphaned(ctx, org_id) == []  # a person stopped it: no worker goes on
+        assert get_operation(ctx, org_id, op_id).status is OperationStatus.CANCELLED
+    finally:
+        close_context(ctx)
+
+    again = ready.json("rollback", op_id[:8])
+    assert (again["status"], again["rolled_back_records"]) == ("rolled_back", 60_000)
+    assert ready.export_rows("products") == [
+        ["sku", "name", "description", "category", "price"]
+    ]
+
+
+def _commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            found += _commands(command, (*prefix, name))
+        else:
+            found.append((*prefix, name))
+    return found
+
+
+def test_every_command_s_help_has_an_example_and_flags_look_like_flags(tmp_path: Path) -> None:
+    import typer
+
+    from bulkops.cli.app import app
+
+    commands = _commands(typer.main.get_command(app))
+    assert len(commands) >= 20
+    for command in commands:
+        result = Cli(tmp_path)(*command, "--help", columns=100)
+        assert result.exit_code == 0, command
+        assert "Example: bulkops" in result.stdout or "Example: BULKOPS_" in result.stdout, command
+    help_text = subprocess.run(
+        [str(bulkops_executable()), "import", "--help"], capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "80"}, check=True,
+    ).stdout
+    assert "Default: 1000." in help_text  # --chunk-size, from the configuration's default
+    assert "<bool>" not in help_text and "HEADER=FIELD" in help_text
+
+
+def test_the_cli_words_a_file_problem_s_remedy_with_its_flags(ready: Cli) -> None:
+    typo = ready("import", "products", str(ready.file("t.csv", "sku,name,prce\nA,B,1.00\n")))
+    assert typo.exit_code == 2
+    assert "Unknown column 'prce' (column 3). Did you mean 'price'?" in typo.output
+    assert "Rename it, or map it with --map 'prce=price'." in typo.output
+    assert "`mapping`" not in typo.output
+    tie = ready("import", "products", str(ready.file("d.csv", "sku;name,price\nA;B,1\n")))
+    assert tie.exit_code == 2 and "Give it with --delimiter." in tie.output

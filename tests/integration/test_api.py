@@ -7,6 +7,7 @@ suite fast. ``tests/e2e/test_api_serve.py`` runs the real ``bulkops serve`` with
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -250,6 +251,7 @@ def test_upload_follow_events_to_done_then_errors_and_records(api: Api) -> None:
         (2, "create", "applied")
     ]
     assert records[0]["before_data"] is None and records[0]["after_data"]["sku"] == "A-1"
+    assert records[0]["key"] == {"sku": "A-1"}  # the natural key, not only the row id
 
     rows = client.get("/api/v1/entities/products", params={"sku": "A-1"}).json()
     assert [r["name"] for r in rows["items"]] == ["Rake"]
@@ -440,6 +442,31 @@ def test_list_filters_and_cursor_pages(api: Api) -> None:
     problem(client.get("/api/v1/operations", params={"limit": 0}), 422)
 
 
+
+def test_every_operation_names_its_actor_and_lists_filter_by_outcome(api: Api) -> None:
+    editor, admin = api.client("editor"), api.client("admin")
+    ok = upload(editor, "sku,name\nA-1,Rake\n").json()
+    wait_for(editor, ok["id"], "completed")
+    failing = upload(admin, "sku,name,price\nB-1,Hoe,1.00\nB-2,Saw,abc\n").json()
+    wait_for(editor, failing["id"], "completed")
+    checked = upload(editor, "sku,name\nC-1,Fork\n", validate_only=True).json()
+    wait_for(editor, checked["id"], "completed")
+    assert ok["actor"] == "editor@acme.example"
+    assert editor.get(f"/api/v1/operations/{failing['id']}").json()["actor"] == "admin@acme.example"
+
+    def listed(*outcomes: str) -> list[str]:
+        page = editor.get("/api/v1/operations", params={"outcome": list(outcomes)}).json()
+        return [o["id"] for o in page["items"]]
+
+    assert listed("succeeded") == [ok["id"]]
+    assert listed("completed_with_errors") == [failing["id"]]
+    assert listed("checked") == [checked["id"]]
+    assert listed("checked", "succeeded") == [checked["id"], ok["id"]]
+    assert listed("failed", "cancelled", "rolled_back") == []
+    wrong = problem(editor.get("/api/v1/operations", params={"outcome": "done"}), 422)
+    assert "outcome" in str(wrong)
+
+
 # -- refusals ------------------------------------------------------------------------------------
 
 
@@ -522,6 +549,19 @@ def test_bad_header_is_422_with_every_problem(api: Api) -> None:
     assert suggestions.get("skux") == "sku" and suggestions.get("prce") == "price"
     assert stored_files(api.settings) == []
     assert client.get("/api/v1/operations").json()["items"] == []
+
+
+def test_the_api_words_a_file_problem_s_remedy_with_its_fields(api: Api) -> None:
+    client = api.client("editor")
+    body = problem(upload(client, "sku,name,prce\nA,B,1.00\n"), 422)
+    [error] = body["errors"]
+    assert error["what"] == "Unknown column 'prce' (column 3). Did you mean 'price'?"
+    assert error["hint_field"] == "mapping" and error["suggestion"] == "price"
+    assert 'map it in the `mapping` field: {"prce": "price"}' in error["message"]
+    assert "--map" not in str(body)
+    tie = problem(upload(client, "sku;name,price\nA;B,1\n"), 422)
+    assert "Give it in the `delimiter` field." in tie["errors"][0]["message"]
+    assert "--delimiter" not in str(tie)
 
 
 def test_bad_parameters_are_422_listing_each(api: Api) -> None:
@@ -622,6 +662,19 @@ def test_templates_entities_health_and_docs(api: Api) -> None:
     assert export_form == body["application/x-www-form-urlencoded"]["schema"]
     assert "file" not in export_form["properties"]
     problem(client.get("/api/v1/no-such-thing"), 404)
+
+
+def test_docs_pages_need_no_internet(api: Api) -> None:
+    """/docs and /redoc load every script and style from bulkops itself."""
+    for page in ("/docs", "/redoc"):
+        html = httpx.get(f"{api.url}{page}")
+        assert html.status_code == 200 and "/openapi.json" in html.text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert any(a.endswith(".js") for a in assets), assets
+        for asset in assets:
+            assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
+            fetched = httpx.get(f"{api.url}{asset}")
+            assert fetched.status_code == 200 and len(fetched.content) > 1000, asset
 
 
 def test_users_and_tokens(api: Api) -> None:

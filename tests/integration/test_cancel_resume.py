@@ -84,7 +84,7 @@ def test_cancel_stops_within_one_chunk_with_exact_counters(
     assert events == [10, 20]  # not one chunk more
     counters = (final.processed_records, final.successful_records, final.created_records,
                 final.failed_records, final.total_records)
-    assert counters == (20, 20, 20, 0, 20)
+    assert counters == (20, 20, 20, 0, 100)  # the total stays the file's: 20 % done
     assert final.cancelled_at is not None and final.lease_owner is None
     assert [r[1] for r in table(ctx, org_id, "products")] == [f"P-{i:04d}" for i in range(20)]
     assert _audit_count(ctx, org_id, op.id) == 20
@@ -464,7 +464,7 @@ def test_kill_9_during_rollback_then_resume_restores_everything(
 
     done = cli.run("resume", op_id)
     assert done.returncode == 1, done.stderr  # CONTRACT 4: rolled back exits 1
-    assert "rolled_back" in done.stdout
+    assert "rolled back" in done.stdout
     op = cli.operation()
     assert (op.status, op.rolled_back_records, op.conflict_records) == (
         "rolled_back", ROLLBACK_ROWS, 0)

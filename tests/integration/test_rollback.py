@@ -182,8 +182,8 @@ def test_rows_changed_since_are_conflicts_not_overwritten_and_listed(
     report = io.StringIO()
     assert write_conflict_report(ctx, org_id, undone, report) == 1
     lines = report.getvalue().splitlines()
-    assert lines[0].startswith("_row,_entity_id,_action,_conflict,sku,")
-    assert len(lines) == 2 and lines[1].startswith(f"3,{rows['A-2'][0]},create,")
+    assert lines[0].startswith("_row,_key,_entity_id,_action,_conflict,sku,")
+    assert len(lines) == 2 and lines[1].startswith(f"3,A-2,{rows['A-2'][0]},create,")
     assert "A-2" in lines[1]
 
     # A second rollback is allowed only to force the conflicts through.
@@ -495,3 +495,33 @@ def test_a_rollback_that_is_running_elsewhere_is_refused(
         rollback_operation(ctx, org_id, op.id, user_id=None)
     assert "already being rolled back" in str(caught.value)
     assert len(table(ctx, org_id, "products")) == 3
+
+
+def test_a_cancel_stops_a_rollback_within_one_batch_and_a_new_rollback_goes_on(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    rows = "".join(f"C-{i},Chisel {i},,Tools,1.00\n" for i in range(100))
+    path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\n" + rows)
+    op = run(ctx, org_id, "import", "products", path, chunk_size=10)
+    batches: list[int] = []
+
+    def cancel_after_the_second(event: dict[str, Any]) -> None:
+        if event.get("phase") == "rolling_back":
+            batches.append(event["rolled_back_records"])
+            if len(batches) == 2:
+                request_cancel(ctx, org_id, op.id, user_id=None, rollback=False)
+
+    stopped = rollback_operation(
+        ctx, org_id, op.id, user_id=None, on_progress=cancel_after_the_second
+    )
+
+    assert stopped.status is OperationStatus.CANCELLED
+    assert batches == [10, 20, 30]  # the batch under way when the cancel came, no more
+    assert stopped.rolled_back_records == 30 and stopped.results["rollback"]["stopped"]
+    assert len(table(ctx, org_id, "products")) == 70
+    with pytest.raises(Conflict):
+        request_cancel(ctx, org_id, op.id, user_id=None, rollback=False)  # it has ended
+
+    done = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert (done.status, done.rolled_back_records) == (OperationStatus.ROLLED_BACK, 100)
+    assert table(ctx, org_id, "products") == []

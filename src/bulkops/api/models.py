@@ -70,6 +70,10 @@ class OperationOut(BaseModel):
     completed_at: datetime | None
     created_at: datetime
     created_by: int | None
+    actor: str | None = Field(
+        description="Who started it: the user's e-mail (API, dashboard, CLI with --as) or "
+        "cli:<os-user>@<host> for the command line"
+    )
     cancelled_at: datetime | None
     cancelled_by: int | None
     config: dict[str, Any]
@@ -112,6 +116,9 @@ class RecordOut(BaseModel):
     id: int
     record_index: int = Field(description="The spreadsheet row of the record.")
     entity_id: int | None
+    key: dict[str, Any] = Field(
+        description="The record's natural key by field (sku; sku and warehouse_code; …)"
+    )
     action: str
     before_data: dict[str, Any] | None
     after_data: dict[str, Any] | None

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from bulkops import engine
 from bulkops.errors import FileProblem, FileTooLarge, UnsupportedFile
-from bulkops.model import EntityType, Operation, OperationStatus, OperationType
+from bulkops.model import EntityType, Operation, OperationStatus, OperationType, Outcome
 
 from .deps import Ctx, Editor, State, Viewer
 from .forms import FORM_ALLOWANCE_BYTES, operation_arguments, read_small_form, upload_request_body
@@ -106,6 +106,7 @@ async def create_operation(
                     ctx,
                     principal.org_id,
                     created_by=principal.user_id,
+                    actor=principal.email,
                     idempotency_key=key,
                     executor="worker",
                     **arguments,
@@ -158,6 +159,7 @@ async def create_operation(
                 move_source=True,
                 file_name=upload.file_name or None,
                 created_by=principal.user_id,
+                actor=principal.email,
                 idempotency_key=key,
                 executor="worker",
                 **arguments,
@@ -217,6 +219,7 @@ def list_operations(
     status: Annotated[list[OperationStatus] | None, Query()] = None,
     operation_type: Annotated[list[OperationType] | None, Query()] = None,
     entity_type: Annotated[list[EntityType] | None, Query()] = None,
+    outcome: Annotated[list[Outcome] | None, Query()] = None,
     created_by: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     created_after: Timestamp = None,
     created_before: Timestamp = None,
@@ -236,6 +239,7 @@ def list_operations(
             created_after=_aware(created_after),
             created_before=_aware(created_before),
             query=q or None,
+            outcome=outcome or (),
             limit=how_many,
             before=before,
         ),
@@ -302,9 +306,7 @@ def cancel(
     status_code=202,
     response_model=OperationOut,
     summary="Undo an ended operation",
-    responses=problem_responses(
-        400, 401, 403, 404, 409, 422, s409="Cannot be rolled back now"
-    ),
+    responses=problem_responses(400, 401, 403, 404, 409, 422, s409="Cannot be rolled back now"),
 )
 def rollback(
     operation_id: str, principal: Editor, ctx: Ctx, body: RollbackIn | None = None

@@ -11,6 +11,7 @@ with that schema under ``application/problem+json``.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -62,9 +63,9 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = Field(
         default=None,
         description="Each problem of a field, a parameter or the file (`field` or `column`, "
-        "`message`, and for a file `code`, `line`, `suggestion`, and `hint_field` and "
-        "`hint_value` when an option settles it, e.g. `encoding` and `windows-1252`); "
-        "absent when there is none.",
+        "`message`, and for a file `code`, `line`, `suggestion`, `what` (the message without "
+        "its remedy), and `hint_field` and `hint_value` when an option settles it (e.g. "
+        "`encoding` and `windows-1252`; `mapping`, `delimiter`)); absent when there is none.",
     )
 
 
@@ -160,15 +161,30 @@ def problem_response(
 
 
 def _worded(problem: FileProblem) -> str:
-    """The message with the API's name for the option that settles it (``delimiter``)."""
-    if problem.hint_field is None:
+    """The message with the API's name for the option that settles it (``delimiter``,
+    ``encoding``, ``mapping``)."""
+    field = problem.hint_field
+    if field is None:
         return problem.message
+    if field == "mapping":
+        column = json.dumps(problem.column or "NAME", ensure_ascii=False)
+        if problem.code == "duplicate_column":
+            return f"{problem.message} Or ignore one in the `mapping` field: {{{column}: \"\"}}."
+        if problem.suggestion:
+            target = json.dumps(problem.suggestion, ensure_ascii=False)
+            return (
+                f"{problem.message} Rename it, or map it in the `mapping` field: "
+                f"{{{column}: {target}}}."
+            )
+        return (
+            f"{problem.message} Rename it, map it in the `mapping` field "
+            f"({{{column}: \"FIELD\"}}), or ignore it there ({{{column}: \"\"}})."
+        )
     if problem.hint_value is not None:
         return (
-            f"{problem.message} Give it in the `{problem.hint_field}` field "
-            f"(`{problem.hint_field}={problem.hint_value}`)."
+            f"{problem.message} Give it in the `{field}` field (`{field}={problem.hint_value}`)."
         )
-    return f"{problem.message} Give it in the `{problem.hint_field}` field."
+    return f"{problem.message} Give it in the `{field}` field."
 
 
 def _file_problems(exc: FileRejected) -> list[dict[str, Any]]:
@@ -176,10 +192,13 @@ def _file_problems(exc: FileRejected) -> list[dict[str, Any]]:
         {
             "code": p.code,
             "message": _worded(p),
+            # What is wrong and where, without the API's remedy, and the option that settles
+            # it: the dashboard words its own remedy from these.
+            "what": p.message,
+            "hint_field": p.hint_field,
             "column": p.column,
             "line": p.line,
             "suggestion": p.suggestion,
-            "hint_field": p.hint_field,
             "hint_value": p.hint_value,
         }
         for p in exc.problems

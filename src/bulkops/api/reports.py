@@ -196,6 +196,7 @@ def get_records(
             id=r["id"],
             record_index=r["record_index"],
             entity_id=r["entity_id"],
+            key=r["key"],
             action=r["action"],
             before_data=orjson.loads(r["before_data"]) if r["before_data"] else None,
             after_data=orjson.loads(r["after_data"]) if r["after_data"] else None,

@@ -34,7 +34,10 @@ def init(
         ),
     ] = None,
 ) -> None:
-    """Create or upgrade the schema; the first run creates an organization and an admin."""
+    """Create or upgrade the schema; the first run creates an organization and an admin.
+
+    Example: bulkops init --demo
+    """
     state = state_of(ctx)
     with reported_errors():
         if admin_url:
@@ -86,9 +89,12 @@ def _demo(state: State) -> None:
         for entity, content in files.items():
             path = Path(folder) / f"demo-{entity.value}.csv"
             path.write_text(content, encoding="utf-8")
+            starter = state.starter(org["id"])
             op = engine.create_operation(
                 state.ctx,
                 org["id"],
+                created_by=starter.user_id,
+                actor=starter.actor,
                 operation_type=OperationType.IMPORT,
                 entity_type=entity,
                 config=engine.OperationConfig(),
@@ -105,7 +111,10 @@ def org_create(
     slug: Annotated[str, typer.Argument()],
     name: Annotated[str | None, typer.Option()] = None,
 ) -> None:
-    """Create an organization."""
+    """Create an organization.
+
+    Example: bulkops org create acme --name "Acme Supplies"
+    """
     state = state_of(ctx)
     with reported_errors():
         org_id = engine.create_organization(state.ctx.store, slug, name)
@@ -121,7 +130,10 @@ def user_create(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Create a user; without --password-stdin a password is generated and shown once."""
+    """Create a user; without --password-stdin a password is generated and shown once.
+
+    Example: bulkops user create ana@example.com --org acme --role editor
+    """
     state = state_of(ctx)
     with reported_errors():
         organization = engine.resolve_organization(state.ctx.store, org)
@@ -142,7 +154,10 @@ def token_create(
     user: Annotated[str, typer.Option("--user", help="The user's email.")],
     name: Annotated[str, typer.Option(help="What the token is for.")] = "cli",
 ) -> None:
-    """Create an API token for a user; it is printed once and stored hashed."""
+    """Create an API token for a user; it is printed once and stored hashed.
+
+    Example: bulkops token create --user ana@example.com --name "nightly sync"
+    """
     state = state_of(ctx)
     with reported_errors():
         found = engine.find_user_by_email(state.ctx, user)
@@ -166,7 +181,10 @@ def serve(
         ),
     ] = True,
 ) -> None:
-    """Web API (+ embedded worker process): http://HOST:PORT/docs, JSON logs on stderr."""
+    """Web API (+ embedded worker process): http://HOST:PORT/docs, JSON logs on stderr.
+
+    Example: bulkops serve --host 0.0.0.0 --port 8080
+    """
     from bulkops.asgi import serve as serve_http
 
     state = state_of(ctx)
@@ -174,7 +192,26 @@ def serve(
         if state.settings.is_sqlite:
             engine.migrate_schema(state.ctx)  # the embedded default needs no set-up beyond this
         engine.close_context(state.ctx)
+        if sys.stdout.isatty():
+            out.print(_where_to_go(host, port), markup=False)
         serve_http(state.settings, host=host, port=port, embedded_worker=embedded_worker)
+
+
+def _where_to_go(host: str, port: int) -> str:
+    """What a person who just typed ``bulkops serve`` needs before the log lines start."""
+    local = host in ("0.0.0.0", "::", "")  # noqa: S104 - recognising it, not binding
+    shown = "127.0.0.1" if local else (f"[{host}]" if ":" in host else host)
+    url = f"http://{shown}:{port}"
+    also = "  (listening on every interface)" if local else ""
+    return (
+        f"bulkops is running: open {url}{also}\n"
+        "  Log in with your email and password. The first admin's password was printed by\n"
+        "  `bulkops init`; `bulkops user list` shows the users, and\n"
+        "  `bulkops user passwd EMAIL` prints a new password.\n"
+        f"  API: {url}/api/v1, documented at {url}/docs\n"
+        "  (a token: `bulkops token create --user EMAIL`)\n"
+        "  Stop with Ctrl-C. Log lines (JSON) follow on standard error."
+    )
 
 
 def worker(
@@ -192,7 +229,10 @@ def worker(
         ),
     ] = True,
 ) -> None:
-    """Celery worker on BULKOPS_BROKER_URL (scaling out: run one per machine), JSON logs."""
+    """Celery worker on BULKOPS_BROKER_URL (scaling out: run one per machine), JSON logs.
+
+    Example: BULKOPS_BROKER_URL=redis://127.0.0.1:6379/0 bulkops worker --concurrency 2
+    """
     state = state_of(ctx)
     with reported_errors():
         if not state.settings.broker_url:

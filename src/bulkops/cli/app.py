@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from importlib.metadata import version as package_version
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -58,6 +58,15 @@ def _options(
         str | None,
         typer.Option("--org", help="Organization slug (may be left out while there is one)."),
     ] = None,
+    as_email: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="EMAIL",
+            help="Record operations as started by this user of the organization "
+            "(default: cli:<os-user>@<host>).",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -66,7 +75,9 @@ def _options(
     ] = False,
 ) -> None:
     settings = Settings() if database_url is None else Settings(database_url=database_url)
-    ctx.obj = State(settings, org, needs_database=ctx.invoked_subcommand != "init")
+    ctx.obj = State(
+        settings, org, needs_database=ctx.invoked_subcommand != "init", as_email=as_email
+    )
 
 
 for _operation in (OperationType.IMPORT, OperationType.UPDATE, OperationType.DELETE):
@@ -92,9 +103,30 @@ token_app.command("list")(accounts.token_list)
 token_app.command("revoke")(accounts.token_revoke)
 
 
+def _plain_flags(command: Any) -> Any:
+    """Help that shows a flag as a flag: Typer prints ``<bool>`` after ``--json`` (as if it
+    took a value) unless the flag's metavar is set empty. (Typer's commands are those of its
+    own copy of Click, so they are looked at, not type-checked.)"""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    make_help_option = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = help_option
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
+    return command
+
+
 def main() -> None:
     os.environ.setdefault("PYTHONIOENCODING", "utf-8")
     try:
-        app()
+        _plain_flags(typer.main.get_command(app))()
     except BulkopsError as exc:  # raised outside a command body
         fail(exc)

@@ -26,6 +26,8 @@ def doctor(
     """List keys that differ only by letter case or Unicode form (exit 1 if there are any).
 
     Every organization is checked, or only the one given with --org.
+
+    Example: bulkops --org acme doctor --json
     """
     state = state_of(ctx)
     with reported_errors():

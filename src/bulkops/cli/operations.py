@@ -80,9 +80,12 @@ def _run_data_operation(
         if not file.is_file():
             raise UsageError(f"No such file: {file}")
         org = state.org()
+        starter = state.starter(org["id"])
         op = engine.create_operation(
             state.ctx,
             org["id"],
+            created_by=starter.user_id,
+            actor=starter.actor,
             operation_type=operation,
             entity_type=entity,
             config=config,
@@ -133,6 +136,31 @@ def _cancel_on_interrupt(state: State, org_id: int, op_id: str, *, as_json: bool
     raise typer.Exit(130)
 
 
+def _stop_rollback_on_interrupt(
+    state: State, org_id: int, op_id: str, *, as_json: bool
+) -> NoReturn:
+    """Ctrl-C during a rollback: stop it after the batch under way (what was restored stays
+    restored), say how to go on, and exit 130."""
+    final = engine.cancel_interrupted(state.ctx, org_id, op_id, engine.process_owner())
+    if as_json:
+        print_json(engine.operation_view(final))
+    else:
+        applied = final.created_records + final.updated_records + final.deleted_records
+        err.print(
+            f"\nInterrupted: the rollback of operation {op_id} stopped after restoring "
+            f"{final.rolled_back_records:,} of {applied:,} records; the operation is "
+            f"{final.status.label}."
+        )
+        err.print(f"Go on with the rollback: bulkops rollback {op_id[:8]}")
+        err.print(f"See it: bulkops show {op_id[:8]}")
+    raise typer.Exit(130)
+
+
+def _default(option: str) -> object:
+    """An option's default, from the operation's configuration (one source)."""
+    return engine.OperationConfig.model_fields[option].default
+
+
 def data_command(operation: OperationType) -> Callable[..., None]:
     def command(
         ctx: typer.Context,
@@ -144,24 +172,42 @@ def data_command(operation: OperationType) -> Callable[..., None]:
         rollback_on_error: Annotated[
             bool, typer.Option("--rollback-on-error", help="All or nothing.")
         ] = False,
-        chunk_size: Annotated[int | None, typer.Option(help="Records per batch.")] = None,
-        max_concurrent: Annotated[int | None, typer.Option(help="Batches in flight.")] = None,
+        chunk_size: Annotated[
+            int | None, typer.Option(help=f"Records per batch. Default: {_default('chunk_size')}.")
+        ] = None,
+        max_concurrent: Annotated[
+            int | None,
+            typer.Option(help=f"Batches in flight. Default: {_default('max_concurrent')}."),
+        ] = None,
         max_errors: Annotated[
-            int | None, typer.Option(help="Stop after this many failed records.")
+            int | None,
+            typer.Option(
+                help=f"Stop after this many failed records. Default: {_default('max_errors')}."
+            ),
         ] = None,
         mapping: Annotated[
-            list[str] | None, typer.Option("--map", help="HEADER=FIELD, or HEADER= to ignore.")
+            list[str] | None,
+            typer.Option(
+                "--map", metavar="HEADER=FIELD", help="HEADER=FIELD, or HEADER= to ignore."
+            ),
         ] = None,
-        encoding: Annotated[str | None, typer.Option(help="e.g. windows-1252")] = None,
-        delimiter: Annotated[str | None, typer.Option(help=", ; | or tab")] = None,
+        encoding: Annotated[
+            str | None,
+            typer.Option(
+                help="e.g. windows-1252. Default: UTF-8 (UTF-16 with a byte-order mark)."
+            ),
+        ] = None,
+        delimiter: Annotated[
+            str | None, typer.Option(help=", ; | or tab. Default: detected from the header.")
+        ] = None,
         sheet: Annotated[
-            str | None, typer.Option(help="For a workbook: the sheet to read (default: the first).")
+            str | None, typer.Option(help="For a workbook: the sheet to read. Default: the first.")
         ] = None,
         decimal_separator: Annotated[
             str | None,
             typer.Option(
                 "--decimal-separator",
-                help="How prices write decimals: . (default) or , as in 149,00.",
+                help="How prices write decimals: . or , as in 149,00. Default: .",
             ),
         ] = None,
         as_json: JsonOpt = False,
@@ -185,9 +231,12 @@ def data_command(operation: OperationType) -> Callable[..., None]:
         )
 
     command.__doc__ = {
-        OperationType.IMPORT: "Create or update records by natural key (upsert).",
-        OperationType.UPDATE: "Update existing records; only the columns in the file change.",
-        OperationType.DELETE: "Delete records by natural key.",
+        OperationType.IMPORT: "Create or update records by natural key (upsert).\n\n"
+        "Example: bulkops import products products.csv --validate-only",
+        OperationType.UPDATE: "Update existing records; only the columns in the file change."
+        "\n\nExample: bulkops update products prices.csv --map \"Unit price=price\"",
+        OperationType.DELETE: "Delete records by natural key.\n\n"
+        "Example: bulkops delete inventory discontinued.csv --rollback-on-error",
     }[operation]
     return command
 
@@ -198,13 +247,16 @@ def export(
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
     ] = None,
-    where: Annotated[list[str] | None, typer.Option("--where", help="COLUMN=VALUE filter.")] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option("--where", metavar="COLUMN=VALUE", help="A filter, repeatable."),
+    ] = None,
     file_format: FormatOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Write every row of an entity as CSV (or an XLSX workbook) in template column order.
 
-    Example: bulkops export products -o products.xlsx
+    Example: bulkops export inventory --where warehouse_code=WH-1 -o wh1.xlsx
     """
     state = state_of(ctx)
     with reported_errors():
@@ -213,9 +265,12 @@ def export(
             binary_stdout_allowed(chosen)
         filters = dict(item.split("=", 1) for item in (where or []) if "=" in item)
         org = state.org()
+        starter = state.starter(org["id"])
         op = engine.create_operation(
             state.ctx,
             org["id"],
+            created_by=starter.user_id,
+            actor=starter.actor,
             operation_type=OperationType.EXPORT,
             entity_type=entity,
             config=engine.OperationConfig(filters=filters, format=chosen.value),
@@ -242,15 +297,27 @@ def rollback(
     force: Annotated[bool, typer.Option("--force", help="Overwrite rows changed since.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Undo an operation exactly; rows changed since are reported as conflicts."""
+    """Undo an operation exactly; rows changed since are reported as conflicts.
+
+    Example: bulkops rollback 1f2e3d4c
+    """
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
         operation_id = state.operation_id(org["id"], operation_id)
-        with live_progress(not as_json, "rollback") as progress:
-            final = engine.rollback_operation(
-                state.ctx, org["id"], operation_id, user_id=None, force=force, on_progress=progress
-            )
+        try:
+            with live_progress(not as_json, "rollback") as progress:
+                final = engine.rollback_operation(
+                    state.ctx, org["id"], operation_id, user_id=None, force=force,
+                    on_progress=progress,
+                )
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut it short
+            interrupted = True
+        else:
+            interrupted = False
+        if interrupted:  # outside the except block: the interrupt's frames are released
+            _stop_rollback_on_interrupt(state, org["id"], operation_id, as_json=as_json)
     if as_json:
         print_json(engine.operation_view(final))
     else:
@@ -267,7 +334,10 @@ def cancel(
         bool, typer.Option("--rollback", help="Undo what was applied.")
     ] = False,
 ) -> None:
-    """Stop an operation within one chunk (from any process)."""
+    """Stop an operation within one chunk (from any process), or a rollback under way.
+
+    Example: bulkops cancel 1f2e3d4c --rollback
+    """
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
@@ -296,7 +366,10 @@ def resume(
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Continue an operation or rollback whose process died, from its last committed chunk."""
+    """Continue an operation or rollback whose process died, from its last committed chunk.
+
+    Example: bulkops resume 1f2e3d4c
+    """
     state = state_of(ctx)
     with reported_errors():
         if (operation_id is None) == (not orphaned):

@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from bulkops import engine
-from bulkops.model import Operation, OperationStatus
+from bulkops.model import Operation, OperationStatus, Outcome
 
 __all__ = [
     "err",
@@ -87,11 +87,27 @@ def exit_code_for(op: Operation) -> int:
     return 0 if op.status is OperationStatus.COMPLETED and not op.failed_records else 1
 
 
+_OUTCOME_STYLES = {
+    Outcome.SUCCEEDED: "green",
+    Outcome.COMPLETED_WITH_ERRORS: "yellow",
+    Outcome.CHECKED: "cyan",
+    Outcome.FAILED: "red",
+    Outcome.CANCELLED: "red",
+    Outcome.ROLLED_BACK: "magenta",
+}
+
+
 def print_summary(op: Operation) -> None:
     """The operation's status and counters, its first errors and where the full report is."""
     view = engine.operation_view(op)
+    outcome = op.outcome
+    said = (
+        f"[bold {_OUTCOME_STYLES[outcome]}]{outcome.label}[/]"
+        if outcome is not None
+        else f"[bold]{op.status.label}[/]"
+    )
     out.print(
-        f"Operation {view['id']}: [bold]{view['status']}[/] — "
+        f"Operation {view['id']}: {said} — "
         f"{view['processed_records']:,} processed, {view['created_records']:,} created, "
         f"{view['updated_records']:,} updated, {view['unchanged_records']:,} unchanged, "
         f"{view['deleted_records']:,} deleted, {view['failed_records']:,} failed"

@@ -27,7 +27,7 @@ from bulkops.cli.arguments import (
 from bulkops.cli.output import err, out, print_json, print_summary
 from bulkops.cli.state import reported_errors, state_of
 from bulkops.errors import UsageError
-from bulkops.model import EntityType, OperationStatus, OperationType
+from bulkops.model import EntityType, OperationStatus, OperationType, Outcome
 
 __all__ = ["errors", "history", "show", "template"]
 
@@ -99,6 +99,10 @@ def history(
     entity: Annotated[
         list[str] | None, typer.Option(help=f"Entity: {', '.join(EntityType)}.")
     ] = None,
+    outcome: Annotated[
+        list[str] | None,
+        typer.Option(help=f"How it went, repeatable: {', '.join(Outcome)}."),
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Created at or after this date (YYYY-MM-DD).")
     ] = None,
@@ -108,13 +112,14 @@ def history(
 ) -> None:
     """Operations, newest first: a table on a terminal, tab-separated values through a pipe.
 
-    Example: bulkops history --status failed --type import --since 2024-06-01
+    Example: bulkops history --outcome completed_with_errors --type import --since 2024-06-01
     """
     state = state_of(ctx)
     with reported_errors():
         statuses = _checked(status, OperationStatus, "--status")
         types = _checked(type_, OperationType, "--type")
         entities = _checked(entity, EntityType, "--entity")
+        outcomes = [Outcome(o) for o in _checked(outcome, Outcome, "--outcome")]
         org = state.org()
         rows = engine.list_operations(
             state.ctx,
@@ -122,6 +127,7 @@ def history(
             status=statuses,
             operation_type=types,
             entity_type=entities,
+            outcome=outcomes,
             created_after=_parse_date(since),
             created_before=_parse_date(until),
             limit=limit,
@@ -138,7 +144,7 @@ def history(
 _TSV_COLUMNS = (
     "id", "created_at", "operation_type", "entity_type", "status", "outcome", "file_name",
     "total_records", "processed_records", "created_records", "updated_records",
-    "unchanged_records", "deleted_records", "failed_records",
+    "unchanged_records", "deleted_records", "failed_records", "actor",
 )
 
 
@@ -190,7 +196,10 @@ _OUTCOME_WORDS = {
 
 
 def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> None:
-    """One operation with its counters, configuration and first errors."""
+    """One operation with its counters, configuration and first errors.
+
+    Example: bulkops show 1f2e3d4c --json
+    """
     state = state_of(ctx)
     with reported_errors():
         org = state.org()
@@ -204,6 +213,8 @@ def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> No
             "operation_type",
             "entity_type",
             "status",
+            "outcome",
+            "actor",
             "file_name",
             "file_size_bytes",
             "file_sha256",

@@ -12,7 +12,7 @@ import typer
 from bulkops import engine
 from bulkops.cli.output import err
 from bulkops.config import Settings
-from bulkops.errors import BulkopsError, FileRejected, UsageError
+from bulkops.errors import BulkopsError, FileProblem, FileRejected, UsageError
 
 __all__ = ["State", "fail", "reported_errors", "state_of"]
 
@@ -25,6 +25,8 @@ class State:
     org_slug: str | None
     #: False for ``init``, which creates the database; every other command needs it to exist.
     needs_database: bool = True
+    #: ``--as EMAIL``: operations are recorded as started by this user.
+    as_email: str | None = None
     _ctx: engine.Context | None = None
 
     @property
@@ -42,6 +44,11 @@ class State:
 
     def org(self) -> dict[str, Any]:
         return engine.resolve_organization(self.ctx.store, self.org_slug)
+
+    def starter(self, org_id: int) -> engine.Starter:
+        """Who starts an operation from this command: the ``--as`` user, else
+        ``cli:<os-user>@<host>`` with no user id."""
+        return engine.cli_starter(self.ctx.store, org_id, self.as_email)
 
     def operation_id(self, org_id: int, text: str) -> str:
         """The whole id of the operation ``text`` names (an id, or a unique prefix of it)."""
@@ -62,16 +69,30 @@ def fail(exc: BulkopsError) -> NoReturn:
         )
         for problem in exc.problems:
             where = f" (line {problem.line})" if problem.line else ""
-            hint = ""
-            if problem.hint_field:  # the option that settles it, by its flag
-                flag = f"--{problem.hint_field.replace('_', '-')}"
-                if problem.hint_value is not None:
-                    flag = f"{flag} {problem.hint_value}"
-                hint = f" Give it with {flag}."
-            err.print(f"  - {problem.message}{hint}{where}", markup=False)
+            err.print(f"  - {problem.message}{_remedy(problem)}{where}", markup=False)
     else:
         err.print(f"Error: {exc}", markup=False)
     raise typer.Exit(exc.exit_code)
+
+
+def _remedy(problem: FileProblem) -> str:
+    """How to settle a file problem from the command line: by the flag that does it."""
+    if problem.hint_field is None:
+        return ""
+    if problem.hint_field == "mapping":
+        column = problem.column or "NAME"
+        if problem.code == "duplicate_column":
+            return f" Or ignore one with --map '{column}='."
+        if problem.suggestion:
+            return f" Rename it, or map it with --map '{column}={problem.suggestion}'."
+        return (
+            f" Rename it, map it with --map '{column}=FIELD', or ignore it with "
+            f"--map '{column}='."
+        )
+    flag = "--" + problem.hint_field.replace("_", "-")
+    if problem.hint_value is not None:
+        return f" Give it with {flag} {problem.hint_value}."
+    return f" Give it with {flag}."
 
 
 @contextlib.contextmanager

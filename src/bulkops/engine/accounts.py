@@ -6,10 +6,13 @@ failures live in the database, so every server process counts the same ones.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import math
+import os
 import re
 import secrets
+import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,8 +29,10 @@ __all__ = [
     "LOGIN_FAILURE_WINDOW",
     "LoginThrottled",
     "Principal",
+    "Starter",
     "authenticate_password",
     "authenticate_token",
+    "cli_starter",
     "create_organization",
     "create_token",
     "create_user",
@@ -81,6 +86,32 @@ class Principal:
 
     def may_administer(self) -> bool:
         return self.role is Role.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class Starter:
+    """Who starts an operation: ``created_by`` (a user id, or None) and ``actor`` (words)."""
+
+    user_id: int | None
+    actor: str
+
+
+def cli_starter(store: Store, org_id: int, as_email: str | None) -> Starter:
+    """The command line's starter: the user ``--as`` names (a user of this organization who
+    is not disabled), else ``cli:<os-user>@<host>`` with no user id."""
+    if as_email is None:
+        try:
+            os_user = getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a bare container)
+            os_user = str(os.getuid())
+        return Starter(None, f"cli:{os_user}@{socket.gethostname()}")
+    user = store.accounts.find_user(email=as_email.strip().lower())
+    if user is None or user["organization_id"] != org_id or user["disabled_at"] is not None:
+        raise UsageError(
+            f"--as {as_email}: no such user in this organization; `bulkops user list` shows "
+            "them."
+        )
+    return Starter(user["id"], user["email"])
 
 
 def generate_password() -> str:

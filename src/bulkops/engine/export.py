@@ -77,7 +77,7 @@ def run_export(
     target = export_path(ctx, org_id, op_id, config.format)
     target.parent.mkdir(parents=True, exist_ok=True)
     with ctx.store.transaction(org_id, write=True) as tx:
-        total = tx.rows.count(spec.entity.value)
+        total = tx.rows.count(spec.entity.value, config.filters)  # as filtered
         tx.operations.update(op_id, {"total_records": total})
     written = 0
     after_id = 0

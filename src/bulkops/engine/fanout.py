@@ -214,7 +214,10 @@ def coordinate(
                 continue  # resumed: done, or waiting for a worker
             records_read = chunk[-1].row - 1  # rows read so far (row 1 is the header)
             fraction = min(prepared.bytes_consumed / size, 1.0)
-            estimate = max(round(records_read / fraction), records_read) if fraction else None
+            if op.total_records is not None:  # counted exactly when the file was stored
+                estimate: int | None = max(op.total_records, records_read)
+            else:
+                estimate = max(round(records_read / fraction), records_read) if fraction else None
             with ctx.store.transaction(org_id) as tx:
                 in_flight = len(tx.ledger.plans(op_id))
             if in_flight < handout_limit:

@@ -39,6 +39,7 @@ __all__ = [
     "cancel_interrupted",
     "claim",
     "emit",
+    "end_rollback_early",
     "fail",
     "finish",
     "mark_failed",
@@ -59,14 +60,20 @@ def process_owner() -> str:
 class Progress:
     """Rate and time remaining of a run, measured from this process's start."""
 
-    def __init__(self, already_done: int) -> None:
+    def __init__(self, already_done: int, total: int | None = None) -> None:
         self.started = time.monotonic()
         self.base = already_done
+        self.total = total
+        """The exact number of records when known (counted as the file was stored); else the
+        total is estimated from the share of the file read so far."""
 
     def figures(self, processed: int, fraction: float) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started, 1e-6)
         rate = max(processed - self.base, 0) / elapsed
-        total = max(round(processed / fraction), processed) if fraction > 0 else None
+        if self.total is not None:
+            total: int | None = max(self.total, processed)
+        else:
+            total = max(round(processed / fraction), processed) if fraction > 0 else None
         remaining = (total - processed) / rate if rate > 0 and total is not None else None
         return {
             "rate": round(rate, 1),
@@ -320,6 +327,9 @@ def cancel_interrupted(
         op = tx.operations.require(op_id)
     if op.status.is_final:
         return op
+    if op.status is OperationStatus.ROLLING_BACK and op.lease_owner == owner:
+        with ctx.store.transaction(org_id, write=True) as tx:
+            return end_rollback_early(tx, tx.operations.require(op_id), user_id)
     if op.status is OperationStatus.PROCESSING and op.lease_owner == owner:
         with ctx.store.transaction(org_id, write=True) as tx:
             tx.ledger.delete_plans(op_id)  # chunks handed out to workers and not applied
@@ -330,13 +340,46 @@ def cancel_interrupted(
     return request_cancel(ctx, org_id, op_id, user_id=user_id, rollback=False)
 
 
+def end_rollback_early(tx: Tx, op: Operation, user_id: int | None = None) -> Operation:
+    """End a rollback part-way as ``cancelled``: the batches it restored stay restored, the
+    others stay applied, and a later rollback goes on where this one stopped."""
+    now = utcnow()
+    results = dict(op.results)
+    results["rollback"] = {
+        "rolled_back_by": op.rollback_requested_by,
+        "forced": op.rollback_force,
+        "restored_records": op.rolled_back_records,
+        "conflict_records": op.conflict_records,
+        "started_at": op.rollback_started_at.isoformat() if op.rollback_started_at else None,
+        "stopped_at": now.isoformat(),
+        "stopped": True,
+    }
+    values: dict[str, Any] = {
+        "status": OperationStatus.CANCELLED,
+        "cancelled_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "results": orjson.dumps(results).decode(),
+    }
+    if user_id is not None:
+        values["cancelled_by"] = user_id
+    return write_end(tx, op.id, values)
+
+
 def request_cancel(
     ctx: Context, org_id: int, op_id: str, *, user_id: int | None, rollback: bool
 ) -> Operation:
-    """Ask a pending or running operation to stop (a flag every process sees)."""
+    """Ask a pending or running operation, or a running rollback, to stop (a flag every
+    process sees). A pending operation, or a rollback no process runs now (queued, or its
+    process died), ends at once."""
     with ctx.store.transaction(org_id, write=True) as tx:
         op = tx.operations.require(op_id)
         status = op.status
+        if status is OperationStatus.ROLLING_BACK:
+            if (op.lease_expires_at or 0) <= time.time():
+                return end_rollback_early(tx, op, user_id)
+            tx.operations.update(op_id, {"cancel_requested_at": utcnow()})
+            return tx.operations.require(op_id)
         if status is OperationStatus.PENDING:
             now = utcnow()
             return write_end(
@@ -352,8 +395,8 @@ def request_cancel(
             )
         if status is not OperationStatus.PROCESSING:
             raise Conflict(
-                f"Operation {op_id} is {status.value}; only pending or processing operations "
-                "can be cancelled."
+                f"Operation {op_id} is {status.value}; only pending or processing operations, "
+                "or a rollback under way, can be cancelled."
             )
         tx.operations.update(
             op_id,

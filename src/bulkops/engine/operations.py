@@ -231,21 +231,6 @@ def store_file(
     return target, size, digest.hexdigest(), lines
 
 
-def _check_row_limit(ctx: Context, path: Path, lines: int, config: OperationConfig) -> None:
-    """Refuse a file with more records than allowed before anything is changed.
-
-    Counting line breaks (done while storing the file) is enough almost always, since a
-    record spans at least one line; only a file with more lines than the limit is parsed,
-    which raises at the first record too many.
-    """
-    limit = ctx.settings.max_rows
-    if lines <= limit:
-        return
-    with open_table(path, config.read_options(), ctx.read_limits()) as table:
-        for _ in table.records():
-            pass
-
-
 def _too_large(limit: int) -> FileRejected:
     return FileTooLarge(
         FileProblem(
@@ -269,6 +254,7 @@ def create_operation(
     idempotency_key: str | None = None,
     executor: Literal["inline", "worker"] = "inline",
     move_source: bool = False,
+    actor: str | None = None,
 ) -> Operation:
     """Store the file, check its header and queue the operation as ``pending``.
 
@@ -286,6 +272,7 @@ def create_operation(
     """
     spec = spec_for(entity_type)
     header: list[str] | None = None
+    total_records: int | None = None
     stored: tuple[Path, int, str, int] | None = None
     if operation_type is not OperationType.EXPORT:
         if source is None:
@@ -295,7 +282,8 @@ def create_operation(
             with open_table(stored[0], config.read_options(), ctx.read_limits()) as table:
                 header = list(table.header)
                 map_header(spec, header, operation_type, config.mapping)
-            _check_row_limit(ctx, stored[0], stored[3], config)
+                # Exact, before the first chunk, and with the row limit enforced.
+                total_records = table.count_records()
         except BaseException:
             stored[0].unlink(missing_ok=True)
             raise
@@ -325,8 +313,11 @@ def create_operation(
         "file_path": str(stored[0]) if stored else None,
         "file_size_bytes": stored[1] if stored else None,
         "file_sha256": stored[2] if stored else None,
+        "total_records": total_records,
         "created_at": now,
         "created_by": created_by,
+        "actor": actor,
+        "validate_only": config.validate_only,
         "idempotency_key": idempotency_key,
         "idempotency_fingerprint": _fingerprint(parts) if idempotency_key else None,
         "executor": executor,
@@ -422,6 +413,7 @@ def operation_view(op: Operation) -> dict[str, Any]:
         "completed_at": _iso(op.completed_at),
         "created_at": _iso(op.created_at),
         "created_by": op.created_by,
+        "actor": op.actor,
         "cancelled_at": _iso(op.cancelled_at),
         "cancelled_by": op.cancelled_by,
         "config": op.config,

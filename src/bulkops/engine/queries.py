@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 from bulkops.engine.accounts import TOKEN_PREFIX, Principal, hash_token
 from bulkops.engine.operations import Context
+from bulkops.entities import spec_for
 from bulkops.errors import NotFound, UsageError
-from bulkops.model import Operation, Role
+from bulkops.model import Operation, Outcome, Role
 from bulkops.store import EventWaiter
 
 __all__ = [
@@ -87,6 +90,7 @@ def list_operations(
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     query: str | None = None,
+    outcome: Sequence[Outcome] = (),
     before: tuple[datetime, str] | None = None,
 ) -> list[Operation]:
     """Newest first; ``before`` is the (created_at, id) of the last row of the previous page."""
@@ -99,6 +103,7 @@ def list_operations(
             created_after=created_after,
             created_before=created_before,
             query=query,
+            outcome=outcome,
             limit=limit,
             before=before,
         )
@@ -121,11 +126,18 @@ def audit_records(
     after_id: int | None = None,
     status: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Audit records (before and after images) in the order they were written."""
+    """Audit records (before and after images) in the order they were written, each with
+    ``key``: the record's natural key (the SKU, the (sku, warehouse_code) pair…), by name."""
     with ctx.store.transaction(org_id) as tx:
-        return tx.audit.page(
+        op = tx.operations.require(op_id)
+        records = tx.audit.page(
             op_id, newest_first=False, after_id=after_id, limit=limit, status=status
         )
+    key = spec_for(op.entity_type).key
+    for record in records:
+        image = orjson.loads(record["after_data"] or record["before_data"] or "{}")
+        record["key"] = {name: image.get(name) for name in key}
+    return records
 
 
 def entity_rows(

@@ -101,7 +101,7 @@ def write_conflict_report(ctx: Context, org_id: int, op: Operation, stream: Text
     """The rows a rollback left alone because someone changed them afterwards."""
     spec = spec_for(op.entity_type)
     writer = CsvWriter(stream)
-    writer.writerow(["_row", "_entity_id", "_action", "_conflict", *spec.field_names])
+    writer.writerow(["_row", "_key", "_entity_id", "_action", "_conflict", *spec.field_names])
     count = 0
     after: int | None = None
     while True:
@@ -114,6 +114,7 @@ def write_conflict_report(ctx: Context, org_id: int, op: Operation, stream: Text
             writer.writerow(
                 [
                     str(record["record_index"]),
+                    " / ".join(str(image.get(name, "")) for name in spec.key),
                     str(record["entity_id"]),
                     record["action"],
                     record["error"] or "",

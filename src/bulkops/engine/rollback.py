@@ -19,6 +19,7 @@ from bulkops.engine.lifecycle import (
     Progress,
     ProgressCallback,
     advance,
+    end_rollback_early,
     process_owner,
     write_end,
 )
@@ -133,6 +134,10 @@ def rollback_applied(
             return now
         time.sleep(0.2)
     spec = spec_for(op.entity_type)
+    # A cancel asked for after this moment stops this run of the rollback (not an earlier
+    # cancel of the operation itself).
+    run_started = utcnow()
+    stopped = False
     with ctx.store.transaction(org_id, write=True) as tx:
         values: dict[str, Any] = {"rollback_requested_by": user_id, "rollback_force": force}
         if op.rollback_started_at is None or redo_conflicts:
@@ -190,9 +195,19 @@ def rollback_applied(
                     "estimated_time_remaining": figures["estimated_time_remaining"],
                 }
                 tx.events.add(op_id, "rollback-progress", event)
+                stopped = (
+                    updated.cancel_requested_at is not None
+                    and updated.cancel_requested_at >= run_started
+                )
             chunk_index += 1
             if on_progress:
                 on_progress(event)
+            if stopped:
+                break
+        if stopped:
+            break
+    if stopped:
+        return stop_rollback(ctx, org_id, op_id, on_progress)
     with ctx.store.transaction(org_id, write=True) as tx:
         final = tx.operations.get(op_id)
         assert final is not None
@@ -218,6 +233,17 @@ def rollback_applied(
                 "results": orjson.dumps(results).decode(),
             },
         )
+    if on_progress:
+        on_progress({**operation_view(final), "phase": "done"})
+    return final
+
+
+def stop_rollback(
+    ctx: Context, org_id: int, op_id: str, on_progress: ProgressCallback | None = None
+) -> Operation:
+    """End this process's rollback part-way, as a cancel asked (see :func:`end_rollback_early`)."""
+    with ctx.store.transaction(org_id, write=True) as tx:
+        final = end_rollback_early(tx, tx.operations.require(op_id))
     if on_progress:
         on_progress({**operation_view(final), "phase": "done"})
     return final

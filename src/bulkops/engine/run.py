@@ -137,7 +137,7 @@ def _run_operation(
             send_chunk=send_chunk,
         )
         return conclude(ctx, org_id, op_id, config, stopped, owner=owner, on_progress=on_progress)
-    progress = Progress(sum(committed.values()))
+    progress = Progress(sum(committed.values()), op.total_records)
     with checked_operation(ctx, org_id, op, config, skip=set(committed)) as checked:
         evaluator = checked.evaluator
         size = max(checked.file_size_bytes, 1)
@@ -296,7 +296,7 @@ def _plan_pass(
     """
     op_id = op.id
     totals = dict.fromkeys(ChunkPlan().counters(), 0)
-    progress = Progress(0)
+    progress = Progress(0, op.total_records)
     with checked_operation(ctx, org_id, op, config) as checked, ctx.store.pinned():
         evaluator = checked.evaluator
         size = max(checked.file_size_bytes, 1)

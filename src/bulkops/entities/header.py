@@ -234,17 +234,18 @@ def _unknown_column(
     # Suggest a field the file does not have yet: renaming to a present one would clash.
     suggestion = _closest(text, [n for n in spec.field_names if n not in positions])
     where = f"Unknown column '{text}' (column {index + 1})."
+    # What is wrong and where; how to map or ignore it is worded by each door (hint_field).
     if suggestion:
-        message = (
-            f"{where} Did you mean '{suggestion}'? "
-            f"Rename it or map it with --map '{text}={suggestion}'"
-        )
+        message = f"{where} Did you mean '{suggestion}'?"
     else:
-        message = (
-            f"{where} The {spec.entity} columns are: {', '.join(spec.field_names)}. "
-            f"Rename it, map it with --map '{text}=FIELD', or ignore it with --map '{text}='"
-        )
-    return FileProblem(code="unknown_column", message=message, column=text, suggestion=suggestion)
+        message = f"{where} The {spec.entity} columns are: {', '.join(spec.field_names)}."
+    return FileProblem(
+        code="unknown_column",
+        message=message,
+        column=text,
+        suggestion=suggestion,
+        hint_field="mapping",
+    )
 
 
 def _duplicate_column(header: Sequence[str], field_name: str, indexes: list[int]) -> FileProblem:
@@ -260,6 +261,10 @@ def _duplicate_column(header: Sequence[str], field_name: str, indexes: list[int]
         shown = ", ".join(f"'{t}'" for t in texts)
         message = (
             f"Columns {listed} ({shown}) all hold the field '{field_name}'. "
-            "Remove or rename all but one, or ignore one with --map 'NAME='."
+            "Remove or rename all but one."
+        )
+        # … or ignore one through the mapping, as each door words it.
+        return FileProblem(
+            code="duplicate_column", message=message, column=texts[1], hint_field="mapping"
         )
     return FileProblem(code="duplicate_column", message=message, column=texts[0])

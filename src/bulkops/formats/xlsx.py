@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
@@ -216,6 +217,42 @@ def _sheet_rows(book: Any, worksheet: Any) -> Iterator[tuple[int, list[dict[str,
                 yield row_no, cells
 
 
+_ROW = re.compile(rb"<(?:\w+:)?row\b([^>]*?)(/>|>)")
+_ROW_END = re.compile(rb"</(?:\w+:)?row>")
+_ROW_NUMBER = re.compile(rb"""\sr=["'](\d+)["']""")
+_VALUE = re.compile(rb"<(?:\w+:)?(?:v|is)\b")
+
+
+def _rows_with_values(worksheet: Any) -> Iterator[int]:
+    """The numbers of the sheet's rows that hold a value (a ``<v>`` or an inline string),
+    read from its XML in blocks with plain pattern matching (no element is built)."""
+    with worksheet._get_source() as source:
+        buffer = b""
+        last = 0
+        while True:
+            block = source.read(1 << 20)
+            buffer += block
+            position = 0
+            while (start := _ROW.search(buffer, position)) is not None:
+                if start.group(2) == b"/>":  # an empty row element
+                    position = start.end()
+                    last += 1
+                    continue
+                end = _ROW_END.search(buffer, start.end())
+                if end is None:
+                    break  # the rest of this row is in the next block
+                number = _ROW_NUMBER.search(start.group(1))
+                last = int(number.group(1)) if number else last + 1
+                if _VALUE.search(buffer, start.end(), end.start()) is not None:
+                    yield last
+                position = end.end()
+            # Keep what may hold the start of a row not read yet (never a row already read).
+            keep = position if start is not None else max(position, len(buffer) - 1024)
+            buffer = buffer[keep:]
+            if not block:
+                return
+
+
 class XlsxFile:
     """An opened sheet whose header has been read and checked; a context manager."""
 
@@ -249,6 +286,7 @@ class XlsxFile:
                 name = found[0]
             self.sheet = name
             worksheet = self._book[name]
+            self._worksheet = worksheet
             self._total_rows = worksheet.max_row if isinstance(worksheet.max_row, int) else 0
             self._rows = _sheet_rows(self._book, worksheet)
             self._rows_read = 0
@@ -286,6 +324,23 @@ class XlsxFile:
             raise RuntimeError("XlsxFile.records() can be iterated only once")
         self._records_started = True
         return self._iter_records()
+
+    def count_records(self) -> int:
+        """How many records :meth:`records` would stream, in place of reading them.
+
+        The sheet's XML is scanned for rows holding a value, without parsing cells, so it
+        costs a fraction of a read. A row whose only values are blank text is counted here
+        though ``records()`` skips it (the count of a finished operation is its records).
+        Raises ``FileRejected`` (code ``"too_many_rows"``) like ``records()``.
+        """
+        count = 0
+        for row_no in _rows_with_values(self._worksheet):
+            if row_no == 1:
+                continue  # the header
+            count += 1
+            if count > self._limits.max_rows:
+                raise problems.too_many_rows(self._limits.max_rows, row_no, row_no)
+        return count
 
     def close(self) -> None:
         _close(self._book, self._handle)

@@ -8,10 +8,10 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import RowMapping, and_, insert, select, update
+from sqlalchemy import ColumnElement, RowMapping, and_, insert, or_, select, update
 
 from bulkops.errors import NotFound
-from bulkops.model import Operation, OperationStatus
+from bulkops.model import Operation, OperationStatus, Outcome
 from bulkops.store.clock import aware
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import operation_chunk_plans, operations
@@ -220,6 +220,7 @@ class OperationStore(Scoped):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         query: str | None = None,
+        outcome: Sequence[Outcome] = (),
         limit: int = 50,
         before: tuple[datetime, str] | None = None,
     ) -> builtins.list[Operation]:
@@ -243,6 +244,8 @@ class OperationStore(Scoped):
                 "%" + query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             )
             conditions.append(c.file_name.ilike(pattern, escape="\\") | (c.id == query))
+        if outcome:
+            conditions.append(or_(*(_outcome_is(o) for o in outcome)))
         if before is not None:
             at, op_id = before
             conditions.append((c.created_at < at) | and_(c.created_at == at, c.id < op_id))
@@ -253,3 +256,22 @@ class OperationStore(Scoped):
             .limit(limit)
         )
         return [_operation(r._mapping) for r in rows]
+
+
+def _outcome_is(outcome: Outcome) -> ColumnElement[bool]:
+    """The SQL form of :attr:`Operation.outcome` being ``outcome``."""
+    c = operations.c
+    completed = c.status == OperationStatus.COMPLETED.value
+    match outcome:
+        case Outcome.CHECKED:
+            return and_(completed, c.validate_only.is_(True))
+        case Outcome.SUCCEEDED:
+            return and_(completed, c.validate_only.is_(False), c.failed_records == 0)
+        case Outcome.COMPLETED_WITH_ERRORS:
+            return and_(completed, c.validate_only.is_(False), c.failed_records > 0)
+        case Outcome.FAILED:
+            return c.status == OperationStatus.FAILED.value
+        case Outcome.CANCELLED:
+            return c.status == OperationStatus.CANCELLED.value
+        case Outcome.ROLLED_BACK:
+            return c.status == OperationStatus.ROLLED_BACK.value

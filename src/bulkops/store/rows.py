@@ -19,8 +19,6 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from sqlalchemy import func, select
-
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import ENTITY_TABLES, natural_key
 
@@ -243,12 +241,15 @@ class RowStore(Scoped):
         rows = self.dialect.select(self.conn, sql, tuple(params))
         return self.dialect.engine_rows(entity, fields, rows)
 
-    def count(self, entity: str) -> int:
-        table = ENTITY_TABLES[entity]
-        return int(
-            self.conn.execute(
-                select(func.count())
-                .select_from(table)
-                .where(table.c.organization_id == self.org_id)
-            ).scalar_one()
-        )
+    def count(self, entity: str, where: Mapping[str, Any] | None = None) -> int:
+        """How many rows :meth:`iter` pages through with the same ``where``."""
+        ph = self.dialect.placeholder
+        conditions = [f"{self.dialect.org_by_id} = {ph}"]
+        params: list[Any] = [self.org_id]
+        for column, value in (where or {}).items():
+            if column not in ENTITY_TABLES[entity].c:
+                raise ValueError(column)
+            conditions.append(f"{column} = {ph}")
+            params.append(value)
+        sql = f"SELECT count(*) FROM {entity} WHERE {' AND '.join(conditions)}"
+        return int(self.dialect.select(self.conn, sql, tuple(params))[0][0])

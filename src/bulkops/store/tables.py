@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -208,6 +209,11 @@ operations = Table(
     # Who runs it: "inline" (the command that created it, e.g. the CLI) or "worker" (the
     # service's workers pick it up).
     Column("executor", String(16), nullable=False, server_default="inline"),
+    # Who started it, in words: a user's e-mail (API, dashboard, ``--as``) or
+    # ``cli:<os-user>@<host>``. NULL for operations made before migration 0008.
+    Column("actor", String(320), nullable=True),
+    # config's validate_only, as a column so that lists filter by outcome in SQL.
+    Column("validate_only", Boolean, nullable=False, default=False, server_default=false()),
     # Set once a coordinating worker has planned the whole file into chunks for several
     # workers (see operation_chunk_plans); NULL for an operation run in one process.
     Column("chunk_count", Integer, nullable=True),

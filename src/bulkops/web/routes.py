@@ -8,8 +8,10 @@ once, in the API and the engine. Log in and out are plain forms with a CSRF fiel
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -27,7 +29,7 @@ from bulkops import engine
 from bulkops.entities import spec_for
 from bulkops.errors import AuthenticationFailed, NotFound
 from bulkops.formats import is_formula_like
-from bulkops.model import STATUS_LABELS, EntityType, OperationStatus, OperationType
+from bulkops.model import STATUS_LABELS, EntityType, OperationStatus, OperationType, Outcome
 
 from .sessions import CSRF_FIELD, LOGIN_CSRF_COOKIE, Session, Sessions
 
@@ -68,6 +70,15 @@ def _when(value: Any) -> str:
     return str(moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
 
 
+def _outcome_text(view: Mapping[str, Any]) -> str:
+    """The badge's words: "completed with 3 errors" says how many, the others their label."""
+    outcome = Outcome(view["outcome"])
+    if outcome is Outcome.COMPLETED_WITH_ERRORS:
+        failed = view["failed_records"]
+        return f"completed with {failed:,} error{'s' if failed != 1 else ''}"
+    return outcome.label
+
+
 def _duration(start: Any, end: Any) -> str:
     if not start or not end:
         return ""
@@ -92,6 +103,9 @@ def build_templates() -> Jinja2Templates:
         formula_like=is_formula_like,
         duration=_duration,
         status_labels=STATUS_LABELS,
+        outcome_labels={o.value: o.label for o in Outcome},
+        outcomes=[o.value for o in Outcome],
+        outcome_text=_outcome_text,
         entities=[e.value for e in EntityType],
         operation_types=[t.value for t in OperationType if t is not OperationType.EXPORT],
         statuses=[s.value for s in OperationStatus],
@@ -276,6 +290,7 @@ def _history(ctx: engine.Context, org_id: int, filters: dict[str, Any]) -> dict[
             status=[filters["status"]] if filters["status"] else [],
             operation_type=[filters["type"]] if filters["type"] else [],
             entity_type=[filters["entity"]] if filters["entity"] else [],
+            outcome=[Outcome(filters["outcome"])] if filters["outcome"] else [],
             created_after=filters["created_after"],
             created_before=filters["created_before"],
             query=filters["q"] or None,
@@ -313,6 +328,7 @@ async def history(request: Request) -> Response:
             before = None
     filters = {
         "status": _choice(params.get("status"), [s.value for s in OperationStatus]),
+        "outcome": _choice(params.get("outcome"), [o.value for o in Outcome]),
         "type": _choice(params.get("type"), [t.value for t in OperationType]),
         "entity": _choice(params.get("entity"), [e.value for e in EntityType]),
         "since": since.isoformat() if since else "",
@@ -326,9 +342,8 @@ async def history(request: Request) -> Response:
     }
     ctx = _web(request).ctx
     data = await anyio.to_thread.run_sync(_history, ctx, session.principal.org_id, filters)
-    keep = {
-        k: filters[k] for k in ("status", "type", "entity", "since", "until", "q") if filters[k]
-    }
+    kept = ("status", "outcome", "type", "entity", "since", "until", "q")
+    keep = {k: filters[k] for k in kept if filters[k]}
     older_url = f"/operations?{urlencode({**keep, **data['older']})}" if data["older"] else None
     return _render(
         request,
@@ -391,6 +406,7 @@ def _record(r: dict[str, Any]) -> dict[str, Any]:
     names = list(dict.fromkeys([*after, *before]))
     return {
         "index": r["record_index"],
+        "key": " / ".join(str(value) for value in r["key"].values()),
         "entity_id": r["entity_id"],
         "action": r["action"],
         "status": r["status"],
@@ -412,8 +428,14 @@ def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
     errors = engine.error_rows(ctx, org_id, op_id, limit=FIRST_ERRORS)
     records = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS)
     conflicts = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS, status="conflict")
+    export_bytes: int | None = None
+    if op.operation_type is OperationType.EXPORT and op.status is OperationStatus.COMPLETED:
+        with contextlib.suppress(OSError):
+            path = engine.export_path(ctx, org_id, op_id, op.config.get("format", "csv"))
+            export_bytes = path.stat().st_size
     return {
         "op": engine.operation_view(op),
+        "export_bytes": export_bytes,
         "header": op.header if op.header else [],
         "errors": _error_rows(errors),
         "records": [_record(r) for r in records],
@@ -452,9 +474,12 @@ async def operation_page(operation_id: str, request: Request) -> Response:
             **data,
             "running": not status.is_final,
             "may_write": session.principal.may_write(),
-            "may_cancel": status in (OperationStatus.PENDING, OperationStatus.PROCESSING),
+            "may_cancel": status
+            in (OperationStatus.PENDING, OperationStatus.PROCESSING, OperationStatus.ROLLING_BACK),
+            # A dry run and an export changed nothing: there is nothing to undo.
             "may_rollback": status.can_roll_back
             and op["operation_type"] != OperationType.EXPORT
+            and not op["config"].get("validate_only")
             and (op["created_records"] + op["updated_records"] + op["deleted_records"]) > 0,
         },
         session=session,

@@ -14,6 +14,20 @@
     try { return block ? JSON.parse(block.textContent) : {}; } catch (error) { return {}; }
   })();
 
+  const OUTCOME_LABELS = (() => {
+    const block = document.getElementById("outcome-labels");
+    try { return block ? JSON.parse(block.textContent) : {}; } catch (error) { return {}; }
+  })();
+
+  // The badge's words for an ended operation (the server's outcome_text, for live updates).
+  function outcomeText(data) {
+    if (data.outcome === "completed_with_errors") {
+      const failed = Number(data.failed_records) || 0;
+      return `completed with ${failed.toLocaleString("en-US")} error${failed === 1 ? "" : "s"}`;
+    }
+    return OUTCOME_LABELS[data.outcome] || data.outcome;
+  }
+
   function formatBytes(n) {
     const units = ["bytes", "KB", "MB", "GB"];
     let size = n;
@@ -46,21 +60,34 @@
     return { ok: response.ok, status: response.status, data, problem: response.ok ? null : data };
   }
 
+  // The labels of the form's controls (new.html), by the option they set.
+  const CONTROL_OF = {
+    encoding: "Encoding (CSV)", sheet: "Sheet (Excel workbook)", delimiter: "Delimiter (CSV)",
+    decimal_separator: "Decimal separator of prices",
+  };
+
+  function dashboardRemedy(e) {
+    if (e.hint_field === "mapping") {
+      if (e.code === "duplicate_column") return "";
+      if (e.suggestion) return ` Rename the column to “${e.suggestion}” in your file and upload it again.`;
+      return " Rename or remove the column in your file (the columns bulkops knows are listed beside the form) and upload it again.";
+    }
+    if (e.hint_field && CONTROL_OF[e.hint_field]) {
+      const what = e.hint_value ? `“${e.hint_value}”` : "it";
+      return ` Choose ${what} under “${CONTROL_OF[e.hint_field]}” above and start again.`;
+    }
+    return "";
+  }
+
   // Turns a problem+json answer into sentences for someone who does not read JSON.
   function explain(result, what) {
     const p = result.problem || {};
     const detail = typeof p.detail === "string" ? p.detail : "";
     const items = [];
-    // The API names its fields ("Give it in the `encoding` field"); here, the controls.
-    const controls = { encoding: "Encoding", sheet: "Sheet", delimiter: "Delimiter", decimal_separator: "Decimal separator" };
     for (const e of Array.isArray(p.errors) ? p.errors : []) {
-      let text = e.message || "";
-      if (e.hint_field) {
-        const cut = text.indexOf(" Give it in the `");
-        if (cut >= 0) text = text.slice(0, cut);
-        const control = controls[e.hint_field] || e.hint_field.replace(/_/g, " ");
-        text += e.hint_value ? ` Choose “${e.hint_value}” in the ${control} field above and start again.` : ` Set the ${control} field above and start again.`;
-      }
+      // A file problem says what is wrong and where ("what"); how to settle it is worded
+      // here with this page's controls, never with the API's fields or the CLI's flags.
+      let text = e.what !== undefined ? e.what + dashboardRemedy(e) : (e.message || "");
       if (e.column && !text.includes(e.column)) text = `Column “${e.column}”: ${text}`;
       if (e.field && e.field !== "file" && !text.includes(e.field)) text = `${e.field.replace(/_/g, " ")}: ${text}`;
       if (e.suggestion && !text.includes(e.suggestion)) text += ` Did you mean “${e.suggestion}”?`;
@@ -247,21 +274,23 @@
         else node.textContent = String(value);
       }
     };
-    const setStatus = (status) => {
-      for (const badge of element.querySelectorAll('[data-field="status"]')) {
-        badge.textContent = STATUS_LABELS[status] || status;
-        badge.className = `badge status-${status}`;
+    const setStatus = (data) => {
+      const status = data.status;
+      // Once it has ended, the badge says how it went (the outcome), not only "completed".
+      const text = data.outcome ? outcomeText(data) : (STATUS_LABELS[status] || status);
+      const className = data.outcome ? `badge outcome-${data.outcome}` : `badge status-${status}`;
+      const badges = Array.from(element.querySelectorAll('[data-field="status"]'));
+      const pageBadge = document.querySelector('.title-row [data-field="status"]');
+      if (reloadOnDone && pageBadge) badges.push(pageBadge);
+      for (const badge of badges) {
+        badge.textContent = text;
+        badge.className = className;
       }
       const queued = element.querySelector("[data-queued]");
       if (queued) queued.hidden = status !== "pending";
-      const pageBadge = document.querySelector('.title-row [data-field="status"]');
-      if (reloadOnDone && pageBadge) {
-        pageBadge.textContent = STATUS_LABELS[status] || status;
-        pageBadge.className = `badge status-${status}`;
-      }
     };
     const apply = (data) => {
-      if (data.status) setStatus(data.status);
+      if (data.status) setStatus(data);
       for (const name of ["processed_records", "total_records", "created_records", "updated_records",
         "deleted_records", "unchanged_records", "failed_records"]) {
         if (data[name] !== undefined && data[name] !== null) set(name, data[name]);
