@@ -25,6 +25,7 @@ from bulkops.engine.changes import (
     iter_planned_changes,
     planned_change_counts,
     planned_changes,
+    write_planned_changes,
 )
 from bulkops.engine.checks import apply_check
 from bulkops.engine.export import export_path, run_export
@@ -193,6 +194,7 @@ __all__ = [
     "uses_postgresql",
     "write_conflict_report",
     "write_error_report",
+    "write_planned_changes",
     "write_template",
 ]
 

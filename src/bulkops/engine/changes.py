@@ -13,12 +13,13 @@ check's (:func:`differences_from_check`); the count ends in ``results.differs_fr
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TextIO
 
 from bulkops.engine.operations import Context
 from bulkops.engine.plan import ChunkPlan
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict
+from bulkops.formats import CsvWriter
 from bulkops.model import Operation, RawRecord
 from bulkops.store import PlanChunk, Tx
 
@@ -30,6 +31,7 @@ __all__ = [
     "keep_plan",
     "planned_change_counts",
     "planned_changes",
+    "write_planned_changes",
 ]
 
 ACTIONS = ("create", "update", "delete")
@@ -226,3 +228,27 @@ def planned_change_counts(ctx: Context, org_id: int, op_id: str) -> dict[str, in
     with ctx.store.transaction(org_id) as tx:
         _check(tx, op_id)
         return tx.plans.counts(op_id)
+
+
+def write_planned_changes(
+    ctx: Context, org_id: int, op: Operation, stream: TextIO, *, action: str | None = None
+) -> int:
+    """The planned changes as CSV, one line per changed field, for filtering in a
+    spreadsheet: ``_row``, ``_action``, the key columns, then ``field``, ``current``, ``new``.
+
+    An update has a line per changed field, a create a line per value it sets (``current``
+    empty), a delete one line with the last three cells empty. Formula-like cells are
+    neutralised, as in every CSV bulkops writes. Returns how many records it wrote.
+    """
+    spec = spec_for(op.entity_type)
+    writer = CsvWriter(stream)
+    writer.writerow(["_row", "_action", *spec.key, "field", "current", "new"])
+    count = 0
+    for item in iter_planned_changes(ctx, org_id, op.id, action=action):
+        lead = [item["row"], item["action"], *(item["key"][k] for k in spec.key)]
+        if not item["changes"]:
+            writer.writerow([*lead, None, None, None])
+        for change in item["changes"]:
+            writer.writerow([*lead, change["field"], change["current"], change["new"]])
+        count += 1
+    return count
