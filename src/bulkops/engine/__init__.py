@@ -104,6 +104,7 @@ from bulkops.engine.uploads import (
     saved_mapping_for_file,
     suggest_mapping,
 )
+from bulkops.entities import normalised_cell as normalised_header_cell
 from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
 
@@ -163,6 +164,7 @@ __all__ = [
     "mark_token_used",
     "migrate_schema",
     "missing_database",
+    "normalised_header_cell",
     "open_context",
     "operation_by_idempotency_key",
     "operation_id_from_prefix",
