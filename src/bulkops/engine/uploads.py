@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
@@ -40,6 +41,7 @@ __all__ = [
     "PREVIEW_RECORDS",
     "SIMILAR_THRESHOLD",
     "UPLOAD_OPTIONS",
+    "UploadSweeper",
     "create_upload",
     "delete_expired_uploads",
     "forget_mapping",
@@ -294,6 +296,23 @@ def delete_expired_uploads(ctx: Context, *, now: datetime | None = None) -> int:
             if len(expired) < 500:
                 break
     return deleted
+
+
+class UploadSweeper:
+    """Deletes expired uploads now and then, from a worker's periodic loop."""
+
+    def __init__(self, ctx: Context, *, every_seconds: float = 300.0) -> None:
+        self.ctx = ctx
+        self.every_seconds = every_seconds
+        self._last: float | None = None
+
+    def maybe_sweep(self) -> int:
+        """Delete expired uploads if the last sweep is ``every_seconds`` ago; how many."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.every_seconds:
+            return 0
+        self._last = now
+        return delete_expired_uploads(self.ctx)
 
 
 # -- remembered mappings --------------------------------------------------------------------------
