@@ -53,6 +53,16 @@ class Settings(BaseSettings):
         description="Treat a lease held by a process of this host that no longer exists as "
         "expired at once. Turn off if processes in different PID namespaces share a host name.",
     )
+    upload_ttl_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="An upload no operation used is deleted after this many hours.",
+    )
+    keep_check_plan: bool = Field(
+        default=True,
+        description="A validate_only run keeps its planned changes (off only to measure "
+        "what keeping them costs).",
+    )
     # PostgreSQL: the application connects as this role (NOBYPASSRLS); migrations as the owner.
     database_owner_url: str | None = None
 

@@ -233,6 +233,7 @@ class Operation:
     actor: str | None = None
     chunk_count: int | None = None
     attempts: int = 0
+    differs_from_check: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Operation:
@@ -267,7 +268,7 @@ _OPERATION_FIELDS = tuple(f.name for f in fields(Operation))
 _DEFAULTED_COUNTERS = (
     "processed_records", "successful_records", "failed_records", "unchanged_records",
     "created_records", "updated_records", "deleted_records", "rolled_back_records",
-    "conflict_records", "bytes_processed", "attempts",
+    "conflict_records", "bytes_processed", "attempts", "differs_from_check",
 )
 _OUTCOME_OF_STATUS = {
     OperationStatus.FAILED: Outcome.FAILED,

@@ -652,14 +652,18 @@ def test_templates_entities_health_and_docs(api: Api) -> None:
     assert "/api/v1/operations/{operation_id}/events" in schema["paths"]
     # The upload form is described from OperationConfig: its limits, not a second copy.
     body = schema["paths"]["/api/v1/operations"]["post"]["requestBody"]["content"]
-    form, export_form = body["multipart/form-data"]["schema"]["oneOf"]
+    form, upload_form, export_form = body["multipart/form-data"]["schema"]["oneOf"]
     config = engine.OperationConfig.model_json_schema()["properties"]
     chunk_size = form["properties"]["chunk_size"]["anyOf"][0]
     assert chunk_size["maximum"] == config["chunk_size"]["maximum"]
     assert form["properties"]["file"]["format"] == "binary"
     assert form["properties"]["operation_type"]["enum"] == ["import", "update", "delete"]
     assert set(form["required"]) == {"operation_type", "entity_type", "file"}
-    assert export_form == body["application/x-www-form-urlencoded"]["schema"]
+    assert set(upload_form["required"]) == {"operation_type", "entity_type", "upload_id"}
+    assert "file" not in upload_form["properties"]
+    assert [upload_form, export_form] == body["application/x-www-form-urlencoded"]["schema"][
+        "oneOf"
+    ]
     assert "file" not in export_form["properties"]
     problem(client.get("/api/v1/no-such-thing"), 404)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import Depends, FastAPI
 
-from . import accounts, catalogue, events, operations, reports
+from . import accounts, catalogue, checks, events, operations, reports
 from .deps import ApiState, TokenCache
 from .events import EventHub
 from .logs import RequestLog
@@ -21,5 +21,5 @@ __all__ = ["ApiState", "EventHub", "RequestLog", "TokenCache", "include_api"]
 def include_api(app: FastAPI) -> None:
     install_problem_handlers(app)
     strict = [Depends(refuse_unknown_query_parameters)]
-    for module in (operations, reports, events, catalogue, accounts):
+    for module in (operations, checks, reports, events, catalogue, accounts):
         app.include_router(module.router, dependencies=strict)

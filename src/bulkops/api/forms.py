@@ -36,9 +36,12 @@ from .uploads import MAX_FIELD_BYTES
 
 __all__ = [
     "FORM_ALLOWANCE_BYTES",
+    "ReviewForm",
     "UploadForm",
     "operation_arguments",
     "read_small_form",
+    "review_arguments",
+    "review_request_body",
     "upload_request_body",
 ]
 
@@ -153,10 +156,17 @@ _DESCRIPTIONS = {
 }
 
 
+# Set by the service, never sent: the check an applied operation comes from.
+_NOT_IN_FORM = ("checked_by",)
+_UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
 def _option_fields() -> dict[str, Any]:
     """OperationConfig's fields (types, defaults, limits), read from form text."""
     fields: dict[str, Any] = {}
     for name, info in engine.OperationConfig.model_fields.items():
+        if name in _NOT_IN_FORM:
+            continue
         annotation = _FORM_ONLY.get(name) or _FORM_TEXT.get(info.annotation, info.annotation)
         field = copy.copy(info)
         if name in _DESCRIPTIONS:
@@ -175,9 +185,17 @@ UploadForm: type[BaseModel] = create_model(
         bytes | None,
         Field(None, description="The CSV/TSV file or XLSX workbook (not for export)."),
     ),
+    upload_id=(
+        str | None,
+        Field(
+            None,
+            pattern=_UUID_PATTERN,
+            description="An upload's id (POST /api/v1/uploads), instead of `file`.",
+        ),
+    ),
     **_option_fields(),
 )
-_OPTIONS = tuple(engine.OperationConfig.model_fields)
+_OPTIONS = tuple(n for n in engine.OperationConfig.model_fields if n not in _NOT_IN_FORM)
 _TEXT_FIELDS = tuple(name for name in UploadForm.model_fields if name != "file")
 
 
@@ -228,10 +246,22 @@ def operation_arguments(fields: dict[str, str], *, has_file: bool) -> dict[str, 
         operation: OperationType | None = OperationType(given.get("operation_type", "").lower())
     except ValueError:
         operation = None
+    from_upload = "upload_id" in given
     if operation is OperationType.EXPORT and has_file:
         problem("file", "An export takes no file.")
-    if operation is not None and operation is not OperationType.EXPORT and not has_file:
-        problem("file", f"A CSV file is required for an {operation.value} operation.")
+    if operation is OperationType.EXPORT and from_upload:
+        problem("upload_id", "An export takes no file.")
+    if has_file and from_upload:
+        problem("upload_id", "Send either a file or an upload_id, not both.")
+    if (
+        operation is not None
+        and operation is not OperationType.EXPORT
+        and not has_file
+        and not from_upload
+    ):
+        problem(
+            "file", f"A CSV file (or an upload_id) is required for an {operation.value} operation."
+        )
     if operation is not OperationType.EXPORT and "filters" in given:
         problem("filters", "Only an export can be filtered.")
     if problems or form is None:
@@ -247,6 +277,7 @@ def operation_arguments(fields: dict[str, str], *, has_file: bool) -> dict[str, 
         "operation_type": getattr(form, "operation_type"),  # noqa: B009 (a generated model)
         "entity_type": getattr(form, "entity_type"),  # noqa: B009
         "config": config,
+        "upload_id": getattr(form, "upload_id"),  # noqa: B009
     }
 
 
@@ -282,16 +313,22 @@ def _or_blank(field: dict[str, Any]) -> dict[str, Any]:
 
 
 def _form_schema(
-    schema: dict[str, Any], operation_types: list[str], *, leave_out: str, require: str | None
+    schema: dict[str, Any],
+    operation_types: list[str],
+    *,
+    leave_out: tuple[str, ...],
+    require: str | None,
 ) -> dict[str, Any]:
-    """The form for some operation types: their ``operation_type`` values, without the field
+    """The form for some operation types: their ``operation_type`` values, without the fields
     they refuse (``leave_out``), ``require`` among the required fields."""
     form = copy.deepcopy(schema)
     form["properties"]["operation_type"]["enum"] = operation_types
-    del form["properties"][leave_out]
+    for name in leave_out:
+        del form["properties"][name]
     for name, field in form["properties"].items():
         free_text = (
-            field.get("type") == "string" and not {"pattern", "enum", "minLength"} & field.keys()
+            field.get("type") == "string"
+            and not {"pattern", "enum", "minLength"} & field.keys()
         )
         if name not in form["required"] and name != "file" and not free_text:
             form["properties"][name] = _or_blank(field)
@@ -307,20 +344,119 @@ def upload_request_body() -> dict[str, Any]:
     schema = UploadForm.model_json_schema()
     inlined = _inline(schema, schema.get("$defs", {}))
     writes = [t.value for t in OperationType if t is not OperationType.EXPORT]
-    file_form = _form_schema(inlined, writes, leave_out="filters", require="file")
+    file_form = _form_schema(
+        inlined, writes, leave_out=("filters", "upload_id"), require="file"
+    )
     file_form["description"] = "Import, update or delete: the file and its options."
     file_form["properties"]["file"]["description"] = "The CSV/TSV file or XLSX workbook."
+    upload_form = _form_schema(inlined, writes, leave_out=("filters", "file"), require="upload_id")
+    upload_form["description"] = (
+        "Import, update or delete of an uploaded file (POST /api/v1/uploads): its id and the "
+        "options; read options not given are the upload's."
+    )
     export_form = _form_schema(
-        inlined, [OperationType.EXPORT.value], leave_out="file", require=None
+        inlined, [OperationType.EXPORT.value], leave_out=("file", "upload_id"), require=None
     )
     export_form["description"] = "Export: what to write (no file)."
     return {
         "requestBody": {
             "required": True,
             "content": {
-                "multipart/form-data": {"schema": {"oneOf": [file_form, export_form]}},
-                "application/x-www-form-urlencoded": {"schema": export_form},
+                "multipart/form-data": {
+                    "schema": {"oneOf": [file_form, upload_form, export_form]}
+                },
+                "application/x-www-form-urlencoded": {
+                    "schema": {"oneOf": [upload_form, export_form]}
+                },
             },
+        }
+    }
+
+
+# -- the upload form (POST /api/v1/uploads): the file, what it is for, how to read it ------------
+
+_REVIEW_OPTIONS = engine.UPLOAD_OPTIONS
+_WRITES = tuple(t for t in OperationType if t is not OperationType.EXPORT)
+
+ReviewForm: type[BaseModel] = create_model(
+    "ReviewForm",
+    __config__=ConfigDict(extra="forbid"),
+    __doc__="The multipart form that uploads a file for review (the file is streamed apart).",
+    operation_type=(Annotated[OperationType, BeforeValidator(_lower)], ...),
+    entity_type=(Annotated[EntityType, BeforeValidator(_lower)], ...),
+    file=(bytes | None, Field(None, description="The CSV/TSV file.")),
+    **{name: spec for name, spec in _option_fields().items() if name in _REVIEW_OPTIONS},
+)
+_REVIEW_FIELDS = tuple(name for name in ReviewForm.model_fields if name != "file")
+
+
+def review_arguments(fields: dict[str, str], *, has_file: bool) -> dict[str, Any]:
+    """The upload form's fields as ``engine.create_upload`` arguments; every problem at once
+    (InvalidParameters, 422)."""
+    given = {
+        name: text.strip()
+        for name, text in fields.items()
+        if text.strip() or name not in _REVIEW_FIELDS
+    }
+    problems: list[dict[str, Any]] = []
+    if not has_file:
+        problems.append({"code": "bad_parameter", "field": "file", "message": "is required."})
+    form: BaseModel | None = None
+    try:
+        form = ReviewForm.model_validate({k: v for k, v in given.items() if k != "file"})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            name = ".".join(str(p) for p in error["loc"]) or "form"
+            message = (
+                f"Unknown parameter; the parameters are: file, {', '.join(_REVIEW_FIELDS)}."
+                if error["type"] == "extra_forbidden"
+                else _message(error)
+            )
+            problems.append({"code": "bad_parameter", "field": name, "message": message})
+    operation = getattr(form, "operation_type", None)
+    if operation is OperationType.EXPORT:
+        problems.append(
+            {
+                "code": "bad_parameter",
+                "field": "operation_type",
+                "message": f"An export takes no file; one of {', '.join(_WRITES)}.",
+            }
+        )
+    if problems or form is None:
+        raise InvalidParameters(problems)
+    options = form.model_dump(include=set(_REVIEW_OPTIONS), exclude_unset=True)
+    try:  # OperationConfig's own checks (a known encoding) come on top of the form's types
+        engine.OperationConfig.model_validate(options)
+    except ValidationError as exc:
+        raise InvalidParameters(
+            [
+                {
+                    "code": "bad_parameter",
+                    "field": ".".join(str(p) for p in error["loc"]) or "form",
+                    "message": _message(error),
+                }
+                for error in exc.errors(include_url=False)
+            ]
+        ) from None
+    return {
+        "operation_type": operation,
+        "entity_type": getattr(form, "entity_type"),  # noqa: B009 (a generated model)
+        "options": options,
+    }
+
+
+def review_request_body() -> dict[str, Any]:
+    """The ``openapi_extra`` of ``POST /api/v1/uploads``, from :data:`ReviewForm`."""
+    schema = ReviewForm.model_json_schema()
+    inlined = _inline(schema, schema.get("$defs", {}))
+    form = _form_schema(
+        inlined, [t.value for t in _WRITES], leave_out=(), require="file"
+    )
+    form["description"] = "The file to review and how to read it."
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": form}},
         }
     }
 

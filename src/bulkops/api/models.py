@@ -15,13 +15,21 @@ from bulkops.model import Outcome, Role
 
 __all__ = [
     "CancelIn",
+    "ChangeOut",
+    "ChangePage",
     "EntityPage",
     "ErrorPage",
     "ErrorRowOut",
+    "FieldChangeOut",
     "HealthOut",
+    "MappingOut",
+    "MappingPage",
+    "MappingSuggestionOut",
     "MeOut",
     "OperationOut",
     "OperationPage",
+    "PreviewIn",
+    "PreviewRecordOut",
     "RecordOut",
     "RecordPage",
     "RollbackIn",
@@ -29,6 +37,7 @@ __all__ = [
     "TokenIn",
     "TokenOut",
     "TokenPage",
+    "UploadOut",
     "UserCreatedOut",
     "UserIn",
     "UserOut",
@@ -209,3 +218,107 @@ class TokenCreatedOut(TokenOut):
 
 class TokenPage(BaseModel):
     items: list[TokenOut]
+
+
+# -- check, then apply (CONTRACT section 7) ------------------------------------------------------
+
+
+class PreviewRecordOut(BaseModel):
+    row: int = Field(description="Spreadsheet row: the header is row 1.")
+    line: int = Field(description="Physical line where the record starts.")
+    cells: list[str] = Field(description="The record's cells as read.")
+    error: str | None = Field(description="Why the record cannot be read, if it cannot.")
+
+
+class MappingSuggestionOut(BaseModel):
+    header: str = Field(description="The header cell as read.")
+    field: str | None = Field(description="The suggested field; null: the column is ignored.")
+    how: str = Field(
+        description="given (the preview's mapping), saved (a remembered mapping), exact, "
+        "case_or_space, similar (see score) or none"
+    )
+    score: float | None = Field(description="For similar: the similarity, 0..1 (at least 0.6).")
+
+
+class UploadOut(BaseModel):
+    """The upload object: the stored file, how it is read, a preview and a suggested mapping."""
+
+    id: str
+    entity_type: str
+    operation_type: str
+    file_name: str | None
+    file_size_bytes: int
+    file_sha256: str
+    format: str = Field(description="csv or xlsx")
+    encoding: str | None = Field(description="As detected or given.")
+    encoding_detected: bool = Field(
+        default=False,
+        description="True when the file is not UTF-8 and `encoding` is the one it most "
+        "likely is (see `notes`), proposed for the review",
+    )
+    notes: list[str] = Field(
+        default_factory=list, description="What the reading found, for the person reviewing it."
+    )
+    delimiter: str | None = Field(description="As detected or given (CSV).")
+    decimal_separator: str
+    sheet: str | None
+    sheets: list[str] | None = Field(description="The workbook's sheets (XLSX).")
+    header: list[str]
+    preview: list[PreviewRecordOut] = Field(description="The first 20 records as read.")
+    mapping: list[MappingSuggestionOut] = Field(description="One entry per header column.")
+    missing_required: list[str] = Field(description="Required fields no column maps to.")
+    saved_mapping_id: int | None = Field(description="The remembered mapping suggested.")
+    suggested_mapping: dict[str, str] = Field(
+        description="The `mapping` option that reads the columns as suggested."
+    )
+    created_at: datetime
+    expires_at: datetime | None = Field(description="When it is deleted unless used.")
+    used_by_operation: str | None
+
+
+class PreviewIn(_In):
+    """Read the upload again another way; a field left out keeps its value."""
+
+    encoding: str | None = Field(default=None, max_length=64)
+    delimiter: str | None = Field(default=None, pattern=r"^(,|;|\||tab|\t)$")
+    decimal_separator: str | None = Field(default=None, pattern=r"^[.,]$")
+    sheet: str | None = Field(default=None, min_length=1, max_length=31)
+    mapping: dict[str, str] | None = Field(
+        default=None, description='header -> field, or "" to ignore the column'
+    )
+
+
+class MappingOut(BaseModel):
+    id: int
+    entity_type: str
+    header: list[str]
+    mapping: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+    updated_by: int | None
+    operation_id: str | None = Field(description="The operation it was remembered from.")
+
+
+class MappingPage(BaseModel):
+    items: list[MappingOut]
+    next_cursor: str | None
+
+
+class FieldChangeOut(BaseModel):
+    field: str
+    current: Any = Field(description="The stored value (null for a create).")
+    new: Any = Field(description="The value the operation would write.")
+
+
+class ChangeOut(BaseModel):
+    row: int = Field(description="Spreadsheet row: the header is row 1.")
+    action: str = Field(description="create, update or delete")
+    key: dict[str, Any] = Field(description="The record's natural key.")
+    changes: list[FieldChangeOut] = Field(
+        description="An update's changed fields; a create's values; none for a delete."
+    )
+
+
+class ChangePage(BaseModel):
+    items: list[ChangeOut]
+    next_cursor: str | None

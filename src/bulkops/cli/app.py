@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bulkops.cli import accounts, admin, doctor, operations, reports
+from bulkops.cli import accounts, admin, checks, doctor, operations, reports
 from bulkops.cli.state import State, fail
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError
@@ -32,9 +32,11 @@ app = typer.Typer(
 org_app = typer.Typer(help="Organizations.", no_args_is_help=True)
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
+mapping_app = typer.Typer(help="Remembered mappings (per entity and header).", no_args_is_help=True)
 app.add_typer(org_app, name="org")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
+app.add_typer(mapping_app, name="mapping")
 
 
 def _print_version(value: bool) -> None:
@@ -87,9 +89,11 @@ app.command()(operations.export)
 app.command()(operations.rollback)
 app.command()(operations.cancel)
 app.command()(operations.resume)
+app.command()(checks.apply)
 app.command()(reports.history)
 app.command()(reports.show)
 app.command()(reports.errors)
+app.command()(checks.changes)
 app.command()(reports.template)
 app.command()(doctor.doctor)
 app.command()(admin.serve)
@@ -101,6 +105,8 @@ user_app.command("passwd")(accounts.user_passwd)
 token_app.command("create")(admin.token_create)
 token_app.command("list")(accounts.token_list)
 token_app.command("revoke")(accounts.token_revoke)
+mapping_app.command("list")(checks.mapping_list)
+mapping_app.command("forget")(checks.mapping_forget)
 
 
 def _plain_flags(command: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import signal
 import sys
@@ -21,6 +22,7 @@ from bulkops.cli.arguments import (
     binary_stdout_allowed,
     chosen_format,
 )
+from bulkops.cli.checks import print_changes, run_apply
 from bulkops.cli.output import (
     err,
     exit_code_for,
@@ -32,7 +34,7 @@ from bulkops.cli.output import (
 )
 from bulkops.cli.state import State, reported_errors, state_of
 from bulkops.errors import UsageError
-from bulkops.model import EntityType, OperationStatus, OperationType
+from bulkops.model import EntityType, Operation, OperationStatus, OperationType
 
 __all__ = ["cancel", "data_command", "export", "resume", "rollback"]
 
@@ -54,6 +56,8 @@ def _run_data_operation(
     sheet: str | None,
     decimal_separator: str | None,
     as_json: bool,
+    check: bool = False,
+    saved_mapping: bool = True,
 ) -> None:
     state = state_of(ctx)
     with reported_errors():
@@ -67,7 +71,7 @@ def _run_data_operation(
             {
                 "chunk_size": chunk_size,
                 "max_concurrent": max_concurrent,
-                "validate_only": validate_only,
+                "validate_only": validate_only or check,
                 "rollback_on_error": rollback_on_error,
                 "max_errors": max_errors,
                 "mapping": parsed_mapping,
@@ -81,6 +85,8 @@ def _run_data_operation(
             raise UsageError(f"No such file: {file}")
         org = state.org()
         starter = state.starter(org["id"])
+        if saved_mapping:
+            config = _with_saved_mapping(state, org["id"], entity, file, config, as_json=as_json)
         op = engine.create_operation(
             state.ctx,
             org["id"],
@@ -111,11 +117,79 @@ def _run_data_operation(
             interrupted = False
         if interrupted:  # outside the except block: the interrupt's frames are released
             _cancel_on_interrupt(state, org["id"], op.id, as_json=as_json)
-    if as_json:
-        print_json(engine.operation_view(final))
-    else:
-        print_summary(final)
+        if as_json:
+            print_json(engine.operation_view(final))
+        else:
+            print_summary(final)
+            if check and final.status is OperationStatus.COMPLETED:
+                final = _review_check(state, org["id"], final)
     raise typer.Exit(exit_code_for(final))
+
+
+def _with_saved_mapping(
+    state: State,
+    org_id: int,
+    entity: EntityType,
+    file: Path,
+    config: engine.OperationConfig,
+    *,
+    as_json: bool,
+) -> engine.OperationConfig:
+    """The options with the mapping remembered for this file's header (--map entries win),
+    saying so on standard error."""
+    saved = engine.saved_mapping_for_file(state.ctx, org_id, entity, file, config)
+    if saved is None or not saved["mapping"]:
+        return config
+    given = {engine.normalised_header_cell(h) for h in config.mapping}
+    used = {
+        h: f for h, f in saved["mapping"].items() if engine.normalised_header_cell(h) not in given
+    }
+    if not used:
+        return config
+    if not as_json:
+        pairs = " ".join(f"--map '{h}={f}'" for h, f in used.items())
+        err.print(
+            f"Using the mapping remembered for this header (mapping {saved['id']}): {pairs}. "
+            "Add --no-saved-mapping to not use it.",
+            markup=False,
+        )
+    return config.model_copy(update={"mapping": {**used, **config.mapping}})
+
+
+_CHECK_PREVIEW = 20
+
+
+def _review_check(state: State, org_id: int, check: Operation) -> Operation:
+    """After --check: the planned counts and first changes, then apply on a yes (on a
+    terminal), or the command that applies it. Returns the operation to exit with."""
+    counts = engine.planned_change_counts(state.ctx, org_id, check.id)
+    out.print(
+        f"Planned: {counts['create']:,} to create, {counts['update']:,} to update, "
+        f"{counts['delete']:,} to delete, {check.unchanged_records:,} unchanged, "
+        f"{check.failed_records:,} failed."
+    )
+    items = list(
+        itertools.islice(
+            engine.iter_planned_changes(state.ctx, org_id, check.id, page_size=_CHECK_PREVIEW),
+            _CHECK_PREVIEW,
+        )
+    )
+    if not items:
+        out.print("Nothing would change.")
+        return check
+    total = sum(counts.values())
+    out.print(f"The first {len(items)} of {total:,} planned changes:" if total > len(items)
+              else "The planned changes:")
+    print_changes(items, terminal=out.is_terminal)
+    if total > len(items):
+        out.print(f"All of them: bulkops changes {check.id[:8]} -o changes.csv")
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        if typer.confirm("Apply?", default=False):
+            return run_apply(state, org_id, check.id, as_json=False)
+        out.print(f"Not applied. Apply it later: bulkops apply {check.id[:8]}")
+        return check
+    out.print(f"Apply it: bulkops apply {check.id[:8]}")
+    return check
 
 
 def _cancel_on_interrupt(state: State, org_id: int, op_id: str, *, as_json: bool) -> NoReturn:
@@ -210,6 +284,21 @@ def data_command(operation: OperationType) -> Callable[..., None]:
                 help="How prices write decimals: . or , as in 149,00. Default: .",
             ),
         ] = None,
+        check: Annotated[
+            bool,
+            typer.Option(
+                "--check",
+                help="Dry run first: show the planned changes, then ask to apply them "
+                "(on a terminal) or print the command that does.",
+            ),
+        ] = False,
+        no_saved_mapping: Annotated[
+            bool,
+            typer.Option(
+                "--no-saved-mapping",
+                help="Do not use the mapping remembered for this file's header.",
+            ),
+        ] = False,
         as_json: JsonOpt = False,
     ) -> None:
         _run_data_operation(
@@ -228,15 +317,17 @@ def data_command(operation: OperationType) -> Callable[..., None]:
             sheet=sheet,
             decimal_separator=decimal_separator,
             as_json=as_json,
+            check=check,
+            saved_mapping=not no_saved_mapping,
         )
 
     command.__doc__ = {
         OperationType.IMPORT: "Create or update records by natural key (upsert).\n\n"
-        "Example: bulkops import products products.csv --validate-only",
+        "Example: bulkops import products products.xlsx --check",
         OperationType.UPDATE: "Update existing records; only the columns in the file change."
         "\n\nExample: bulkops update products prices.csv --map \"Unit price=price\"",
         OperationType.DELETE: "Delete records by natural key.\n\n"
-        "Example: bulkops delete inventory discontinued.csv --rollback-on-error",
+        "Example: bulkops delete inventory discontinued.csv --check",
     }[operation]
     return command
 

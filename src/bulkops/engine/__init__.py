@@ -21,6 +21,15 @@ from bulkops.engine.accounts import (
     resolve_organization,
     set_password,
 )
+from bulkops.engine.changes import (
+    ACTIONS,
+    ChangePosition,
+    iter_planned_changes,
+    planned_change_counts,
+    planned_changes,
+    write_planned_changes,
+)
+from bulkops.engine.checks import apply_check
 from bulkops.engine.export import export_path, run_export
 from bulkops.engine.fanout import ChunkSender, apply_chunk
 from bulkops.engine.leases import expire_dead_leases
@@ -90,14 +99,34 @@ from bulkops.engine.setup import (
     setup_database_roles,
     uses_postgresql,
 )
+from bulkops.engine.uploads import (
+    PREVIEW_RECORDS,
+    SIMILAR_THRESHOLD,
+    UPLOAD_OPTIONS,
+    UploadSweeper,
+    create_upload,
+    delete_expired_uploads,
+    forget_mapping,
+    get_upload,
+    list_mappings,
+    preview_upload,
+    saved_mapping_for_file,
+    suggest_mapping,
+)
+from bulkops.entities import normalised_cell as normalised_header_cell
 from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
 
 __all__ = [
+    "ACTIONS",
     "IDEMPOTENCY_KEY_LIFETIME",
     "LOGIN_FAILURE_LIMIT",
     "LOGIN_FAILURE_WINDOW",
     "MIN_ID_PREFIX",
+    "PREVIEW_RECORDS",
+    "SIMILAR_THRESHOLD",
+    "UPLOAD_OPTIONS",
+    "ChangePosition",
     "ChunkSender",
     "Context",
     "IdempotencyKeyReused",
@@ -108,6 +137,8 @@ __all__ = [
     "ProgressCallback",
     "RunnableOperations",
     "Starter",
+    "UploadSweeper",
+    "apply_check",
     "apply_chunk",
     "audit_records",
     "authenticate_password",
@@ -119,8 +150,10 @@ __all__ = [
     "create_operation",
     "create_organization",
     "create_token",
+    "create_upload",
     "create_user",
     "database_reachable",
+    "delete_expired_uploads",
     "entity_rows",
     "error_rows",
     "events_after",
@@ -128,9 +161,13 @@ __all__ = [
     "expire_dead_leases",
     "export_path",
     "find_user_by_email",
+    "forget_mapping",
     "generate_password",
     "get_operation",
+    "get_upload",
+    "iter_planned_changes",
     "keyset_page",
+    "list_mappings",
     "list_operations",
     "list_organizations",
     "listen_for_events",
@@ -139,6 +176,7 @@ __all__ = [
     "mark_token_used",
     "migrate_schema",
     "missing_database",
+    "normalised_header_cell",
     "open_context",
     "operation_by_idempotency_key",
     "operation_id_from_prefix",
@@ -149,6 +187,9 @@ __all__ = [
     "organization_user",
     "organization_users",
     "pending_worker_operations",
+    "planned_change_counts",
+    "planned_changes",
+    "preview_upload",
     "process_owner",
     "queue_rollback",
     "release_lease",
@@ -160,12 +201,15 @@ __all__ = [
     "revoke_token",
     "rollback_operation",
     "runnable_operations",
+    "saved_mapping_for_file",
     "set_password",
     "setup_database_roles",
+    "suggest_mapping",
     "uses_postgresql",
     "write_conflict_report",
     "write_error_report",
     "write_error_report_xlsx",
+    "write_planned_changes",
     "write_template",
     "write_template_xlsx",
 ]

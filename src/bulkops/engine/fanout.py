@@ -37,6 +37,7 @@ from datetime import timedelta
 from typing import Any
 
 from bulkops.engine.apply import apply_plan
+from bulkops.engine.changes import differences_from_check
 from bulkops.engine.leases import expire_dead_leases
 from bulkops.engine.lifecycle import LeaseKeeper, ProgressCallback, advance, progress_event
 from bulkops.engine.operations import Context, OperationConfig, get_operation
@@ -129,6 +130,10 @@ def _commit_chunk(
             if not coordinator:
                 tx.ledger.delete_plans(op_id, prepared.index)
             counters = plan.counters()
+            if config.checked_by is not None:
+                counters["differs_from_check"] = differences_from_check(
+                    tx, spec, config.checked_by, prepared.index, list(chunk), plan
+                )
             values: dict[str, Any] = {"attempts": 0}  # progress: not a poison operation
             if coordinator:
                 values["lease_expires_at"] = time.time() + _coordinator_lease(ctx)

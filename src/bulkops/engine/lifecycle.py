@@ -27,6 +27,7 @@ import orjson
 
 from bulkops.engine.operations import COUNTERS, Context, get_operation, operation_view
 from bulkops.engine.scheduling import try_start
+from bulkops.entities import header_key
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
 from bulkops.model import Operation, OperationStatus
 from bulkops.store import Tx, utcnow
@@ -298,6 +299,19 @@ def finish(
                 ][:10],
             }
         )
+        if op.config.get("checked_by"):
+            results["checked_by"] = op.config["checked_by"]
+            results["differs_from_check"] = op.differs_from_check
+        if status is OperationStatus.COMPLETED and op.config.get("mapping") and op.header:
+            # Remembered for the next file with this header (CONTRACT section 7).
+            tx.mappings.save(
+                op.entity_type.value,
+                header_key(op.header),
+                op.header,
+                op.config["mapping"],
+                user_id=op.created_by,
+                op_id=op.id,
+            )
         if status is OperationStatus.ROLLED_BACK and counters is not None:
             results["rolled_back_reason"] = (
                 "rollback_on_error: the file has failed records, so nothing was applied"

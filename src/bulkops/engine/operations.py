@@ -20,6 +20,7 @@ from bulkops.errors import (
     FileProblem,
     FileRejected,
     FileTooLarge,
+    NotFound,
     UsageError,
 )
 from bulkops.formats import ReadLimits, ReadOptions, open_table, sniff_content
@@ -86,6 +87,8 @@ class OperationConfig(BaseModel):
     format: Literal["csv", "xlsx"] = Field(
         default="csv", description="export only: the file written, CSV or an XLSX workbook"
     )
+    #: The check (validate_only operation) this operation applies; set by applying it.
+    checked_by: str | None = Field(default=None, min_length=36, max_length=36)
 
     @field_validator("encoding")
     @classmethod
@@ -255,6 +258,7 @@ def create_operation(
     executor: Literal["inline", "worker"] = "inline",
     move_source: bool = False,
     actor: str | None = None,
+    upload_id: str | None = None,
 ) -> Operation:
     """Store the file, check its header and queue the operation as ``pending``.
 
@@ -269,15 +273,43 @@ def create_operation(
     was made by the same request (file checksum, type, entity, options), and
     :class:`IdempotencyKeyReused` is raised when by another; the file is checked and stored
     first either way, since its checksum is part of the request.
+
+    With ``upload_id`` instead of ``source``, the operation takes over the file of that upload
+    (stored already: nothing is copied), with the upload's read options for those ``config``
+    does not set, and the upload records the operation.
     """
     spec = spec_for(entity_type)
     header: list[str] | None = None
     total_records: int | None = None
     stored: tuple[Path, int, str, int] | None = None
+    owned = True  # the stored file is this call's own: removed when the call fails
+    if upload_id is not None and operation_type is not OperationType.EXPORT:
+        if source is not None:
+            raise UsageError("Send either a file or an upload_id, not both.")
+        with ctx.store.transaction(org_id) as tx:
+            upload = tx.uploads.get(upload_id)
+        if upload is None or not Path(upload["file_path"]).is_file():
+            raise NotFound(f"No upload {upload_id}.")
+        stored = (
+            Path(upload["file_path"]),
+            upload["file_size_bytes"],
+            upload["file_sha256"],
+            upload["line_breaks"],
+        )
+        owned = False
+        file_name = file_name or upload["file_name"]
+        kept = {
+            k: v
+            for k, v in upload["options"].items()
+            if k in type(config).model_fields and k not in config.model_fields_set
+        }
+        config = OperationConfig.model_validate({**config.model_dump(exclude_unset=True), **kept})
     if operation_type is not OperationType.EXPORT:
-        if source is None:
+        if source is None and stored is None:
             raise UsageError(f"A file is needed for an {operation_type.value} operation.")
-        stored = store_file(ctx, org_id, source, move=move_source)
+        if stored is None:
+            assert source is not None
+            stored = store_file(ctx, org_id, source, move=move_source)
         try:
             with open_table(stored[0], config.read_options(), ctx.read_limits()) as table:
                 header = list(table.header)
@@ -285,7 +317,8 @@ def create_operation(
                 # Exact, before the first chunk, and with the row limit enforced.
                 total_records = table.count_records()
         except BaseException:
-            stored[0].unlink(missing_ok=True)
+            if owned:
+                stored[0].unlink(missing_ok=True)
             raise
     else:
         for column in config.filters:
@@ -328,14 +361,16 @@ def create_operation(
     try:
         with ctx.store.transaction(org_id, write=True) as tx:
             if idempotency_key and (first := _first_with_key(tx, idempotency_key, parts, now)):
-                if stored:
+                if stored and owned:
                     stored[0].unlink(missing_ok=True)
                 return first
             tx.operations.insert(values)
+            if upload_id is not None and not owned:
+                tx.uploads.mark_used(upload_id, op_id)
             tx.events.add(op_id, "status", {"status": OperationStatus.PENDING})
             created = tx.operations.get(op_id)
     except IdempotencyKeyReused:
-        if stored:
+        if stored and owned:
             stored[0].unlink(missing_ok=True)
         raise
     assert created is not None

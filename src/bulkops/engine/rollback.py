@@ -45,6 +45,11 @@ def request_rollback(
         status = op.status
         if op.operation_type is OperationType.EXPORT:
             raise Conflict("An export changes no data, so there is nothing to roll back.")
+        if op.validate_only:
+            raise Conflict(
+                f"Operation {op_id} is a check (validate_only): it changed nothing, so there "
+                "is nothing to roll back."
+            )
         if status is OperationStatus.ROLLED_BACK:
             if not (force and op.conflict_records):
                 when = op.rollback_completed_at or op.completed_at

@@ -14,6 +14,7 @@ from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import timedelta
 
 from bulkops.engine.apply import apply_plan
+from bulkops.engine.changes import differences_from_check, keep_plan
 from bulkops.engine.fanout import APPLY, ChunkSender, coordinate
 from bulkops.engine.lifecycle import (
     LeaseKeeper,
@@ -195,6 +196,10 @@ def _apply_chunks(
                 apply_plan(tx, spec, op_id, plan, chunk)
                 tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
                 counters = plan.counters()
+                if config.checked_by is not None:
+                    counters["differs_from_check"] = differences_from_check(
+                        tx, spec, config.checked_by, index, list(chunk), plan
+                    )
                 processed = current.processed_records + counters["processed_records"]
                 figures = progress.figures(processed, fraction)
                 eta = figures["estimated_time_remaining"]
@@ -297,11 +302,14 @@ def _plan_pass(
     op_id = op.id
     totals = dict.fromkeys(ChunkPlan().counters(), 0)
     progress = Progress(0, op.total_records)
+    # A check keeps what each record would do (its planned changes), chunk by chunk.
+    keep = config.validate_only and ctx.settings.keep_check_plan
     with checked_operation(ctx, org_id, op, config) as checked, ctx.store.pinned():
         evaluator = checked.evaluator
         size = max(checked.file_size_bytes, 1)
         with ctx.store.transaction(org_id, write=True) as tx:
             tx.audit.delete_errors_from_row(op_id, 0)
+            tx.plans.delete(op_id)
         for prepared in checked.chunks:
             with ctx.store.transaction(org_id) as tx:
                 plan = evaluator.evaluate(tx, prepared)
@@ -314,6 +322,8 @@ def _plan_pass(
                 if current is None or current.cancel_requested_at is not None:
                     return totals, True
                 tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
+                if keep:
+                    keep_plan(tx, spec, op_id, prepared.index, list(prepared.chunk), plan)
                 tx.operations.renew_lease(op_id, owner, ctx.settings.lease_seconds)
                 tx.operations.update(op_id, {"bytes_processed": prepared.bytes_consumed})
                 event = {

@@ -9,7 +9,7 @@ records in batches; :func:`map_header` matches a file's header row to the fields
 from __future__ import annotations
 
 from bulkops.entities import customers, inventory, pricing, products, warehouses
-from bulkops.entities.header import HeaderMap, map_header
+from bulkops.entities.header import HeaderMap, header_key, map_header, normalised_cell
 from bulkops.entities.spec import EntitySpec, Field, FieldKind, Reference
 from bulkops.entities.validation import MAX_INT, RecordValidator
 from bulkops.errors import UsageError
@@ -24,7 +24,9 @@ __all__ = [
     "HeaderMap",
     "RecordValidator",
     "Reference",
+    "header_key",
     "map_header",
+    "normalised_cell",
     "spec_for",
 ]
 

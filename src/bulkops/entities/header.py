@@ -21,6 +21,7 @@ Rules (the README quotes them):
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -30,7 +31,7 @@ from bulkops.entities.spec import EntitySpec
 from bulkops.errors import FileProblem, FileRejected
 from bulkops.model import OperationType
 
-__all__ = ["HeaderMap", "map_header"]
+__all__ = ["HeaderMap", "header_key", "map_header", "normalised_cell"]
 
 _IGNORED_PREFIX = "_"
 
@@ -41,6 +42,17 @@ def _header_text(cell: str) -> str:
 
 def _normalise(text: str) -> str:
     return _header_text(text).casefold()
+
+
+def normalised_cell(text: str) -> str:
+    """A header cell as cells are compared: trimmed (and a stray BOM), any letter case."""
+    return _normalise(text)
+
+
+def header_key(header: Sequence[str]) -> str:
+    """One text that equal headers share (cells compared as above): a SHA-256, hex."""
+    joined = "\x1f".join(_normalise(cell) for cell in header)
+    return hashlib.sha256(joined.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

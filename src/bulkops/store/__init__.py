@@ -5,6 +5,7 @@ from bulkops.store.clock import utcnow
 from bulkops.store.database import Store
 from bulkops.store.errors import DuplicateRow
 from bulkops.store.operations import ACTIVE_STATUSES, Competitor
+from bulkops.store.plans import PlanChunk
 from bulkops.store.tables import ENTITY_TABLES
 from bulkops.store.transaction import Tx
 from bulkops.store.waiters import EventWaiter
@@ -18,6 +19,7 @@ __all__ = [
     "Competitor",
     "DuplicateRow",
     "EventWaiter",
+    "PlanChunk",
     "Store",
     "Tx",
     "utcnow",

@@ -210,7 +210,7 @@ operations = Table(
     # service's workers pick it up).
     Column("executor", String(16), nullable=False, server_default="inline"),
     # Who started it, in words: a user's e-mail (API, dashboard, ``--as``) or
-    # ``cli:<os-user>@<host>``. NULL for operations made before migration 0008.
+    # ``cli:<os-user>@<host>``. NULL for operations made before migration 0009.
     Column("actor", String(320), nullable=True),
     # config's validate_only, as a column so that lists filter by outcome in SQL.
     Column("validate_only", Boolean, nullable=False, default=False, server_default=false()),
@@ -219,6 +219,8 @@ operations = Table(
     Column("chunk_count", Integer, nullable=True),
     # Take-ups in a row without a committed chunk (a chunk commit resets it).
     Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    # An applied check (config.checked_by): records whose outcome differs from the check's.
+    Column("differs_from_check", BigInteger, nullable=False, default=0, server_default="0"),
     Column("config", Text, nullable=False),
     Column("header", Text, nullable=True),
     Column("results", Text, nullable=False),
@@ -317,6 +319,69 @@ operation_events = Table(
     sqlite_autoincrement=True,
 )
 
+# A file stored for review before an operation uses it (CONTRACT section 7). ``options``: the
+# read options last given (JSON: encoding, delimiter, decimal_separator, sheet). An operation
+# made from it takes the stored file over and is named in ``used_by_operation``; an unused
+# upload is deleted after BULKOPS_UPLOAD_TTL_HOURS.
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    _org_column(),
+    Column("entity_type", String(16), nullable=False),
+    Column("operation_type", String(16), nullable=False),
+    Column("file_name", String(255), nullable=True),
+    Column("file_path", String(1024), nullable=False),
+    Column("file_size_bytes", BigInteger, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("line_breaks", BigInteger, nullable=False),
+    Column("options", Text, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("created_by", Id, nullable=True),
+    Column("used_by_operation", String(36), nullable=True),
+    Index("ix_uploads_created", "created_at"),
+)
+
+# The mapping of the last completed operation per organization, entity and header.
+# ``header_key``: SHA-256 of the header cells as headers are compared (trimmed, any case).
+saved_mappings = Table(
+    "saved_mappings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    _org_column(),
+    Column("entity_type", String(16), nullable=False),
+    Column("header_key", String(64), nullable=False),
+    Column("header", Text, nullable=False),  # JSON list of the header cells
+    Column("mapping", Text, nullable=False),  # JSON object header -> field or ""
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    Column("updated_by", Id, nullable=True),
+    Column("operation_id", String(36), nullable=True),  # the operation it was saved from
+    UniqueConstraint(
+        "organization_id", "entity_type", "header_key", name="uq_saved_mappings_key"
+    ),
+    sqlite_autoincrement=True,
+)
+
+# The plan of a validate_only operation: one row per chunk with at least one record that would
+# change. ``payload`` is one JSON document of column arrays, one item per such record, in row
+# order: {"rows": [...], "actions": "cud…", "keys": [[...]], "changes": [[[field, current,
+# new], ...]]} (an update: its changed fields; a create: its non-empty fields with current
+# null; a delete: none). The counts per action let a page filtered by action skip chunks.
+operation_plans = Table(
+    "operation_plans",
+    metadata,
+    Column("operation_id", String(36), primary_key=True),
+    Column("chunk_index", Integer, primary_key=True),
+    _org_column(),
+    Column("first_row", BigInteger, nullable=False),
+    Column("last_row", BigInteger, nullable=False),
+    Column("creates", Integer, nullable=False),
+    Column("updates", Integer, nullable=False),
+    Column("deletes", Integer, nullable=False),
+    Column("payload", Text, nullable=False),
+)
+
 # Case twins (keys that differ only by letter case) are looked up by lower() of each text part
 # of the key (migration 0006; see rows.py). Customers' email is stored lower-case: its unique
 # key serves.
@@ -380,4 +445,7 @@ TENANT_TABLES: tuple[Table, ...] = (
     operation_chunks,
     operation_chunk_plans,
     operation_events,
+    uploads,
+    saved_mappings,
+    operation_plans,
 )

@@ -12,7 +12,9 @@ from bulkops.store.dialects import Dialect
 from bulkops.store.errors import translate
 from bulkops.store.ledger import EventStore, LedgerStore
 from bulkops.store.operations import OperationStore
+from bulkops.store.plans import PlanStore
 from bulkops.store.rows import RowStore
+from bulkops.store.uploads import MappingStore, UploadStore
 
 __all__ = ["Tx"]
 
@@ -20,7 +22,19 @@ __all__ = ["Tx"]
 class Tx:
     """One transaction of one organization: every query of its stores filters by it."""
 
-    __slots__ = ("audit", "conn", "dialect", "events", "ledger", "operations", "org_id", "rows")
+    __slots__ = (
+        "audit",
+        "conn",
+        "dialect",
+        "events",
+        "ledger",
+        "mappings",
+        "operations",
+        "org_id",
+        "plans",
+        "rows",
+        "uploads",
+    )
 
     def __init__(self, conn: Connection, dialect: Dialect, org_id: int) -> None:
         self.conn = conn
@@ -32,6 +46,9 @@ class Tx:
         self.events = EventStore(conn, dialect, org_id)
         self.audit = AuditStore(conn, dialect, org_id)
         self.rows = RowStore(conn, dialect, org_id)
+        self.plans = PlanStore(conn, dialect, org_id)
+        self.uploads = UploadStore(conn, dialect, org_id)
+        self.mappings = MappingStore(conn, dialect, org_id)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:

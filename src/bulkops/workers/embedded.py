@@ -54,6 +54,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bulkops-op")
         self._running: set[str] = set()
         self._lock = threading.Lock()
+        self._uploads = engine.UploadSweeper(ctx)
 
     def run(self, stop: StopSignal, *, parent_pid: int | None = None) -> None:
         log.info("worker started", extra={"pid": os.getpid()})
@@ -64,6 +65,7 @@ class Worker:
                     break
                 try:
                     self.poll_once()
+                    self._uploads.maybe_sweep()  # unused uploads past their time to live
                 except BulkopsError as exc:  # the database is down, say: try again later
                     log.warning("poll failed", extra={"error": str(exc)})
                 stop.wait(self.poll_seconds)

@@ -38,6 +38,7 @@ def dispatcher_main(
     ctx = engine.open_context(settings)
     app = make_celery(settings)
     dispatcher = Dispatcher(ctx, operation_sender(app, settings))
+    uploads = engine.UploadSweeper(ctx)
     log.info("dispatcher started", extra={"pid": os.getpid(), "queue": settings.queue})
     try:
         while not stop.is_set():
@@ -45,6 +46,7 @@ def dispatcher_main(
                 break  # the worker is gone
             try:
                 dispatcher.reconcile_once()
+                uploads.maybe_sweep()  # unused uploads past their time to live
             except Exception as exc:  # the database or the broker is down: try again later
                 log.warning("dispatch failed", extra={"error": str(exc)})
             stop.wait(settings.reconcile_seconds)

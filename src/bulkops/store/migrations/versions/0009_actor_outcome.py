@@ -7,8 +7,8 @@ command line. Operations created before this revision have none.
 ``operations.validate_only`` copies the option out of ``config`` so that lists can filter by
 outcome (``checked`` is a completed dry run) in SQL; it is filled from ``config`` here.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06 15:00:00
 """
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
