@@ -199,7 +199,7 @@ def test_the_records_api_pages_across_batches_with_a_cursor_and_a_status(
     assert [i["record_index"] for i in items] == list(range(2, 2502))
     assert items[0]["before_data"] is None and items[0]["after_data"]["sku"] == "P-0000"
     assert set(items[0]) == {"id", "record_index", "entity_id", "action", "before_data",
-                             "after_data", "status", "error"}
+                             "after_data", "status", "error", "key"}
 
     # Someone changes a row of the first and of the last chunk: the rollback leaves them.
     run(ctx, org, "update", "products",

@@ -42,13 +42,13 @@ def _check(client: httpx.Client, text: str, **params: Any) -> dict[str, Any]:
 
 def test_an_upload_answers_with_its_preview_and_suggestions(api: Api) -> None:
     client = api.client()
-    resp = _upload_file(client, "Artikel;Name;Preis\nA1;Eins;1.50\n", name="de.csv")
+    resp = _upload_file(client, "Artikel;Name;Preis\nA1;Eins;1,50\n", name="de.csv")
     assert resp.status_code == 201, resp.text
     view = resp.json()
     assert resp.headers["location"] == f"/api/v1/uploads/{view['id']}"
     assert (view["format"], view["encoding"], view["delimiter"]) == ("csv", "utf-8", ";")
     assert view["preview"] == [
-        {"row": 2, "line": 2, "cells": ["A1", "Eins", "1.50"], "error": None}
+        {"row": 2, "line": 2, "cells": ["A1", "Eins", "1,50"], "error": None}
     ]
     assert [(m["field"], m["how"]) for m in view["mapping"]] == [
         (None, "none"),
