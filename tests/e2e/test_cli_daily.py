@@ -492,3 +492,15 @@ def test_the_cli_words_a_file_problem_s_remedy_with_its_flags(ready: Cli) -> Non
     assert "`mapping`" not in typo.output
     tie = ready("import", "products", str(ready.file("d.csv", "sku;name,price\nA;B,1\n")))
     assert tie.exit_code == 2 and "Give it with --delimiter." in tie.output
+
+
+def test_the_cli_words_the_encoding_remedy_with_its_flag(ready: Cli) -> None:
+    excel = ready.tmp_path / "excel.csv"
+    excel.write_bytes("sku,name\nW-1,Crème brûlée\n".encode("windows-1252"))
+    refused = ready("import", "products", str(excel))
+    assert refused.exit_code == 2
+    assert "looks like Windows-1252: byte 0xE8 at row 2" in refused.output
+    assert "Give it with --encoding windows-1252." in refused.output
+    assert "`encoding" not in refused.output
+    done = ready.json("import", "products", str(excel), "--encoding", "windows-1252")
+    assert done["created_records"] == 1

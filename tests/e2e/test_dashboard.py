@@ -257,6 +257,10 @@ def test_upload_problems_are_explained(page: Page, site: Site) -> None:
     page.get_by_label("Delimiter").select_option(";")  # the choice is used: another problem
     page.get_by_role("button", name="Start").click()
     expect(box).to_contain_text("Unknown column 'name,price' (column 2)")
+    upload(page, "excel.csv", "sku,name\nW-1,Crème brûlée\n".encode("windows-1252"))
+    expect(box).to_contain_text("looks like Windows-1252")
+    expect(box).to_contain_text("Choose “windows-1252” under “Encoding (CSV)” above")
+    assert "--encoding" not in box.inner_text() and "`encoding" not in box.inner_text()
     upload(page, "huge.csv", b"sku,name,price\n" + b"x" * (MAX_FILE_BYTES + 10))
     expect(box).to_contain_text("the limit is")
 
