@@ -180,3 +180,29 @@ def test_decimal_comma_prices(value: str, stored: str | None, why: str | None) -
     else:
         assert isinstance(result, list)
         assert why is not None and why in result[0].message
+
+
+def test_inline_strings_plain_and_rich_read_as_their_text(tmp_path: Path) -> None:
+    """The cells XlsxWriter's constant-memory mode writes (bulkops' exports) and rich text:
+    the text Excel shows, runs joined, the line break and spaces kept."""
+    from openpyxl.cell.rich_text import CellRichText, TextBlock
+    from openpyxl.cell.text import InlineFont
+
+    path = tmp_path / "inline.xlsx"
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": True})
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["sku", "name", "description"])
+    sheet.write_row(1, 0, ["00123", "  Café  ", "two\nlines"])
+    book.close()
+    _, rows = records(path)
+    assert rows[0][2] == ["00123", "  Café  ", "two\nlines"]
+
+    rich = tmp_path / "rich.xlsx"
+    workbook = Workbook()
+    ws = workbook.active
+    ws.append(["sku", "name"])
+    ws["A2"] = "R-1"
+    ws["B2"] = CellRichText("Bold ", TextBlock(InlineFont(b=True), "part"), " and plain")
+    workbook.save(rich)
+    _, rows = records(rich)
+    assert rows[0][2] == ["R-1", "Bold part and plain"]

@@ -31,12 +31,13 @@ from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from openpyxl import load_workbook
-from openpyxl.utils import column_index_from_string, get_column_letter
+from openpyxl.utils import column_index_from_string, coordinate_to_tuple, get_column_letter
 from openpyxl.utils.escape import unescape
 from openpyxl.worksheet._reader import DATA_TAG, ROW_TAG, WorkSheetParser
+from openpyxl.xml.constants import SHEET_MAIN_NS
 
 # openpyxl's own choice of parser (defusedxml when installed; else the standard library's
 # expat, which limits entity expansion since expat 2.4.1).
@@ -183,6 +184,63 @@ def _close(book: Any, handle: BinaryIO) -> None:
         handle.close()
 
 
+_INLINE_STRING = f"{{{SHEET_MAIN_NS}}}is"
+_TEXT = f"{{{SHEET_MAIN_NS}}}t"
+_RUN = f"{{{SHEET_MAIN_NS}}}r"
+
+
+def _parse_row(parser: Any, row: Any) -> tuple[int, list[dict[str, Any]]]:
+    """openpyxl's ``parse_row``, but an inline-string cell (what XlsxWriter's constant-memory
+    mode writes, bulkops' own exports among them) is read here: openpyxl builds a rich-text
+    object for each, which costs more than the rest of the row."""
+    number = row.get("r")
+    if number is not None and not number.isdigit():
+        return cast(tuple[int, list[dict[str, Any]]], parser.parse_row(row))
+    parser.row_counter = int(number) if number is not None else parser.row_counter + 1
+    parser.col_counter = 0
+    cells = []
+    for cell in row:
+        if cell.get("t") == "inlineStr":
+            cells.append(_inline_string_cell(parser, cell))
+        else:
+            cells.append(parser.parse_cell(cell))
+    return parser.row_counter, cells
+
+
+def _inline_string_cell(parser: Any, cell: Any) -> dict[str, Any]:
+    """The cell as ``parse_cell`` makes it: its text is the plain text and the runs' text
+    (phonetic guides left out), as openpyxl's ``Text.content`` has it."""
+    coordinate = cell.get("r")
+    if coordinate:
+        row, column = coordinate_to_tuple(coordinate)
+        parser.col_counter = column
+    else:
+        parser.col_counter += 1
+        row, column = parser.row_counter, parser.col_counter
+    style = cell.get("s")
+    value: str | None = None
+    data_type = "inlineStr"
+    text = cell.find(_INLINE_STRING)
+    if text is not None:
+        data_type = "s"
+        parts = []
+        for node in text:
+            if node.tag == _TEXT:
+                parts.append(node.text or "")
+            elif node.tag == _RUN:
+                run = node.find(_TEXT)
+                if run is not None:
+                    parts.append(run.text or "")
+        value = "".join(parts)
+    return {
+        "row": row,
+        "column": column,
+        "value": value,
+        "data_type": data_type,
+        "style_id": int(style) if style else 0,
+    }
+
+
 def _sheet_rows(book: Any, worksheet: Any) -> Iterator[tuple[int, list[dict[str, Any]]]]:
     """(row number, cells) of every row the sheet's XML holds, in order; cells are
     openpyxl's (``column`` 1-based, ``value``, ``data_type``), empty rows left out.
@@ -208,7 +266,7 @@ def _sheet_rows(book: Any, worksheet: Any) -> Iterator[tuple[int, list[dict[str,
                     sheet_data = element
                 continue
             if element.tag == ROW_TAG:
-                row_no, cells = parser.parse_row(element)
+                row_no, cells = _parse_row(parser, element)
                 parser.row_dimensions.clear()  # heights of rows: not needed, not kept
                 if sheet_data is not None:
                     sheet_data.clear()
