@@ -320,7 +320,36 @@ def test_ctrl_c_cancels_the_import_says_what_next_and_exits_130(ready: Cli) -> N
         assert get_operation(ctx, org_id, op_id).status is OperationStatus.CANCELLED
     finally:
         close_context(ctx)
+    # And with the server's own worker running (it polls twice a second and takes over the
+    # lease of a dead process of this host at once): still cancelled, nothing more written.
+    _serve_for(ready, seconds=6)
+    ctx = _context(ready)
+    try:
+        again = get_operation(ctx, org_id, op_id)
+        assert again.status is OperationStatus.CANCELLED
+        assert again.processed_records == op.processed_records
+        with ctx.store.transaction(org_id) as tx:
+            assert tx.rows.count("products") == op.created_records
+    finally:
+        close_context(ctx)
     assert ready.json("rollback", op_id[:8])["status"] == "rolled_back"
+
+
+def _serve_for(ready: Cli, *, seconds: float) -> None:
+    """Run ``bulkops serve`` (with its embedded worker) on the database for a while."""
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+    proc = subprocess.Popen(
+        [str(bulkops_executable()), "--database-url", ready.url, "serve", "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        time.sleep(seconds)
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, log = proc.communicate(timeout=30)
+    assert "worker started" in log, log
 
 
 def test_a_second_ctrl_c_during_the_cancel_leaves_the_database_consistent(ready: Cli) -> None:
@@ -366,7 +395,8 @@ def test_serve_says_where_to_go_and_how_to_log_in(ready: Cli) -> None:
     text = screen.decode().replace("\r\n", "\n")
     lines = text.splitlines()
     assert lines[0].startswith("bulkops is running: open http://127.0.0.1:"), text
-    assert "bulkops user passwd EMAIL" in text and "/docs" in text
+    assert "Log in as admin@example.com" in text  # the admin `init` made
+    assert "bulkops user passwd admin@example.com" in text and "/docs" in text
     assert all(len(line) <= 80 for line in lines), text
 
 
@@ -445,6 +475,12 @@ def test_ctrl_c_during_a_rollback_stops_it_and_a_second_rollback_goes_on(ready: 
             assert tx.rows.count("products") == 60_000 - op.rolled_back_records
         assert resume_orphaned(ctx, org_id) == []  # a person stopped it: no worker goes on
         assert get_operation(ctx, org_id, op_id).status is OperationStatus.CANCELLED
+    finally:
+        close_context(ctx)
+    _serve_for(ready, seconds=6)  # the server's worker does not go on with it either
+    ctx = _context(ready)
+    try:
+        assert get_operation(ctx, org_id, op_id).rolled_back_records == op.rolled_back_records
     finally:
         close_context(ctx)
 

@@ -12,7 +12,7 @@ import typer
 from bulkops import engine
 from bulkops.cli.output import err, live_progress, out, print_summary
 from bulkops.cli.state import State, reported_errors, state_of
-from bulkops.errors import UsageError
+from bulkops.errors import BulkopsError, UsageError
 from bulkops.model import EntityType, OperationType, Role
 
 __all__ = ["init", "org_create", "serve", "token_create", "user_create", "worker"]
@@ -191,13 +191,26 @@ def serve(
     with reported_errors():
         if state.settings.is_sqlite:
             engine.migrate_schema(state.ctx)  # the embedded default needs no set-up beyond this
+        admin = _an_admin(state) if sys.stdout.isatty() else None
         engine.close_context(state.ctx)
         if sys.stdout.isatty():
-            out.print(_where_to_go(host, port), markup=False)
+            out.print(_where_to_go(host, port, admin), markup=False)
         serve_http(state.settings, host=host, port=port, embedded_worker=embedded_worker)
 
 
-def _where_to_go(host: str, port: int) -> str:
+def _an_admin(state: State) -> str | None:
+    """The e-mail of the organization's first admin (the one ``init`` made), if there is
+    one organization or ``--org`` names it."""
+    try:
+        org = state.org()
+        users = engine.organization_users(state.ctx, org["id"])
+    except BulkopsError:
+        return None
+    admins = [u["email"] for u in users if u["role"] == Role.ADMIN.value and not u["disabled_at"]]
+    return admins[0] if admins else None
+
+
+def _where_to_go(host: str, port: int, admin: str | None = None) -> str:
     """What a person who just typed ``bulkops serve`` needs before the log lines start."""
     local = host in ("0.0.0.0", "::", "")  # noqa: S104 - recognising it, not binding
     shown = "127.0.0.1" if local else (f"[{host}]" if ":" in host else host)
@@ -205,11 +218,16 @@ def _where_to_go(host: str, port: int) -> str:
     also = "  (listening on every interface)" if local else ""
     return (
         f"bulkops is running: open {url}{also}\n"
-        "  Log in with your email and password. The first admin's password was printed by\n"
-        "  `bulkops init`; `bulkops user list` shows the users, and\n"
-        "  `bulkops user passwd EMAIL` prints a new password.\n"
-        f"  API: {url}/api/v1, documented at {url}/docs\n"
-        "  (a token: `bulkops token create --user EMAIL`)\n"
+        + (
+            f"  Log in as {admin} with the password `bulkops init` printed\n"
+            f"  (a new one: `bulkops user passwd {admin}`;\n"
+            "  the other users: `bulkops user list`).\n"
+            if admin
+            else "  Log in with your email and password (`bulkops user list` shows the\n"
+            "  users; `bulkops user passwd EMAIL` prints a new password).\n"
+        )
+        + f"  API: {url}/api/v1, documented at {url}/docs\n"
+        f"  (a token: `bulkops token create --user {admin or 'EMAIL'}`)\n"
         "  Stop with Ctrl-C. Log lines (JSON) follow on standard error."
     )
 
