@@ -12,7 +12,7 @@ check's (:func:`differences_from_check`); the count ends in ``results.differs_fr
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 from bulkops.engine.operations import Context
@@ -21,7 +21,7 @@ from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict
 from bulkops.formats import CsvWriter
 from bulkops.model import Operation, RawRecord
-from bulkops.store import PlanChunk, Tx
+from bulkops.store import PlanChunk, PlanImages, Tx, decode_plan
 
 __all__ = [
     "ACTIONS",
@@ -42,44 +42,30 @@ ChangePosition = tuple[int, int]
 """Where a planned change is: (chunk index, position among the chunk's changes)."""
 
 
-def _decided(spec: EntitySpec, plan: ChunkPlan) -> list[tuple[int, str, list[Any], list[Any]]]:
-    """The plan's changing records in row order: (row, action letter, key, changes)."""
-    fields = spec.field_names
-    key_at = [fields.index(name) for name in spec.key]
-    decided: list[tuple[int, str, list[Any], list[Any]]] = []
-    for row, values in plan.creates:
-        changes = [[fields[i], None, v] for i, v in enumerate(values) if v is not None and v != ""]
-        decided.append((row, "c", [values[i] for i in key_at], changes))
-    for row, _row_id, before, after in plan.updates:
-        changes = [
-            [fields[i], old, new]
-            for i, (old, new) in enumerate(zip(before, after, strict=True))
-            if old != new
-        ]
-        decided.append((row, "u", [before[i] for i in key_at], changes))
-    for row, _row_id, before in plan.deletes:
-        decided.append((row, "d", [before[i] for i in key_at], []))
-    decided.sort(key=lambda item: item[0])
-    return decided
+def _images(spec: EntitySpec, plan: ChunkPlan) -> PlanImages:
+    """What the check decided for a chunk, as it is kept: the images, not yet diffed (this
+    runs for every record of a check; reading a page diffs only the records it shows)."""
+    return {
+        "fields": list(spec.field_names),
+        "key": list(spec.key),
+        "creates": plan.creates,
+        "updates": [(row, before, after) for row, _id, before, after in plan.updates],
+        "deletes": [(row, before) for row, _id, before in plan.deletes],
+    }
 
 
 def keep_plan(
-    tx: Tx, spec: EntitySpec, op_id: str, index: int, chunk: list[RawRecord], plan: ChunkPlan
+    tx: Tx, spec: EntitySpec, op_id: str, index: int, chunk: Sequence[RawRecord], plan: ChunkPlan
 ) -> None:
     """In the chunk's transaction: store the records of ``plan`` that would change."""
-    decided = _decided(spec, plan)
-    if not decided:
+    if not (plan.creates or plan.updates or plan.deletes):
         return
-    tx.plans.insert(
-        op_id,
-        index,
-        chunk[0].row,
-        chunk[-1].row,
-        [d[0] for d in decided],
-        "".join(d[1] for d in decided),
-        [d[2] for d in decided],
-        [d[3] for d in decided],
-    )
+    tx.plans.insert(op_id, index, chunk[0].row, chunk[-1].row, _images(spec, plan))
+
+
+def _decided(spec: EntitySpec, plan: ChunkPlan) -> PlanChunk:
+    """The plan's changing records in row order, with their keys and changed fields."""
+    return decode_plan(0, 0, 0, _images(spec, plan))
 
 
 # -- an applied check: how many outcomes differ ---------------------------------------------------
@@ -119,8 +105,12 @@ def differences_from_check(
     for error in tx.audit.iter_errors(check_id, after_row=first - 1, limit=len(chunk)):
         if error["row"] <= last:
             planned[error["row"]] = ("f", frozenset())
+    decided = _decided(spec, plan)
     real: dict[int, tuple[str, frozenset[tuple[str, Any]]]] = {
-        row: _signature(letter, changes) for row, letter, _key, changes in _decided(spec, plan)
+        row: _signature(letter, changes)
+        for row, letter, changes in zip(
+            decided.rows, decided.actions, decided.changes, strict=True
+        )
     }
     for raw, _errors in plan.failures:
         real[raw.row] = ("f", frozenset())

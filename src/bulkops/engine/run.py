@@ -323,7 +323,7 @@ def _plan_pass(
                     return totals, True
                 tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
                 if keep:
-                    keep_plan(tx, spec, op_id, prepared.index, list(prepared.chunk), plan)
+                    keep_plan(tx, spec, op_id, prepared.index, prepared.chunk, plan)
                 tx.operations.renew_lease(op_id, owner, ctx.settings.lease_seconds)
                 tx.operations.update(op_id, {"bytes_processed": prepared.bytes_consumed})
                 event = {

@@ -5,7 +5,7 @@ from bulkops.store.clock import utcnow
 from bulkops.store.database import Store
 from bulkops.store.errors import DuplicateRow
 from bulkops.store.operations import ACTIVE_STATUSES, Competitor
-from bulkops.store.plans import PlanChunk
+from bulkops.store.plans import PlanChunk, PlanImages, decode_plan
 from bulkops.store.tables import ENTITY_TABLES
 from bulkops.store.transaction import Tx
 from bulkops.store.waiters import EventWaiter
@@ -20,7 +20,9 @@ __all__ = [
     "DuplicateRow",
     "EventWaiter",
     "PlanChunk",
+    "PlanImages",
     "Store",
     "Tx",
+    "decode_plan",
     "utcnow",
 ]

@@ -6,9 +6,8 @@ A chunk's records that would change are stored as ONE row of ``operation_plans``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
 from sqlalchemy import delete, func, select
@@ -16,9 +15,22 @@ from sqlalchemy import delete, func, select
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import operation_plans
 
-__all__ = ["PlanChunk", "PlanStore"]
+__all__ = ["PlanChunk", "PlanImages", "PlanStore", "decode_plan"]
 
 _COUNT_COLUMN = {"create": "creates", "update": "updates", "delete": "deletes"}
+
+
+class PlanImages(TypedDict):
+    """A chunk's plan as stored: the entity's fields and key, and per action the records'
+    rows and images (``[row, values]`` for a create, ``[row, before, after]`` for an update,
+    ``[row, before]`` for a delete), each list in row order. Which fields an update changes
+    is worked out when the plan is read, not while the check runs."""
+
+    fields: list[str]
+    key: list[str]
+    creates: list[Any]
+    updates: list[Any]
+    deletes: list[Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,14 +64,10 @@ class PlanStore(Scoped):
         index: int,
         first_row: int,
         last_row: int,
-        rows: Sequence[int],
-        actions: str,
-        keys: Sequence[Sequence[Any]],
-        changes: Sequence[Sequence[Sequence[Any]]],
+        plan: PlanImages,
     ) -> None:
-        payload = orjson.dumps(
-            {"rows": rows, "actions": actions, "keys": keys, "changes": changes}
-        ).decode()
+        """One chunk's plan, as the check decided it: its images, diffed when read."""
+        payload = orjson.dumps(plan).decode()
         ph = self.dialect.placeholder
         self.conn.exec_driver_sql(
             "INSERT INTO operation_plans (operation_id, chunk_index, organization_id, "
@@ -71,9 +79,9 @@ class PlanStore(Scoped):
                 self.org_id,
                 first_row,
                 last_row,
-                actions.count("c"),
-                actions.count("u"),
-                actions.count("d"),
+                len(plan["creates"]),
+                len(plan["updates"]),
+                len(plan["deletes"]),
                 payload,
             ),
         )
@@ -131,13 +139,31 @@ class PlanStore(Scoped):
 
     @staticmethod
     def _decode(row: Any) -> PlanChunk:
-        doc = orjson.loads(row.payload)
-        return PlanChunk(
-            index=int(row.chunk_index),
-            first_row=int(row.first_row),
-            last_row=int(row.last_row),
-            rows=doc["rows"],
-            actions=doc["actions"],
-            keys=doc["keys"],
-            changes=doc["changes"],
+        return decode_plan(
+            int(row.chunk_index), int(row.first_row), int(row.last_row), orjson.loads(row.payload)
         )
+
+
+def decode_plan(index: int, first_row: int, last_row: int, doc: PlanImages) -> PlanChunk:
+    """A stored chunk in row order, each record with its key and changed fields."""
+    fields = doc["fields"]
+    key_at = [fields.index(name) for name in doc["key"]]
+    records: list[tuple[int, str, list[Any], list[list[Any]]]] = []
+    for row, values in doc["creates"]:
+        changes = [[n, None, v] for n, v in zip(fields, values, strict=True) if v not in (None, "")]
+        records.append((row, "c", [values[i] for i in key_at], changes))
+    for row, before, after in doc["updates"]:
+        changes = [[n, o, v] for n, o, v in zip(fields, before, after, strict=True) if o != v]
+        records.append((row, "u", [before[i] for i in key_at], changes))
+    for row, before in doc["deletes"]:
+        records.append((row, "d", [before[i] for i in key_at], []))
+    records.sort(key=lambda record: record[0])
+    return PlanChunk(
+        index=index,
+        first_row=first_row,
+        last_row=last_row,
+        rows=[r[0] for r in records],
+        actions="".join(r[1] for r in records),
+        keys=[r[2] for r in records],
+        changes=[r[3] for r in records],
+    )

@@ -364,10 +364,12 @@ saved_mappings = Table(
 )
 
 # The plan of a validate_only operation: one row per chunk with at least one record that would
-# change. ``payload`` is one JSON document of column arrays, one item per such record, in row
-# order: {"rows": [...], "actions": "cud…", "keys": [[...]], "changes": [[[field, current,
-# new], ...]]} (an update: its changed fields; a create: its non-empty fields with current
-# null; a delete: none). The counts per action let a page filtered by action skip chunks.
+# change. ``payload`` is one JSON document (plans.PlanImages): the entity's fields and key, and
+# per action the records' rows and images, {"creates": [[row, values]], "updates": [[row,
+# before, after]], "deletes": [[row, before]]}, as the check decided them. Which fields an
+# update changes (and each record's key) is worked out when a page is read, so a check pays
+# only one orjson.dumps per chunk. The counts per action let a page filtered by action skip
+# chunks.
 operation_plans = Table(
     "operation_plans",
     metadata,
