@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
+from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     Progress,
@@ -22,6 +23,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from bulkops import engine
 from bulkops.model import Operation, OperationStatus, Outcome
@@ -106,23 +108,30 @@ def print_summary(op: Operation) -> None:
         if outcome is not None
         else f"[bold]{op.status.label}[/]"
     )
+    # Two lines that fit a terminal: how it went, then the counts (wrapped at words).
+    out.print(f"Operation {view['id']}: {said}")
     out.print(
-        f"Operation {view['id']}: {said} — "
-        f"{view['processed_records']:,} processed, {view['created_records']:,} created, "
+        f"  {view['processed_records']:,} processed: {view['created_records']:,} created, "
         f"{view['updated_records']:,} updated, {view['unchanged_records']:,} unchanged, "
         f"{view['deleted_records']:,} deleted, {view['failed_records']:,} failed"
         + (f", {view['rolled_back_records']:,} rolled back" if view["rolled_back_records"] else "")
-        + (f", {view['conflict_records']:,} conflicts" if view["conflict_records"] else "")
+        + (f", {view['conflict_records']:,} conflicts" if view["conflict_records"] else ""),
+        soft_wrap=False,
     )
     if view["results"].get("validate_only"):
-        out.print("Validation only: nothing was changed; the counts say what would happen.")
+        out.print(
+            "Validation only: nothing was changed; the counts say what would happen.",
+            soft_wrap=False,
+        )
     for error in view["results"].get("first_errors", [])[:5]:
         column = f" [{error['column']}]" if error.get("column") else ""
-        out.print(
-            f"  row {error['row']} (line {error['line']}){column}: {error['message']}", markup=False
+        out.print(  # indented as a block, also where it wraps
+            Padding(Text(f"row {error['row']} (line {error['line']}){column}: {error['message']}"),
+                    (0, 0, 0, 2)),
+            soft_wrap=False,
         )
     if view["failed_records"]:
-        out.print(f"Error report: bulkops errors {view['id']} -o errors.csv")
+        out.print(f"Error report: bulkops errors {view['id'][:8]} -o errors.csv")
 
 
 def wait_message(ctx: engine.Context, org_id: int, op_id: str) -> Callable[[], bool]:
