@@ -366,3 +366,33 @@ def test_an_upload_that_is_not_utf8_is_read_as_the_encoding_it_most_likely_is(
     assert view["preview"][0]["cells"] == ["S0", "Café crème 0", "1,50"]
     # The proposal is kept: the operation made from the upload reads it the same way.
     assert engine.get_upload(ctx, org_id, str(view["id"]))["encoding"] == "windows-1252"
+
+
+def test_an_operation_from_an_upload_uses_the_mapping_the_review_shows(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    text = "Artikel,Bezeichnung,price\nM-1,Eins,1.00\n"
+    view = _upload(ctx, org_id, write_csv(tmp_path / "m.csv", text))
+    assert view["missing_required"] == ["sku", "name"]
+    given = {"Artikel": "sku", "Bezeichnung": "name"}
+    engine.preview_upload(ctx, org_id, str(view["id"]), options={}, mapping=given)
+    again = engine.get_upload(ctx, org_id, str(view["id"]))
+    assert [m["how"] for m in again["mapping"][:2]] == ["given", "given"]
+    assert again["missing_required"] == []
+    op = engine.create_operation(
+        ctx, org_id, operation_type=OperationType.IMPORT, entity_type=EntityType.PRODUCTS,
+        config=engine.OperationConfig(), upload_id=str(view["id"]),
+    )
+    assert op.config["mapping"] == given  # no mapping sent: the review's is used
+    done = engine.execute(ctx, org_id, op.id)
+    assert done.created_records == 1
+
+    # The next upload with that header gets it as its suggestion, and uses it as it is.
+    next_file = write_csv(tmp_path / "n.csv", "Artikel,Bezeichnung,price\nM-2,Zwei,2.00\n")
+    second = _upload(ctx, org_id, next_file)
+    assert [m["how"] for m in second["mapping"][:2]] == ["saved", "saved"]
+    op2 = engine.create_operation(
+        ctx, org_id, operation_type=OperationType.IMPORT, entity_type=EntityType.PRODUCTS,
+        config=engine.OperationConfig(), upload_id=str(second["id"]),
+    )
+    assert op2.config["mapping"] == given

@@ -251,6 +251,10 @@ def create_upload(
             view = _view(ctx, org_id, upload, chosen, None)
             view["encoding_detected"] = True
             view["notes"] = [proposal[1]]
+        remembered = _remembered(view["mapping"], "saved")
+        if remembered:
+            # An operation made from the upload uses it unless it gives a mapping of its own.
+            upload["options"] = {**chosen, "mapping": remembered}
         with ctx.store.transaction(org_id, write=True) as tx:
             tx.uploads.insert(upload)
     except BaseException:
@@ -288,7 +292,9 @@ def _require(ctx: Context, org_id: int, upload_id: str) -> dict[str, Any]:
 def get_upload(ctx: Context, org_id: int, upload_id: str) -> dict[str, Any]:
     """The upload object, read with the options last given."""
     upload = _require(ctx, org_id, upload_id)
-    return _view(ctx, org_id, upload, upload["options"], None)
+    options = upload["options"]
+    given = options.get("mapping") if options.get("mapping_given") else None
+    return _view(ctx, org_id, upload, {k: options.get(k) for k in UPLOAD_OPTIONS}, given)
 
 
 def preview_upload(
@@ -307,9 +313,23 @@ def preview_upload(
     changed = {k: v for k, v in options.items() if k in UPLOAD_OPTIONS}
     chosen = _options({**upload["options"], **changed})
     view = _view(ctx, org_id, upload, chosen, mapping)
+    kept = dict(chosen)
+    if mapping is not None:
+        # The review's choice: shown again by GET, and used by an operation made from it.
+        kept.update(mapping=dict(mapping), mapping_given=True)
+    else:
+        kept.update({k: upload["options"][k] for k in _MAPPING_KEYS if k in upload["options"]})
     with ctx.store.transaction(org_id, write=True) as tx:
-        tx.uploads.set_options(upload_id, chosen)
+        tx.uploads.set_options(upload_id, kept)
     return view
+
+
+_MAPPING_KEYS = ("mapping", "mapping_given")
+
+
+def _remembered(entries: Sequence[Mapping[str, Any]], how: str) -> dict[str, str]:
+    """The mapping option of the columns whose suggestion came ``how`` (e.g. saved)."""
+    return {e["header"]: e["field"] or "" for e in entries if e["how"] == how}
 
 
 def delete_expired_uploads(ctx: Context, *, now: datetime | None = None) -> int:
