@@ -223,7 +223,6 @@ def test_import_errors_report_and_rollback(page: Page, site: Site) -> None:
     expect(record).to_contain_text(XSS)
     assert page.evaluate("window.__xss") is None
     expect(page.locator(".file-name").first).to_contain_text("script")
-    screenshot(page, "operation")
 
     page.get_by_role("button", name="Roll back").click()
     confirm(page, "37 created rows will be deleted")
@@ -234,7 +233,6 @@ def test_import_errors_report_and_rollback(page: Page, site: Site) -> None:
     row = page.locator("tr.op-row").first
     expect(row).to_contain_text("rolled back")
     expect(row.locator("td.file-name")).to_contain_text("script")
-    screenshot(page, "history")
     # The file name is kept as uploaded, so searching for it finds it (shown as text).
     page.get_by_label("File name").fill(XSS)
     page.get_by_role("button", name="Filter").click()
@@ -308,7 +306,6 @@ def test_export_and_phone_width(page: Page, site: Site) -> None:
     page.set_viewport_size({"width": 390, "height": 844})
     page.goto("/operations")
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
-    screenshot(page, "history-phone")
 
 
 def test_viewer_sees_no_actions(page: Page, site: Site) -> None:
@@ -355,7 +352,7 @@ def test_an_export_page_shows_an_export_s_facts_and_a_dry_run_offers_no_undo(
     expect(page.get_by_text("Audit records")).to_have_count(0)
     download = page.get_by_role("link", name=re.compile("Download the warehouses export"))
     expect(download).to_be_visible()
-    screenshot(page, "export")
+    screenshot(page, "export-operation")
 
     page.goto("/operations/new")
     page.get_by_label("Entity").select_option("products")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio.to_thread
@@ -94,7 +94,7 @@ def _plain(value: Any) -> str:
 
 def _zone(request: Request) -> tzinfo:
     """The browser's time zone as its script reported it (a cookie), else UTC."""
-    name = request.cookies.get(ZONE_COOKIE, "")[:64]
+    name = unquote(request.cookies.get(ZONE_COOKIE, ""))[:64]
     if name:
         with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
             return ZoneInfo(name)
