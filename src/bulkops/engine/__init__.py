@@ -50,6 +50,7 @@ from bulkops.engine.operations import (
 )
 from bulkops.engine.queries import (
     MIN_ID_PREFIX,
+    OperationTotals,
     Page,
     audit_records,
     entity_rows,
@@ -62,6 +63,7 @@ from bulkops.engine.queries import (
     mark_token_used,
     operation_by_idempotency_key,
     operation_id_from_prefix,
+    operation_totals,
     operation_with_latest_event,
     organization_token,
     organization_tokens,
@@ -132,6 +134,7 @@ __all__ = [
     "IdempotencyKeyReused",
     "LoginThrottled",
     "OperationConfig",
+    "OperationTotals",
     "Page",
     "Principal",
     "ProgressCallback",
@@ -180,6 +183,7 @@ __all__ = [
     "open_context",
     "operation_by_idempotency_key",
     "operation_id_from_prefix",
+    "operation_totals",
     "operation_view",
     "operation_with_latest_event",
     "organization_token",

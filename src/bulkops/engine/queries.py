@@ -21,10 +21,11 @@ from bulkops.engine.operations import Context
 from bulkops.entities import spec_for
 from bulkops.errors import NotFound, UsageError
 from bulkops.model import Operation, Outcome, Role
-from bulkops.store import EventWaiter
+from bulkops.store import EventWaiter, OperationTotals
 
 __all__ = [
     "MIN_ID_PREFIX",
+    "OperationTotals",
     "Page",
     "audit_records",
     "entity_rows",
@@ -37,6 +38,7 @@ __all__ = [
     "mark_token_used",
     "operation_by_idempotency_key",
     "operation_id_from_prefix",
+    "operation_totals",
     "operation_with_latest_event",
     "organization_token",
     "organization_tokens",
@@ -109,6 +111,13 @@ def list_operations(
         )
 
 
+def operation_totals(ctx: Context, org_id: int, since: datetime) -> OperationTotals:
+    """Operations started since ``since`` (the start of someone's day), the records they
+    changed and the records that failed, summed in SQL (no operation row is loaded)."""
+    with ctx.store.transaction(org_id) as tx:
+        return tx.operations.totals(since)
+
+
 def error_rows(
     ctx: Context, org_id: int, op_id: str, *, limit: int, after_row: int = 0
 ) -> list[dict[str, Any]]:
@@ -124,16 +133,32 @@ def audit_records(
     *,
     limit: int,
     after_id: int | None = None,
+    before_id: int | None = None,
     status: str | None = None,
+    key_contains: str | None = None,
 ) -> list[dict[str, Any]]:
     """Audit records (before and after images) in the order they were written, each with
-    ``key``: the record's natural key (the SKU, the (sku, warehouse_code) pair…), by name."""
+    ``key``: the record's natural key (the SKU, the (sku, warehouse_code) pair…), by name.
+
+    ``after_id`` pages forward; ``before_id`` gives the ``limit`` records just before that
+    one (still in the order written). ``key_contains`` keeps only records one of whose key
+    values contains that text, in any letter case.
+    """
     with ctx.store.transaction(org_id) as tx:
         op = tx.operations.require(op_id)
+        key = spec_for(op.entity_type).key
         records = tx.audit.page(
-            op_id, newest_first=False, after_id=after_id, limit=limit, status=status
+            op_id,
+            newest_first=before_id is not None,
+            after_id=after_id,
+            before_id=before_id,
+            limit=limit,
+            status=status,
+            key_fields=key,
+            key_contains=key_contains or None,
         )
-    key = spec_for(op.entity_type).key
+    if before_id is not None:
+        records.reverse()
     for record in records:
         image = orjson.loads(record["after_data"] or record["before_data"] or "{}")
         record["key"] = {name: image.get(name) for name in key}

@@ -4,7 +4,7 @@ from bulkops.store.audit import CHANGE_ID_STRIDE, AuditRecord, ChangeBatch
 from bulkops.store.clock import utcnow
 from bulkops.store.database import Store
 from bulkops.store.errors import DuplicateRow
-from bulkops.store.operations import ACTIVE_STATUSES, Competitor
+from bulkops.store.operations import ACTIVE_STATUSES, Competitor, OperationTotals
 from bulkops.store.plans import PlanChunk, PlanImages, decode_plan
 from bulkops.store.tables import ENTITY_TABLES
 from bulkops.store.transaction import Tx
@@ -19,6 +19,7 @@ __all__ = [
     "Competitor",
     "DuplicateRow",
     "EventWaiter",
+    "OperationTotals",
     "PlanChunk",
     "PlanImages",
     "Store",

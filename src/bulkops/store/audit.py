@@ -109,6 +109,10 @@ class ChangeBatch:
         }
 
 
+def _like_escaped(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 class AuditStore(Scoped):
     """Failed records (``operation_errors``) and applied changes (``operation_changes``)."""
 
@@ -220,10 +224,15 @@ class AuditStore(Scoped):
         before_id: int | None = None,
         after_id: int | None = None,
         limit: int = 1,
+        containing: str | None = None,
     ) -> list[ChangeBatch]:
-        """Batches by id (``before_id``/``after_id``: batch ids, exclusive), of ``statuses``."""
+        """Batches by id (``before_id``/``after_id``: batch ids, exclusive), of ``statuses``;
+        with ``containing``, only those whose stored JSON holds that text (any letter case):
+        a cheap first sieve, so a search decodes only the batches that may match."""
         c = operation_changes.c
         conditions = [c.operation_id == op_id, c.organization_id == self.org_id]
+        if containing:
+            conditions.append(c.data.ilike(f"%{_like_escaped(containing)}%", escape="\\"))
         if before_id is not None:
             conditions.append(c.id < before_id)
         if after_id is not None:
@@ -264,8 +273,14 @@ class AuditStore(Scoped):
         after_id: int | None = None,
         limit: int = 1000,
         status: str | None = None,
+        key_fields: Sequence[str] = (),
+        key_contains: str | None = None,
     ) -> list[dict[str, Any]]:
         """Per-record audit items, expanded from the batches, in the order they were written.
+
+        With ``key_contains``, only records one of whose ``key_fields`` (the natural key)
+        contains that text, in any letter case: the database sieves the batches by their JSON
+        text, and only the batches that hold the text are decoded and looked through.
 
         Each item has the keys of the former per-record table: ``id`` (synthetic, see
         ``CHANGE_ID_STRIDE``; ``before_id``/``after_id`` take these ids, exclusive),
@@ -280,6 +295,9 @@ class AuditStore(Scoped):
         upper = min(before_id // CHANGE_ID_STRIDE + 1, top) if before_id is not None else None
         lower = min(after_id // CHANGE_ID_STRIDE - 1, top) if after_id is not None else None
         statuses = _BATCH_STATUSES.get(status, (status,)) if status is not None else ()
+        wanted = key_contains.lower() if key_contains else None
+        # The text as it appears inside a JSON string of the stored batch.
+        containing = orjson.dumps(key_contains).decode()[1:-1] if key_contains else None
         fetch = 1  # batches can be large: one first, more while more records are wanted
         while True:
             batches = self.change_batches(
@@ -289,9 +307,11 @@ class AuditStore(Scoped):
                 before_id=upper,
                 after_id=lower,
                 limit=fetch,
+                containing=containing,
             )
             for batch in batches:
                 base = batch.id * CHANGE_ID_STRIDE
+                keys = [batch.fields.index(f) for f in key_fields if f in batch.fields]
                 for position in batch.positions(reverse=newest_first):
                     if before_id is not None and base + position >= before_id:
                         continue
@@ -299,6 +319,10 @@ class AuditStore(Scoped):
                         continue
                     if status is not None and batch.outcome(position)[0] != status:
                         continue
+                    if wanted is not None:
+                        image = batch.after[position] or batch.before[position] or []
+                        if not any(wanted in str(image[k]).lower() for k in keys):
+                            continue
                     item = batch.record(position)
                     item["organization_id"] = self.org_id
                     item["operation_id"] = op_id

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, RowMapping, and_, insert, or_, select, update
+from sqlalchemy import ColumnElement, RowMapping, and_, case, func, insert, or_, select, update
 
 from bulkops.errors import NotFound
 from bulkops.model import Operation, OperationStatus, Outcome
@@ -16,7 +16,7 @@ from bulkops.store.clock import aware
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import operation_chunk_plans, operations
 
-__all__ = ["ACTIVE_STATUSES", "Competitor", "OperationStore"]
+__all__ = ["ACTIVE_STATUSES", "Competitor", "OperationStore", "OperationTotals"]
 
 ACTIVE_STATUSES = tuple(status.value for status in OperationStatus if status.is_active)
 """Statuses of an operation that a process is working on (under its lease)."""
@@ -29,6 +29,14 @@ class Competitor(NamedTuple):
     status: OperationStatus
     lease_expires_at: float | None
     created_at: datetime
+
+
+class OperationTotals(NamedTuple):
+    """What the operations started in a period did, summed by the database."""
+
+    operations: int
+    changed_records: int
+    failed_records: int
 
 
 def _operation(mapping: RowMapping) -> Operation:
@@ -256,6 +264,27 @@ class OperationStore(Scoped):
             .limit(limit)
         )
         return [_operation(r._mapping) for r in rows]
+
+
+    def totals(self, created_after: datetime) -> OperationTotals:
+        """How many operations were started since ``created_after``, how many records they
+        created, updated or deleted (less those a rollback restored) and how many failed:
+        one aggregate query on the organization's created_at index. A check changed nothing
+        and its failures are predictions, so it counts as an operation only."""
+        c = operations.c
+        real = c.validate_only.is_(False)
+        # What a rollback restored is no longer changed.
+        changed = (
+            c.created_records + c.updated_records + c.deleted_records - c.rolled_back_records
+        )
+        row = self.conn.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(case((real, changed), else_=0)), 0),
+                func.coalesce(func.sum(case((real, c.failed_records), else_=0)), 0),
+            ).where(c.organization_id == self.org_id, c.created_at >= created_after)
+        ).one()
+        return OperationTotals(int(row[0]), int(row[1]), int(row[2]))
 
 
 def _outcome_is(outcome: Outcome) -> ColumnElement[bool]:

@@ -1,9 +1,13 @@
-"""The dashboard's pages: log in and out, history, new operation, one operation.
+"""The dashboard's pages: log in and out, history, new operation, export, one operation.
 
 Pages are rendered on the server from the engine's organization-scoped reads.
 Everything that changes state (start, cancel, roll back, export) is sent by the page's script
 to the HTTP API with the session cookie and the ``X-CSRF-Token`` header, so each rule lives
 once, in the API and the engine. Log in and out are plain forms with a CSRF field.
+
+Times are rendered as ``<time datetime>`` with a readable text in the browser's time zone
+(which the script keeps in the ``bulkops_tz`` cookie; UTC until it has); the script then
+formats them in the browser's own locale. "Today" in the history's totals is that zone's day.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context as TemplateContext
+from markupsafe import Markup
 
 from bulkops import engine
 from bulkops.entities import spec_for
@@ -39,7 +46,9 @@ HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 PAGE_SIZE = 25
 FIRST_ERRORS = 20
-FIRST_RECORDS = 20
+RECORDS_PAGE = 20
+RECENT_EXPORTS = 10
+ZONE_COOKIE = "bulkops_tz"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
     "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
@@ -63,11 +72,110 @@ def _bytes(value: Any) -> str:
     return str(value)
 
 
-def _when(value: Any) -> str:
+def _number(value: Any) -> str:
+    """A count with thousands separators (1,204); anything else as it is."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "" if value is None else str(value)
+
+
+def _plain(value: Any) -> str:
+    """A configuration value in words: yes/no, a dash for none, never Python's spelling."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
+
+
+def _zone(request: Request) -> tzinfo:
+    """The browser's time zone as its script reported it (a cookie), else UTC."""
+    name = unquote(request.cookies.get(ZONE_COOKIE, ""))[:64]
+    if name:
+        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(name)
+    return UTC
+
+
+def _moment(value: Any) -> datetime | None:
     if not value:
-        return ""
+        return None
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return str(moment.strftime("%Y-%m-%d %H:%M:%S UTC"))
+    assert isinstance(moment, datetime)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _exact(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _ago(moment: datetime, now: datetime, zone: tzinfo) -> str:
+    """"3 min ago"; app.js words it the same way when it refreshes the text."""
+    seconds = max((now - moment).total_seconds(), 0.0)
+    if seconds < 45:
+        return "just now"
+    if seconds < 3600 - 30:
+        return f"{max(round(seconds / 60), 1)} min ago"
+    if seconds < 86400 - 1800:
+        return f"{round(seconds / 3600)} h ago"
+    days = round(seconds / 86400)
+    if days <= 1:
+        return "yesterday"
+    if days < 7:
+        return f"{days} days ago"
+    local = moment.astimezone(zone)
+    return f"{local.day} {local:%b %Y}"
+
+
+@pass_context
+def _when(context: TemplateContext, value: Any) -> str:
+    moment = _moment(value)
+    return _exact(moment, context.get("zone") or UTC) if moment else ""
+
+
+@pass_context
+def _time_tag(context: TemplateContext, value: Any, style: str = "exact") -> Markup:
+    """``<time datetime>`` with a readable fallback: the exact time, or "3 min ago" with the
+    exact time on hover. app.js re-formats both in the browser's locale and time zone."""
+    moment = _moment(value)
+    if moment is None:
+        return Markup("")
+    zone = context.get("zone") or UTC
+    exact = _exact(moment, zone)
+    iso = moment.isoformat()
+    if style == "ago":
+        text = _ago(moment, datetime.now(UTC), zone)
+        return Markup('<time datetime="{}" data-time="ago" title="{}">{}</time>').format(
+            iso, exact, text
+        )
+    return Markup('<time datetime="{}" data-time="exact">{}</time>').format(iso, exact)
+
+
+def _count_summary(view: Mapping[str, Any]) -> str:
+    """ "1,204 updated · 6 failed": the counts that are not zero (app.js has the same)."""
+    if view["operation_type"] == OperationType.EXPORT.value:
+        rows = view["processed_records"]
+        return f"{rows:,} row{'s' if rows != 1 else ''} written"
+    check = bool(view["config"].get("validate_only"))
+    words = (
+        ("created_records", "created", "to create"),
+        ("updated_records", "updated", "to update"),
+        ("deleted_records", "deleted", "to delete"),
+        ("unchanged_records", "unchanged", "unchanged"),
+        ("failed_records", "failed", "would fail"),
+        ("rolled_back_records", "rolled back", "rolled back"),
+        ("conflict_records", "conflicts", "conflicts"),
+    )
+    parts = [
+        f"{view[name]:,} {would if check else done}"
+        for name, done, would in words
+        if view.get(name)
+    ]
+    return " · ".join(parts) or "no records"
 
 
 def _outcome_text(view: Mapping[str, Any]) -> str:
@@ -98,10 +206,12 @@ def build_templates() -> Jinja2Templates:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(bytes=_bytes, when=_when)
+    environment.filters.update(bytes=_bytes, when=_when, num=_number, plain=_plain)
     environment.globals.update(
         formula_like=is_formula_like,
         duration=_duration,
+        time_tag=_time_tag,
+        count_summary=_count_summary,
         status_labels=STATUS_LABELS,
         outcome_labels={o.value: o.label for o in Outcome},
         outcomes=[o.value for o in Outcome],
@@ -142,7 +252,12 @@ def _render(
     response = _web(request).templates.TemplateResponse(
         request,
         name,
-        {"session": session, "csrf_token": session.csrf_token if session else "", **context},
+        {
+            "session": session,
+            "csrf_token": session.csrf_token if session else "",
+            "zone": _zone(request),
+            **context,
+        },
         status_code=status_code,
         headers=SECURITY_HEADERS,
     )
@@ -282,7 +397,14 @@ def _users(ctx: engine.Context, org_id: int) -> dict[int, str]:
     return {u["id"]: u["email"] for u in engine.organization_users(ctx, org_id)}
 
 
-def _history(ctx: engine.Context, org_id: int, filters: dict[str, Any]) -> dict[str, Any]:
+def _start_of_today(zone: tzinfo) -> datetime:
+    today = datetime.now(zone).date()
+    return datetime.combine(today, time(), zone).astimezone(UTC)
+
+
+def _history(
+    ctx: engine.Context, org_id: int, filters: dict[str, Any], today: datetime
+) -> dict[str, Any]:
     page = engine.keyset_page(
         lambda how_many: engine.list_operations(
             ctx,
@@ -304,6 +426,7 @@ def _history(ctx: engine.Context, org_id: int, filters: dict[str, Any]) -> dict[
         "operations": [engine.operation_view(r) for r in page.items],
         "older": page.next_position,
         "users": _users(ctx, org_id),
+        "totals": engine.operation_totals(ctx, org_id, today),
     }
 
 
@@ -341,7 +464,10 @@ async def history(request: Request) -> Response:
         "before": before,
     }
     ctx = _web(request).ctx
-    data = await anyio.to_thread.run_sync(_history, ctx, session.principal.org_id, filters)
+    today = _start_of_today(_zone(request))
+    data = await anyio.to_thread.run_sync(
+        _history, ctx, session.principal.org_id, filters, today
+    )
     kept = ("status", "outcome", "type", "entity", "since", "until", "q")
     keep = {k: filters[k] for k in kept if filters[k]}
     older_url = f"/operations?{urlencode({**keep, **data['older']})}" if data["older"] else None
@@ -376,6 +502,35 @@ async def new_operation(request: Request) -> Response:
             "max_file_bytes": ctx.settings.max_file_bytes,
             "columns": columns,
             "entity": _choice(request.query_params.get("entity"), [e.value for e in EntityType]),
+        },
+        session=session,
+    )
+
+
+# -- export ---------------------------------------------------------------------------------------
+
+
+def _recent_exports(ctx: engine.Context, org_id: int) -> list[dict[str, Any]]:
+    found = engine.list_operations(
+        ctx, org_id, operation_type=[OperationType.EXPORT.value], limit=RECENT_EXPORTS
+    )
+    return [engine.operation_view(op) for op in found]
+
+
+@router.get("/exports/new")
+async def new_export(request: Request) -> Response:
+    session = await _session(request)
+    if session is None:
+        return _to_login(request)
+    ctx = _web(request).ctx
+    recent = await anyio.to_thread.run_sync(_recent_exports, ctx, session.principal.org_id)
+    return _render(
+        request,
+        "export.html",
+        {
+            "fields": {e.value: [f.name for f in spec_for(e).fields] for e in EntityType},
+            "entity": _choice(request.query_params.get("entity"), [e.value for e in EntityType]),
+            "recent": recent,
         },
         session=session,
     )
@@ -423,11 +578,72 @@ def _record(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AuditQuery:
+    """Which page of the audit records the operation page shows: a cursor and a key search."""
+
+    key: str = ""
+    after: int | None = None
+    before: int | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> AuditQuery:
+        def cursor(name: str) -> int | None:
+            value = params.get(name, "")
+            return int(value) if value.isdigit() and len(value) < 19 else None
+
+        return cls(
+            (params.get("key") or "").strip()[:255], cursor("after"), cursor("before")
+        )
+
+    @property
+    def paged(self) -> bool:
+        return self.after is not None or self.before is not None
+
+
+def _audit(
+    ctx: engine.Context, org_id: int, op_id: str, query: AuditQuery
+) -> dict[str, Any]:
+    """One page of audit records, with the cursors of the pages before and after it."""
+    fetched = engine.audit_records(
+        ctx,
+        org_id,
+        op_id,
+        limit=RECORDS_PAGE + 1,
+        after_id=query.after,
+        before_id=query.before,
+        key_contains=query.key or None,
+    )
+    more = len(fetched) > RECORDS_PAGE
+    if query.before is not None:
+        records = fetched[-RECORDS_PAGE:]  # read backwards: the extra one is the earliest
+        earlier, later = more, True
+    else:
+        records = fetched[:RECORDS_PAGE]
+        earlier, later = query.after is not None, more
+    keep = {"key": query.key} if query.key else {}
+    base = f"/operations/{op_id}"
+    return {
+        "records": [_record(r) for r in records],
+        "key": query.key,
+        "paged": query.paged,
+        "earlier_url": f"{base}?{urlencode({**keep, 'before': records[0]['id']})}#audit"
+        if earlier and records
+        else None,
+        "later_url": f"{base}?{urlencode({**keep, 'after': records[-1]['id']})}#audit"
+        if later and records
+        else None,
+        "first_url": f"{base}?{urlencode(keep)}#audit" if query.paged else None,
+    }
+
+
+def _operation(
+    ctx: engine.Context, org_id: int, op_id: str, query: AuditQuery
+) -> dict[str, Any]:
     op = engine.get_operation(ctx, org_id, op_id)
     errors = engine.error_rows(ctx, org_id, op_id, limit=FIRST_ERRORS)
-    records = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS)
-    conflicts = engine.audit_records(ctx, org_id, op_id, limit=FIRST_RECORDS, status="conflict")
+    audit = _audit(ctx, org_id, op_id, query)
+    conflicts = engine.audit_records(ctx, org_id, op_id, limit=RECORDS_PAGE, status="conflict")
     export_bytes: int | None = None
     if op.operation_type is OperationType.EXPORT and op.status is OperationStatus.COMPLETED:
         with contextlib.suppress(OSError):
@@ -438,7 +654,9 @@ def _operation(ctx: engine.Context, org_id: int, op_id: str) -> dict[str, Any]:
         "export_bytes": export_bytes,
         "header": op.header if op.header else [],
         "errors": _error_rows(errors),
-        "records": [_record(r) for r in records],
+        "audit": audit,
+        "records": audit["records"],
+        "key_names": " / ".join(spec_for(op.entity_type).key),
         "conflicts": [_record(r) for r in conflicts],
         "users": _users(ctx, org_id),
     }
@@ -452,7 +670,11 @@ async def operation_page(operation_id: str, request: Request) -> Response:
     ctx = _web(request).ctx
     try:
         data = await anyio.to_thread.run_sync(
-            _operation, ctx, session.principal.org_id, operation_id[:64]
+            _operation,
+            ctx,
+            session.principal.org_id,
+            operation_id[:64],
+            AuditQuery.from_params(request.query_params),
         )
     except NotFound:
         return _render(

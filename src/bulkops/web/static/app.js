@@ -28,6 +28,70 @@
     return OUTCOME_LABELS[data.outcome] || data.outcome;
   }
 
+  const number = (n) => (Number(n) || 0).toLocaleString("en-US");
+
+  // "1,204 updated · 6 failed": the server's count_summary (routes.py), for live updates.
+  function countSummary(data) {
+    if (data.operation_type === "export") {
+      const rows = Number(data.processed_records) || 0;
+      return `${number(rows)} row${rows === 1 ? "" : "s"} written`;
+    }
+    const check = Boolean(data.config && data.config.validate_only);
+    const words = [
+      ["created_records", "created", "to create"], ["updated_records", "updated", "to update"],
+      ["deleted_records", "deleted", "to delete"], ["unchanged_records", "unchanged", "unchanged"],
+      ["failed_records", "failed", "would fail"], ["rolled_back_records", "rolled back", "rolled back"],
+      ["conflict_records", "conflicts", "conflicts"],
+    ];
+    const parts = [];
+    for (const [name, done, would] of words) {
+      if (Number(data[name])) parts.push(`${number(data[name])} ${check ? would : done}`);
+    }
+    return parts.join(" · ") || "no records";
+  }
+
+  // -- times: the browser's locale and time zone ---------------------------------------------
+
+  const exactFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "long" });
+  const dayFormat = new Intl.DateTimeFormat(undefined, { day: "numeric", month: "short", year: "numeric" });
+
+  // The same words as the server's _ago (routes.py).
+  function ago(moment, now) {
+    const seconds = Math.max((now - moment) / 1000, 0);
+    if (seconds < 45) return "just now";
+    if (seconds < 3600 - 30) return `${Math.max(Math.round(seconds / 60), 1)} min ago`;
+    if (seconds < 86400 - 1800) return `${Math.round(seconds / 3600)} h ago`;
+    const days = Math.round(seconds / 86400);
+    if (days <= 1) return "yesterday";
+    if (days < 7) return `${days} days ago`;
+    return dayFormat.format(moment);
+  }
+
+  function showTimes() {
+    const now = new Date();
+    for (const node of document.querySelectorAll("time[data-time]")) {
+      const moment = new Date(node.getAttribute("datetime"));
+      if (Number.isNaN(moment.getTime())) continue;
+      if (node.dataset.time === "ago") {
+        node.textContent = ago(moment, now);
+        node.title = exactFormat.format(moment);
+      } else {
+        node.textContent = exactFormat.format(moment);
+      }
+    }
+  }
+
+  // The server words its fallback times, and counts "today", in this zone.
+  function rememberTimeZone() {
+    let zone = "";
+    try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (error) { zone = ""; }
+    if (!zone || zone.length > 64) return;
+    const current = document.cookie.split("; ").find((c) => c.startsWith("bulkops_tz="));
+    if (current && decodeURIComponent(current.slice("bulkops_tz=".length)) === zone) return;
+    const secure = window.location.protocol === "https:" ? "; Secure" : "";
+    document.cookie = `bulkops_tz=${encodeURIComponent(zone)}; path=/; max-age=31536000; SameSite=Lax${secure}`;
+  }
+
   function formatBytes(n) {
     const units = ["bytes", "KB", "MB", "GB"];
     let size = n;
@@ -221,22 +285,57 @@
 
   // -- export, cancel, rollback --------------------------------------------------------------
 
-  function setUpExports() {
-    const box = document.querySelector("[data-export-error]");
-    for (const button of document.querySelectorAll("[data-export]")) {
-      button.addEventListener("click", async () => {
-        button.disabled = true;
-        const chosen = document.querySelector("[data-export-format]");
-        const body = new URLSearchParams({ operation_type: "export", entity_type: button.dataset.export, format: chosen ? chosen.value : "csv" });
-        const result = await api("POST", "/api/v1/operations", body.toString(), "application/x-www-form-urlencoded");
-        button.disabled = false;
-        if (result.ok && result.data && result.data.id) {
-          window.location.assign(`/operations/${encodeURIComponent(result.data.id)}`);
-        } else if (box) {
-          showProblem(box, explain(result, "start exports"));
+  function setUpExport(form) {
+    const entity = form.querySelector("#export-entity");
+    const column = form.querySelector("#export-column");
+    const value = form.querySelector("#export-value");
+    const box = form.querySelector("#export-errors");
+    const button = form.querySelector("#export-button");
+    const busy = form.querySelector("[data-export-busy]");
+
+    // Only the chosen entity's columns can filter it.
+    const syncColumns = () => {
+      for (const option of column.querySelectorAll("option[data-entity]")) {
+        const other = option.dataset.entity !== entity.value;
+        option.hidden = other;
+        option.disabled = other;
+      }
+      if (column.selectedOptions[0] && column.selectedOptions[0].disabled) column.value = "";
+      value.disabled = !column.value;
+    };
+    entity.addEventListener("change", syncColumns);
+    column.addEventListener("change", syncColumns);
+    syncColumns();
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const filters = {};
+      if (column.value) {
+        if (!value.value.trim()) {
+          showProblem(box, { lead: `Enter the value of “${column.value}” to export, or choose “No filter: every row”.`, items: [] });
+          value.focus();
+          return;
         }
+        filters[column.value] = value.value.trim();
+      }
+      const format = form.querySelector('input[name="format"]:checked');
+      const body = new URLSearchParams({
+        operation_type: "export", entity_type: entity.value, format: format ? format.value : "csv",
       });
-    }
+      if (column.value) body.set("filters", JSON.stringify(filters));
+      button.disabled = true;
+      busy.hidden = false;
+      box.hidden = true;
+      const result = await api("POST", "/api/v1/operations", body.toString(), "application/x-www-form-urlencoded");
+      button.disabled = false;
+      busy.hidden = true;
+      if (result.ok && result.data && result.data.id) {
+        window.location.assign(`/operations/${encodeURIComponent(result.data.id)}`);
+        return;
+      }
+      showProblem(box, explain(result, "start exports"));
+      box.focus();
+    });
   }
 
   function setUpActions() {
@@ -271,6 +370,7 @@
     const set = (name, value) => {
       for (const node of element.querySelectorAll(`[data-field="${name}"]`)) {
         if (name === "progress") node.value = Number(value) || 0;
+        else if (name.endsWith("_records")) node.textContent = number(value);
         else node.textContent = String(value);
       }
     };
@@ -296,7 +396,7 @@
         if (data[name] !== undefined && data[name] !== null) set(name, data[name]);
       }
       if (data.percentage !== undefined) { set("percentage", data.percentage); set("progress", data.percentage); }
-      if (data.rate !== undefined && data.rate !== null) set("rate", data.rate);
+      if (data.rate !== undefined && data.rate !== null) set("rate", number(Math.round(Number(data.rate))));
       if ("estimated_time_remaining" in data) set("remaining", formatSeconds(data.estimated_time_remaining));
     };
     const onMessage = (event) => {
@@ -311,6 +411,19 @@
       source.addEventListener("done", (event) => {
         finished = true;
         onMessage(event);
+        if (element.hasAttribute("data-summary-live")) {
+          // A history line: the progress gives way to the final counts.
+          try {
+            const data = JSON.parse(event.data);
+            const cell = element.querySelector(".op-summary");
+            if (cell) {
+              const summary = document.createElement("span");
+              summary.dataset.field = "summary";
+              summary.textContent = countSummary(data);
+              cell.replaceChildren(summary);
+            }
+          } catch (error) { /* the numbers already shown stay */ }
+        }
         source.close();
         element.removeAttribute("data-live-op");
         if (reloadOnDone) window.setTimeout(() => window.location.reload(), 300);
@@ -328,10 +441,15 @@
     connect();
   }
 
+  rememberTimeZone();
+
   document.addEventListener("DOMContentLoaded", () => {
+    showTimes();
+    window.setInterval(showTimes, 30000);
     const upload = document.getElementById("upload-form");
     if (upload) setUpUpload(upload);
-    setUpExports();
+    const exportForm = document.getElementById("export-form");
+    if (exportForm) setUpExport(exportForm);
     setUpActions();
     for (const element of document.querySelectorAll("[data-live-op]")) watch(element);
   });
