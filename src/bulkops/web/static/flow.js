@@ -54,8 +54,8 @@
       if (e.hint_field === "mapping" && controls.mapping) {
         text += ` ${controls.mapping}`;
       } else if (e.hint_field && controls[e.hint_field]) {
-        const value = e.hint_value ? `“${e.hint_value}”` : "another one";
-        text += ` Choose ${value} under “${controls[e.hint_field]}”.`;
+        const value = e.hint_value ? `“${e.hint_value}”` : "the right one";
+        text += ` Choose ${value} under “${controls[e.hint_field]}”${controls.again || ""}.`;
       }
       if (e.column && !text.includes(e.column)) text = `Column “${e.column}”: ${text}`;
       if (e.field && e.field !== "file" && !controls[e.field] && !text.includes(e.field)) {
@@ -137,6 +137,7 @@
   const NEW_CONTROLS = {
     encoding: "Encoding (CSV)", delimiter: "Delimiter (CSV)",
     decimal_separator: "Decimal separator of prices", sheet: "Sheet (Excel workbook)",
+    again: " (under “How to read the file”) and upload it again",
   };
 
   function setUpNew(form) {
