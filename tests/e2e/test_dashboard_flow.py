@@ -198,6 +198,10 @@ def test_an_encoding_is_proposed_and_can_be_changed(page: Page, site: Site) -> N
     # The choice is kept for the upload: coming back reads it so.
     page.reload()
     expect(page.get_by_label("Encoding")).to_have_value("windows-1252")
+    # An upload that does not exist (or was deleted unused) says so.
+    response = page.goto("/uploads/0b7c6c58-0000-4000-8000-000000000000")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", name="Upload not found")).to_be_visible()
 
 
 def test_fix_three_failed_rows_in_place(page: Page, site: Site) -> None:

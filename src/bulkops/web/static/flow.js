@@ -453,6 +453,8 @@
     }
 
     for (const control of root.querySelectorAll("[data-option]")) {
+      // Reading again keeps the choice for the upload: an editor's change, not a viewer's.
+      if (readOnly) control.disabled = true;
       control.addEventListener("change", () => reread({ [control.dataset.option]: control.value }));
     }
 
