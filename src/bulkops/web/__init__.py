@@ -10,6 +10,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from . import flow
 from .routes import STATIC_DIR, WebState, build_templates, router
 from .sessions import Session, Sessions
 
@@ -18,4 +19,5 @@ __all__ = ["Session", "Sessions", "WebState", "build_templates", "include_web"]
 
 def include_web(app: FastAPI) -> None:
     app.include_router(router)
+    app.include_router(flow.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
