@@ -364,8 +364,16 @@ def test_an_upload_that_is_not_utf8_is_read_as_the_encoding_it_most_likely_is(
     assert view["encoding"] == "windows-1252" and view["encoding_detected"] is True
     assert "Windows-1252" in view["notes"][0] and "row 2" in view["notes"][0]
     assert view["preview"][0]["cells"] == ["S0", "Café crème 0", "1,50"]
-    # The proposal is kept: the operation made from the upload reads it the same way.
-    assert engine.get_upload(ctx, org_id, str(view["id"]))["encoding"] == "windows-1252"
+    # The proposal is kept: GET says so again, and an operation made from it reads it so.
+    again = engine.get_upload(ctx, org_id, str(view["id"]))
+    assert again["encoding"] == "windows-1252" and again["notes"] == view["notes"]
+    # Read as UTF-8 on purpose: no note any more; a bad byte is a row error worded for
+    # every door (no command-line flag in it).
+    utf8 = engine.preview_upload(ctx, org_id, str(view["id"]), options={"encoding": "utf-8"})
+    assert utf8["notes"] == [] and utf8["encoding_detected"] is False
+    error = utf8["preview"][0]["error"]
+    assert "Windows-1252" in error or "windows-1252" in error
+    assert "--encoding" not in error
 
 
 def test_an_operation_from_an_upload_uses_the_mapping_the_review_shows(

@@ -247,14 +247,17 @@ def create_upload(
             if proposal is None:
                 raise
             chosen = {**chosen, "encoding": proposal[0]}
-            upload["options"] = chosen
             view = _view(ctx, org_id, upload, chosen, None)
             view["encoding_detected"] = True
             view["notes"] = [proposal[1]]
+            kept: dict[str, Any] = {**chosen, _PROPOSED: list(proposal)}  # GET says so again
+        else:
+            kept = dict(chosen)
         remembered = _remembered(view["mapping"], "saved")
         if remembered:
             # An operation made from the upload uses it unless it gives a mapping of its own.
-            upload["options"] = {**chosen, "mapping": remembered}
+            kept["mapping"] = remembered
+        upload["options"] = kept
         with ctx.store.transaction(org_id, write=True) as tx:
             tx.uploads.insert(upload)
     except BaseException:
@@ -294,7 +297,8 @@ def get_upload(ctx: Context, org_id: int, upload_id: str) -> dict[str, Any]:
     upload = _require(ctx, org_id, upload_id)
     options = upload["options"]
     given = options.get("mapping") if options.get("mapping_given") else None
-    return _view(ctx, org_id, upload, {k: options.get(k) for k in UPLOAD_OPTIONS}, given)
+    view = _view(ctx, org_id, upload, {k: options.get(k) for k in UPLOAD_OPTIONS}, given)
+    return _with_proposal(view, options)
 
 
 def preview_upload(
@@ -319,12 +323,25 @@ def preview_upload(
         kept.update(mapping=dict(mapping), mapping_given=True)
     else:
         kept.update({k: upload["options"][k] for k in _MAPPING_KEYS if k in upload["options"]})
+    if _PROPOSED in upload["options"]:
+        kept[_PROPOSED] = upload["options"][_PROPOSED]
     with ctx.store.transaction(org_id, write=True) as tx:
         tx.uploads.set_options(upload_id, kept)
-    return view
+    return _with_proposal(view, kept)
 
 
 _MAPPING_KEYS = ("mapping", "mapping_given")
+_PROPOSED = "proposed_encoding"
+"""Kept with an upload that is not UTF-8: [the encoding proposed, the note saying why]."""
+
+
+def _with_proposal(view: dict[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    """The note of a proposed encoding, while the upload is still read that way."""
+    proposed = options.get(_PROPOSED)
+    if proposed and view["encoding"] == proposed[0]:
+        view["encoding_detected"] = True
+        view["notes"] = [proposed[1]]
+    return view
 
 
 def _remembered(entries: Sequence[Mapping[str, Any]], how: str) -> dict[str, str]:

@@ -55,16 +55,18 @@ def column_name(header: list[str], index: int) -> str:
 
 def encoding_suggestion(label: str) -> str:
     """How to fix bytes that are not valid in the encoding called ``label``."""
+    # Worded for every door (a row error has no door of its own): it names the encoding
+    # option, not the CLI's --encoding or the API's field.
     if label == "UTF-8":
         return (
-            "Save the file as UTF-8 (in Excel: File > Save As > CSV UTF-8), or pass "
-            "--encoding windows-1252 if it was saved by an older Excel."
+            "Save the file as UTF-8 (in Excel: File > Save As > CSV UTF-8), or read it with "
+            "the encoding windows-1252 if it was saved by an older Excel."
         )
     if label == "UTF-16":
         return "Save the file as UTF-8 (in Excel: File > Save As > CSV UTF-8)."
     return (
-        f"The file is not {label}: pass the encoding it was saved in with "
-        "--encoding, or save it as UTF-8 (in Excel: File > Save As > CSV UTF-8)."
+        f"The file is not {label}: read it with the encoding it was saved in, or save it as "
+        "UTF-8 (in Excel: File > Save As > CSV UTF-8)."
     )
 
 
