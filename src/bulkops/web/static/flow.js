@@ -622,7 +622,26 @@
 
   // -- 2. fix in place -------------------------------------------------------------------------
 
-  const csvCell = (value) => `"${String(value).replace(/"/g, '""')}"`;
+  // The rule of bulkops.formats.writer.neutralise: a value a spreadsheet could run gets one
+  // "'" in front, which the importer removes again, so a fixed row reads back exactly as typed.
+  const FORMULA_START = "=@＝＠＋－";
+  const MAYBE_RISKY = "=+-@＝＋－＠\t\r\n'";
+  const NUMERIC_LITERAL = /^\s*[+-]?(?:[0-9]+(?:[.,][0-9]*)?|[.,][0-9]+)(?:[eE][+-]?[0-9]+)?\s*$/;
+  function formulaLike(value) {
+    if (!value) return false;
+    if ("\t\r\n".includes(value[0])) return true;
+    const text = value.trimStart();
+    if (!text) return false;
+    if (FORMULA_START.includes(text[0])) return true;
+    if ("+-".includes(text[0])) return !NUMERIC_LITERAL.test(text);
+    return false;
+  }
+  function neutralise(value) {
+    const text = String(value);
+    const risky = text && (MAYBE_RISKY.includes(text[0]) || /\s/.test(text[0]));
+    return risky && formulaLike(text.replace(/^'+/, "")) ? `'${text}` : text;
+  }
+  const csvCell = (value) => `"${neutralise(value).replace(/"/g, '""')}"`;
   const csvLine = (cells) => cells.map(csvCell).join(",");
 
   function setUpFix(section) {
