@@ -27,6 +27,10 @@ from bulkops.store import Store
 from bulkops.workers import worker_main
 from tests.integration.test_api import ServerThread
 
+# Assertions wait as long as actions do: two test processes share two cores, and a page that
+# updates from a live stream may need more than Playwright's default of 5 s under that load.
+expect.set_options(timeout=15_000)
+
 CHROMIUM = Path(os.environ.get("BULKOPS_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
