@@ -88,6 +88,11 @@ class Dialect(ABC):
     # -- entity rows ------------------------------------------------------------------------------
 
     @abstractmethod
+    def walk_by_id(self, conn: Connection) -> None:
+        """Before a page of rows in id order (``WHERE id > … ORDER BY id LIMIT n``): make the
+        database walk the primary key, whatever its statistics say."""
+
+    @abstractmethod
     def select(self, conn: Connection, sql: str, params: tuple[Any, ...]) -> Rows:
         """Bulk reads as plain tuples, straight from the driver's cursor."""
 
@@ -174,6 +179,9 @@ class SqliteDialect(Dialect):
     # (organization, key) index out, which would otherwise walk (and, for a page in id order,
     # sort) every row of the organization; the rowid serves instead.
     org_by_id = "+organization_id"
+
+    def walk_by_id(self, conn: Connection) -> None:
+        pass  # the unary plus of org_by_id already keeps the organization's index out
 
     def create_engine(self, url: str, *, echo: bool) -> Engine:
         # A pooled connection per thread: opening one costs PRAGMAs, closing the last one
@@ -310,6 +318,15 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
     org_by_id = "organization_id"
+
+    def walk_by_id(self, conn: Connection) -> None:
+        # Right after a large import the table's statistics still say it is nearly empty,
+        # and the planner then reads every row of the organization through its index and
+        # sorts them, for every page: an export of 1M rows took 70 s instead of 5 s. The
+        # application role may not ANALYZE (it owns nothing), so the page's transaction
+        # tells the planner to walk the primary key instead.
+        conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+        conn.exec_driver_sql("SET LOCAL enable_sort = off")
 
     def create_engine(self, url: str, *, echo: bool) -> Engine:
         engine = create_engine(url, echo=echo, pool_pre_ping=True)

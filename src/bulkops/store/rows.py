@@ -238,6 +238,7 @@ class RowStore(Scoped):
             f"SELECT id, {', '.join(fields)} FROM {entity} WHERE {' AND '.join(conditions)} "
             f"ORDER BY id LIMIT {int(limit)}"
         )
+        self.dialect.walk_by_id(self.conn)
         rows = self.dialect.select(self.conn, sql, tuple(params))
         return self.dialect.engine_rows(entity, fields, rows)
 
