@@ -123,7 +123,7 @@ def create_app(
     app = _Application(
         title="bulkops",
         version=__version__,
-        summary="Validated, audited, undoable bulk CSV operations on a B2B catalogue.",
+        summary="Validated, audited, undoable bulk operations on a B2B catalogue (CSV and XLSX).",
         lifespan=lifespan,
         docs_url=None,  # served below from bulkops itself, so they work with no internet access
         redoc_url=None,

@@ -24,7 +24,7 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="bulkops",
-    help="Validated, audited, undoable bulk changes to a B2B catalogue from CSV files.",
+    help="Validated, audited, undoable bulk changes to a B2B catalogue from CSV or Excel files.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
