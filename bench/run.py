@@ -65,10 +65,9 @@ INVALID_EVERY = 100
 CHUNK = 1000  # rows per transaction in the SQLite baseline
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
-# Targets (issue "Benchmark"): checked at the end and printed as PASS / FAIL / SKIP.
-# The targets of the engine issue (SQLite) and of the PostgreSQL issue.
-# Ratios to the fair baseline of the same run (the throughput issue): a PostgreSQL import at
-# most 3x a COPY into a table with the same keys; every other operation at most 4x.
+# Targets, checked at the end and printed as PASS / FAIL / SKIP: ratios to the fair baseline
+# of the same run (a PostgreSQL import at most 3x a COPY into a table with the same keys;
+# every other operation at most 4x), and memory.
 TARGET_RSS_MB = 200.0
 TARGET_RSS_GROWTH = 1.25
 TARGET_BASELINE_RATIO = {("postgresql", "import"): 3.0}
