@@ -196,11 +196,10 @@ def uploaded_name(name: str | None) -> str | None:
 
 def store_file(
     ctx: Context, org_id: int, source: Path | BinaryIO, *, move: bool = False
-) -> tuple[Path, int, str, int]:
+) -> tuple[Path, int, str]:
     """Put the file into the organization's storage under a generated name.
 
-    Returns (stored path, size in bytes, SHA-256, line breaks). Stops as soon as the size
-    limit is passed.
+    Returns (stored path, size in bytes, SHA-256). Stops as soon as the size limit is passed.
     With ``move`` (a file already spooled on the same file system, as uploads are) the file is
     read once for its checksum and renamed instead of copied.
     """
@@ -208,7 +207,7 @@ def store_file(
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{uuid.uuid4().hex}.csv"
     digest = hashlib.sha256()
-    size = lines = 0
+    size = 0
     limit = ctx.settings.max_file_bytes
     handle = source.open("rb") if isinstance(source, Path) else source
     try:
@@ -220,7 +219,6 @@ def store_file(
                 if size > limit:
                     raise _too_large(limit)
                 digest.update(block)
-                lines += block.count(b"\n")
                 if out is not None:
                     out.write(block)
         if move and isinstance(source, Path):
@@ -231,7 +229,7 @@ def store_file(
     finally:
         if isinstance(source, Path):
             handle.close()
-    return target, size, digest.hexdigest(), lines
+    return target, size, digest.hexdigest()
 
 
 def _too_large(limit: int) -> FileRejected:
@@ -281,7 +279,7 @@ def create_operation(
     spec = spec_for(entity_type)
     header: list[str] | None = None
     total_records: int | None = None
-    stored: tuple[Path, int, str, int] | None = None
+    stored: tuple[Path, int, str] | None = None
     owned = True  # the stored file is this call's own: removed when the call fails
     if upload_id is not None and operation_type is not OperationType.EXPORT:
         if source is not None:
@@ -294,7 +292,6 @@ def create_operation(
             Path(upload["file_path"]),
             upload["file_size_bytes"],
             upload["file_sha256"],
-            upload["line_breaks"],
         )
         owned = False
         file_name = file_name or upload["file_name"]

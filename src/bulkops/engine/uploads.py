@@ -220,7 +220,7 @@ def create_upload(
     if operation_type is OperationType.EXPORT:
         raise UsageError("An export takes no file: uploads are for import, update or delete.")
     chosen = _options(options or {})
-    path, size, sha256, lines = store_file(ctx, org_id, source, move=move_source)
+    path, size, sha256 = store_file(ctx, org_id, source, move=move_source)
     upload = {
         "id": str(uuid.uuid4()),
         "entity_type": entity_type.value,
@@ -231,7 +231,6 @@ def create_upload(
         "file_path": str(path),
         "file_size_bytes": size,
         "file_sha256": sha256,
-        "line_breaks": lines,
         "options": chosen,
         "created_at": utcnow(),
         "created_by": created_by,

@@ -334,7 +334,6 @@ uploads = Table(
     Column("file_path", String(1024), nullable=False),
     Column("file_size_bytes", BigInteger, nullable=False),
     Column("file_sha256", String(64), nullable=False),
-    Column("line_breaks", BigInteger, nullable=False),
     Column("options", Text, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("created_by", Id, nullable=True),

@@ -42,7 +42,6 @@ def upgrade() -> None:
         sa.Column("file_path", sa.String(length=1024), nullable=False),
         sa.Column("file_size_bytes", sa.BigInteger(), nullable=False),
         sa.Column("file_sha256", sa.String(length=64), nullable=False),
-        sa.Column("line_breaks", sa.BigInteger(), nullable=False),
         sa.Column("options", sa.Text(), nullable=False),
         sa.Column("created_at", Timestamp, nullable=False),
         sa.Column("created_by", Id, nullable=True),
