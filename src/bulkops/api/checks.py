@@ -21,17 +21,16 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 
 from bulkops import engine
-from bulkops.errors import FileProblem, FileTooLarge, UnsupportedFile
 from bulkops.model import EntityType, Operation
 
 from .deps import Ctx, Editor, State, Viewer
-from .forms import FORM_ALLOWANCE_BYTES, review_arguments, review_request_body
+from .forms import review_arguments, review_request_body
 from .models import ChangePage, MappingPage, OperationOut, PreviewIn, UploadOut
 from .pages import int_position, page_by_cursor
 from .params import Cursor
 from .problems import problem_responses
 from .reports import _csv_report
-from .uploads import read_upload
+from .uploads import upload_reader
 
 __all__ = ["router"]
 
@@ -78,39 +77,14 @@ async def create_upload(request: Request, principal: Editor, state: State) -> Re
     with unknown or missing columns is not refused: the answer suggests a mapping.
     """
     ctx = state.ctx
-    content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise UnsupportedFile(
-            FileProblem(
-                code="not_multipart",
-                message="Send the file and parameters as multipart/form-data.",
-            )
-        )
-    limit = ctx.settings.max_file_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + FORM_ALLOWANCE_BYTES:
-        raise FileTooLarge(
-            FileProblem(
-                code="file_too_large",
-                message=f"The upload ({int(declared):,} bytes) is larger than the limit of "
-                f"{limit:,} bytes. Split it into smaller files.",
-            )
-        )
-    chunks = request.stream().__aiter__()
-
-    async def next_chunk() -> bytes:
-        try:
-            return await chunks.__anext__()
-        except StopAsyncIteration:
-            return b""
-
-    def pull() -> bytes:
-        return anyio.from_thread.run(next_chunk)
+    read = upload_reader(
+        request,
+        spool_dir=ctx.settings.data_dir / "uploads",
+        max_file_bytes=ctx.settings.max_file_bytes,
+    )
 
     def create() -> dict[str, Any]:
-        upload = read_upload(
-            content_type, pull, spool_dir=ctx.settings.data_dir / "uploads", max_file_bytes=limit
-        )
+        upload = read()
         try:
             arguments = review_arguments(upload.fields, has_file=upload.path is not None)
             assert upload.path is not None

@@ -32,7 +32,7 @@ from bulkops import engine
 from bulkops.model import EntityType, OperationType
 
 from .problems import InvalidParameters
-from .uploads import MAX_FIELD_BYTES
+from .uploads import FORM_ALLOWANCE_BYTES
 
 __all__ = [
     "FORM_ALLOWANCE_BYTES",
@@ -45,8 +45,6 @@ __all__ = [
     "upload_request_body",
 ]
 
-# Room for the form fields around the file when judging Content-Length before reading.
-FORM_ALLOWANCE_BYTES = 4 * MAX_FIELD_BYTES
 
 _BOOLEANS = {
     "true": True,

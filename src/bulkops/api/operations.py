@@ -20,16 +20,15 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from bulkops import engine
-from bulkops.errors import FileProblem, FileTooLarge, UnsupportedFile
 from bulkops.model import EntityType, Operation, OperationStatus, OperationType, Outcome
 
 from .deps import Ctx, Editor, State, Viewer
-from .forms import FORM_ALLOWANCE_BYTES, operation_arguments, read_small_form, upload_request_body
+from .forms import operation_arguments, read_small_form, upload_request_body
 from .models import CancelIn, OperationOut, OperationPage, RollbackIn
 from .pages import page_by_cursor
 from .params import Cursor, Timestamp
 from .problems import problem_response, problem_responses
-from .uploads import read_upload
+from .uploads import upload_reader
 
 __all__ = ["router"]
 
@@ -117,41 +116,14 @@ async def create_operation(
         except engine.IdempotencyKeyReused as exc:
             return _key_reused(exc)
         return _created(op, principal, key, started)
-    if not content_type.lower().startswith("multipart/form-data"):
-        raise UnsupportedFile(
-            FileProblem(
-                code="not_multipart",
-                message="Send the file and parameters as multipart/form-data.",
-            )
-        )
-    limit = ctx.settings.max_file_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + FORM_ALLOWANCE_BYTES:
-        raise FileTooLarge(
-            FileProblem(
-                code="file_too_large",
-                message=f"The upload ({int(declared):,} bytes) is larger than the limit of "
-                f"{limit:,} bytes. Split it into smaller files.",
-            )
-        )
-    chunks = request.stream().__aiter__()
-
-    async def next_chunk() -> bytes:
-        try:
-            return await chunks.__anext__()
-        except StopAsyncIteration:
-            return b""
-
-    def pull() -> bytes:
-        return anyio.from_thread.run(next_chunk)
+    read = upload_reader(
+        request,
+        spool_dir=ctx.settings.data_dir / "uploads",
+        max_file_bytes=ctx.settings.max_file_bytes,
+    )
 
     def create() -> Operation:
-        upload = read_upload(
-            content_type,
-            pull,
-            spool_dir=ctx.settings.data_dir / "uploads",
-            max_file_bytes=limit,
-        )
+        upload = read()
         try:
             arguments = operation_arguments(upload.fields, has_file=upload.path is not None)
             return engine.create_operation(

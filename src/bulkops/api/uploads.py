@@ -14,16 +14,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+import anyio.from_thread
+from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from bulkops.errors import FileProblem, FileTooLarge
+from bulkops.errors import FileProblem, FileTooLarge, UnsupportedFile
 from bulkops.formats import sniff_content
 
 from .problems import InvalidParameters
 
-__all__ = ["SpooledUpload", "read_upload"]
+__all__ = ["FORM_ALLOWANCE_BYTES", "SpooledUpload", "read_upload", "upload_reader"]
 
 MAX_FIELD_BYTES = 64 * 1024
+# Room for the form fields around the file when judging Content-Length before reading.
+FORM_ALLOWANCE_BYTES = 4 * MAX_FIELD_BYTES
 MAX_FIELDS = 64
 SNIFF_BYTES = 64 * 1024
 
@@ -160,6 +164,48 @@ class _Receiver:
         if self._out is not None:
             self._out.close()
             self._out = None
+
+
+def upload_reader(
+    request: Request, *, spool_dir: Path, max_file_bytes: int
+) -> Callable[[], SpooledUpload]:
+    """Check a multipart request at once (415 when it is not multipart, 413 when its
+    Content-Length is already over the limit) and return the function that reads it: to be
+    run in a worker thread, which pulls the body from the event loop block by block."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise UnsupportedFile(
+            FileProblem(
+                code="not_multipart",
+                message="Send the file and parameters as multipart/form-data.",
+            )
+        )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_file_bytes + FORM_ALLOWANCE_BYTES:
+        raise FileTooLarge(
+            FileProblem(
+                code="file_too_large",
+                message=f"The upload ({int(declared):,} bytes) is larger than the limit of "
+                f"{max_file_bytes:,} bytes. Split it into smaller files.",
+            )
+        )
+    chunks = request.stream().__aiter__()
+
+    async def next_chunk() -> bytes:
+        try:
+            return await chunks.__anext__()
+        except StopAsyncIteration:
+            return b""
+
+    def pull() -> bytes:
+        return anyio.from_thread.run(next_chunk)
+
+    def read() -> SpooledUpload:
+        return read_upload(
+            content_type, pull, spool_dir=spool_dir, max_file_bytes=max_file_bytes
+        )
+
+    return read
 
 
 def read_upload(
