@@ -7,16 +7,13 @@ import csv
 import io
 import json
 import os
-import pty
 import re
-import select
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import Cli, bulkops_executable
+from tests.e2e.test_cli import Cli
+from tests.e2e.test_cli_daily import _run_in_terminal
 
 PRODUCTS = "sku,name,price\nA1,One,1.00\nA2,Two,2.00\nA3,Three,3.00\n"
 EDITED = "sku,name,price\nA1,One,1.50\nA2,Two,2.00\nA4,Four,4.00\n"
@@ -104,55 +101,16 @@ def test_a_saved_mapping_is_used_and_said_unless_refused(ready: Cli) -> None:
 
 
 def test_on_a_terminal_check_asks_before_applying(ready: Cli) -> None:
-    env = {
-        **os.environ,
-        "BULKOPS_DATA_DIR": str(ready.tmp_path / "data"),
-        "COLUMNS": "80",
-        "LINES": "40",
-        "TERM": "xterm",
-    }
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
     env.pop("BULKOPS_DATABASE_URL", None)
     path = ready.file("b.csv", EDITED)
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [
-            str(bulkops_executable()),
-            "--database-url",
-            ready.url,
-            "import",
-            "products",
-            str(path),
-            "--check",
-        ],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        close_fds=True,
-        env=env,
+    text, code = _run_in_terminal(
+        ["--database-url", ready.url, "import", "products", str(path), "--check"],
+        env,
+        reply=(b"Apply? [y/N]", b"y\n"),
     )
-    os.close(slave)
-    screen = b""
-    answered = False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready_fds, _, _ = select.select([master], [], [], 0.5)
-        if ready_fds:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            screen += data
-            if not answered and b"Apply? [y/N]" in screen:
-                os.write(master, b"y\n")
-                answered = True
-        elif proc.poll() is not None:
-            break
-    assert proc.wait(timeout=30) == 0
-    os.close(master)
-    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode("utf-8", "replace"))
-    assert answered, text
+    assert code == 0, text
+    assert "Apply? [y/N]: y" in text, text
     start = text.index("The planned changes:")
     table = text[start : text.index("Apply?")].splitlines()[1:]
     assert table[0].split() == ["row", "action", "key", "field", "current", "new"]

@@ -52,8 +52,16 @@ def _context(cli: Cli) -> Context:
     return open_context(Settings(database_url=cli.url, data_dir=cli.tmp_path / "data"))
 
 
-def _run_in_terminal(args: list[str], env: dict[str, str], columns: int = 80) -> str:
-    """Run the real ``bulkops`` with its output on a pseudo-terminal ``columns`` wide."""
+def _run_in_terminal(
+    args: list[str],
+    env: dict[str, str],
+    columns: int = 80,
+    *,
+    reply: tuple[bytes, bytes] | None = None,
+) -> tuple[str, int]:
+    """Run the real ``bulkops`` with its output on a pseudo-terminal ``columns`` wide; with
+    ``reply`` (prompt, answer), type the answer once the prompt shows. Returns the screen
+    (colours and cursor moves left out) and the exit code."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [str(bulkops_executable()), *args],
@@ -61,7 +69,7 @@ def _run_in_terminal(args: list[str], env: dict[str, str], columns: int = 80) ->
         env={**env, "COLUMNS": str(columns), "LINES": "40", "TERM": "xterm"},
     )
     os.close(slave)
-    chunks: list[bytes] = []
+    screen = b""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.5)
@@ -72,13 +80,16 @@ def _run_in_terminal(args: list[str], env: dict[str, str], columns: int = 80) ->
                 break
             if not data:
                 break
-            chunks.append(data)
+            screen += data
+            if reply is not None and reply[0] in screen:
+                os.write(master, reply[1])
+                reply = None
         elif proc.poll() is not None:
             break
-    proc.wait(timeout=30)
+    code = proc.wait(timeout=30)
     os.close(master)
-    screen = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n")
-    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen)  # colours and cursor moves
+    text = screen.decode("utf-8", "replace").replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text), code
 
 
 def test_history_fits_80_columns_on_a_terminal(ready: Cli) -> None:
@@ -87,7 +98,8 @@ def test_history_fits_80_columns_on_a_terminal(ready: Cli) -> None:
     env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
     env.pop("BULKOPS_DATABASE_URL", None)
 
-    screen = _run_in_terminal(["--database-url", ready.url, "history"], env)
+    screen, code = _run_in_terminal(["--database-url", ready.url, "history"], env)
+    assert code == 0, screen
 
     lines = [line for line in screen.splitlines() if line.strip()]
     assert all(len(line) <= 80 for line in lines), screen
