@@ -100,23 +100,18 @@ def _run_data_operation(
         )
         if not as_json:
             err.print(f"Operation {op.id} ({operation.value} {entity.value}).")
-        try:
-            with live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
-                final = engine.execute(
+        with live_progress(not as_json, f"{operation.value} {entity.value}") as progress:
+            final = _unless_interrupted(
+                lambda: engine.execute(
                     state.ctx,
                     org["id"],
                     op.id,
                     on_progress=progress,
                     wait=wait_message(state.ctx, org["id"], op.id),
                 )
-        except KeyboardInterrupt:
-            # A second Ctrl-C must not cut the cancel short.
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            interrupted = True
-        else:
-            interrupted = False
-        if interrupted:  # outside the except block: the interrupt's frames are released
-            _cancel_on_interrupt(state, org["id"], op.id, as_json=as_json)
+            )
+        if final is None:
+            _on_interrupt(state, org["id"], op.id, as_json=as_json, rollback=False)
         if as_json:
             print_json(engine.operation_view(final))
         else:
@@ -192,41 +187,43 @@ def _review_check(state: State, org_id: int, check: Operation) -> Operation:
     return check
 
 
-def _cancel_on_interrupt(state: State, org_id: int, op_id: str, *, as_json: bool) -> NoReturn:
-    """Ctrl-C: cancel the operation (what was committed stays, and can be rolled back), say
-    what can be done next, and exit 130."""
-    final = engine.cancel_interrupted(state.ctx, org_id, op_id, engine.process_owner())
-    if as_json:
-        print_json(engine.operation_view(final))
-    else:
-        applied = final.created_records + final.updated_records + final.deleted_records
-        err.print(
-            f"\nInterrupted: operation {op_id} is {final.status.value} after "
-            f"{final.processed_records:,} records ({applied:,} changed)."
-        )
-        if applied:
-            err.print(f"Undo what was applied: bulkops rollback {op_id[:8]}")
-        err.print(f"See it: bulkops show {op_id[:8]}")
-    raise typer.Exit(130)
+def _unless_interrupted(run: Callable[[], Operation]) -> Operation | None:
+    """``run()``, or None after Ctrl-C. From then on a second Ctrl-C is ignored, so that it
+    cannot cut the cancel short; the caller cancels once the interrupt's frames are gone
+    (outside the ``except`` block)."""
+    try:
+        return run()
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return None
 
 
-def _stop_rollback_on_interrupt(
-    state: State, org_id: int, op_id: str, *, as_json: bool
+def _on_interrupt(
+    state: State, org_id: int, op_id: str, *, as_json: bool, rollback: bool
 ) -> NoReturn:
-    """Ctrl-C during a rollback: stop it after the batch under way (what was restored stays
-    restored), say how to go on, and exit 130."""
+    """Ctrl-C: cancel the operation, or stop its rollback after the batch under way (what
+    was committed stays, what was restored stays restored), say what can be done next, and
+    exit 130."""
     final = engine.cancel_interrupted(state.ctx, org_id, op_id, engine.process_owner())
     if as_json:
         print_json(engine.operation_view(final))
-    else:
-        applied = final.created_records + final.updated_records + final.deleted_records
+        raise typer.Exit(130)
+    applied = final.created_records + final.updated_records + final.deleted_records
+    if rollback:
         err.print(
             f"\nInterrupted: the rollback of operation {op_id} stopped after restoring "
             f"{final.rolled_back_records:,} of {applied:,} records; the operation is "
             f"{final.status.label}."
         )
         err.print(f"Go on with the rollback: bulkops rollback {op_id[:8]}")
-        err.print(f"See it: bulkops show {op_id[:8]}")
+    else:
+        err.print(
+            f"\nInterrupted: operation {op_id} is {final.status.value} after "
+            f"{final.processed_records:,} records ({applied:,} changed)."
+        )
+        if applied:
+            err.print(f"Undo what was applied: bulkops rollback {op_id[:8]}")
+    err.print(f"See it: bulkops show {op_id[:8]}")
     raise typer.Exit(130)
 
 
@@ -396,19 +393,15 @@ def rollback(
     with reported_errors():
         org = state.org()
         operation_id = state.operation_id(org["id"], operation_id)
-        try:
-            with live_progress(not as_json, "rollback") as progress:
-                final = engine.rollback_operation(
+        with live_progress(not as_json, "rollback") as progress:
+            final = _unless_interrupted(
+                lambda: engine.rollback_operation(
                     state.ctx, org["id"], operation_id, user_id=None, force=force,
                     on_progress=progress,
                 )
-        except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut it short
-            interrupted = True
-        else:
-            interrupted = False
-        if interrupted:  # outside the except block: the interrupt's frames are released
-            _stop_rollback_on_interrupt(state, org["id"], operation_id, as_json=as_json)
+            )
+        if final is None:
+            _on_interrupt(state, org["id"], operation_id, as_json=as_json, rollback=True)
     if as_json:
         print_json(engine.operation_view(final))
     else:
