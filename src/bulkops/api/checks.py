@@ -29,7 +29,7 @@ from .models import ChangePage, MappingPage, OperationOut, PreviewIn, UploadOut
 from .pages import int_position, page_by_cursor
 from .params import Cursor
 from .problems import problem_responses
-from .reports import _csv_report
+from .reports import csv_report
 from .uploads import upload_reader
 
 __all__ = ["router"]
@@ -224,7 +224,7 @@ def get_changes(
         def write(c: engine.Context, org_id: int, o: Operation, stream: Any) -> int:
             return engine.write_planned_changes(c, org_id, o, stream, action=action)
 
-        response: FileResponse = _csv_report(
+        response: FileResponse = csv_report(
             ctx, principal.org_id, op, write, f"changes-{operation_id}.csv"
         )
         return response

@@ -27,7 +27,7 @@ from .pages import int_position, page_by_cursor
 from .params import Cursor
 from .problems import problem_responses
 
-__all__ = ["router"]
+__all__ = ["csv_report", "router"]
 
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -53,6 +53,32 @@ FormatQuery = Annotated[
 ]
 
 
+def _temporary_report(
+    ctx: engine.Context, suffix: str, media_type: str, download_name: str,
+    write: Callable[[Path], object],
+) -> FileResponse:
+    """What ``write`` puts into a temporary file, sent and then removed (removed at once
+    when writing it fails)."""
+    folder = ctx.settings.data_dir / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the response)
+        dir=folder, suffix=suffix, delete=False
+    )
+    handle.close()
+    path = Path(handle.name)
+    try:
+        write(path)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
+        media_type=media_type,
+        filename=download_name,
+        background=BackgroundTask(path.unlink, missing_ok=True),
+    )
+
+
 def _xlsx_report(
     ctx: engine.Context,
     org_id: int,
@@ -60,54 +86,25 @@ def _xlsx_report(
     write: Callable[[engine.Context, int, Operation, Path], int],
     download_name: str,
 ) -> FileResponse:
-    """Like :func:`_csv_report`, for a workbook."""
-    folder = ctx.settings.data_dir / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the response)
-        dir=folder, suffix=".xlsx", delete=False
-    )
-    handle.close()
-    path = Path(handle.name)
-    try:
-        write(ctx, org_id, op, path)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return FileResponse(
-        path,
-        media_type=XLSX_MEDIA_TYPE,
-        filename=download_name,
-        background=BackgroundTask(path.unlink, missing_ok=True),
+    """The workbook ``write`` makes, sent from a temporary file."""
+    return _temporary_report(
+        ctx, ".xlsx", XLSX_MEDIA_TYPE, download_name, lambda path: write(ctx, org_id, op, path)
     )
 
 
 ReportWriter = Callable[[engine.Context, int, Operation, TextIO], int]
 
 
-def _csv_report(
+def csv_report(
     ctx: engine.Context, org_id: int, op: Operation, write: ReportWriter, download_name: str
 ) -> FileResponse:
-    """The report ``write`` makes, streamed from a temporary file that is removed once sent
-    (or at once, when writing it fails)."""
-    folder = ctx.settings.data_dir / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (handed to the response)
-        dir=folder, suffix=".csv", delete=False
-    )
-    handle.close()
-    path = Path(handle.name)
-    try:
+    """The CSV report ``write`` makes, sent from a temporary file."""
+
+    def write_csv(path: Path) -> None:
         with path.open("w", encoding="utf-8", newline="") as stream:
             write(ctx, org_id, op, stream)
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    return FileResponse(
-        path,
-        media_type="text/csv; charset=utf-8",
-        filename=download_name,
-        background=BackgroundTask(path.unlink, missing_ok=True),
-    )
+
+    return _temporary_report(ctx, ".csv", "text/csv; charset=utf-8", download_name, write_csv)
 
 
 @router.get(
@@ -142,7 +139,7 @@ def get_errors(
             f"errors-{operation_id}.xlsx",
         )
     if file_format == "csv" or not _wants_json(request):
-        return _csv_report(
+        return csv_report(
             ctx, principal.org_id, op, engine.write_error_report, f"errors-{operation_id}.csv"
         )
     page, next_cursor = page_by_cursor(
@@ -240,6 +237,6 @@ def download(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
 )
 def get_conflicts(operation_id: str, principal: Viewer, ctx: Ctx) -> FileResponse:
     op = engine.get_operation(ctx, principal.org_id, operation_id)
-    return _csv_report(
+    return csv_report(
         ctx, principal.org_id, op, engine.write_conflict_report, f"conflicts-{operation_id}.csv"
     )
