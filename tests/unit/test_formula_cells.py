@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from bulkops.formats import CsvWriter, is_formula_like, neutralise
-from bulkops.web.routes import build_templates
+from bulkops.web.pages import build_templates
 
 # (value, is it formula-like). A numeric literal is what a spreadsheet parses as a number, not
 # what Python's float() accepts: "-inf" is the formula =-inf to a spreadsheet.

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from bulkops.engine import OperationConfig
 from bulkops.model import STATUS_LABELS, OperationStatus
-from bulkops.web.routes import build_templates
+from bulkops.web.pages import build_templates
 
 
 def test_every_status_has_a_label() -> None:

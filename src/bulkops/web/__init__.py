@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from . import flow
-from .routes import STATIC_DIR, WebState, build_templates, router
+from .pages import STATIC_DIR, WebState, build_templates
+from .routes import router
 from .sessions import Session, Sessions
 
 __all__ = ["Session", "Sessions", "WebState", "build_templates", "include_web"]

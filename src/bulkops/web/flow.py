@@ -22,7 +22,7 @@ from bulkops.entities import spec_for
 from bulkops.errors import NotFound
 from bulkops.model import EntityType, OperationType
 
-from .routes import _render, _session, _to_login, _web
+from .pages import current_session, render, to_login, web_state
 
 __all__ = ["FIX_IN_PLACE_ROWS", "router"]
 
@@ -49,15 +49,15 @@ def _review(ctx: engine.Context, org_id: int, upload_id: str) -> dict[str, Any]:
 
 @router.get("/uploads/{upload_id}")
 async def review_page(upload_id: str, request: Request) -> Response:
-    session = await _session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request)
-    ctx = _web(request).ctx
+        return to_login(request)
+    ctx = web_state(request).ctx
     upload_id = upload_id[:64]
     try:
         data = await anyio.to_thread.run_sync(_review, ctx, session.principal.org_id, upload_id)
     except NotFound:
-        return _render(
+        return render(
             request,
             "message.html",
             {
@@ -69,7 +69,7 @@ async def review_page(upload_id: str, request: Request) -> Response:
             session=session,
             status_code=404,
         )
-    return _render(
+    return render(
         request,
         "review.html",
         {

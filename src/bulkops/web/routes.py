@@ -3,11 +3,9 @@
 Pages are rendered on the server from the engine's organization-scoped reads.
 Everything that changes state (start, cancel, roll back, export) is sent by the page's script
 to the HTTP API with the session cookie and the ``X-CSRF-Token`` header, so each rule lives
-once, in the API and the engine. Log in and out are plain forms with a CSRF field.
-
-Times are rendered as ``<time datetime>`` with a readable text in the browser's time zone
-(which the script keeps in the ``bulkops_tz`` cookie; UTC until it has); the script then
-formats them in the browser's own locale. "Today" in the history's totals is that zone's day.
+once, in the API and the engine. Log in and out are plain forms with a CSRF field. What
+every page shares (templates, rendering, the browser's time zone) is in :mod:`.pages`;
+"today" in the history's totals is that zone's day.
 """
 
 from __future__ import annotations
@@ -18,259 +16,30 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlencode
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from urllib.parse import urlencode
 
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
-from jinja2.runtime import Context as TemplateContext
-from markupsafe import Markup
 
 from bulkops import engine
 from bulkops.entities import spec_for
 from bulkops.errors import AuthenticationFailed, NotFound
-from bulkops.formats import is_formula_like
-from bulkops.model import STATUS_LABELS, EntityType, OperationStatus, OperationType, Outcome
+from bulkops.model import EntityType, OperationStatus, OperationType, Outcome
 
-from .sessions import CSRF_FIELD, LOGIN_CSRF_COOKIE, Session, Sessions
+from .pages import current_session, render, to_login, web_state, zone_of
+from .sessions import CSRF_FIELD, LOGIN_CSRF_COOKIE, Sessions
 
-__all__ = ["STATIC_DIR", "WebState", "router"]
+__all__ = ["router"]
 
-HERE = Path(__file__).parent
-STATIC_DIR = HERE / "static"
 PAGE_SIZE = 25
 FIRST_ERRORS = 20
 RECORDS_PAGE = 20
 RECENT_EXPORTS = 10
-ZONE_COOKIE = "bulkops_tz"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; "
-    "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'; "
-    "base-uri 'none'; object-src 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 router = APIRouter(include_in_schema=False)
-
-
-def _bytes(value: Any) -> str:
-    if not isinstance(value, int):
-        return ""
-    size = float(value)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:,.0f} {unit}" if unit == "bytes" else f"{size:,.1f} {unit}"
-        size /= 1024
-    return str(value)
-
-
-def _number(value: Any) -> str:
-    """A count with thousands separators (1,204); anything else as it is."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}"
-    return "" if value is None else str(value)
-
-
-def _plain(value: Any) -> str:
-    """A configuration value in words: yes/no, a dash for none, never Python's spelling."""
-    if value is None or value == "" or value == [] or value == {}:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_plain(v) for v in value)
-    return str(value)
-
-
-def _zone(request: Request) -> tzinfo:
-    """The browser's time zone as its script reported it (a cookie), else UTC."""
-    name = unquote(request.cookies.get(ZONE_COOKIE, ""))[:64]
-    if name:
-        with contextlib.suppress(ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo(name)
-    return UTC
-
-
-def _moment(value: Any) -> datetime | None:
-    if not value:
-        return None
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    assert isinstance(moment, datetime)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _exact(moment: datetime, zone: tzinfo) -> str:
-    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _ago(moment: datetime, now: datetime, zone: tzinfo) -> str:
-    """"3 min ago"; app.js words it the same way when it refreshes the text."""
-    seconds = max((now - moment).total_seconds(), 0.0)
-    if seconds < 45:
-        return "just now"
-    if seconds < 3600 - 30:
-        return f"{max(round(seconds / 60), 1)} min ago"
-    if seconds < 86400 - 1800:
-        return f"{round(seconds / 3600)} h ago"
-    days = round(seconds / 86400)
-    if days <= 1:
-        return "yesterday"
-    if days < 7:
-        return f"{days} days ago"
-    local = moment.astimezone(zone)
-    return f"{local.day} {local:%b %Y}"
-
-
-@pass_context
-def _when(context: TemplateContext, value: Any) -> str:
-    moment = _moment(value)
-    return _exact(moment, context.get("zone") or UTC) if moment else ""
-
-
-@pass_context
-def _time_tag(context: TemplateContext, value: Any, style: str = "exact") -> Markup:
-    """``<time datetime>`` with a readable fallback: the exact time, or "3 min ago" with the
-    exact time on hover. app.js re-formats both in the browser's locale and time zone."""
-    moment = _moment(value)
-    if moment is None:
-        return Markup("")
-    zone = context.get("zone") or UTC
-    exact = _exact(moment, zone)
-    iso = moment.isoformat()
-    if style == "ago":
-        text = _ago(moment, datetime.now(UTC), zone)
-        return Markup('<time datetime="{}" data-time="ago" title="{}">{}</time>').format(
-            iso, exact, text
-        )
-    return Markup('<time datetime="{}" data-time="exact">{}</time>').format(iso, exact)
-
-
-def _count_summary(view: Mapping[str, Any]) -> str:
-    """ "1,204 updated · 6 failed": the counts that are not zero (app.js has the same)."""
-    if view["operation_type"] == OperationType.EXPORT.value:
-        rows = view["processed_records"]
-        return f"{rows:,} row{'s' if rows != 1 else ''} written"
-    check = bool(view["config"].get("validate_only"))
-    words = (
-        ("created_records", "created", "to create"),
-        ("updated_records", "updated", "to update"),
-        ("deleted_records", "deleted", "to delete"),
-        ("unchanged_records", "unchanged", "unchanged"),
-        ("failed_records", "failed", "would fail"),
-        ("rolled_back_records", "rolled back", "rolled back"),
-        ("conflict_records", "conflicts", "conflicts"),
-    )
-    parts = [
-        f"{view[name]:,} {would if check else done}"
-        for name, done, would in words
-        if view.get(name)
-    ]
-    return " · ".join(parts) or "no records"
-
-
-def _outcome_text(view: Mapping[str, Any]) -> str:
-    """The badge's words: "completed with 3 errors" says how many, the others their label."""
-    outcome = Outcome(view["outcome"])
-    if outcome is Outcome.COMPLETED_WITH_ERRORS:
-        failed = view["failed_records"]
-        return f"completed with {failed:,} error{'s' if failed != 1 else ''}"
-    return outcome.label
-
-
-def _duration(start: Any, end: Any) -> str:
-    if not start or not end:
-        return ""
-    first = datetime.fromisoformat(start) if isinstance(start, str) else start
-    last = datetime.fromisoformat(end) if isinstance(end, str) else end
-    seconds = max((last - first).total_seconds(), 0.0)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, rest = divmod(int(seconds), 60)
-    return f"{minutes} min {rest} s"
-
-
-def build_templates() -> Jinja2Templates:
-    environment = Environment(
-        loader=FileSystemLoader(HERE / "templates"),
-        autoescape=select_autoescape(default=True, default_for_string=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    environment.filters.update(bytes=_bytes, when=_when, num=_number, plain=_plain)
-    environment.globals.update(
-        formula_like=is_formula_like,
-        duration=_duration,
-        time_tag=_time_tag,
-        count_summary=_count_summary,
-        status_labels=STATUS_LABELS,
-        outcome_labels={o.value: o.label for o in Outcome},
-        outcomes=[o.value for o in Outcome],
-        outcome_text=_outcome_text,
-        entities=[e.value for e in EntityType],
-        operation_types=[t.value for t in OperationType if t is not OperationType.EXPORT],
-        statuses=[s.value for s in OperationStatus],
-        final_statuses=[s.value for s in OperationStatus if s.is_final],
-        # The form's limits come from the options' own schema, so they cannot drift from it.
-        option_schema=engine.OperationConfig.model_json_schema()["properties"],
-    )
-    return Jinja2Templates(env=environment)
-
-
-@dataclass
-class WebState:
-    """What the dashboard holds while the application runs (built by the ASGI lifespan)."""
-
-    ctx: engine.Context
-    sessions: Sessions
-    templates: Jinja2Templates
-
-
-def _web(request: Request) -> WebState:
-    state = request.app.state.web
-    assert isinstance(state, WebState)
-    return state
-
-
-def _render(
-    request: Request,
-    name: str,
-    context: dict[str, Any],
-    *,
-    session: Session | None,
-    status_code: int = 200,
-) -> Response:
-    response = _web(request).templates.TemplateResponse(
-        request,
-        name,
-        {
-            "session": session,
-            "csrf_token": session.csrf_token if session else "",
-            "zone": _zone(request),
-            **context,
-        },
-        status_code=status_code,
-        headers=SECURITY_HEADERS,
-    )
-    return response
-
-
-async def _session(request: Request) -> Session | None:
-    return await anyio.to_thread.run_sync(_web(request).sessions.session, request)
-
-
-def _to_login(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?{urlencode({'next': target})}", status_code=303)
 
 
 def _safe_next(value: str | None) -> str:
@@ -287,7 +56,7 @@ def _login_page(
     request: Request, *, error: str | None, next_path: str, email: str = "", status: int = 200
 ) -> Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(24)
-    response = _render(
+    response = render(
         request,
         "login.html",
         {
@@ -314,7 +83,7 @@ def _login_page(
 
 @router.get("/login")
 async def login_form(request: Request) -> Response:
-    if await _session(request) is not None:
+    if await current_session(request) is not None:
         return RedirectResponse(_safe_next(request.query_params.get("next")), status_code=303)
     return _login_page(request, error=None, next_path=request.query_params.get("next", ""))
 
@@ -335,7 +104,7 @@ async def login(request: Request) -> Response:
             email=email,
             status=403,
         )
-    web = _web(request)
+    web = web_state(request)
     # The address the server saw (uvicorn puts a trusted proxy's X-Forwarded-For there).
     address = request.client.host if request.client else "unknown"
     try:
@@ -363,10 +132,10 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    session = await _session(request)
+    session = await current_session(request)
     form = await request.form()
     if session is not None and not session.csrf_ok(str(form.get(CSRF_FIELD, ""))):
-        return _render(
+        return render(
             request,
             "message.html",
             {"title": "Not logged out", "message": "The page was out of date; reload it and "
@@ -437,9 +206,9 @@ async def home(request: Request) -> Response:
 
 @router.get("/operations")
 async def history(request: Request) -> Response:
-    session = await _session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request)
+        return to_login(request)
     params = request.query_params
     since, until = _day(params.get("since")), _day(params.get("until"))
     before: tuple[datetime, str] | None = None
@@ -463,15 +232,15 @@ async def history(request: Request) -> Response:
         else None,
         "before": before,
     }
-    ctx = _web(request).ctx
-    today = _start_of_today(_zone(request))
+    ctx = web_state(request).ctx
+    today = _start_of_today(zone_of(request))
     data = await anyio.to_thread.run_sync(
         _history, ctx, session.principal.org_id, filters, today
     )
     kept = ("status", "outcome", "type", "entity", "since", "until", "q")
     keep = {k: filters[k] for k in kept if filters[k]}
     older_url = f"/operations?{urlencode({**keep, **data['older']})}" if data["older"] else None
-    return _render(
+    return render(
         request,
         "history.html",
         {
@@ -490,12 +259,12 @@ async def history(request: Request) -> Response:
 
 @router.get("/operations/new")
 async def new_operation(request: Request) -> Response:
-    session = await _session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request)
-    ctx = _web(request).ctx
+        return to_login(request)
+    ctx = web_state(request).ctx
     columns = {e.value: [(f.name, f.required) for f in spec_for(e).fields] for e in EntityType}
-    return _render(
+    return render(
         request,
         "new.html",
         {
@@ -519,12 +288,12 @@ def _recent_exports(ctx: engine.Context, org_id: int) -> list[dict[str, Any]]:
 
 @router.get("/exports/new")
 async def new_export(request: Request) -> Response:
-    session = await _session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request)
-    ctx = _web(request).ctx
+        return to_login(request)
+    ctx = web_state(request).ctx
     recent = await anyio.to_thread.run_sync(_recent_exports, ctx, session.principal.org_id)
-    return _render(
+    return render(
         request,
         "export.html",
         {
@@ -664,10 +433,10 @@ def _operation(
 
 @router.get("/operations/{operation_id}")
 async def operation_page(operation_id: str, request: Request) -> Response:
-    session = await _session(request)
+    session = await current_session(request)
     if session is None:
-        return _to_login(request)
-    ctx = _web(request).ctx
+        return to_login(request)
+    ctx = web_state(request).ctx
     try:
         data = await anyio.to_thread.run_sync(
             _operation,
@@ -677,7 +446,7 @@ async def operation_page(operation_id: str, request: Request) -> Response:
             AuditQuery.from_params(request.query_params),
         )
     except NotFound:
-        return _render(
+        return render(
             request,
             "message.html",
             {
@@ -689,7 +458,7 @@ async def operation_page(operation_id: str, request: Request) -> Response:
         )
     op = data["op"]  # the operation object, as the API shows it
     status = OperationStatus(op["status"])
-    return _render(
+    return render(
         request,
         "operation.html",
         {
