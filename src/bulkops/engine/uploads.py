@@ -59,11 +59,10 @@ UPLOAD_OPTIONS = ("encoding", "delimiter", "decimal_separator", "sheet")
 """The read options an upload keeps (and a preview may change)."""
 
 
-def table_format(table: TableFile) -> tuple[str, list[str] | None]:
+def _kind_and_sheets(table: TableFile) -> tuple[str, list[str] | None]:
     """What kind of file ``table`` is (``csv``, ``xlsx``) and its sheets (workbooks only)."""
-    kind = getattr(table, "format", "csv")
     sheets = getattr(table, "sheets", None)
-    return str(kind), list(sheets) if sheets is not None else None
+    return table.format, list(sheets) if sheets is not None else None
 
 
 def _options(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,7 +156,7 @@ def _view(
     preview: list[dict[str, Any]] = []
     with open_table(Path(upload["file_path"]), config.read_options(), ctx.read_limits()) as table:
         header = list(table.header)
-        kind, sheets = table_format(table)
+        kind, sheets = _kind_and_sheets(table)
         for raw in itertools.islice(table.records(), PREVIEW_RECORDS):
             preview.append(
                 {"row": raw.row, "line": raw.line, "cells": list(raw.values), "error": raw.error}
