@@ -212,7 +212,7 @@ def test_organization_a_cannot_see_or_change_the_rows_of_b(
                 (b_id, a),
             )
         conn.rollback()
-    # Through the store: the staging path (8 rows and more) and the per-record path.
+    # Through the store: the batch path (8 rows and more) and the per-record path.
     many = [(b_id, ("B-1", "hacked", None, None, "9.99"))] + [
         (b_id + 1000 + i, (f"N-{i}", "n", None, None, "1.00")) for i in range(9)
     ]

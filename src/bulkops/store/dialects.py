@@ -324,7 +324,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
 
 
 class PostgresDialect(Dialect):
-    """PostgreSQL: row-level security per transaction, COPY-staged writes (see postgres.py)."""
+    """PostgreSQL: row-level security per transaction, batches from arrays (see postgres.py)."""
 
     name = "postgresql"
     placeholder = "%s"
@@ -464,10 +464,10 @@ class PostgresDialect(Dialect):
     ) -> list[int]:
         from bulkops.store import postgres
 
-        if len(rows) < postgres.STAGE_MIN_ROWS:
+        if len(rows) < postgres.ARRAY_MIN_ROWS:
             return super().insert_batch(conn, org_id, entity, fields, rows, ids)
-        with _staged():
-            return postgres.insert_staged(conn, org_id, entity, fields, rows, ids)
+        with _batch():
+            return postgres.insert_rows(conn, org_id, entity, fields, rows, ids)
 
     def update_batch(
         self,
@@ -479,16 +479,16 @@ class PostgresDialect(Dialect):
     ) -> None:
         from bulkops.store import postgres
 
-        if len(rows) < postgres.STAGE_MIN_ROWS:
+        if len(rows) < postgres.ARRAY_MIN_ROWS:
             super().update_batch(conn, org_id, entity, fields, rows)
             return
-        with _staged():
-            postgres.update_staged(conn, org_id, entity, fields, rows)
+        with _batch():
+            postgres.update_rows(conn, org_id, entity, fields, rows)
 
     def delete_batch(self, conn: Connection, org_id: int, entity: str, ids: Sequence[int]) -> None:
         from bulkops.store import postgres
 
-        with _staged():
+        with _batch():
             postgres.delete_by_ids(conn, org_id, entity, ids)
 
 
@@ -509,7 +509,7 @@ def _postgres_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 @contextmanager
-def _staged() -> Iterator[None]:
+def _batch() -> Iterator[None]:
     from bulkops.store import postgres
 
     try:
