@@ -1,8 +1,10 @@
 """Benchmark of undo: rollback of an import beside the import itself, and the cancel delay.
 
-    python -m bench.undo [--rows 1000000] [--chunk-size 1000] [--database-url URL]
+    python -m bench.undo [--rows 1000000] [--chunk-size 1000]
+        [--database sqlite|postgresql] [--pg-url URL]
 
-1. imports ROWS products into a fresh SQLite database with the real CLI, measuring wall
+1. imports ROWS products into a fresh database (SQLite, or a new PostgreSQL database on the
+   server of ``--pg-url``, dropped at the end) with the real CLI, measuring wall
    seconds and peak RSS (``/usr/bin/time``); 2. rolls that import back the same way and
    prints the ratio (target: at most 1.2x the import); 3. starts a second import of the same
    file, asks for a cancel from another process once it is running, and reports how long
@@ -13,18 +15,58 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from bench.generate import write_file
 
 BIN = Path(sys.executable).with_name("bulkops")
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
+
+Query = Callable[[str, tuple[Any, ...]], tuple[Any, ...] | None]
+"""One row of a query, with ``?`` marks (the PostgreSQL form is derived)."""
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, work: Path, pg_url: str) -> Iterator[tuple[str, Query]]:
+    """A new database for bulkops (its URL) and a way to read it directly."""
+    if kind == "sqlite":
+        path = work / "bench.db"
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as conn:
+
+            def sqlite_query(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+                row = conn.execute(sql, params).fetchone()
+                return tuple(row) if row is not None else None
+
+            yield f"sqlite:///{path}", sqlite_query
+        return
+    import psycopg
+
+    base = pg_url.rstrip("/")
+    libpq = base.replace("postgresql+psycopg://", "postgresql://", 1)
+    name = f"bulkops_undo_{os.getpid()}"
+    with psycopg.connect(f"{libpq}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            # The server's superuser reads past row-level security: enough for a benchmark.
+            with psycopg.connect(f"{libpq}/{name}", autocommit=True) as conn:
+
+                def pg_query(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+                    return conn.execute(sql.replace("?", "%s"), params).fetchone()
+
+                yield f"{base}/{name}", pg_query
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, str]:
@@ -45,13 +87,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--chunk-size", type=int, default=1000)
+    parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--pg-url", default=DEFAULT_PG,
+                        help=f"PostgreSQL server (a superuser) [default: {DEFAULT_PG}]")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bulkops-undo-") as folder:
+    with (
+        tempfile.TemporaryDirectory(prefix="bulkops-undo-") as folder,
+        fresh_database(args.database, Path(folder), args.pg_url) as (url, query),
+    ):
         work = Path(folder)
         data = work / "products.csv"
         write_file("products", data, args.rows)
-        db = work / "bench.db"
-        base = [str(BIN), "--database-url", f"sqlite:///{db}"]
+        base = [str(BIN), "--database-url", url]
         subprocess.run([*base, "init"], cwd=work, capture_output=True, check=True)
         chunk = ["--chunk-size", str(args.chunk_size)]
         imp_s, imp_mb, out = timed([*base, "import", "products", str(data), *chunk, "--json"], work)
@@ -60,7 +107,7 @@ def main() -> int:
         rb_s, rb_mb, out = timed([*base, "rollback", op["id"], "--json"], work)
         rolled = json.loads(out)
         assert rolled["status"] == "rolled_back" and rolled["rolled_back_records"] == args.rows
-        print(f"rows {args.rows:,}  chunk {args.chunk_size}")
+        print(f"{args.database}  rows {args.rows:,}  chunk {args.chunk_size}")
         print(f"import    {imp_s:7.2f} s  {args.rows / imp_s:9,.0f} rows/s  RSS {imp_mb:6.1f} MB")
         print(f"rollback  {rb_s:7.2f} s  {args.rows / rb_s:9,.0f} rows/s  RSS {rb_mb:6.1f} MB")
         ratio = rb_s / imp_s
@@ -70,24 +117,32 @@ def main() -> int:
             [*base, "import", "products", str(data), *chunk, "--json"],
             cwd=work, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
-        conn = sqlite3.connect(db)
         op_id = None
         while op_id is None:
             time.sleep(0.2)
-            row = conn.execute(
-                "SELECT id FROM operations WHERE status = 'processing' AND processed_records > 0"
-            ).fetchone()
+            row = query(
+                "SELECT id FROM operations WHERE status = 'processing' AND processed_records > 0",
+                (),
+            )
             op_id = row[0] if row else None
         time.sleep(1.0)
-        subprocess.run([*base, "cancel", op_id], cwd=work, capture_output=True, check=True)
+        asked = subprocess.run([*base, "cancel", op_id], cwd=work, capture_output=True, text=True)
         running.wait()
-        requested, cancelled = conn.execute(
+        if asked.returncode != 0:  # the import ended first: too few rows to cancel one
+            print(f"SKIP  cancel: {asked.stderr.strip() or asked.stdout.strip()}")
+            return 0
+        stopped = query(
             "SELECT cancel_requested_at, cancelled_at FROM operations WHERE id = ?", (op_id,)
-        ).fetchone()
-        last_chunk, after = conn.execute(
-            "SELECT max(committed_at), sum(committed_at > ?) FROM operation_chunks "
-            "WHERE operation_id = ? AND phase = 'apply'", (requested, op_id),
-        ).fetchone()
+        )
+        assert stopped is not None
+        requested, cancelled = stopped
+        chunks = query(
+            "SELECT max(committed_at), sum(CASE WHEN committed_at > ? THEN 1 ELSE 0 END) "
+            "FROM operation_chunks WHERE operation_id = ? AND phase = 'apply'",
+            (requested, op_id),
+        )
+        assert chunks is not None
+        last_chunk, after = chunks
         delay = (datetime.fromisoformat(str(cancelled)) - datetime.fromisoformat(str(requested)))
         print(f"cancel: stopped {delay.total_seconds() * 1000:.0f} ms after the request; "
               f"{after or 0} chunk(s) committed after it (last chunk at {last_chunk})")
