@@ -27,7 +27,7 @@ import orjson
 from bulkops.engine.seen import CaseTwinRow
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator
 from bulkops.entities.keys import folded, nfc
-from bulkops.formats import TableFile, cell_name
+from bulkops.formats import TableFile
 from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
 from bulkops.store import Tx
 
@@ -198,6 +198,8 @@ class Evaluator:
 
     def _name_cells(self, plan: ChunkPlan, start: int) -> None:
         """Prefix the errors of ``plan.failures[start:]`` that concern a column with its cell."""
+        from bulkops.formats.xlsx import cell_name  # only workbooks come here: openpyxl waits
+
         for i in range(start, len(plan.failures)):
             raw, errors = plan.failures[i]
             named = []

@@ -12,7 +12,7 @@ from bulkops.engine.export import column_kinds
 from bulkops.engine.operations import Context
 from bulkops.entities import Field, spec_for
 from bulkops.entities.validation import MAX_INT
-from bulkops.formats import CsvWriter, column_index_from_string, error_report_header
+from bulkops.formats import CsvWriter, error_report_header
 from bulkops.formats.workbook import SheetWriter
 from bulkops.model import Operation
 
@@ -82,6 +82,8 @@ def write_error_report_xlsx(
                     if column:
                         index = position.get(column.strip(), 2)
                     elif (named := _NAMED_CELL.search(e["message"])) is not None:
+                        from bulkops.formats.xlsx import column_index_from_string
+
                         index = 3 + column_index_from_string(named.group(1)) - 1
                     else:
                         index = 2

@@ -21,7 +21,6 @@ from bulkops.formats.writer import (
     neutralise,
     unneutralise,
 )
-from bulkops.formats.xlsx import XlsxFile, cell_name, column_index_from_string, sheet_names
 
 __all__ = [
     "CsvFile",
@@ -30,16 +29,12 @@ __all__ = [
     "ReadLimits",
     "ReadOptions",
     "TableFile",
-    "XlsxFile",
-    "cell_name",
-    "column_index_from_string",
     "diagnose",
     "error_report_header",
     "is_formula_like",
     "neutralise",
     "open_csv",
     "open_table",
-    "sheet_names",
     "sniff_content",
     "table_format",
     "unneutralise",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import zipfile
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -53,25 +52,10 @@ __all__ = [
     "cell_name",
     "cell_text",
     "column_index_from_string",
-    "is_xlsx",
     "open_xlsx",
     "sheet_names",
 ]
 
-_ZIP_MAGIC = b"PK\x03\x04"
-
-
-def is_xlsx(path: str | os.PathLike[str]) -> bool:
-    """Whether the file is an XLSX workbook: a ZIP archive holding ``xl/workbook.xml``."""
-    with open(path, "rb") as handle:
-        if handle.read(4) != _ZIP_MAGIC:
-            return False
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
-    return "xl/workbook.xml" in names
 
 
 def cell_name(column_index: int, row: int) -> str:
