@@ -444,3 +444,36 @@ def test_a_page_in_id_order_walks_the_primary_key_even_with_stale_statistics(
         page = tx.rows.iter("products", FIELDS, after_id=0, limit=5000)
     assert "Index Scan using pk_products" in plan and "Sort" not in plan, plan
     assert len(page) == 5000 and page[0][1] == "A-1"
+
+
+def test_a_batch_update_probes_the_primary_key_even_with_stale_statistics(
+    store: Store, orgs: tuple[int, int]
+) -> None:
+    """An update of a chunk right after a bulk import (statistics say the table is nearly
+    empty) must find each row by its primary key, not scan the whole organization for
+    every chunk (which made it take 31 ms a chunk instead of 12)."""
+    from bulkops.store import postgres
+
+    org = orgs[0]
+    with store.transaction(org, write=True) as tx:
+        ids = tx.rows.insert(
+            "products", FIELDS, [(f"U-{i:06d}", "Bulk", None, None, "1.00") for i in range(20_000)]
+        )
+    fields = ["name", "price"]
+    rows = [(i, ("Renamed", "2.00")) for i in ids[5000:6000]]
+    with store.transaction(org, write=True) as tx:
+        values = postgres.columns([(i, *v) for i, v in rows], len(fields) + 1)
+        plan = "\n".join(
+            row[0]
+            for row in tx.conn.exec_driver_sql(
+                "EXPLAIN " + postgres.update_statement("products", fields), (*values, org)
+            )
+        )
+        tx.rows.update("products", ["sku", *fields], [(i, ("x", *v)) for i, v in rows])
+    assert "Index Scan using pk_products" in plan and "Bitmap" not in plan, plan
+    assert "Seq Scan on products" not in plan, plan
+    with store.transaction(org) as tx:
+        stored = tx.rows.by_id("products", FIELDS, ids[4999:6001])
+    assert stored[ids[5000]][1:] == ("Renamed", None, None, "2.00")
+    assert stored[ids[5999]][1] == "Renamed"
+    assert stored[ids[4999]][1] == stored[ids[6000]][1] == "Bulk"

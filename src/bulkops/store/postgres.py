@@ -36,6 +36,7 @@ __all__ = [
     "EVENTS_CHANNEL",
     "EventListener",
     "RowsRejected",
+    "columns",
     "delete_by_ids",
     "find_user",
     "insert_rows",
@@ -46,6 +47,7 @@ __all__ = [
     "setup_roles",
     "touch_token",
     "update_rows",
+    "update_statement",
 ]
 
 APP_ROLE = "bulkops_app"
@@ -139,7 +141,7 @@ def rows_by_keys(
     return select_unprepared(conn, statement, (*arrays, org_id))
 
 
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[str]:
+def columns(rows: Sequence[Sequence[Any]], width: int) -> list[str]:
     """The batch as one text per column: values joined by U+001F, NULL written as U+001E.
 
     Validated text never holds a control character other than tab and line breaks, so the
@@ -188,17 +190,17 @@ def insert_rows(
     batch, and the caller's per-record fallback names the record.
     """
     key = natural_key(entity)
-    columns = [*(("id",) if ids is not None else ()), *fields]
+    written = [*(("id",) if ids is not None else ()), *fields]
     values = rows if ids is None else [(i, *r) for i, r in zip(ids, rows, strict=True)]
-    names = ", ".join(columns)
+    names = ", ".join(written)
     statement = (
         f"INSERT INTO {entity} (organization_id, {names}) "
-        f"SELECT %s, {names} FROM {_unnested(entity, columns)} "
+        f"SELECT %s, {names} FROM {_unnested(entity, written)} "
         f"RETURNING id, {', '.join(key)}"
     )
     with _batch_errors(), _driver(conn).cursor() as cur:
         _durable_at_the_end(cur)
-        cur.execute(statement, (org_id, *_columns(values, len(columns))), prepare=False)
+        cur.execute(statement, (org_id, *columns(values, len(written))), prepare=False)
         returned = cur.fetchall()
     if len(returned) != len(rows):
         raise StoreError(f"Inserted {len(returned)} of {len(rows)} rows of {entity}.")
@@ -213,6 +215,26 @@ def insert_rows(
         raise StoreError(f"Could not match the ids of the new {entity} rows.") from None
 
 
+def update_statement(entity: str, fields: Sequence[str]) -> str:
+    """The statement of :func:`update_rows`: its parameters are the columns (id first, as
+    :func:`columns` gives them) and the organization.
+
+    Each target row is found by its own primary-key probe (``LATERAL``, as
+    :func:`delete_by_ids`) and updated at that physical position: joined by id alone, the
+    plan followed the statistics of a table filled minutes ago and scanned the whole
+    organization for every chunk (31 ms a chunk of 1,000 instead of 12).
+    """
+    assignments = ", ".join(f"{f} = d.{f}" for f in fields)
+    names = ", ".join(f"u.{f}" for f in fields)
+    return (
+        f"UPDATE {entity} t SET {assignments} FROM ("
+        f"SELECT p.ctid AS tid, {names} FROM {_unnested(entity, ['id', *fields])} "
+        f"CROSS JOIN LATERAL (SELECT ctid FROM {entity} "
+        f"WHERE id = u.id AND organization_id = %s LIMIT 1) p"
+        f") d WHERE t.ctid = d.tid"
+    )
+
+
 def update_rows(
     conn: Connection,
     org_id: int,
@@ -220,21 +242,11 @@ def update_rows(
     fields: Sequence[str],
     rows: Sequence[tuple[int, tuple[Any, ...]]],
 ) -> None:
-    """One ``UPDATE … FROM unnest(…)`` through the policies, in one round trip.
-
-    The target rows are found by ``id = ANY(…)`` as well as by the join: the planner knows
-    nothing of the unnested rows and could otherwise pick a scan of the whole table.
-    """
-    assignments = ", ".join(f"{f} = u.{f}" for f in fields)
-    statement = (
-        f"UPDATE {entity} t SET {assignments} FROM {_unnested(entity, ['id', *fields])} "
-        f"WHERE t.id = u.id AND t.organization_id = %s "
-        f"AND t.id = ANY(string_to_array(%s, E'\\x1f')::bigint[])"
-    )
-    columns = _columns([(i, *values) for i, values in rows], len(fields) + 1)
+    """One ``UPDATE … FROM unnest(…)`` through the policies, in one round trip."""
+    values = columns([(i, *values) for i, values in rows], len(fields) + 1)
     with _batch_errors(), _driver(conn).cursor() as cur:
         _durable_at_the_end(cur)
-        cur.execute(statement, (*columns, org_id, columns[0]), prepare=False)
+        cur.execute(update_statement(entity, fields), (*values, org_id), prepare=False)
 
 
 def delete_by_ids(conn: Connection, org_id: int, entity: str, ids: Sequence[int]) -> None:
