@@ -23,8 +23,9 @@ empty, with their keys, so the database checks the same references (a fair basel
   ``DELETE ... USING``;
 * export: ``SELECT`` + ``csv.writer``.
 
-Targets, printed PASS / FAIL with the ratio: a PostgreSQL import at most 3x its baseline,
-every other operation at most 4x; peak RSS under 200 MB and flat (1M over 100k <= 1.25).
+Targets, printed PASS / FAIL with the ratio: at 1M rows, a PostgreSQL import at most 3x its
+baseline, every other operation at most 4x (other sizes print their ratio as ``info``);
+peak RSS under 200 MB and flat (1M over 100k <= 1.25).
 With ``pgloader`` installed, a PostgreSQL run also times ``pgloader`` loading the same file
 into the same kind of table, as a peer (not a target).
 
@@ -66,12 +67,14 @@ CHUNK = 1000  # rows per transaction in the SQLite baseline
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 # Targets, checked at the end and printed as PASS / FAIL / SKIP: ratios to the fair baseline
-# of the same run (a PostgreSQL import at most 3x a COPY into a table with the same keys;
-# every other operation at most 4x), and memory.
+# of the same run at 1M rows (a PostgreSQL import at most 3x a COPY into a table with the
+# same keys; every other operation at most 4x), and memory.
 TARGET_RSS_MB = 200.0
 TARGET_RSS_GROWTH = 1.25
 TARGET_BASELINE_RATIO = {("postgresql", "import"): 3.0}
 TARGET_OTHER_RATIO = 4.0
+TARGET_ROWS = 1_000_000
+"""The size the time targets are set at; other sizes print their ratio as ``info``."""
 
 
 def target_ratio(database: str, op: str) -> float:
@@ -459,7 +462,7 @@ class Check:
     name: str
     value: float | None
     limit: float
-    status: str  # PASS, FAIL or SKIP
+    status: str  # PASS, FAIL, SKIP or info
 
 
 _EXPECT: dict[str, tuple[str, ...]] = {
@@ -691,6 +694,10 @@ def checks(results: list[Result], database: str) -> list[Check]:
         if r.op == INVALID_OP:
             continue  # its baseline loads the invalid rows too: shown, not a target
         limit = target_ratio(database, r.op)
+        if r.rows != TARGET_ROWS:  # start-up and other fixed costs weigh more: shown only
+            out.append(Check(f"{r.op} {r.rows:,} time / baseline time (target at 1M: "
+                             f"<= {limit:g})", r.ratio, limit, "info"))
+            continue
         out.append(Check(f"{r.op} {r.rows:,} time / baseline time <= {limit:g}", r.ratio,
                          limit, "PASS" if r.ratio <= limit else "FAIL"))
     return out
