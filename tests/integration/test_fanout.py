@@ -105,7 +105,17 @@ def test_chunks_on_two_workers_give_the_single_process_result(
     reference = engine.create_organization(ctx.store, "ref", "Reference")
     expected = run(ctx, reference, "import", "products", path, chunk_size=200)
     op_id = queued(ctx, org_id, path, chunk_size=200, max_concurrent=3)
-    final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=worker.send)
+
+    def send_first_and_wait(org: int, op: str, index: int) -> None:
+        # The coordinator applies the chunks nobody has claimed yet when it is done reading:
+        # the worker must not lose every race, so its first chunk is applied before going on.
+        worker.send(org, op, index)
+        if index == 0:
+            deadline = time.monotonic() + 30
+            while not worker.outcomes and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+    final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=send_first_and_wait)
     assert {k: getattr(final, k) for k in COUNTERS} == {k: getattr(expected, k) for k in COUNTERS}
     assert final.created_records == 3_000 and final.failed_records == 2
     # Chunks commit in any order, so ids differ; the rows are the same.

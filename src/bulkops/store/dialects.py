@@ -358,7 +358,8 @@ class PostgresDialect(Dialect):
         engine.dispose()  # connections opened before the roles existed
 
     def scope(self, conn: Connection, org_id: int) -> None:
-        conn.execute(text("SELECT set_config('app.current_org', :org, true)"), {"org": str(org_id)})
+        # Every transaction starts here: the driver's SQL, not a text() construct to compile.
+        conn.exec_driver_sql("SELECT set_config('app.current_org', %s, true)", (str(org_id),))
 
     @contextmanager
     def event_waiter(self, url: str) -> Iterator[EventWaiter]:
@@ -371,7 +372,7 @@ class PostgresDialect(Dialect):
             listener.close()
 
     def notify_event(self, conn: Connection, op_id: str) -> None:
-        conn.execute(text("SELECT pg_notify('bulkops_events', :op)"), {"op": op_id})
+        conn.exec_driver_sql("SELECT pg_notify('bulkops_events', %s)", (op_id,))
 
     def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
         # Two processes deciding at once could otherwise both see the entity free.

@@ -15,6 +15,11 @@ from bulkops.store.clock import utcnow
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import operation_chunk_plans, operation_chunks, operation_events
 
+# Built once: every chunk writes one of each, and building the statement (and its cache key)
+# cost more than running it.
+_INSERT_CHUNK = insert(operation_chunks)
+_INSERT_EVENT = insert(operation_events)
+
 __all__ = ["EventStore", "LedgerStore"]
 
 
@@ -47,17 +52,18 @@ class LedgerStore(Scoped):
     ) -> None:
         try:
             self.conn.execute(
-                insert(operation_chunks).values(
-                    operation_id=op_id,
-                    phase=phase,
-                    chunk_index=index,
-                    organization_id=self.org_id,
-                    first_row=first_row,
-                    last_row=last_row,
-                    records=records,
-                    committed_at=utcnow(),
-                    worker=worker,
-                )
+                _INSERT_CHUNK,
+                {
+                    "operation_id": op_id,
+                    "phase": phase,
+                    "chunk_index": index,
+                    "organization_id": self.org_id,
+                    "first_row": first_row,
+                    "last_row": last_row,
+                    "records": records,
+                    "committed_at": utcnow(),
+                    "worker": worker,
+                },
             )
         except IntegrityError as exc:
             # Another worker committed this chunk first: this whole transaction must not land.
@@ -150,13 +156,14 @@ class EventStore(Scoped):
 
     def add(self, op_id: str, name: str, data: Mapping[str, Any]) -> int:
         result = self.conn.execute(
-            insert(operation_events).values(
-                organization_id=self.org_id,
-                operation_id=op_id,
-                event=name,
-                data=orjson.dumps(data, default=str).decode(),
-                created_at=utcnow(),
-            )
+            _INSERT_EVENT,
+            {
+                "organization_id": self.org_id,
+                "operation_id": op_id,
+                "event": name,
+                "data": orjson.dumps(data, default=str).decode(),
+                "created_at": utcnow(),
+            },
         )
         event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
         self.dialect.notify_event(self.conn, op_id)

@@ -8,7 +8,19 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, RowMapping, and_, case, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Update,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from bulkops.errors import NotFound
 from bulkops.model import Operation, OperationStatus, Outcome
@@ -37,6 +49,26 @@ class OperationTotals(NamedTuple):
     operations: int
     changed_records: int
     failed_records: int
+
+
+_ADVANCES: dict[tuple[tuple[str, ...], tuple[str, ...], bool], Update] = {}
+
+
+def _advance_statement(added: tuple[str, ...], given: tuple[str, ...], held: bool) -> Update:
+    """The counter update of :meth:`OperationStore.advance`, built once per shape: every
+    chunk runs one, and building it (and its cache key) cost more than running it."""
+    key = (added, given, held)
+    statement = _ADVANCES.get(key)
+    if statement is None:
+        c = operations.c
+        conditions = [c.id == bindparam("op_id"), c.organization_id == bindparam("org_id")]
+        if held:
+            conditions.append(c.lease_owner == bindparam("owner"))
+        changes: dict[str, Any] = {name: c[name] + bindparam(f"add_{name}") for name in added}
+        changes.update({name: bindparam(f"set_{name}", type_=c[name].type) for name in given})
+        statement = update(operations).where(*conditions).values(changes).returning(*c)
+        _ADVANCES[key] = statement
+    return statement
 
 
 def _operation(mapping: RowMapping) -> Operation:
@@ -118,20 +150,12 @@ class OperationStore(Scoped):
         holds it (or it is gone). One statement: the row it returns is read under the
         update's lock, so a cancel committed before it shows, and none can slip in after.
         """
-        held = [] if owner is None else [operations.c.lease_owner == owner]
-        changes: dict[str, Any] = {
-            name: getattr(operations.c, name) + delta for name, delta in deltas.items() if delta
-        }
-        row = self.conn.execute(
-            update(operations)
-            .where(
-                operations.c.id == op_id,
-                operations.c.organization_id == self.org_id,
-                *held,
-            )
-            .values(**changes, **values)
-            .returning(*operations.c)
-        ).first()
+        added = tuple(name for name, delta in deltas.items() if delta)
+        params: dict[str, Any] = {"op_id": op_id, "org_id": self.org_id, "owner": owner}
+        params.update({f"add_{name}": deltas[name] for name in added})
+        params.update({f"set_{name}": value for name, value in values.items()})
+        statement = _advance_statement(added, tuple(values), owner is not None)
+        row = self.conn.execute(statement, params).first()
         return _operation(row._mapping) if row else None
 
     def orphaned(self) -> builtins.list[str]:
