@@ -1,14 +1,17 @@
 """What the PostgreSQL write path costs by itself, beside a server-side COPY of the same file.
 
-The PostgreSQL issue prescribes the write path of an import: each chunk is copied into a
-temporary staging table, then moved with one ``INSERT … SELECT … ON CONFLICT … RETURNING``
-through the row-level security policies. This measures that path alone (no validation, no
-audit, no ledger; rows parsed by ``csv.reader``, parse time not counted) on a fresh bulkops
-database, as the application role, one transaction per chunk, next to:
+This measures the database's part of an import alone (no validation, no audit, no ledger;
+rows parsed by ``csv.reader``, parse time not counted) on a fresh bulkops database, as the
+application role (row-level security), one transaction per chunk, next to:
 
-* ``copy``: server-side ``COPY … FROM 'file'`` into an unindexed table (the issue's baseline);
-* ``staged``: the prescribed path, as bulkops runs it (``ORDER BY`` the file position);
-* ``staged, no ON CONFLICT``: the same without ``ON CONFLICT DO NOTHING``, for comparison.
+* ``copy``: server-side ``COPY … FROM 'file'`` into an unindexed table;
+* ``copy, same keys``: the same into a table with bulkops' primary and unique keys (the
+  baseline ``bench.run`` measures an import against);
+* ``arrays``: bulkops' write path: one ``INSERT … SELECT FROM unnest(…)`` per chunk, the
+  statement ``bulkops.store.postgres`` builds;
+* ``staged``: the path bulkops had before: ``COPY`` into a temporary staging table, then
+  ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` (``ORDER BY`` the file position);
+* ``staged, no ON CONFLICT``: the same without ``ON CONFLICT DO NOTHING``.
 
 Usage::
 
@@ -91,6 +94,46 @@ def staged(url: str, org_id: int, path: Path, size: int, *, on_conflict: bool) -
     return spent
 
 
+def arrays(url: str, org_id: int, path: Path, size: int) -> float:
+    """Seconds spent in the database for the whole file on bulkops' own write path."""
+    from bulkops.store import postgres
+
+    fields = COLUMNS["products"]
+    statement = postgres.insert_statement("products", fields)
+    spent = 0.0
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SET ROLE bulkops_app")
+        for batch in chunks(path, size):
+            values = postgres.columns(batch, len(fields))
+            began = time.perf_counter()
+            with conn.transaction():
+                conn.execute("SELECT set_config('app.current_org', %s, true)", (str(org_id),))
+                conn.execute("SET LOCAL synchronous_commit = off")
+                with conn.cursor() as cur:
+                    cur.execute(statement, (org_id, *values), prepare=False)
+                    cur.fetchall()
+            spent += time.perf_counter() - began
+    return spent
+
+
+def copy_with_keys(url: str, path: Path) -> float:
+    """Server-side COPY into a table with bulkops' primary and unique keys."""
+    cols = COLUMNS["products"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE floor_keys (id bigserial PRIMARY KEY, "
+            "organization_id bigint NOT NULL DEFAULT 1, "
+            f"{', '.join(f'{c} text' for c in cols)}, UNIQUE (organization_id, sku))"
+        )
+        began = time.perf_counter()
+        conn.execute(
+            sql.SQL("COPY floor_keys ({}) FROM {} (FORMAT csv, HEADER true)").format(
+                sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Literal(str(path))
+            )
+        )
+        return time.perf_counter() - began
+
+
 def server_copy(url: str, path: Path) -> float:
     cols = COLUMNS["products"]
     with psycopg.connect(url, autocommit=True) as conn:
@@ -131,19 +174,26 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             org = conn.execute("SELECT min(id) FROM organizations").fetchone()
         org_id = int(org[0]) if org and org[0] is not None else 1
-        figures = {"copy": server_copy(url, path)}
-        for label, on_conflict in (("staged", True), ("staged, no ON CONFLICT", False)):
+        figures = {"copy": server_copy(url, path), "copy, same keys": copy_with_keys(url, path)}
+        for label in ("arrays", "staged", "staged, no ON CONFLICT"):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("TRUNCATE products CASCADE")
                 conn.execute("CHECKPOINT")
-            figures[label] = staged(url, org_id, path, args.chunk, on_conflict=on_conflict)
+            if label == "arrays":
+                figures[label] = arrays(url, org_id, path, args.chunk)
+            else:
+                figures[label] = staged(
+                    url, org_id, path, args.chunk, on_conflict=label == "staged"
+                )
     finally:
         with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
     print(f"PostgreSQL write path, {args.rows:,} products, chunks of {args.chunk}")
+    keyed = figures["copy, same keys"]
     for label, seconds in figures.items():
-        print(f"  {label:<24} {seconds:7.2f} s  {seconds / figures['copy']:5.1f}x copy")
+        print(f"  {label:<24} {seconds:7.2f} s  {seconds / figures['copy']:5.1f}x copy  "
+              f"{seconds / keyed:5.1f}x copy with the same keys")
     return 0
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "delete_by_ids",
     "find_user",
     "insert_rows",
+    "insert_statement",
     "lookup_token",
     "prepare_session",
     "rows_by_keys",
@@ -175,6 +176,17 @@ def _durable_at_the_end(cur: psycopg.Cursor[Any]) -> None:
     cur.execute("SET LOCAL synchronous_commit = off")
 
 
+def insert_statement(entity: str, written: Sequence[str]) -> str:
+    """The statement of :func:`insert_rows`: its parameters are the organization, then the
+    ``written`` columns as :func:`columns` gives them; it returns each new row's id and key."""
+    names = ", ".join(written)
+    return (
+        f"INSERT INTO {entity} (organization_id, {names}) "
+        f"SELECT %s, {names} FROM {_unnested(entity, written)} "
+        f"RETURNING id, {', '.join(natural_key(entity))}"
+    )
+
+
 def insert_rows(
     conn: Connection,
     org_id: int,
@@ -192,15 +204,13 @@ def insert_rows(
     key = natural_key(entity)
     written = [*(("id",) if ids is not None else ()), *fields]
     values = rows if ids is None else [(i, *r) for i, r in zip(ids, rows, strict=True)]
-    names = ", ".join(written)
-    statement = (
-        f"INSERT INTO {entity} (organization_id, {names}) "
-        f"SELECT %s, {names} FROM {_unnested(entity, written)} "
-        f"RETURNING id, {', '.join(key)}"
-    )
     with _batch_errors(), _driver(conn).cursor() as cur:
         _durable_at_the_end(cur)
-        cur.execute(statement, (org_id, *columns(values, len(written))), prepare=False)
+        cur.execute(
+            insert_statement(entity, written),
+            (org_id, *columns(values, len(written))),
+            prepare=False,
+        )
         returned = cur.fetchall()
     if len(returned) != len(rows):
         raise StoreError(f"Inserted {len(returned)} of {len(rows)} rows of {entity}.")
