@@ -116,35 +116,26 @@ def arrays(url: str, org_id: int, path: Path, size: int) -> float:
     return spent
 
 
-def copy_with_keys(url: str, path: Path) -> float:
-    """Server-side COPY into a table with bulkops' primary and unique keys."""
+def server_copy(url: str, path: Path, *, keys: bool) -> float:
+    """Server-side COPY into a new table: unindexed, or (``keys``) with bulkops' primary and
+    unique keys."""
     cols = COLUMNS["products"]
+    table = "floor_keys" if keys else "floor_copy"
+    columns = ", ".join(f"{c} text" for c in cols)
+    ddl = (
+        f"CREATE TABLE {table} (id bigserial PRIMARY KEY, organization_id bigint NOT NULL "
+        f"DEFAULT 1, {columns}, UNIQUE (organization_id, sku))"
+        if keys
+        else f"CREATE TABLE {table} (organization_id bigint NOT NULL DEFAULT 1, {columns})"
+    )
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE floor_keys (id bigserial PRIMARY KEY, "
-            "organization_id bigint NOT NULL DEFAULT 1, "
-            f"{', '.join(f'{c} text' for c in cols)}, UNIQUE (organization_id, sku))"
-        )
+        conn.execute(ddl)
         began = time.perf_counter()
         conn.execute(
-            sql.SQL("COPY floor_keys ({}) FROM {} (FORMAT csv, HEADER true)").format(
-                sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Literal(str(path))
-            )
-        )
-        return time.perf_counter() - began
-
-
-def server_copy(url: str, path: Path) -> float:
-    cols = COLUMNS["products"]
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE floor_copy (organization_id bigint NOT NULL DEFAULT 1, "
-            f"{', '.join(f'{c} text' for c in cols)})"
-        )
-        began = time.perf_counter()
-        conn.execute(
-            sql.SQL("COPY floor_copy ({}) FROM {} (FORMAT csv, HEADER true)").format(
-                sql.SQL(", ").join(map(sql.Identifier, cols)), sql.Literal(str(path))
+            sql.SQL("COPY {} ({}) FROM {} (FORMAT csv, HEADER true)").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(map(sql.Identifier, cols)),
+                sql.Literal(str(path)),
             )
         )
         return time.perf_counter() - began
@@ -174,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(url, autocommit=True) as conn:
             org = conn.execute("SELECT min(id) FROM organizations").fetchone()
         org_id = int(org[0]) if org and org[0] is not None else 1
-        figures = {"copy": server_copy(url, path), "copy, same keys": copy_with_keys(url, path)}
+        figures = {
+            "copy": server_copy(url, path, keys=False),
+            "copy, same keys": server_copy(url, path, keys=True),
+        }
         for label in ("arrays", "staged", "staged, no ON CONFLICT"):
             with psycopg.connect(url, autocommit=True) as conn:
                 conn.execute("TRUNCATE products CASCADE")
