@@ -477,3 +477,22 @@ def test_a_batch_update_probes_the_primary_key_even_with_stale_statistics(
     assert stored[ids[5000]][1:] == ("Renamed", None, None, "2.00")
     assert stored[ids[5999]][1] == "Renamed"
     assert stored[ids[4999]][1] == stored[ids[6000]][1] == "Bulk"
+
+
+def test_a_batch_holding_the_column_marks_is_written_exactly(
+    store: Store, orgs: tuple[int, int]
+) -> None:
+    """A chunk travels as one text per column, joined by U+001F with NULL as U+001E. A value
+    holding one of them (a row written outside bulkops, restored by a rollback) must not shift
+    the columns: such a batch is written with plain statements."""
+    org = orgs[0]
+    rows = [(f"M-{i:03d}", f"n{i}", None, "", f"{i + 1}.00") for i in range(10)]
+    rows[3] = ("M-003", "a\x1fb", "\x1e", None, "4.00")
+    with store.transaction(org, write=True) as tx:
+        ids = tx.rows.insert("products", FIELDS, rows)
+        stored = tx.rows.by_id("products", FIELDS, ids)
+        assert [stored[i] for i in ids] == rows
+        changed = [(i, (sku, "x\x1ey", "d\x1f", None, "9.00")) for i, (sku, *_) in zip(ids, rows)]
+        tx.rows.update("products", FIELDS, changed)
+        stored = tx.rows.by_id("products", FIELDS, ids)
+    assert [stored[i] for i in ids] == [v for _, v in changed]

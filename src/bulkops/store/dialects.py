@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import orjson
@@ -465,10 +465,10 @@ class PostgresDialect(Dialect):
     ) -> list[int]:
         from bulkops.store import postgres
 
-        if len(rows) < postgres.ARRAY_MIN_ROWS:
-            return super().insert_batch(conn, org_id, entity, fields, rows, ids)
-        with _batch():
-            return postgres.insert_rows(conn, org_id, entity, fields, rows, ids)
+        if len(rows) >= postgres.ARRAY_MIN_ROWS:
+            with suppress(postgres.NotSplittable), _batch():
+                return postgres.insert_rows(conn, org_id, entity, fields, rows, ids)
+        return super().insert_batch(conn, org_id, entity, fields, rows, ids)
 
     def update_batch(
         self,
@@ -480,11 +480,11 @@ class PostgresDialect(Dialect):
     ) -> None:
         from bulkops.store import postgres
 
-        if len(rows) < postgres.ARRAY_MIN_ROWS:
-            super().update_batch(conn, org_id, entity, fields, rows)
-            return
-        with _batch():
-            postgres.update_rows(conn, org_id, entity, fields, rows)
+        if len(rows) >= postgres.ARRAY_MIN_ROWS:
+            with suppress(postgres.NotSplittable), _batch():
+                postgres.update_rows(conn, org_id, entity, fields, rows)
+                return
+        super().update_batch(conn, org_id, entity, fields, rows)
 
     def delete_batch(self, conn: Connection, org_id: int, entity: str, ids: Sequence[int]) -> None:
         from bulkops.store import postgres

@@ -35,6 +35,7 @@ __all__ = [
     "ARRAY_MIN_ROWS",
     "EVENTS_CHANNEL",
     "EventListener",
+    "NotSplittable",
     "RowsRejected",
     "columns",
     "delete_by_ids",
@@ -142,18 +143,29 @@ def rows_by_keys(
     return select_unprepared(conn, statement, (*arrays, org_id))
 
 
+class NotSplittable(Exception):
+    """A value of the batch holds one of the marks :func:`columns` joins with: the caller
+    writes the batch with plain statements instead."""
+
+
 def columns(rows: Sequence[Sequence[Any]], width: int) -> list[str]:
     """The batch as one text per column: values joined by U+001F, NULL written as U+001E.
 
-    Validated text never holds a control character other than tab and line breaks, so the
-    two marks cannot occur inside a value. Prices travel as their canonical text, quantities
-    and ids as digits; the server casts each column to its type (``string_to_array``).
+    Validated text never holds a control character other than tab and line breaks. A value
+    that does all the same (a before-image of a row written outside bulkops, restored by a
+    rollback) would shift the columns: the marks are counted, and such a batch raises
+    :class:`NotSplittable`. Prices travel as their canonical text, quantities and ids as
+    digits; the server casts each column to its type (``string_to_array``).
     """
-    null = _NULL_MARK
-    return [
-        _KEY_SEPARATOR.join([null if r[i] is None else str(r[i]) for r in rows])
-        for i in range(width)
-    ]
+    null, separator = _NULL_MARK, _KEY_SEPARATOR
+    texts = []
+    for i in range(width):
+        values = [r[i] for r in rows]
+        text = separator.join([null if v is None else str(v) for v in values])
+        if text.count(separator) != len(values) - 1 or text.count(null) != values.count(None):
+            raise NotSplittable(f"a value of column {i + 1} holds U+001E or U+001F")
+        texts.append(text)
+    return texts
 
 
 def _unnested(entity: str, columns: Sequence[str]) -> str:
