@@ -159,12 +159,13 @@ def columns(rows: Sequence[Sequence[Any]], width: int) -> list[str]:
     """
     null, separator = _NULL_MARK, _KEY_SEPARATOR
     texts = []
-    for i in range(width):
-        values = [r[i] for r in rows]
+    for i, values in enumerate(zip(*rows, strict=True)):
         text = separator.join([null if v is None else str(v) for v in values])
         if text.count(separator) != len(values) - 1 or text.count(null) != values.count(None):
             raise NotSplittable(f"a value of column {i + 1} holds U+001E or U+001F")
         texts.append(text)
+    if len(texts) != width:
+        raise ValueError(f"{len(texts)} columns, not {width}")
     return texts
 
 
