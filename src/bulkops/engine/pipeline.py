@@ -51,9 +51,7 @@ __all__ = [
 
 _HEADER, _CHUNK, _SKIPPED, _END, _FAULT = b"H", b"C", b"S", b"Z", b"E"
 _NOT_SENT: tuple[str, ...] = ()  # a decoded record's cells: see Prepared.cells_of
-
-
-_PIPE_BYTES = 1 << 20
+_PIPE_BYTES = 1 << 20  # the reader's pipe: see checked_chunks
 
 
 @dataclass(slots=True)

@@ -57,7 +57,6 @@ __all__ = [
 ]
 
 
-
 def cell_name(column_index: int, row: int) -> str:
     """``E7`` for the fifth column (index 4) of row 7."""
     return f"{get_column_letter(column_index + 1)}{row}"
