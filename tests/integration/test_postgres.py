@@ -492,7 +492,10 @@ def test_a_batch_holding_the_column_marks_is_written_exactly(
         ids = tx.rows.insert("products", FIELDS, rows)
         stored = tx.rows.by_id("products", FIELDS, ids)
         assert [stored[i] for i in ids] == rows
-        changed = [(i, (sku, "x\x1ey", "d\x1f", None, "9.00")) for i, (sku, *_) in zip(ids, rows)]
+        changed = [
+            (i, (sku, "x\x1ey", "d\x1f", None, "9.00"))
+            for i, (sku, *_) in zip(ids, rows, strict=True)
+        ]
         tx.rows.update("products", FIELDS, changed)
         stored = tx.rows.by_id("products", FIELDS, ids)
     assert [stored[i] for i in ids] == [v for _, v in changed]
