@@ -26,7 +26,7 @@ CANDIDATES = (
     "write:xlsxwriter-constant-memory",
     "write:openpyxl-write-only",
     "read:python-calamine",
-    "read:python-calamine-lazy",
+    "read:python-calamine-list",
     "read:openpyxl-read-only",
     "read:bulkops-open-table",
 )
@@ -60,28 +60,14 @@ def _write_openpyxl(path: str, rows: int) -> None:
     book.save(path)
 
 
-def _read_calamine(path: str) -> int:
+def _read_calamine(path: str, *, as_list: bool) -> int:
+    """Cells read by python-calamine: row by row from the range it has loaded (``iter_rows``),
+    or (``as_list``) as one Python list of the whole sheet (``to_python``)."""
     from python_calamine import CalamineWorkbook
 
-    book = CalamineWorkbook.from_path(path)
-    sheet = book.get_sheet_by_index(0)
-    cells = 0
-    for row in sheet.iter_rows():
-        cells += len(row)
-    return cells
-
-
-def _read_calamine_lazy(path: str) -> int:
-    from python_calamine import CalamineWorkbook
-
-    book = CalamineWorkbook.from_path(path)
-    sheet = book.get_sheet_by_index(0)
-    cells = 0
-    # to_python(skip_empty_area=...) builds one list of the whole sheet; iter_rows yields
-    # row by row from the range calamine has already loaded.
-    for row in sheet.to_python():
-        cells += len(row)
-    return cells
+    sheet = CalamineWorkbook.from_path(path).get_sheet_by_index(0)
+    rows = sheet.to_python() if as_list else sheet.iter_rows()
+    return sum(len(row) for row in rows)
 
 
 def _read_openpyxl(path: str) -> int:
@@ -113,9 +99,9 @@ def _one(name: str, path: str, rows: int) -> None:
     elif name == "write:openpyxl-write-only":
         _write_openpyxl(path, rows)
     elif name == "read:python-calamine":
-        _read_calamine(path)
-    elif name == "read:python-calamine-lazy":
-        _read_calamine_lazy(path)
+        _read_calamine(path, as_list=False)
+    elif name == "read:python-calamine-list":
+        _read_calamine(path, as_list=True)
     elif name == "read:openpyxl-read-only":
         _read_openpyxl(path)
     elif name == "read:bulkops-open-table":

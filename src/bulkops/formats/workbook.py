@@ -85,11 +85,6 @@ class SheetWriter:
             self._sheet.write_string(0, index, name, self._bold)
         self._row = 1
 
-    @property
-    def rows_written(self) -> int:
-        """Data rows written so far (the header not counted)."""
-        return self._row - 1
-
     def write(
         self, values: Sequence[CellValue], *, problems: Mapping[int, str] | None = None
     ) -> None:
