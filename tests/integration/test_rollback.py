@@ -259,6 +259,36 @@ def test_rolling_back_what_a_later_operation_depends_on_reports_conflicts(
     assert "A-1" in report.getvalue() and "A-3" in report.getvalue()
 
 
+def test_a_large_batch_is_undone_at_once_and_still_names_each_conflict(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    # Enough records for PostgreSQL's one-statement delete of the unchanged rows; the prices
+    # are written in several forms, which the audit keeps canonical.
+    rows = "".join(f"B-{i:02d},Item {i},\"Text, {i}\",Tools,{i}.5\n" for i in range(12))
+    op = run(ctx, org_id, "import", "products",
+             write_csv(tmp_path / "a.csv", "sku,name,description,category,price\n" + rows))
+    assert op.created_records == 12
+    run(ctx, org_id, "update", "products",
+        write_csv(tmp_path / "u.csv", "sku,name\nB-03,Renamed\n"))
+    run(ctx, org_id, "delete", "products", write_csv(tmp_path / "d.csv", "sku\nB-05\n"))
+    run(ctx, org_id, "import", "warehouses", write_csv(tmp_path / "w.csv", WAREHOUSES))
+    run(ctx, org_id, "import", "inventory",
+        write_csv(tmp_path / "i.csv", "sku,warehouse_code,quantity\nB-07,W1,5\n"))
+
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert undone.status == "rolled_back"
+    assert (undone.rolled_back_records, undone.conflict_records) == (9, 3)
+    assert sorted(_by_key(ctx, org_id, "products")) == ["B-03", "B-07"]
+    # Rows 5, 7 and 9 of the file hold B-03, B-05 and B-07.
+    audit = _audit(ctx, org_id, op.id)
+    errors = {r["record_index"]: r["error"] for r in audit if r["status"] == "conflict"}
+    assert sorted(errors) == [5, 7, 9]
+    assert "(name)" in errors[5] and "force" in errors[5].lower()
+    assert "deleted" in errors[7]
+    assert "refused" in errors[9]
+    assert sum(r["status"] == "rolled_back" for r in audit) == 9
+
+
 # -- 3. refusals ----------------------------------------------------------------------------------
 
 

@@ -10,7 +10,7 @@ and never restores one twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -254,6 +254,38 @@ def stop_rollback(
     return final
 
 
+def _delete_unchanged_creates(
+    tx: Tx,
+    spec: EntitySpec,
+    batch: ChangeBatch,
+    positions: Sequence[int],
+    image: Callable[[list[Any] | None], tuple[Any, ...] | None],
+) -> list[int]:
+    """Delete the rows these records created that still equal their after-image, in one
+    statement; the positions of those deleted. None deleted where the database cannot do it
+    in one statement, or where a row is referenced meanwhile (the statement is undone and
+    the records are restored one by one)."""
+    if not tx.rows.deletes_unchanged:
+        return []
+    creates: list[tuple[int, tuple[Any, ...]]] = []
+    at: list[int] = []
+    for position in positions:
+        entity_id, after = batch.ids[position], image(batch.after[position])
+        if batch.action(position) == "create" and entity_id is not None and after is not None:
+            creates.append((entity_id, after))
+            at.append(position)
+    if not creates:
+        return []
+    try:
+        with tx.savepoint():
+            deleted = tx.rows.delete_unchanged(spec.entity.value, spec.field_names, creates)
+    except DuplicateRow:
+        return []
+    if not deleted:
+        return []
+    return [p for p, (entity_id, _) in zip(at, creates, strict=True) if entity_id in deleted]
+
+
 def _restore(
     tx: Tx, spec: EntitySpec, batch: ChangeBatch, positions: Sequence[int], force: bool
 ) -> tuple[dict[int, tuple[str, str | None]], int, int]:
@@ -274,6 +306,13 @@ def _restore(
         by_name = dict(zip(batch.fields, values, strict=True))
         return tuple(by_name.get(f) for f in fields)
 
+    # The records this operation created go first, in one statement that deletes each row
+    # still equal to its after-image (where the database can: PostgreSQL). What is left (rows
+    # changed or deleted since, the other actions) is read back and compared below.
+    gone = _delete_unchanged_creates(tx, spec, batch, positions, image) if not force else []
+    if gone:
+        taken = set(gone)
+        positions = [p for p in positions if p not in taken]
     current = tx.rows.by_id(
         entity, fields, [i for i in (batch.ids[p] for p in positions) if i is not None]
     )
@@ -321,7 +360,7 @@ def _restore(
             assert before is not None
             to_update.append((record, before))
 
-    restored = 0
+    restored = len(gone)
 
     def write(deletes: list[_Target], updates: list[tuple[_Target, tuple[Any, ...]]],
               inserts: list[tuple[_Target, tuple[Any, ...]]]) -> None:
@@ -330,9 +369,10 @@ def _restore(
         tx.rows.insert(entity, fields, [v for _, v in inserts], ids=[i for (_, i), _ in inserts])
 
     try:
-        with tx.savepoint():
-            write(to_delete, to_update, to_insert)
-        restored = len(to_delete) + len(to_update) + len(to_insert)
+        if to_delete or to_update or to_insert:
+            with tx.savepoint():
+                write(to_delete, to_update, to_insert)
+        restored += len(to_delete) + len(to_update) + len(to_insert)
     except DuplicateRow:
         singles: list[tuple[list[_Target], list[tuple[_Target, tuple[Any, ...]]],
                             list[tuple[_Target, tuple[Any, ...]]]]]

@@ -45,6 +45,8 @@ class Dialect(ABC):
     """The driver's parameter mark in raw SQL."""
     org_by_id: str
     """The organization filter of look-ups by id (see :class:`SqliteDialect`)."""
+    deletes_unchanged: bool = False
+    """Whether :meth:`delete_unchanged` compares and deletes a batch in one statement."""
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -155,6 +157,18 @@ class Dialect(ABC):
         assignments = ", ".join(f"{f} = {ph}" for f in fields)
         sql = f"UPDATE {entity} SET {assignments} WHERE id = {ph} AND organization_id = {ph}"
         _write(conn, sql, [(*values, i, org_id) for i, values in rows])
+
+    def delete_unchanged(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[int, tuple[Any, ...]]],
+    ) -> set[int] | None:
+        """Delete the rows (id, values) that still hold these values; the ids deleted, or None
+        where the database has no such statement (the caller reads the rows and compares)."""
+        return None
 
     def delete_batch(self, conn: Connection, org_id: int, entity: str, ids: Sequence[int]) -> None:
         """Delete rows by id, with plain statements."""
@@ -329,6 +343,7 @@ class PostgresDialect(Dialect):
     name = "postgresql"
     placeholder = "%s"
     org_by_id = "organization_id"
+    deletes_unchanged = True
 
     def walk_by_id(self, conn: Connection) -> None:
         # Right after a large import the table's statistics still say it is nearly empty,
@@ -491,6 +506,22 @@ class PostgresDialect(Dialect):
 
         with _batch():
             postgres.delete_by_ids(conn, org_id, entity, ids)
+
+    def delete_unchanged(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        rows: Sequence[tuple[int, tuple[Any, ...]]],
+    ) -> set[int] | None:
+        from bulkops.store import postgres
+
+        if len(rows) < postgres.ARRAY_MIN_ROWS:
+            return None
+        with suppress(postgres.NotSplittable), _batch():
+            return postgres.delete_unchanged(conn, org_id, entity, fields, rows)
+        return None
 
 
 def _is_numeric(entity: str, field: str) -> bool:

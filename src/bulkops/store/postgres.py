@@ -39,6 +39,7 @@ __all__ = [
     "RowsRejected",
     "columns",
     "delete_by_ids",
+    "delete_unchanged",
     "find_user",
     "insert_rows",
     "insert_statement",
@@ -298,6 +299,40 @@ def delete_by_ids(conn: Connection, org_id: int, entity: str, ids: Sequence[int]
         deleted = cur.rowcount
     if deleted != len(ids):
         raise RowsRejected(f"{len(ids) - deleted} row(s) of {entity} changed meanwhile")
+
+
+def delete_unchanged(
+    conn: Connection,
+    org_id: int,
+    entity: str,
+    fields: Sequence[str],
+    rows: Sequence[tuple[int, tuple[Any, ...]]],
+) -> set[int]:
+    """Delete each row (id, values in ``fields`` order) that still holds exactly these values,
+    in one statement; the ids deleted.
+
+    The rollback of an import: the rows it created go if nobody changed them since. The
+    server compares each row with its after-image (``IS NOT DISTINCT FROM``, in the column's
+    type) where the client used to read every row back and compare it. A row changed or
+    deleted meanwhile is left alone and missing from the result: the caller finds out why.
+    Raises :class:`NotSplittable` (see :func:`columns`) and :class:`RowsRejected` (a row
+    referenced meanwhile).
+    """
+    params = columns([(i, *values) for i, values in rows], len(fields) + 1)
+    stored = ", ".join(f"p.{f}" for f in fields)
+    given = ", ".join(f"u.{f}" for f in fields)
+    with _batch_errors(), _driver(conn).cursor() as cur:
+        cur.execute(
+            f"DELETE FROM {entity} t USING ("
+            f"SELECT p.ctid AS tid FROM {_unnested(entity, ['id', *fields])} "
+            f"CROSS JOIN LATERAL (SELECT ctid, {', '.join(fields)} FROM {entity} "
+            f"WHERE id = u.id AND organization_id = %s LIMIT 1) p "
+            f"WHERE ({stored}) IS NOT DISTINCT FROM ({given})"
+            f") d WHERE t.ctid = d.tid RETURNING t.id",
+            (*params, org_id),
+            prepare=False,
+        )
+        return {int(r[0]) for r in cur.fetchall()}
 
 
 # -- cross-organization look-ups (SECURITY DEFINER functions of migration 0002) ---------------

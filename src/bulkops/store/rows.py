@@ -206,6 +206,21 @@ class RowStore(Scoped):
             return
         self.dialect.delete_batch(self.conn, self.org_id, entity, ids)
 
+    @property
+    def deletes_unchanged(self) -> bool:
+        """Whether :meth:`delete_unchanged` can do its work here (else it returns None)."""
+        return self.dialect.deletes_unchanged
+
+    def delete_unchanged(
+        self, entity: str, fields: Sequence[str], rows: Sequence[tuple[int, tuple[Any, ...]]]
+    ) -> set[int] | None:
+        """Delete, in one statement, each row (id, values in ``fields`` order) that still holds
+        exactly these values; the ids deleted. None where the database cannot do it in one
+        statement (SQLite, a few rows): nothing was deleted, read the rows and compare."""
+        if not rows:
+            return set()
+        return self.dialect.delete_unchanged(self.conn, self.org_id, entity, fields, rows)
+
     def by_id(
         self, entity: str, fields: Sequence[str], ids: Sequence[int]
     ) -> dict[int, tuple[Any, ...]]:
