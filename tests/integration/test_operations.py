@@ -250,6 +250,26 @@ def test_a_record_the_database_refuses_fails_alone_with_its_row(ctx: Context, or
     ]
 
 
+def test_a_batch_refused_without_its_savepoint_asks_for_the_chunk_again(
+    ctx: Context, org_id: int
+) -> None:
+    from bulkops.engine.apply import BatchRefused, apply_plan
+    from bulkops.engine.plan import ChunkPlan
+    from bulkops.entities import spec_for
+    from bulkops.model import RawRecord
+
+    spec = spec_for("products")
+    chunk = [RawRecord(row=2, line=2, values=["K-2", "Two", "", "", "2.00"])]
+    plan = ChunkPlan(creates=[(2, ("K-2", "Two", None, None, "2.00"))])
+    with ctx.store.transaction(org_id, write=True) as tx:
+        tx.rows.insert("products", spec.field_names, [("K-2", "Other", None, None, "9.00")])
+    with pytest.raises(BatchRefused), ctx.store.transaction(org_id, write=True) as tx:
+        apply_plan(tx, spec, "op-1", plan, chunk, careful=False)
+    # The plan is untouched, ready for the careful second try.
+    assert [row for row, _ in plan.creates] == [2] and plan.failures == []
+    assert [r[1:3] for r in table(ctx, org_id, "products")] == [("K-2", "Other")]
+
+
 def test_a_file_over_the_row_limit_is_refused_before_anything_changes(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:
@@ -322,8 +342,13 @@ def test_an_import_into_an_empty_table_still_refuses_a_row_written_behind_its_ba
     assert (final.created_records, final.failed_records) == (49, 1)
     with ctx.store.transaction(org_id) as tx:
         [error] = tx.audit.iter_errors(op.id)
+        audit = tx.audit.page(op.id, newest_first=False, limit=1000)
+        chunks = tx.ledger.committed(op.id, "apply")
     assert error["row"] == 42 and "refused" in error["errors"][0]["message"]
     assert [r[2] for r in table(ctx, org_id, "products") if r[1] == "E-040"] == ["Sneaked"]
+    # The refused chunk was applied again from the start: nothing of the first try is left.
+    assert sorted(r["record_index"] for r in audit) == [i for i in range(2, 52) if i != 42]
+    assert len(chunks) == 5
     # A second import of the same file is not an import into an empty table any more.
     again = run(ctx, org_id, "import", "products", path, chunk_size=10)
     assert (again.unchanged_records, again.updated_records) == (49, 1)

@@ -2,6 +2,9 @@
 
 A batch that hits a constraint is written again record by record, each in its own savepoint,
 so that the one bad record becomes a row error naming its row and the rest of the chunk lands.
+A caller that can start the chunk's transaction over may skip the batch's savepoint
+(``careful=False``): the refusal then ends the transaction, and the caller applies the chunk
+again, carefully, in a new one.
 """
 
 from __future__ import annotations
@@ -13,13 +16,34 @@ from bulkops.entities import EntitySpec
 from bulkops.model import RawRecord, RecordError
 from bulkops.store import AuditRecord, DuplicateRow, Tx
 
-__all__ = ["apply_plan"]
+__all__ = ["BatchRefused", "apply_plan"]
+
+
+class BatchRefused(Exception):
+    """The batch, written without a savepoint, hit a constraint: the transaction is lost."""
 
 
 def apply_plan(
-    tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan, chunk: Sequence[RawRecord]
+    tx: Tx,
+    spec: EntitySpec,
+    op_id: str,
+    plan: ChunkPlan,
+    chunk: Sequence[RawRecord],
+    *,
+    careful: bool = True,
 ) -> None:
-    """Write one chunk's plan and its audit records; a bad record never sinks its chunk."""
+    """Write one chunk's plan and its audit records; a bad record never sinks its chunk.
+
+    Without ``careful`` the batch goes without its savepoint (two round trips fewer a chunk
+    on PostgreSQL) and a refusal raises :class:`BatchRefused`, leaving the transaction to be
+    rolled back and the plan to be applied again with ``careful``.
+    """
+    if not careful:
+        try:
+            _write(tx, spec, op_id, plan)
+        except DuplicateRow as exc:
+            raise BatchRefused(str(exc)) from exc
+        return
     try:
         with tx.savepoint():
             _write(tx, spec, op_id, plan)

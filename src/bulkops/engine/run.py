@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import timedelta
 
-from bulkops.engine.apply import apply_plan
+from bulkops.engine.apply import BatchRefused, apply_plan
 from bulkops.engine.changes import differences_from_check, keep_plan
 from bulkops.engine.fanout import APPLY, ChunkSender, coordinate
 from bulkops.engine.lifecycle import (
@@ -190,43 +190,51 @@ def _apply_chunks(
             keeper.keep()  # re-reading a long file after a crash takes a while
             continue
         fraction = min(prepared.bytes_consumed / size, 1.0)
-        try:
-            with ctx.store.transaction(org_id, write=True) as tx:
-                plan = evaluator.evaluate(tx, prepared)
-                apply_plan(tx, spec, op_id, plan, chunk)
-                tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
-                counters = plan.counters()
-                if config.checked_by is not None:
-                    counters["differs_from_check"] = differences_from_check(
-                        tx, spec, config.checked_by, index, list(chunk), plan
+        plan: ChunkPlan | None = None
+        # First without the batch's savepoint; a refused batch rolls the transaction back and
+        # the chunk goes again with the same plan, each record in its own savepoint.
+        for careful in (False, True):
+            try:
+                with ctx.store.transaction(org_id, write=True) as tx:
+                    if plan is None:
+                        plan = evaluator.evaluate(tx, prepared)
+                    apply_plan(tx, spec, op_id, plan, chunk, careful=careful)
+                    tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
+                    counters = plan.counters()
+                    if config.checked_by is not None:
+                        counters["differs_from_check"] = differences_from_check(
+                            tx, spec, config.checked_by, index, list(chunk), plan
+                        )
+                    processed = current.processed_records + counters["processed_records"]
+                    figures = progress.figures(processed, fraction)
+                    eta = figures["estimated_time_remaining"]
+                    tx.ledger.record(
+                        op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), worker=owner
                     )
-                processed = current.processed_records + counters["processed_records"]
-                figures = progress.figures(processed, fraction)
-                eta = figures["estimated_time_remaining"]
-                tx.ledger.record(
-                    op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), worker=owner
-                )
-                updated = advance(
-                    tx,
-                    op_id,
-                    owner,
-                    counters,
-                    {
-                        "total_records": max(figures["total_estimate"] or 0, processed),
-                        "bytes_processed": prepared.bytes_consumed,
-                        "estimated_completion": (
-                            utcnow() + timedelta(seconds=eta) if eta else None
-                        ),
-                        "lease_expires_at": time.time() + lease,
-                        "attempts": 0,
-                    },
-                )
-                if updated.cancel_requested_at is not None:
-                    raise _Cancelled
-                event = progress_event(updated, figures)
-                tx.events.add(op_id, "progress", event)
-        except _Cancelled:
-            return "cancelled"
+                    updated = advance(
+                        tx,
+                        op_id,
+                        owner,
+                        counters,
+                        {
+                            "total_records": max(figures["total_estimate"] or 0, processed),
+                            "bytes_processed": prepared.bytes_consumed,
+                            "estimated_completion": (
+                                utcnow() + timedelta(seconds=eta) if eta else None
+                            ),
+                            "lease_expires_at": time.time() + lease,
+                            "attempts": 0,
+                        },
+                    )
+                    if updated.cancel_requested_at is not None:
+                        raise _Cancelled
+                    event = progress_event(updated, figures)
+                    tx.events.add(op_id, "progress", event)
+                break
+            except BatchRefused:
+                continue
+            except _Cancelled:
+                return "cancelled"
         current = updated
         if on_progress:
             on_progress(event)
