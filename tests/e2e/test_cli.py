@@ -198,6 +198,21 @@ def test_errors_writes_a_report_that_can_be_fixed_and_imported_again(ready: Cli)
     assert (again["created_records"], again["failed_records"]) == (2, 0)
 
 
+def test_a_dash_as_output_file_means_stdout(
+    ready: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ready.tmp_path)
+    one_bad = "sku,name,description,category,price\nD-1,Good,,Tools,1.00\nD-2,Bad,,Tools,x\n"
+    op = ready.json("import", "products", str(ready.file("d.csv", one_bad)))
+    for args in (("errors", op["id"]), ("template", "products"), ("export", "products")):
+        result = ready(*args, "-o", "-")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith(("_row,_line,_errors,sku", "sku,name"))
+    assert not (ready.tmp_path / "-").exists()
+    result = ready("errors", op["id"], "-o", "errors.csv")
+    assert "Wrote 1 failed row to errors.csv." in result.stderr
+
+
 def test_errors_to_stdout(ready: Cli) -> None:
     op = ready.json("import", "products", str(ready.file("e.csv", WITH_ERRORS)))
     result = ready("errors", op["id"])

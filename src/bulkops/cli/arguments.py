@@ -42,6 +42,11 @@ FormatOpt = Annotated[
 ]
 
 
+def dash_is_stdout(value: Path | None) -> Path | None:
+    """``-o -`` is standard output, as in most command-line tools (not a file named ``-``)."""
+    return None if value is not None and str(value) == "-" else value
+
+
 def chosen_format(given: FileFormat | None, output: Path | None) -> FileFormat:
     """The format asked for, else the one ``-o FILE``'s extension names, else CSV."""
     if given is not None:

@@ -13,8 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from bulkops import engine
-from bulkops.cli.arguments import JsonOpt, OpId
+from bulkops.cli.arguments import JsonOpt, OpId, dash_is_stdout
 from bulkops.cli.output import (
+    counted,
     err,
     exit_code_for,
     live_progress,
@@ -89,7 +90,10 @@ def changes(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="Write CSV to this file (default: print them)."),
+        typer.Option(
+            "-o", "--output", callback=dash_is_stdout,
+            help="Write CSV to this file (default: print them).",
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(min=1, help="Print at most this many (default: all).")
@@ -117,7 +121,7 @@ def changes(
                 count = engine.write_planned_changes(
                     state.ctx, org["id"], op, stream, action=action
                 )
-            err.print(f"Wrote {count:,} planned changes to {output}.")
+            err.print(f"Wrote {counted(count, 'planned change')} to {output}.")
             return
         items = engine.iter_planned_changes(state.ctx, org["id"], op_id, action=action)
         if limit is not None:

@@ -21,6 +21,7 @@ from bulkops.cli.arguments import (
     OpId,
     binary_stdout_allowed,
     chosen_format,
+    dash_is_stdout,
 )
 from bulkops.cli.checks import print_changes, run_apply
 from bulkops.cli.output import (
@@ -333,7 +334,10 @@ def export(
     ctx: typer.Context,
     entity: Entity,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="File (default: stdout).")
+        Path | None,
+        typer.Option(
+            "-o", "--output", callback=dash_is_stdout, help="File (default: stdout, or -o -)."
+        ),
     ] = None,
     where: Annotated[
         list[str] | None,

@@ -29,6 +29,7 @@ from bulkops import engine
 from bulkops.model import Operation, OperationStatus, Outcome
 
 __all__ = [
+    "counted",
     "err",
     "exit_code_for",
     "live_progress",
@@ -40,6 +41,11 @@ __all__ = [
 
 err = Console(stderr=True, soft_wrap=True)  # messages are wrapped by the terminal, not cut
 out = Console(highlight=False, soft_wrap=True)
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 conflict``, ``2 conflicts``: a count and its noun, plural when it is not one."""
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 def print_json(value: Any) -> None:

@@ -23,8 +23,9 @@ from bulkops.cli.arguments import (
     OpId,
     binary_stdout_allowed,
     chosen_format,
+    dash_is_stdout,
 )
-from bulkops.cli.output import err, out, print_json, print_summary
+from bulkops.cli.output import counted, err, out, print_json, print_summary
 from bulkops.cli.state import reported_errors, state_of
 from bulkops.errors import UsageError
 from bulkops.model import EntityType, OperationStatus, OperationType, Outcome
@@ -232,7 +233,9 @@ def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> No
 def errors(
     ctx: typer.Context,
     operation_id: OpId,
-    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", callback=dash_is_stdout)
+    ] = None,
     conflicts: Annotated[
         bool, typer.Option("--conflicts", help="The rollback's conflicts instead.")
     ] = False,
@@ -253,7 +256,7 @@ def errors(
                 count = engine.write_error_report_xlsx(state.ctx, org["id"], op, sys.stdout.buffer)
             else:
                 count = engine.write_error_report_xlsx(state.ctx, org["id"], op, output)
-                err.print(f"Wrote {count:,} failed rows to {output}.")
+                err.print(f"Wrote {counted(count, 'failed row')} to {output}.")
             return
         write = engine.write_conflict_report if conflicts else engine.write_error_report
         if output is None:
@@ -261,12 +264,15 @@ def errors(
         else:
             with output.open("w", encoding="utf-8", newline="") as stream:
                 count = write(state.ctx, org["id"], op, stream)
-            err.print(f"Wrote {count:,} {'conflicts' if conflicts else 'failed rows'} to {output}.")
+            noun = "conflict" if conflicts else "failed row"
+            err.print(f"Wrote {counted(count, noun)} to {output}.")
 
 
 def template(
     entity: Entity,
-    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", callback=dash_is_stdout)
+    ] = None,
     file_format: FormatOpt = None,
 ) -> None:
     """The CSV header of an entity with one example row; as XLSX with a note on each column
