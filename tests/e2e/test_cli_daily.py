@@ -113,6 +113,25 @@ def test_history_fits_80_columns_on_a_terminal(ready: Cli) -> None:
     assert ok["id"] not in screen  # short ids only
 
 
+def test_a_rollback_with_a_conflict_on_a_terminal_counts_what_it_undid(ready: Cli) -> None:
+    op = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
+    sku = PRODUCTS.splitlines()[1].split(",")[0]
+    later = ready.json("update", "products", str(ready.file("u.csv", f"sku,name\n{sku},New\n")))
+    assert later["updated_records"] == 1
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+
+    screen, code = _run_in_terminal(["--database-url", ready.url, "rollback", op["id"]], env)
+
+    assert code == 1, screen  # a conflict is left
+    lines = [line for line in screen.splitlines() if line.strip()]
+    assert all(len(line) <= 80 for line in lines), screen
+    # The bar counts the records restored and the conflict, not the import's counters.
+    assert any(line.startswith("rollback") and "✓2 ✗1" in line for line in lines), screen
+    assert "2 rolled back, 1 conflict" in " ".join(screen.split())
+    assert f"bulkops errors {op['id'][:8]} --conflicts -o conflicts.csv" in screen
+
+
 def test_history_through_a_pipe_is_tab_separated_with_a_header(ready: Cli) -> None:
     ok = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
 

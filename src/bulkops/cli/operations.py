@@ -411,7 +411,7 @@ def rollback(
     else:
         print_summary(final)
         if final.conflict_records:
-            out.print(f"Conflicts: bulkops errors {operation_id} --conflicts -o conflicts.csv")
+            out.print(f"Conflicts: bulkops errors {operation_id[:8]} --conflicts -o conflicts.csv")
     raise typer.Exit(0 if not final.conflict_records else 1)
 
 

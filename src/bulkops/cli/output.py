@@ -71,13 +71,23 @@ def live_progress(enabled: bool, title: str) -> Iterator[engine.ProgressCallback
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(title, total=100.0, counts="", rate="")
 
+        undoing = False
+
         def update(event: dict[str, Any]) -> None:
+            nonlocal undoing
             phase = event.get("phase", "")
-            counts = (
-                f"{event.get('processed_records', 0):,} rows"
-                f" ✓{event.get('successful_records', event.get('rolled_back_records', 0)) or 0:,}"
-                f" ✗{event.get('failed_records', event.get('conflict_records', 0)) or 0:,}"
-            )
+            # A rollback counts records restored and conflicts, to its end (whose event is
+            # the whole operation, with the counters of what it undid too).
+            undoing = undoing or event.get("status") == OperationStatus.ROLLING_BACK
+            if undoing:
+                good = event.get("rolled_back_records") or 0
+                bad = event.get("conflict_records") or 0
+                rows = good + bad
+            else:
+                good = event.get("successful_records") or 0
+                bad = event.get("failed_records") or 0
+                rows = event.get("processed_records") or 0
+            counts = f"{counted(rows, 'row')} ✓{good:,} ✗{bad:,}"
             rate = f"{event['rate']:,.0f}/s" if event.get("rate") else ""
             bar.update(
                 task,
@@ -116,14 +126,15 @@ def print_summary(op: Operation) -> None:
     )
     # Two lines that fit a terminal: how it went, then the counts (wrapped at words).
     out.print(f"Operation {view['id']}: {said}")
-    out.print(
-        f"  {view['processed_records']:,} processed: {view['created_records']:,} created, "
+    counts = (
+        f"{view['processed_records']:,} processed: {view['created_records']:,} created, "
         f"{view['updated_records']:,} updated, {view['unchanged_records']:,} unchanged, "
         f"{view['deleted_records']:,} deleted, {view['failed_records']:,} failed"
         + (f", {view['rolled_back_records']:,} rolled back" if view["rolled_back_records"] else "")
-        + (f", {view['conflict_records']:,} conflicts" if view["conflict_records"] else ""),
-        soft_wrap=False,
+        + (f", {counted(view['conflict_records'], 'conflict')}"
+           if view["conflict_records"] else "")
     )
+    out.print(Padding(Text(counts), (0, 0, 0, 2)), soft_wrap=False)  # indented where it wraps
     if view["results"].get("validate_only"):
         out.print(
             "Validation only: nothing was changed; the counts say what would happen.",
