@@ -238,6 +238,10 @@ def test_import_errors_report_and_rollback(page: Page, site: Site) -> None:
     confirm(page, "37 created rows will be deleted")
     expect(status).to_have_text("rolled back", timeout=20_000)
     assert page.evaluate("window.__xss") is None
+    page.reload()  # the timings say when the rollback ended and who asked for it
+    expect(page.locator("section[aria-labelledby=timings-title]")).to_contain_text(
+        re.compile(r"Rolled back.+ by editor@acme\.example")
+    )
 
     page.goto("/operations")
     row = page.locator("tr.op-row").first

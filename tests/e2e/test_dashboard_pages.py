@@ -198,6 +198,33 @@ def test_audit_records_page_by_cursor_and_search_by_key(page: Page, site: Site) 
     assert page.evaluate("window.__xss") is None
 
 
+def test_a_rollback_s_conflicts_say_how_many_and_why(page: Page, site: Site) -> None:
+    log_in(page)
+    op_id = start(page, "undo.csv", products(12, first=80_000))
+    assert ended(page, op_id)["outcome"] == "succeeded"
+    later = start(page, "later.csv", b"sku,name\nDASH-80003,Renamed\n", operation="update")
+    assert ended(page, later)["updated_records"] == 1
+    token = page.locator('meta[name="csrf-token"]').get_attribute("content") or ""
+    asked = page.request.post(
+        f"/api/v1/operations/{op_id}/rollback", headers={"X-CSRF-Token": token}
+    )
+    assert asked.status in (200, 202), asked.text()
+    deadline = time.monotonic() + 60
+    while page.request.get(f"/api/v1/operations/{op_id}").json()["status"] != "rolled_back":
+        assert time.monotonic() < deadline, "the rollback did not end"
+        time.sleep(0.1)
+
+    page.goto(f"/operations/{op_id}")
+    conflicts = page.locator("section[aria-labelledby=conflicts-title]")
+    expect(conflicts).to_contain_text("1 row was not restored")
+    expect(conflicts.locator(".record-key")).to_have_text(["DASH-80003"])
+    conflicts.locator("details summary").first.click()
+    expect(conflicts).to_contain_text("(name)")
+    expect(page.locator("section[aria-labelledby=timings-title]")).to_contain_text(
+        re.compile(r"Rolled back.+ by editor@acme\.example")
+    )
+
+
 def test_export_entry_writes_csv_and_xlsx(page: Page, site: Site) -> None:
     log_in(page)
     ended(page, start(page, "export-source.csv", sku_csv(9000, 30)))
