@@ -129,6 +129,11 @@ def test_import_with_failed_rows_exits_1_and_names_the_rows(ready: Cli) -> None:
     assert "row 3 (line 3) [price]" in result.stdout
     assert "row 4 (line 4) [name]" in result.stdout
     assert "bulkops errors" in result.stdout
+    # Wrapped at 80 columns with the indent kept, and no line padded with spaces.
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 80 and line == line.rstrip() for line in lines), lines
+    price = next(i for i, line in enumerate(lines) if line.startswith("  row 3 (line 3)"))
+    assert lines[price + 1].startswith("  ") and not lines[price + 1].startswith("  row")
 
 
 def test_rejected_file_exits_2_and_changes_nothing(ready: Cli) -> None:

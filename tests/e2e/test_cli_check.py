@@ -107,7 +107,7 @@ def test_on_a_terminal_check_asks_before_applying(ready: Cli) -> None:
     text, code = _run_in_terminal(
         ["--database-url", ready.url, "import", "products", str(path), "--check"],
         env,
-        reply=(b"Apply? [y/N]", b"y\n"),
+        reply=(b"Apply? [y/N]: ", b"y\n"),  # the whole prompt: then the answer echoes after it
     )
     assert code == 0, text
     assert "Apply? [y/N]: y" in text, text

@@ -264,7 +264,11 @@ def test_a_large_batch_is_undone_at_once_and_still_names_each_conflict(
 ) -> None:
     # Enough records for PostgreSQL's one-statement delete of the unchanged rows; the prices
     # are written in several forms, which the audit keeps canonical.
-    rows = "".join(f"B-{i:02d},Item {i},\"Text, {i}\",Tools,{i}.5\n" for i in range(12))
+    forms = ("{}.5", "{}", "{}.50", "{}.0")
+    rows = "".join(
+        f"B-{i:02d},Item {i},\"Text, {i}\",Tools,\"{forms[i % 4].format(i)}\"\n"
+        for i in range(12)
+    )
     op = run(ctx, org_id, "import", "products",
              write_csv(tmp_path / "a.csv", "sku,name,description,category,price\n" + rows))
     assert op.created_records == 12

@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
-from rich.padding import Padding
 from rich.progress import (
     BarColumn,
     Progress,
@@ -134,7 +134,7 @@ def print_summary(op: Operation) -> None:
         + (f", {counted(view['conflict_records'], 'conflict')}"
            if view["conflict_records"] else "")
     )
-    out.print(Padding(Text(counts), (0, 0, 0, 2)), soft_wrap=False)  # indented where it wraps
+    _print_indented(counts)
     if view["results"].get("validate_only"):
         out.print(
             "Validation only: nothing was changed; the counts say what would happen.",
@@ -142,13 +142,19 @@ def print_summary(op: Operation) -> None:
         )
     for error in view["results"].get("first_errors", [])[:5]:
         column = f" [{error['column']}]" if error.get("column") else ""
-        out.print(  # indented as a block, also where it wraps
-            Padding(Text(f"row {error['row']} (line {error['line']}){column}: {error['message']}"),
-                    (0, 0, 0, 2)),
-            soft_wrap=False,
-        )
+        _print_indented(f"row {error['row']} (line {error['line']}){column}: {error['message']}")
     if view["failed_records"]:
         out.print(f"Error report: bulkops errors {view['id'][:8]} -o errors.csv")
+
+
+def _print_indented(line: str) -> None:
+    """Two spaces in, wrapped at words to the width with the same indent, no trailing spaces;
+    as plain text (a value in brackets is not markup)."""
+    wrapped = textwrap.fill(
+        line, width=max(out.width, 20), initial_indent="  ", subsequent_indent="  ",
+        break_long_words=False, break_on_hyphens=False,
+    )
+    out.print(Text(wrapped), soft_wrap=True)
 
 
 def wait_message(ctx: engine.Context, org_id: int, op_id: str) -> Callable[[], bool]:
