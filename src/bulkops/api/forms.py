@@ -35,7 +35,6 @@ from .problems import InvalidParameters
 from .uploads import FORM_ALLOWANCE_BYTES
 
 __all__ = [
-    "FORM_ALLOWANCE_BYTES",
     "ReviewForm",
     "UploadForm",
     "operation_arguments",

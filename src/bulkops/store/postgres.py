@@ -182,6 +182,21 @@ def _unnested(entity: str, columns: Sequence[str]) -> str:
     return f"unnest({arrays}) AS u({', '.join(columns)})"
 
 
+def _probed_by_id(entity: str, fields: Sequence[str], picked: Sequence[str] = ()) -> str:
+    """``unnest(…) AS u(id, fields) CROSS JOIN LATERAL (…) p``: each batch row's target
+    found by its own primary-key probe (``p.ctid``, and the ``picked`` columns as stored).
+
+    Joined by id alone, the plan followed the statistics of a table filled minutes ago and
+    scanned the whole organization for every chunk. Its parameters: id and ``fields`` as
+    :func:`columns` gives them, then the organization.
+    """
+    return (
+        f"{_unnested(entity, ['id', *fields])} CROSS JOIN LATERAL "
+        f"(SELECT {', '.join(['ctid', *picked])} FROM {entity} "
+        f"WHERE id = u.id AND organization_id = %s LIMIT 1) p"
+    )
+
+
 def _durable_at_the_end(cur: psycopg.Cursor[Any]) -> None:
     # A bulk chunk commits without waiting for its WAL flush: a server crash can lose only the
     # last chunks, whole, together with their ledger rows, so a resume applies them again.
@@ -240,18 +255,15 @@ def update_statement(entity: str, fields: Sequence[str]) -> str:
     """The statement of :func:`update_rows`: its parameters are the columns (id first, as
     :func:`columns` gives them) and the organization.
 
-    Each target row is found by its own primary-key probe (``LATERAL``, as
-    :func:`delete_by_ids`) and updated at that physical position: joined by id alone, the
-    plan followed the statistics of a table filled minutes ago and scanned the whole
-    organization for every chunk (31 ms a chunk of 1,000 instead of 12).
+    Each target row is found by its own primary-key probe (:func:`_probed_by_id`) and
+    updated at that physical position (31 ms a chunk of 1,000 instead of 12 when joined by
+    id alone).
     """
     assignments = ", ".join(f"{f} = d.{f}" for f in fields)
     names = ", ".join(f"u.{f}" for f in fields)
     return (
         f"UPDATE {entity} t SET {assignments} FROM ("
-        f"SELECT p.ctid AS tid, {names} FROM {_unnested(entity, ['id', *fields])} "
-        f"CROSS JOIN LATERAL (SELECT ctid FROM {entity} "
-        f"WHERE id = u.id AND organization_id = %s LIMIT 1) p"
+        f"SELECT p.ctid AS tid, {names} FROM {_probed_by_id(entity, fields)}"
         f") d WHERE t.ctid = d.tid"
     )
 
@@ -275,8 +287,8 @@ def delete_by_ids(conn: Connection, org_id: int, entity: str, ids: Sequence[int]
 
     ``organization_id = … AND id = ANY(…)`` was planned from the statistics of a table filled
     minutes ago: a scan of the whole organization through its key index for every chunk.
-    The batch form finds each row by id (``LATERAL``, as :func:`rows_by_keys`) and deletes it
-    at that physical position. A row updated or deleted by someone else meanwhile is then
+    The batch form finds each row by its own primary-key probe (:func:`_probed_by_id`) and
+    deletes it at that physical position. A row updated or deleted by someone else meanwhile is then
     missed; the batch is rejected, and the caller's record-by-record fallback deletes by id.
     """
     with _batch_errors(), _driver(conn).cursor() as cur:
@@ -288,12 +300,9 @@ def delete_by_ids(conn: Connection, org_id: int, entity: str, ids: Sequence[int]
             )
             return
         cur.execute(
-            f"DELETE FROM {entity} t USING ("
-            f"SELECT p.ctid AS tid FROM unnest(string_to_array(%s, ',')::bigint[]) AS k(id) "
-            f"CROSS JOIN LATERAL (SELECT ctid FROM {entity} "
-            f"WHERE id = k.id AND organization_id = %s LIMIT 1) p"
-            f") d WHERE t.ctid = d.tid",
-            (",".join(map(str, ids)), org_id),
+            f"DELETE FROM {entity} t USING (SELECT p.ctid AS tid FROM "
+            f"{_probed_by_id(entity, ())}) d WHERE t.ctid = d.tid",
+            (*columns([(i,) for i in ids], 1), org_id),
             prepare=False,
         )
         deleted = cur.rowcount
@@ -324,9 +333,7 @@ def delete_unchanged(
     with _batch_errors(), _driver(conn).cursor() as cur:
         cur.execute(
             f"DELETE FROM {entity} t USING ("
-            f"SELECT p.ctid AS tid FROM {_unnested(entity, ['id', *fields])} "
-            f"CROSS JOIN LATERAL (SELECT ctid, {', '.join(fields)} FROM {entity} "
-            f"WHERE id = u.id AND organization_id = %s LIMIT 1) p "
+            f"SELECT p.ctid AS tid FROM {_probed_by_id(entity, fields, fields)} "
             f"WHERE ({stored}) IS NOT DISTINCT FROM ({given})"
             f") d WHERE t.ctid = d.tid RETURNING t.id",
             (*params, org_id),
