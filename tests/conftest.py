@@ -125,3 +125,28 @@ def ctx(settings: Settings) -> Iterator[Context]:
 @pytest.fixture
 def org_id(ctx: Context) -> int:
     return create_organization(ctx.store, "acme", "Acme")
+
+
+@contextlib.contextmanager
+def owner_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An empty database and the URL of its owner (on PostgreSQL not a superuser, so that
+    FORCE ROW LEVEL SECURITY applies to the migrations as in production)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'migrate.db'}"
+        return
+    if request.getfixturevalue("pg_template") is None:
+        pytest.skip("PostgreSQL server not reachable")
+    import psycopg
+
+    tag = uuid.uuid4().hex[:8]
+    owner, database = f"bulkops_t_owner_{tag}", f"bulkops_t_mig_{tag}"
+    admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD \'pw\'')
+        conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
+    try:
+        yield pg_url(database).replace("postgres@", f"{owner}:pw@", 1)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+            conn.execute(f'DROP ROLE IF EXISTS "{owner}"')

@@ -7,8 +7,6 @@ per-record rows into batches and back.
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from bulkops.engine import Context, rollback_operation
 from bulkops.store import CHANGE_ID_STRIDE, Store
 from bulkops.store.schema import alembic_config
-from tests.conftest import PG_APP_ROLE, PG_SERVER, pg_url
+from tests.conftest import PG_APP_ROLE, owner_database, pg_url
 from tests.helpers import run, table, write_csv
 from tests.integration.test_api import Api, start_api
 
@@ -262,31 +260,6 @@ COLUMNS = ("organization_id", "operation_id", "record_index", "entity_id", "acti
            "before_data", "after_data", "status", "error")
 
 
-@contextlib.contextmanager
-def _owner_database(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
-    """An empty database and the URL of its owner (on PostgreSQL not a superuser, so that
-    FORCE ROW LEVEL SECURITY applies to the migrations as in production)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'migrate.db'}"
-        return
-    if request.getfixturevalue("pg_template") is None:
-        pytest.skip("PostgreSQL server not reachable")
-    import psycopg
-
-    tag = uuid.uuid4().hex[:8]
-    owner, database = f"bulkops_t_owner_{tag}", f"bulkops_t_mig_{tag}"
-    admin = PG_SERVER.replace("+psycopg", "") + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE ROLE "{owner}" LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD \'pw\'')
-        conn.execute(f'CREATE DATABASE "{database}" OWNER "{owner}"')
-    try:
-        yield pg_url(database).replace("postgres@", f"{owner}:pw@", 1)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-            conn.execute(f'DROP ROLE IF EXISTS "{owner}"')
-
-
 def _old_rows(engine: Any, org: int) -> list[tuple[Any, ...]]:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -305,7 +278,7 @@ def _old_rows(engine: Any, org: int) -> list[tuple[Any, ...]]:
 def test_migration_0004_converts_records_to_batches_and_back(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    with _owner_database(kind, tmp_path, request) as url:
+    with owner_database(kind, tmp_path, request) as url:
         engine = create_engine(url, poolclass=NullPool)
         try:
             with engine.begin() as conn:

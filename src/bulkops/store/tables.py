@@ -123,11 +123,13 @@ inventory = Table(
         ["organization_id", "sku"],
         ["products.organization_id", "products.sku"],
         name="fk_inventory_product",
+        ondelete="RESTRICT",
     ),
     ForeignKeyConstraint(
         ["organization_id", "warehouse_code"],
         ["warehouses.organization_id", "warehouses.code"],
         name="fk_inventory_warehouse",
+        ondelete="RESTRICT",
     ),
     Index("ix_inventory_warehouse", "organization_id", "warehouse_code"),
     sqlite_autoincrement=True,
@@ -147,6 +149,7 @@ pricing = Table(
         ["organization_id", "sku"],
         ["products.organization_id", "products.sku"],
         name="fk_pricing_product",
+        ondelete="RESTRICT",
     ),
     sqlite_autoincrement=True,
 )
