@@ -291,6 +291,13 @@ def test_a_large_batch_is_undone_at_once_and_still_names_each_conflict(
     assert "deleted" in errors[7]
     assert "refused" in errors[9]
     assert sum(r["status"] == "rolled_back" for r in audit) == 9
+    # On PostgreSQL the batch's statement was refused once (B-07 is used) and the batch went
+    # again: one ledger row and one progress event, nothing of the first try.
+    with ctx.store.transaction(org_id) as tx:
+        assert tx.ledger.committed(op.id, "rollback") == {0: 12}
+    progress = [e for e in _events(ctx, org_id, op.id) if e["event"] == "rollback-progress"]
+    assert [(e["data"]["rolled_back_records"], e["data"]["conflict_records"])
+            for e in progress] == [(9, 3)]
 
 
 # -- 3. refusals ----------------------------------------------------------------------------------

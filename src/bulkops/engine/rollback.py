@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 
+from bulkops.engine.apply import BatchRefused
 from bulkops.engine.lifecycle import (
     Progress,
     ProgressCallback,
@@ -142,7 +144,6 @@ def rollback_applied(
     # A cancel asked for after this moment stops this run of the rollback (not an earlier
     # cancel of the operation itself).
     run_started = utcnow()
-    stopped = False
     with ctx.store.transaction(org_id, write=True) as tx:
         values: dict[str, Any] = {"rollback_requested_by": user_id, "rollback_force": force}
         if op.rollback_started_at is None or redo_conflicts:
@@ -158,59 +159,12 @@ def rollback_applied(
     # one resumed after a crash), in the batches marked 'conflict'; those may stay conflicts
     # (the database refuses them), so the batches are paged through by id.
     passes = ["applied", "conflict"] if force else ["applied"]
-    for target in passes:
-        before_id: int | None = None
-        while True:
-            with ctx.store.transaction(org_id, write=True) as tx:
-                batches = tx.audit.change_batches(op_id, newest_first=True, statuses=(target,),
-                                            before_id=before_id, limit=1)
-                if not batches:
-                    break
-                batch = batches[0]
-                before_id = batch.id  # newest first: the next batch is older
-                # Newest first inside the batch too; a conflict pass retries the conflicts only.
-                todo = [p for p in batch.positions(reverse=True)
-                        if target == "applied" or batch.outcome(p)[0] == "conflict"]
-                outcomes, restored, conflicts = _restore(tx, spec, batch, todo, force)
-                # The batch's outcomes: those of the records not retried now, then the new ones.
-                retried = set(todo)
-                kept = {p: o for p, o in batch.outcomes.items() if p not in retried}
-                tx.audit.mark_changes(batch.id, kept | outcomes)
-                deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
-                if target == "conflict":
-                    # Every record retried was counted as a conflict already.
-                    deltas["conflict_records"] = -restored
-                tx.ledger.record(op_id, ROLLBACK, chunk_index, None, None, len(todo))
-                # Checked last, under the update's lock: a lost lease undoes this batch.
-                updated = advance(
-                    tx, op_id, owner, deltas,
-                    {"lease_expires_at": time.time() + ctx.settings.lease_seconds},
-                )
-                done = updated.rolled_back_records + updated.conflict_records
-                figures = progress.figures(done, done / total if total else 1.0)
-                event = {
-                    "status": OperationStatus.ROLLING_BACK,
-                    "phase": "rolling_back",
-                    "total_records": total,
-                    "processed_records": done,
-                    "rolled_back_records": updated.rolled_back_records,
-                    "conflict_records": updated.conflict_records,
-                    "percentage": round(100 * done / total, 1) if total else 100.0,
-                    "rate": figures["rate"],
-                    "estimated_time_remaining": figures["estimated_time_remaining"],
-                }
-                tx.events.add(op_id, "rollback-progress", event)
-                stopped = (
-                    updated.cancel_requested_at is not None
-                    and updated.cancel_requested_at >= run_started
-                )
-            chunk_index += 1
-            if on_progress:
-                on_progress(event)
-            if stopped:
-                break
-        if stopped:
-            break
+    with ctx.store.pinned():  # one connection for the whole run
+        stopped = _rollback_batches(
+            ctx, org_id, op_id, spec, passes, force=force, owner=owner,
+            chunk_index=chunk_index, total=total, progress=progress,
+            run_started=run_started, on_progress=on_progress,
+        )
     if stopped:
         return stop_rollback(ctx, org_id, op_id, on_progress)
     with ctx.store.transaction(org_id, write=True) as tx:
@@ -243,6 +197,121 @@ def rollback_applied(
     return final
 
 
+def _rollback_batches(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    spec: EntitySpec,
+    passes: Sequence[str],
+    *,
+    force: bool,
+    owner: str,
+    chunk_index: int,
+    total: int,
+    progress: Progress,
+    run_started: datetime,
+    on_progress: ProgressCallback | None,
+) -> bool:
+    """Restore batch after batch, newest first, through the ``passes``; whether a cancel
+    stopped it."""
+    stopped = False
+    for target in passes:
+        before_id: int | None = None
+        while True:
+            # First without a savepoint around the batch's statements (two round trips fewer);
+            # a refused statement ends the transaction, and the batch goes again with its
+            # savepoint, which falls back to restoring the records one by one.
+            for careful in (False, True):
+                try:
+                    done = _rollback_batch(
+                        ctx, org_id, op_id, spec, target, before_id,
+                        force=force, careful=careful, owner=owner, chunk_index=chunk_index,
+                        total=total, progress=progress, run_started=run_started,
+                    )
+                    break
+                except BatchRefused:
+                    continue
+            if done is None:
+                break
+            before_id, event, stopped = done  # newest first: the next batch is older
+            chunk_index += 1
+            if on_progress:
+                on_progress(event)
+            if stopped:
+                break
+        if stopped:
+            break
+    return stopped
+
+
+def _rollback_batch(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    spec: EntitySpec,
+    target: str,
+    before_id: int | None,
+    *,
+    force: bool,
+    careful: bool,
+    owner: str,
+    chunk_index: int,
+    total: int,
+    progress: Progress,
+    run_started: datetime,
+) -> tuple[int, dict[str, Any], bool] | None:
+    """Restore the newest batch in status ``target`` older than ``before_id``, in one
+    transaction with its marks, ledger row, counters and progress event.
+
+    Returns (the batch's id, the event, whether a cancel stops the rollback), or None when no
+    such batch is left. Raises :class:`BatchRefused` (``careful`` off) where the database
+    refused the batch's statement: nothing of it is committed.
+    """
+    with ctx.store.transaction(org_id, write=True) as tx:
+        batches = tx.audit.change_batches(op_id, newest_first=True, statuses=(target,),
+                                          before_id=before_id, limit=1)
+        if not batches:
+            return None
+        batch = batches[0]
+        # Newest first inside the batch too; a conflict pass retries the conflicts only.
+        todo = [p for p in batch.positions(reverse=True)
+                if target == "applied" or batch.outcome(p)[0] == "conflict"]
+        outcomes, restored, conflicts = _restore(tx, spec, batch, todo, force, careful=careful)
+        # The batch's outcomes: those of the records not retried now, then the new ones.
+        retried = set(todo)
+        kept = {p: o for p, o in batch.outcomes.items() if p not in retried}
+        tx.audit.mark_changes(batch.id, kept | outcomes)
+        deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
+        if target == "conflict":
+            # Every record retried was counted as a conflict already.
+            deltas["conflict_records"] = -restored
+        tx.ledger.record(op_id, ROLLBACK, chunk_index, None, None, len(todo))
+        # Checked last, under the update's lock: a lost lease undoes this batch.
+        updated = advance(
+            tx, op_id, owner, deltas,
+            {"lease_expires_at": time.time() + ctx.settings.lease_seconds},
+        )
+        done = updated.rolled_back_records + updated.conflict_records
+        figures = progress.figures(done, done / total if total else 1.0)
+        event = {
+            "status": OperationStatus.ROLLING_BACK,
+            "phase": "rolling_back",
+            "total_records": total,
+            "processed_records": done,
+            "rolled_back_records": updated.rolled_back_records,
+            "conflict_records": updated.conflict_records,
+            "percentage": round(100 * done / total, 1) if total else 100.0,
+            "rate": figures["rate"],
+            "estimated_time_remaining": figures["estimated_time_remaining"],
+        }
+        tx.events.add(op_id, "rollback-progress", event)
+        stopped = (
+            updated.cancel_requested_at is not None
+            and updated.cancel_requested_at >= run_started
+        )
+    return batch.id, event, stopped
+
+
 def stop_rollback(
     ctx: Context, org_id: int, op_id: str, on_progress: ProgressCallback | None = None
 ) -> Operation:
@@ -260,11 +329,14 @@ def _delete_unchanged_creates(
     batch: ChangeBatch,
     positions: Sequence[int],
     image: Callable[[list[Any] | None], tuple[Any, ...] | None],
+    *,
+    careful: bool,
 ) -> list[int]:
     """Delete the rows these records created that still equal their after-image, in one
     statement; the positions of those deleted. None deleted where the database cannot do it
     in one statement, or where a row is referenced meanwhile (the statement is undone and
-    the records are restored one by one)."""
+    the records are restored one by one). Without ``careful`` the statement goes without its
+    savepoint, and a refusal raises :class:`BatchRefused`."""
     if not tx.rows.deletes_unchanged:
         return []
     creates: list[tuple[int, tuple[Any, ...]]] = []
@@ -276,18 +348,25 @@ def _delete_unchanged_creates(
             at.append(position)
     if not creates:
         return []
-    try:
-        with tx.savepoint():
+    if not careful:
+        try:
             deleted = tx.rows.delete_unchanged(spec.entity.value, spec.field_names, creates)
-    except DuplicateRow:
-        return []
+        except DuplicateRow as exc:
+            raise BatchRefused(str(exc)) from exc
+    else:
+        try:
+            with tx.savepoint():
+                deleted = tx.rows.delete_unchanged(spec.entity.value, spec.field_names, creates)
+        except DuplicateRow:
+            return []
     if not deleted:
         return []
     return [p for p, (entity_id, _) in zip(at, creates, strict=True) if entity_id in deleted]
 
 
 def _restore(
-    tx: Tx, spec: EntitySpec, batch: ChangeBatch, positions: Sequence[int], force: bool
+    tx: Tx, spec: EntitySpec, batch: ChangeBatch, positions: Sequence[int], force: bool,
+    *, careful: bool = True,
 ) -> tuple[dict[int, tuple[str, str | None]], int, int]:
     """Restore these records of one batch (in this order).
 
@@ -309,7 +388,10 @@ def _restore(
     # The records this operation created go first, in one statement that deletes each row
     # still equal to its after-image (where the database can: PostgreSQL). What is left (rows
     # changed or deleted since, the other actions) is read back and compared below.
-    gone = _delete_unchanged_creates(tx, spec, batch, positions, image) if not force else []
+    gone = (
+        _delete_unchanged_creates(tx, spec, batch, positions, image, careful=careful)
+        if not force else []
+    )
     if gone:
         taken = set(gone)
         positions = [p for p in positions if p not in taken]

@@ -15,7 +15,17 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, Numeric, create_engine, event, select, text, update
+from sqlalchemy import (
+    Engine,
+    Numeric,
+    create_engine,
+    event,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
@@ -23,7 +33,7 @@ from sqlalchemy.pool import NullPool
 from bulkops.errors import StoreError
 from bulkops.store.clock import utcnow
 from bulkops.store.errors import DuplicateRow, translate
-from bulkops.store.tables import ENTITY_TABLES, api_tokens, users
+from bulkops.store.tables import ENTITY_TABLES, api_tokens, operation_events, users
 from bulkops.store.waiters import EventWaiter, SleepWaiter
 
 __all__ = [
@@ -66,9 +76,11 @@ class Dialect(ABC):
     def event_waiter(self, url: str) -> AbstractContextManager[EventWaiter]:
         """Wake-ups for progress events written by any process."""
 
-    @abstractmethod
-    def notify_event(self, conn: Connection, op_id: str) -> None:
-        """Tell listeners (after commit) that an event of ``op_id`` was written."""
+    def insert_event(self, conn: Connection, values: dict[str, Any]) -> int:
+        """Write a progress event; its id. Where the database can, listeners are told (after
+        commit) in the same round trip."""
+        result = conn.execute(insert(operation_events), values)
+        return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     @abstractmethod
     def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
@@ -235,9 +247,6 @@ class SqliteDialect(Dialect):
     def event_waiter(self, url: str) -> Iterator[EventWaiter]:
         yield SleepWaiter()
 
-    def notify_event(self, conn: Connection, op_id: str) -> None:
-        return None  # listeners poll (see SleepWaiter)
-
     def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
         return None  # a writing transaction holds the database's only write lock already
 
@@ -386,8 +395,12 @@ class PostgresDialect(Dialect):
         finally:
             listener.close()
 
-    def notify_event(self, conn: Connection, op_id: str) -> None:
-        conn.exec_driver_sql("SELECT pg_notify('bulkops_events', %s)", (op_id,))
+    def insert_event(self, conn: Connection, values: dict[str, Any]) -> int:
+        # pg_notify in RETURNING: the notice goes with the insert (one round trip, not two).
+        events = operation_events
+        notify = func.pg_notify("bulkops_events", events.c.operation_id)
+        row = conn.execute(insert(events).returning(events.c.id, notify), values)
+        return int(row.one()[0])
 
     def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
         # Two processes deciding at once could otherwise both see the entity free.

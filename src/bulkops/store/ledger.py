@@ -18,8 +18,6 @@ from bulkops.store.tables import operation_chunk_plans, operation_chunks, operat
 # Built once: every chunk writes one of each, and building the statement (and its cache key)
 # cost more than running it.
 _INSERT_CHUNK = insert(operation_chunks)
-_INSERT_EVENT = insert(operation_events)
-
 __all__ = ["EventStore", "LedgerStore"]
 
 
@@ -155,8 +153,8 @@ class EventStore(Scoped):
     __slots__ = ()
 
     def add(self, op_id: str, name: str, data: Mapping[str, Any]) -> int:
-        result = self.conn.execute(
-            _INSERT_EVENT,
+        return self.dialect.insert_event(
+            self.conn,
             {
                 "organization_id": self.org_id,
                 "operation_id": op_id,
@@ -165,9 +163,6 @@ class EventStore(Scoped):
                 "created_at": utcnow(),
             },
         )
-        event_id = int(result.inserted_primary_key[0])  # type: ignore[index]
-        self.dialect.notify_event(self.conn, op_id)
-        return event_id
 
     def after(self, op_id: str, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
         rows = self.conn.execute(

@@ -331,6 +331,7 @@ def delete_unchanged(
     stored = ", ".join(f"p.{f}" for f in fields)
     given = ", ".join(f"u.{f}" for f in fields)
     with _batch_errors(), _driver(conn).cursor() as cur:
+        _durable_at_the_end(cur)
         cur.execute(
             f"DELETE FROM {entity} t USING ("
             f"SELECT p.ctid AS tid FROM {_probed_by_id(entity, fields, fields)} "
