@@ -214,8 +214,8 @@ def _raw_table(entity: str) -> str:
 
 # The tables that point at an entity, as bulkops' schema has them (tables.py): their unique
 # key (whose leading columns serve the foreign key's look-ups) and the foreign key (ON DELETE
-# RESTRICT, as migration 0010 made bulkops' own). A fair update or delete baseline keeps them
-# (empty), so the database checks the same references.
+# RESTRICT on PostgreSQL, NO ACTION on SQLite, as migration 0010 left bulkops' own). A fair
+# update or delete baseline keeps them (empty), so the database checks the same references.
 _REFERENCING: dict[str, list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...]]]] = {
     # entity: [(table suffix, its columns, its unique key, the referring columns)]
     "products": [
@@ -243,8 +243,8 @@ def _referencing_ddl(entity: str, *, postgres: bool) -> list[str]:
             f"{', '.join(f'{c} text NOT NULL' for c in cols)}, "
             f"UNIQUE (organization_id, {', '.join(unique)}), "
             f"FOREIGN KEY (organization_id, {', '.join(refers)}) "
-            f"REFERENCES {_raw_table(entity)} (organization_id, {', '.join(keys)}) "
-            "ON DELETE RESTRICT)"
+            f"REFERENCES {_raw_table(entity)} (organization_id, {', '.join(keys)})"
+            + (" ON DELETE RESTRICT)" if postgres else ")")
         )
         if refers != unique[: len(refers)]:
             statements.append(

@@ -1,9 +1,9 @@
-"""Migration 0010: the foreign keys that point at products and warehouses restrict deletes.
+"""Migration 0010: on PostgreSQL the foreign keys that point at products and warehouses
+restrict deletes; SQLite keeps NO ACTION.
 
-On both databases an upgraded database keeps every row, its indexes (SQLite rebuilds the
-tables and cannot reflect the expression indexes) and the ids already used; a product or
-warehouse still used cannot be deleted, one no longer used can. The downgrade puts the
-default action back.
+On both databases an upgraded database keeps every row, its indexes and the ids already used;
+a product or warehouse still used cannot be deleted, one no longer used can. The downgrade
+puts the default action back.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import NullPool
 
+from bulkops.store import tables
 from bulkops.store.schema import alembic_config
 from tests.conftest import owner_database
 
@@ -26,6 +27,7 @@ KEYS = {
     "inventory": {"fk_inventory_product", "fk_inventory_warehouse"},
     "pricing": {"fk_pricing_product"},
 }
+assert KEYS["inventory"] | KEYS["pricing"] == tables.RESTRICTED_ON_POSTGRESQL
 
 
 def _scoped(conn: Connection) -> None:
@@ -108,7 +110,8 @@ def test_migration_0010_restricts_deletes_and_keeps_rows_indexes_and_ids(
                 assert _rows(conn) == before
                 assert _indexes(conn) == indexes
                 assert _delete_actions(conn) == dict.fromkeys(
-                    KEYS["inventory"] | KEYS["pricing"], "RESTRICT"
+                    KEYS["inventory"] | KEYS["pricing"],
+                    "RESTRICT" if kind == "postgresql" else None,
                 )
                 _scoped(conn)
                 new_id = conn.execute(text(

@@ -40,7 +40,18 @@ def _differences(connection: Connection, metadata: MetaData) -> list[Any]:
     context = MigrationContext.configure(
         connection, opts={"compare_type": True, "compare_server_default": True}
     )
-    return list(compare_metadata(context, metadata))
+    found = list(compare_metadata(context, metadata))
+    if connection.dialect.name == "sqlite":
+        # These keep NO ACTION on SQLite, where the metadata's RESTRICT is PostgreSQL's
+        # (migration 0010): the drop and re-add of each, and nothing else, are expected.
+        fks = [d for d in found if isinstance(d, tuple) and d[0] in ("add_fk", "remove_fk")]
+        named = sorted((d[0], d[1].name) for d in fks)
+        assert named == sorted(
+            (kind, name) for name in tables.RESTRICTED_ON_POSTGRESQL
+            for kind in ("add_fk", "remove_fk")
+        ), named
+        found = [d for d in found if d not in fks]
+    return found
 
 
 def test_migrated_database_matches_the_tables(migrated: Connection) -> None:

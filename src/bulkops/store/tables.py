@@ -108,6 +108,12 @@ products = Table(
     sqlite_autoincrement=True,
 )
 
+#: Foreign keys that are ON DELETE RESTRICT on PostgreSQL; SQLite keeps NO ACTION, which costs
+#: less there (migration 0010 says why). Both refuse to delete a row still in use.
+RESTRICTED_ON_POSTGRESQL = frozenset(
+    {"fk_inventory_product", "fk_inventory_warehouse", "fk_pricing_product"}
+)
+
 inventory = Table(
     "inventory",
     metadata,
