@@ -15,11 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
+from alembic.script import ScriptDirectory
 from click.testing import Result
+from sqlalchemy import create_engine
 from typer.testing import CliRunner
 
 from bulkops.cli import app
+from bulkops.store.schema import alembic_config
 
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 PRODUCTS = (
     "sku,name,description,category,price\n"
     "P-1,Hammer,\"Steel, 500 g\",Tools,12.50\n"
@@ -97,12 +102,24 @@ def test_init_prints_a_password_once_and_is_idempotent(cli: Cli) -> None:
     password = password_lines[0].rsplit(" ", 1)[-1]
     assert len(password) >= 12
 
+    assert f"Created the schema (revision {HEAD})" in first.output
+
     second = cli("init")
     assert second.exit_code == 0, second.output
     assert "password" not in second.stdout.lower()
     assert password not in second.output
     assert "Created" not in second.output
-    assert "up to date" in second.output
+    assert f"Schema is up to date (revision {HEAD}" in second.output
+
+
+def test_init_says_which_revisions_an_upgrade_went_through(cli: Cli) -> None:
+    engine = create_engine(cli.url)
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(conn), "0009")
+    engine.dispose()
+    upgraded = cli("init")
+    assert upgraded.exit_code == 0, upgraded.output
+    assert f"Upgraded the schema from revision 0009 to {HEAD}" in upgraded.output
 
 
 # -- import, exit codes, --json -----------------------------------------------------------

@@ -43,8 +43,8 @@ def init(
         if admin_url:
             for line in engine.setup_database_roles(admin_url, state.settings):
                 err.print(f"PostgreSQL: {line}.")
-        engine.migrate_schema(state.ctx)
-        err.print(f"Schema is up to date ({_redact(state.settings.database_url)}).")
+        done = engine.migrate_schema(state.ctx)
+        err.print(f"{done} ({_redact(state.settings.database_url)}).")
         if not engine.list_organizations(state.ctx):
             slug = state.org_slug or "default"
             org_id = engine.create_organization(state.ctx.store, slug, slug.title())

@@ -53,9 +53,17 @@ def close_context(ctx: Context) -> None:
     ctx.store.dispose()
 
 
-def migrate_schema(ctx: Context) -> None:
-    """Create or upgrade the schema; on PostgreSQL as the owner role of the settings."""
-    ctx.store.migrate(owner_url=ctx.settings.database_owner_url)
+def migrate_schema(ctx: Context) -> str:
+    """Create or upgrade the schema; on PostgreSQL as the owner role of the settings.
+
+    Returns what it did, for the person running it: created, upgraded from one revision to
+    another, or already up to date."""
+    before, after = ctx.store.migrate(owner_url=ctx.settings.database_owner_url)
+    if before is None:
+        return f"Created the schema (revision {after})"
+    if before != after:
+        return f"Upgraded the schema from revision {before} to {after}"
+    return f"Schema is up to date (revision {after})"
 
 
 def setup_database_roles(admin_url: str, settings: Settings) -> list[str]:

@@ -56,9 +56,10 @@ class Store:
 
     # -- schema -------------------------------------------------------------------------------
 
-    def migrate(self, owner_url: str | None = None) -> None:
-        """Upgrade the schema; on PostgreSQL as ``owner_url`` (default: the owner given, or url)."""
-        self.dialect.migrate(self.engine, owner_url or self.owner_url or self.url)
+    def migrate(self, owner_url: str | None = None) -> tuple[str | None, str | None]:
+        """Upgrade the schema; on PostgreSQL as ``owner_url`` (default: the owner given, or url).
+        Returns the revisions before (None: no schema yet) and after."""
+        return self.dialect.migrate(self.engine, owner_url or self.owner_url or self.url)
 
     @staticmethod
     def setup_roles(admin_url: str, app_url: str, owner_url: str | None) -> list[str]:

@@ -65,8 +65,9 @@ class Dialect(ABC):
         """The engine, with this database's connect hooks."""
 
     @abstractmethod
-    def migrate(self, engine: Engine, owner_url: str) -> None:
-        """Upgrade the schema (as ``owner_url`` where the application role may not)."""
+    def migrate(self, engine: Engine, owner_url: str) -> tuple[str | None, str | None]:
+        """Upgrade the schema (as ``owner_url`` where the application role may not); the
+        revisions before and after."""
 
     @abstractmethod
     def scope(self, conn: Connection, org_id: int) -> None:
@@ -234,11 +235,11 @@ class SqliteDialect(Dialect):
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
 
-    def migrate(self, engine: Engine, owner_url: str) -> None:
+    def migrate(self, engine: Engine, owner_url: str) -> tuple[str | None, str | None]:
         from bulkops.store import schema
 
         with translate(), engine.begin() as conn:
-            schema.upgrade(conn)
+            return schema.upgrade(conn)
 
     def scope(self, conn: Connection, org_id: int) -> None:
         return None  # every query filters by organization_id itself
@@ -368,7 +369,7 @@ class PostgresDialect(Dialect):
         event.listen(engine, "connect", _postgres_on_connect)
         return engine
 
-    def migrate(self, engine: Engine, owner_url: str) -> None:
+    def migrate(self, engine: Engine, owner_url: str) -> tuple[str | None, str | None]:
         from bulkops.store import schema
 
         # As the owner, on a connection of its own: the application's connections drop to the
@@ -376,10 +377,11 @@ class PostgresDialect(Dialect):
         owner = create_engine(owner_url, poolclass=NullPool)
         try:
             with translate(), owner.begin() as conn:
-                schema.upgrade(conn)
+                revisions = schema.upgrade(conn)
         finally:
             owner.dispose()
         engine.dispose()  # connections opened before the roles existed
+        return revisions
 
     def scope(self, conn: Connection, org_id: int) -> None:
         # Every transaction starts here: the driver's SQL, not a text() construct to compile.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
 __all__ = ["alembic_config", "upgrade"]
@@ -20,5 +21,9 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def upgrade(connection: Connection) -> None:
+def upgrade(connection: Connection) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest revision: (the revision before, the revision now);
+    None before for a database without the schema."""
+    before = MigrationContext.configure(connection).get_current_revision()
     command.upgrade(alembic_config(connection), "head")
+    return before, MigrationContext.configure(connection).get_current_revision()
