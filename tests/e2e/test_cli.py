@@ -102,14 +102,14 @@ def test_init_prints_a_password_once_and_is_idempotent(cli: Cli) -> None:
     password = password_lines[0].rsplit(" ", 1)[-1]
     assert len(password) >= 12
 
-    assert f"Created the schema (revision {HEAD})" in first.output
+    assert f"Created the schema, revision {HEAD} (" in first.output
 
     second = cli("init")
     assert second.exit_code == 0, second.output
     assert "password" not in second.stdout.lower()
     assert password not in second.output
     assert "Created" not in second.output
-    assert f"Schema is up to date (revision {HEAD}" in second.output
+    assert f"Schema is up to date, revision {HEAD} (" in second.output
 
 
 def test_init_says_which_revisions_an_upgrade_went_through(cli: Cli) -> None:

@@ -60,10 +60,10 @@ def migrate_schema(ctx: Context) -> str:
     another, or already up to date."""
     before, after = ctx.store.migrate(owner_url=ctx.settings.database_owner_url)
     if before is None:
-        return f"Created the schema (revision {after})"
+        return f"Created the schema, revision {after}"
     if before != after:
         return f"Upgraded the schema from revision {before} to {after}"
-    return f"Schema is up to date (revision {after})"
+    return f"Schema is up to date, revision {after}"
 
 
 def setup_database_roles(admin_url: str, settings: Settings) -> list[str]:
