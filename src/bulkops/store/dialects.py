@@ -36,6 +36,12 @@ from bulkops.store.errors import DuplicateRow, translate
 from bulkops.store.tables import ENTITY_TABLES, api_tokens, operation_events, users
 from bulkops.store.waiters import EventWaiter, SleepWaiter
 
+# Built once (every chunk writes an event): building a statement cost more than running it.
+_INSERT_EVENT = insert(operation_events)
+_INSERT_EVENT_NOTIFYING = insert(operation_events).returning(
+    operation_events.c.id, func.pg_notify("bulkops_events", operation_events.c.operation_id)
+)
+
 __all__ = [
     "Dialect",
     "PostgresDialect",
@@ -80,7 +86,7 @@ class Dialect(ABC):
     def insert_event(self, conn: Connection, values: dict[str, Any]) -> int:
         """Write a progress event; its id. Where the database can, listeners are told (after
         commit) in the same round trip."""
-        result = conn.execute(insert(operation_events), values)
+        result = conn.execute(_INSERT_EVENT, values)
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 
     @abstractmethod
@@ -399,10 +405,7 @@ class PostgresDialect(Dialect):
 
     def insert_event(self, conn: Connection, values: dict[str, Any]) -> int:
         # pg_notify in RETURNING: the notice goes with the insert (one round trip, not two).
-        events = operation_events
-        notify = func.pg_notify("bulkops_events", events.c.operation_id)
-        row = conn.execute(insert(events).returning(events.c.id, notify), values)
-        return int(row.one()[0])
+        return int(conn.execute(_INSERT_EVENT_NOTIFYING, values).one()[0])
 
     def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
         # Two processes deciding at once could otherwise both see the entity free.

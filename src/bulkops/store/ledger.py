@@ -15,9 +15,10 @@ from bulkops.store.clock import utcnow
 from bulkops.store.scoped import Scoped
 from bulkops.store.tables import operation_chunk_plans, operation_chunks, operation_events
 
-# Built once: every chunk writes one of each, and building the statement (and its cache key)
-# cost more than running it.
+# Built once: every chunk writes one, and building the statement (and its cache key) cost
+# more than running it (the event's insert is built once too, by each dialect).
 _INSERT_CHUNK = insert(operation_chunks)
+
 __all__ = ["EventStore", "LedgerStore"]
 
 
