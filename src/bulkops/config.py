@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         gt=0,
         description="An upload no operation used is deleted after this many hours.",
     )
+    rollback_batches: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        description="Audit batches (chunks of the operation) a rollback restores in one "
+        "transaction, with one ledger row, one counter update and one progress event.",
+    )
     keep_check_plan: bool = Field(
         default=True,
         description="A validate_only run keeps its planned changes (off only to measure "

@@ -223,16 +223,20 @@ def test_resume_after_a_crash_neither_loses_nor_duplicates(
 def test_resume_of_an_interrupted_rollback(ctx: Context, org_id: int, tmp_path: Path) -> None:
     before = checksum(ctx, org_id)
     op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "p.csv", _products(95)),
-             chunk_size=10)
+             chunk_size=2)
+    assert ctx.settings.rollback_batches == 10
     with pytest.raises(Crash):
         rollback_operation(ctx, org_id, op.id, user_id=None,
                            on_progress=_crash_after(30, "rolling_back"))
     crashed = get_operation(ctx, org_id, op.id)
-    # A rollback restores whole audit batches (one per applied chunk), newest first: the last
-    # chunk held 5 records, then 10 each, so the first progress past 30 says 35.
-    assert (crashed.status, crashed.rolled_back_records) == ("rolling_back", 35)
-    assert len(table(ctx, org_id, "products")) == 60  # the newest 35 are gone
-    assert _audit_count(ctx, org_id, op.id, "applied") == 60
+    # A rollback restores whole audit batches (one per applied chunk), newest first, ten in a
+    # transaction: the last chunk held 1 record, then 2 each, so the first group restored 19
+    # and the first progress past 30 says 39. On PostgreSQL the next group was in flight
+    # beside it (max_concurrent 2) and committed too.
+    gone = 59 if ctx.store.dialect.concurrent_writers else 39
+    assert (crashed.status, crashed.rolled_back_records) == ("rolling_back", gone)
+    assert len(table(ctx, org_id, "products")) == 95 - gone  # the newest are gone
+    assert _audit_count(ctx, org_id, op.id, "applied") == 95 - gone
 
     final = resume(ctx, org_id, op.id)
     assert (final.status, final.rolled_back_records, final.conflict_records) == (
@@ -252,12 +256,15 @@ def test_resume_of_an_interrupted_forced_rollback_restores_the_conflicts(
         write_csv(tmp_path / "u.csv", "sku,price\nP-0001,9.00\nP-0003,9.00\nP-0005,9.00\n"))
     first = rollback_operation(ctx, org_id, op.id, user_id=None)
     assert (first.rolled_back_records, first.conflict_records) == (3, 3)
+    ctx.settings.rollback_batches = 1  # one batch a transaction: the crash comes between two
     with pytest.raises(Crash):
         rollback_operation(ctx, org_id, op.id, user_id=None, force=True,
                            on_progress=_crash_after(0, "rolling_back"))
     crashed = get_operation(ctx, org_id, op.id)
+    # One conflict restored, and on PostgreSQL a second one in flight beside it.
+    restored = 5 if ctx.store.dialect.concurrent_writers else 4
     assert (crashed.status, crashed.rolled_back_records, crashed.conflict_records) == (
-        "rolling_back", 4, 2)
+        "rolling_back", restored, 6 - restored)
     final = resume(ctx, org_id, op.id)
     assert (final.status, final.rolled_back_records, final.conflict_records) == (
         "rolled_back", 6, 0)
@@ -454,6 +461,8 @@ def test_kill_9_during_rollback_then_resume_restores_everything(
     shutil.copyfile(imported_20k.db, cli.db)  # a completed import, not rolled back yet
     op_id = cli.operation().id
     assert len(cli.products()) == ROLLBACK_ROWS
+    # Two batches (1,000 records) a transaction: the kill comes between two of them.
+    cli.env["BULKOPS_ROLLBACK_BATCHES"] = "2"
     proc = cli.start("rollback", op_id)
     op = cli.kill_when(proc, "rolled_back_records", ROLLBACK_ROWS // 2)
     assert op.status == "rolling_back"
@@ -471,12 +480,13 @@ def test_kill_9_during_rollback_then_resume_restores_everything(
     assert cli.products() == {}
     assert cli.audit_records(op_id) == ROLLBACK_ROWS
     assert cli.audit_records(op_id, "rolled_back") == ROLLBACK_ROWS
-    chunks = ROLLBACK_ROWS // CHUNK
+    # One ledger row and one progress event a transaction, across the kill.
+    transactions = ROLLBACK_ROWS // CHUNK // 2
     assert cli.query("SELECT count(*) FROM operation_chunks WHERE operation_id = ? "
-                     "AND phase = 'rollback'", op_id)[0][0] == chunks
+                     "AND phase = 'rollback'", op_id)[0][0] == transactions
     progress = cli.query("SELECT count(*) FROM operation_events WHERE operation_id = ? "
                          "AND event = 'rollback-progress'", op_id)[0][0]
-    assert progress == chunks
+    assert progress == transactions
 
 
 @pytest.mark.slow

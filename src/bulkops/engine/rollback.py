@@ -1,14 +1,17 @@
 """Undo: restore an operation's audit records newest first, never over somebody else's change.
 
 The audit holds one batch per applied chunk (``operation_changes``). Batches are restored
-newest first, and the records of a batch in reverse order, each batch in one transaction
-that also marks it ``rolled_back`` (or ``conflict``, with the outcome of every record left
-alone); a rollback that is interrupted therefore resumes with the batches still ``applied``
-and never restores one twice.
+newest first, and the records of a batch in reverse order, a few batches at a time
+(``Settings.rollback_batches``, ten by default) in one transaction that also marks each
+``rolled_back`` (or ``conflict``, with the outcome of every record left alone); a rollback
+that is interrupted therefore resumes with the batches still ``applied`` and never restores
+one twice.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -149,7 +152,8 @@ def rollback_applied(
         if op.rollback_started_at is None or redo_conflicts:
             values["rollback_started_at"] = utcnow()
         tx.operations.update(op_id, values)
-        chunk_index = len(tx.ledger.committed(op_id, ROLLBACK))
+        # Groups restored side by side may have left a gap in the indexes before a crash.
+        chunk_index = max(tx.ledger.committed(op_id, ROLLBACK), default=-1) + 1
         tx.events.add(op_id, "status", {"status": OperationStatus.ROLLING_BACK})
         op = tx.operations.get(op_id) or op
     total = (op.created_records + op.updated_records + op.deleted_records)
@@ -164,6 +168,10 @@ def rollback_applied(
             ctx, org_id, op_id, spec, passes, force=force, owner=owner,
             chunk_index=chunk_index, total=total, progress=progress,
             run_started=run_started, on_progress=on_progress,
+            # SQLite has one writer at a time: one group in flight, the next being read.
+            # At most four: each lane holds a pooled connection (five by default).
+            lanes=min(int(op.config.get("max_concurrent", 2)), 4)
+            if ctx.store.dialect.concurrent_writers else 1,
         )
     if stopped:
         return stop_rollback(ctx, org_id, op_id, on_progress)
@@ -210,47 +218,137 @@ def _rollback_batches(
     total: int,
     progress: Progress,
     run_started: datetime,
+    lanes: int,
     on_progress: ProgressCallback | None,
 ) -> bool:
-    """Restore batch after batch, newest first, through the ``passes``; whether a cancel
-    stopped it."""
-    stopped = False
-    for target in passes:
-        before_id: int | None = None
-        while True:
-            # First without a savepoint around the batch's statements (two round trips fewer);
-            # a refused statement ends the transaction, and the batch goes again with its
-            # savepoint, which falls back to restoring the records one by one.
-            for careful in (False, True):
+    """Restore group after group of batches, newest first, through the ``passes``; whether
+    a cancel stopped it.
+
+    This thread reads the groups; ``lanes`` threads restore them, each on its own
+    connection, so that up to ``lanes`` groups are in flight (the operation's
+    ``max_concurrent``). The records of one operation's batches are distinct rows, so groups
+    restored side by side never touch the same row; each commits on its own with its marks,
+    ledger row, counters and event. A pass ends once all its groups have: the next pass
+    (conflicts) reads what the first one left.
+    """
+    work: queue.SimpleQueue[tuple[str, list[ChangeBatch], int] | None] = queue.SimpleQueue()
+    done: queue.SimpleQueue[tuple[dict[str, Any], bool] | BaseException] = queue.SimpleQueue()
+
+    def restore_groups() -> None:
+        with ctx.store.pinned():  # one connection for the lane's whole run
+            while (item := work.get()) is not None:
+                target, batches, index = item
                 try:
-                    done = _rollback_batch(
-                        ctx, org_id, op_id, spec, target, before_id,
-                        force=force, careful=careful, owner=owner, chunk_index=chunk_index,
-                        total=total, progress=progress, run_started=run_started,
-                    )
+                    done.put(_rollback_group_retried(
+                        ctx, org_id, op_id, spec, target, batches,
+                        force=force, owner=owner, chunk_index=index, total=total,
+                        progress=progress, run_started=run_started,
+                    ))
+                except BaseException as exc:  # handed to the reading thread, raised there
+                    done.put(exc)
+
+    threads = [
+        threading.Thread(target=restore_groups, name=f"bulkops-rollback-{n}", daemon=True)
+        for n in range(max(1, lanes))
+    ]
+    for thread in threads:
+        thread.start()
+    stopped = False
+    failure: BaseException | None = None
+    shown = -1
+    in_flight = 0
+
+    def collect() -> None:
+        nonlocal in_flight, stopped, failure, shown
+        result = done.get()
+        in_flight -= 1
+        if isinstance(result, BaseException):
+            failure = failure or result
+            return
+        event, cancelled = result
+        stopped = stopped or cancelled
+        # Groups commit in any order; the counters each event carries only grow.
+        if on_progress and event["processed_records"] > shown:
+            shown = event["processed_records"]
+            on_progress(event)
+
+    try:
+        for target in passes:
+            before_id: int | None = None
+            while not stopped and failure is None:
+                batches, cancelled = _read_group(ctx, org_id, op_id, target, before_id,
+                                                 run_started)
+                if cancelled:  # no group starts after a cancel; those in flight finish
+                    stopped = True
                     break
-                except BatchRefused:
-                    continue
-            if done is None:
+                if not batches:
+                    break
+                before_id = batches[-1].id  # newest first: the next group is older
+                work.put((target, batches, chunk_index))
+                chunk_index += 1
+                in_flight += 1
+                if in_flight >= len(threads):
+                    collect()
+            while in_flight:
+                collect()
+            if stopped or failure is not None:
                 break
-            before_id, event, stopped = done  # newest first: the next batch is older
-            chunk_index += 1
-            if on_progress:
-                on_progress(event)
-            if stopped:
-                break
-        if stopped:
-            break
+    finally:
+        # Each lane ends after the group it holds (an interrupt, say Ctrl-C, arrives here
+        # with groups in flight: they commit, and their results are dropped).
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+    if failure is not None:
+        raise failure
     return stopped
 
 
-def _rollback_batch(
+def _rollback_group_retried(
     ctx: Context,
     org_id: int,
     op_id: str,
     spec: EntitySpec,
     target: str,
-    before_id: int | None,
+    batches: list[ChangeBatch],
+    **kwargs: Any,
+) -> tuple[dict[str, Any], bool]:
+    """:func:`_rollback_group`, first without a savepoint around each batch's statements
+    (two round trips fewer a batch); a refused statement ends the transaction, and the group
+    goes again with them, where a refused batch falls back to restoring its records one by
+    one."""
+    try:
+        return _rollback_group(ctx, org_id, op_id, spec, target, batches, careful=False,
+                               **kwargs)
+    except BatchRefused:
+        return _rollback_group(ctx, org_id, op_id, spec, target, batches, careful=True,
+                               **kwargs)
+
+
+def _read_group(
+    ctx: Context, org_id: int, op_id: str, target: str, before_id: int | None,
+    run_started: datetime,
+) -> tuple[list[ChangeBatch], bool]:
+    """The newest batches in status ``target`` older than ``before_id`` (up to
+    ``rollback_batches`` of them), newest first; and whether a cancel of this run came."""
+    with ctx.store.transaction(org_id) as tx:
+        op = tx.operations.require(op_id)
+        if op.cancel_requested_at is not None and op.cancel_requested_at >= run_started:
+            return [], True
+        return tx.audit.change_batches(
+            op_id, newest_first=True, statuses=(target,), before_id=before_id,
+            limit=ctx.settings.rollback_batches,
+        ), False
+
+
+def _rollback_group(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    spec: EntitySpec,
+    target: str,
+    batches: Sequence[ChangeBatch],
     *,
     force: bool,
     careful: bool,
@@ -259,33 +357,39 @@ def _rollback_batch(
     total: int,
     progress: Progress,
     run_started: datetime,
-) -> tuple[int, dict[str, Any], bool] | None:
-    """Restore the newest batch in status ``target`` older than ``before_id``, in one
-    transaction with its marks, ledger row, counters and progress event.
+) -> tuple[dict[str, Any], bool]:
+    """Restore these batches (a group read by :func:`_read_group`) in one transaction with
+    their marks, one ledger row, the counters and one progress event.
 
-    Returns (the batch's id, the event, whether a cancel stops the rollback), or None when no
-    such batch is left. Raises :class:`BatchRefused` (``careful`` off) where the database
-    refused the batch's statement: nothing of it is committed.
+    Returns (the event, whether a cancel stops the rollback). Raises :class:`BatchRefused`
+    (``careful`` off) where the database refused a batch's statement: nothing of the group
+    is committed.
+
+    A group of batches per transaction rather than one: a transaction's own statements (its
+    begin, the ledger row, the counters, the event, its commit) cost about as much as
+    restoring a few hundred records.
     """
     with ctx.store.transaction(org_id, write=True) as tx:
-        batches = tx.audit.change_batches(op_id, newest_first=True, statuses=(target,),
-                                          before_id=before_id, limit=1)
-        if not batches:
-            return None
-        batch = batches[0]
-        # Newest first inside the batch too; a conflict pass retries the conflicts only.
-        todo = [p for p in batch.positions(reverse=True)
-                if target == "applied" or batch.outcome(p)[0] == "conflict"]
-        outcomes, restored, conflicts = _restore(tx, spec, batch, todo, force, careful=careful)
-        # The batch's outcomes: those of the records not retried now, then the new ones.
-        retried = set(todo)
-        kept = {p: o for p, o in batch.outcomes.items() if p not in retried}
-        tx.audit.mark_changes(batch.id, kept | outcomes)
+        restored = conflicts = records = 0
+        for batch in batches:  # newest first
+            # Newest first inside the batch too; a conflict pass retries the conflicts only.
+            todo = [p for p in batch.positions(reverse=True)
+                    if target == "applied" or batch.outcome(p)[0] == "conflict"]
+            outcomes, done_now, conflicts_now = _restore(
+                tx, spec, batch, todo, force, careful=careful
+            )
+            # The batch's outcomes: those of the records not retried now, then the new ones.
+            retried = set(todo)
+            kept = {p: o for p, o in batch.outcomes.items() if p not in retried}
+            tx.audit.mark_changes(batch.id, kept | outcomes)
+            restored += done_now
+            conflicts += conflicts_now
+            records += len(todo)
         deltas = {"rolled_back_records": restored, "conflict_records": conflicts}
         if target == "conflict":
             # Every record retried was counted as a conflict already.
             deltas["conflict_records"] = -restored
-        tx.ledger.record(op_id, ROLLBACK, chunk_index, None, None, len(todo))
+        tx.ledger.record(op_id, ROLLBACK, chunk_index, None, None, records)
         # Checked last, under the update's lock: a lost lease undoes this batch.
         updated = advance(
             tx, op_id, owner, deltas,
@@ -309,7 +413,7 @@ def _rollback_batch(
             updated.cancel_requested_at is not None
             and updated.cancel_requested_at >= run_started
         )
-    return batch.id, event, stopped
+    return event, stopped
 
 
 def stop_rollback(

@@ -63,6 +63,8 @@ class Dialect(ABC):
     """The organization filter of look-ups by id (see :class:`SqliteDialect`)."""
     deletes_unchanged: bool = False
     """Whether :meth:`delete_unchanged` compares and deletes a batch in one statement."""
+    concurrent_writers: bool = False
+    """Whether transactions that write different rows run side by side (not one at a time)."""
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -360,6 +362,7 @@ class PostgresDialect(Dialect):
     placeholder = "%s"
     org_by_id = "organization_id"
     deletes_unchanged = True
+    concurrent_writers = True
 
     def walk_by_id(self, conn: Connection) -> None:
         # Right after a large import the table's statistics still say it is nearly empty,
