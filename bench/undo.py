@@ -87,8 +87,9 @@ def delete_floors(url: str, data: Path, chunk: int) -> tuple[float, float]:
     """Seconds of deleting every row of the file from a table like bench.run's baseline (the
     same primary and unique keys, and the empty tables whose foreign keys point at it), loaded
     by a server-side COPY: (one set-based DELETE, DELETEs of ``chunk`` ids each committed on
-    its own). What deleting those rows costs at the least, at once and the way a resumable
-    rollback has to, one transaction per batch.
+    its own). What deleting those rows costs at the least, at once and in resumable steps, one
+    transaction per batch, one after the other (a rollback groups ten batches a transaction
+    and runs two such transactions side by side).
 
     A rollback of an import deletes what it created, and PostgreSQL checks each deleted row
     against every foreign key that points at it (one look-up per row and key, inventory and
@@ -160,7 +161,7 @@ def main() -> int:
                   "keys (no audit, no row-level security)")
             print(f"  one DELETE {at_once:7.2f} s  {at_once / imp_s:.2f}x the import")
             print(f"  by {args.chunk_size} ids {chunked:7.2f} s  {chunked / imp_s:.2f}x the import "
-                  "(one transaction per batch, as a rollback)")
+                  "(one transaction per batch, one after the other)")
 
         running = subprocess.Popen(
             [*base, "import", "products", str(data), *chunk, "--json"],
