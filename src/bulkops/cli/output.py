@@ -87,17 +87,36 @@ def live_progress(enabled: bool, title: str) -> Iterator[engine.ProgressCallback
                 good = event.get("successful_records") or 0
                 bad = event.get("failed_records") or 0
                 rows = event.get("processed_records") or 0
-            counts = f"{counted(rows, 'row')} ✓{good:,} ✗{bad:,}"
+            # Within the terminal's width (80 columns, say), time remaining included: the
+            # rows only where they are more than ✓ and ✗ (unchanged ones), the phase only
+            # where the title does not say it and there is room.
+            counts = f"✓{good:,} ✗{bad:,}"
+            if rows != good + bad:
+                counts = f"{counted(rows, 'row')} {counts}"
             rate = f"{event['rate']:,.0f}/s" if event.get("rate") else ""
+            description = f"{title} ({phase})" if phase in _SAID_PHASES else title
+            fixed = _BAR_AND_TIMES + len(counts) + len(rate)
+            if len(description) + fixed > err.width:
+                description = title
+            if len(description) + fixed > err.width:
+                rate = ""
             bar.update(
                 task,
                 completed=event.get("percentage") or 0.0,
                 counts=counts,
                 rate=rate,
-                description=f"{title} ({phase})" if phase and phase != "done" else title,
+                description=description,
             )
 
         yield update
+
+
+_SAID_PHASES = frozenset({"validating", "queued"})
+"""Phases the bar names beside its title ("import products (validating)"); applying,
+rolling back and exporting go without saying."""
+_BAR_AND_TIMES = 34
+"""What the bar's other columns take at the least: a short bar, the percentage, the time
+elapsed, ``eta`` and the time remaining, and the spaces between the columns."""
 
 
 def exit_code_for(op: Operation) -> int:
