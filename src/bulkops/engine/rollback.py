@@ -390,7 +390,7 @@ def _rollback_group(
             # Every record retried was counted as a conflict already.
             deltas["conflict_records"] = -restored
         tx.ledger.record(op_id, ROLLBACK, chunk_index, None, None, records)
-        # Checked last, under the update's lock: a lost lease undoes this batch.
+        # Checked last, under the update's lock: a lost lease undoes this group.
         updated = advance(
             tx, op_id, owner, deltas,
             {"lease_expires_at": time.time() + ctx.settings.lease_seconds},
