@@ -141,6 +141,26 @@ def test_chunks_on_two_workers_give_the_single_process_result(
     assert event_names(ctx, org_id, op_id) == event_names(ctx, reference, expected.id)
 
 
+def test_after_a_validating_pass_the_workers_progress_counts_the_file_once(
+    ctx: Context, org_id: int, worker: Worker, tmp_path: Path
+) -> None:
+    path = products(tmp_path / "p.csv", 3_000)
+    op_id = queued(ctx, org_id, path, chunk_size=200, max_concurrent=3, rollback_on_error=True)
+    applying: list[float] = []
+
+    def on_progress(event: dict[str, Any]) -> None:
+        if event.get("phase") == "applying":
+            applying.append(event["percentage"])
+
+    final = execute(ctx, org_id, op_id, owner=COORDINATOR, send_chunk=worker.send,
+                    on_progress=on_progress)
+    assert (final.status, final.created_records) == ("completed", 3_000)
+    # The bar starts over for the applying pass and grows with it, not stuck at 99.9 (the
+    # coordinator reports the chunks it applied itself).
+    assert applying and applying[0] < 99.0 and applying == sorted(applying), applying
+    assert final.bytes_processed == final.file_size_bytes
+
+
 def test_a_chunk_whose_worker_died_is_taken_over_after_its_lease(
     database_url: str, tmp_path: Path
 ) -> None:

@@ -132,6 +132,11 @@ def _run_operation(
                 OperationStatus.COMPLETED if config.validate_only else OperationStatus.ROLLED_BACK
             )
             return finish(ctx, org_id, op_id, status, planned, on_progress)
+        # The applying pass reads the file again from its start. Its chunks count bytes from
+        # zero: the distributed path adds each chunk's span, which on top of the validating
+        # pass's whole file held the percentage at 99.9 for the whole pass.
+        with ctx.store.transaction(org_id, write=True) as tx:
+            tx.operations.update(op_id, {"bytes_processed": 0})
     if send_chunk is not None and config.max_concurrent > 1:
         stopped = coordinate(
             ctx, org_id, op, config, spec, owner=owner, on_progress=on_progress,
