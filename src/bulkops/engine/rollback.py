@@ -28,7 +28,7 @@ from bulkops.engine.lifecycle import (
     process_owner,
     write_end,
 )
-from bulkops.engine.operations import Context, get_operation, operation_view
+from bulkops.engine.operations import Context, OperationConfig, get_operation, operation_view
 from bulkops.engine.scheduling import try_start
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict
@@ -38,6 +38,9 @@ from bulkops.store import ChangeBatch, DuplicateRow, Tx, utcnow
 __all__ = ["queue_rollback", "request_rollback", "rollback_applied", "rollback_operation"]
 
 ROLLBACK = "rollback"
+_MAX_LANES = 4
+"""Rollback transactions in flight at the most: each lane holds a pooled connection (five by
+default, one of them the reading thread's)."""
 _Target = tuple[int, int]  # (position in the batch, entity id)
 
 
@@ -169,8 +172,7 @@ def rollback_applied(
             chunk_index=chunk_index, total=total, progress=progress,
             run_started=run_started, on_progress=on_progress,
             # SQLite has one writer at a time: one group in flight, the next being read.
-            # At most four: each lane holds a pooled connection (five by default).
-            lanes=min(int(op.config.get("max_concurrent", 2)), 4)
+            lanes=min(OperationConfig.model_validate(op.config).max_concurrent, _MAX_LANES)
             if ctx.store.dialect.concurrent_writers else 1,
         )
     if stopped:
