@@ -64,6 +64,37 @@ def test_a_reader_process_gives_the_same_result_as_one_process(
     assert products[0] == ("S-0000", "Name 0", 'A, b "c"', "cat", "1.50")
 
 
+def test_new_rows_built_by_the_reader_land_only_where_every_record_is_new(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    """The reader builds an import's rows as the database sends them; the writer uses them
+    only for a chunk whose valid records are all new. A case twin in a chunk is refused, and
+    the rest of that chunk lands with its own values, not its neighbours'."""
+    rows = [f"S-{i:04d},Name {i},,cat,{i % 90 + 1}.25\n" for i in range(600)]
+    rows[250] = "s-0010,Twin,,cat,9.99\n"  # a case twin of row 12, in the third chunk
+    path = write_csv(tmp_path / "p.csv", HEADER + "".join(rows))
+    final = run(with_reader(ctx, True), org_id, "import", "products", path, chunk_size=100)
+    assert (final.status.value, final.created_records, final.failed_records) == (
+        "completed", 599, 1
+    )
+    stored = table(ctx, org_id, "products")
+    expected = [(f"S-{i:04d}", f"Name {i}", None, "cat", f"{i % 90 + 1}.25")
+                for i in range(600) if i != 250]
+    assert [row[1:] for row in stored] == expected
+    with ctx.store.transaction(org_id) as tx:
+        errors = tx.audit.iter_errors(final.id)
+        audited = {
+            item["entity_id"]: item["after_data"]
+            for item in tx.audit.page(final.id, newest_first=False, limit=1_000)
+        }
+    assert [e["row"] for e in errors] == [252]
+    ids = [row[0] for row in stored]
+    assert ids == sorted(ids)  # in file order
+    for row in stored:  # each audit record names the row it created, with its values
+        after = audited[row[0]]
+        assert f'"sku":"{row[1]}"' in after and f'"price":"{row[5]}"' in after
+
+
 def test_a_record_refused_by_the_database_is_reported_with_its_cells_as_read(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:

@@ -60,7 +60,7 @@ def _write(
     """
     entity = spec.entity.value
     fields = spec.field_names
-    ids = tx.rows.insert(entity, fields, [values for _, values in plan.creates])
+    ids = tx.rows.insert(entity, fields, [values for _, values in plan.creates], built=plan.built)
     tx.rows.update(entity, fields, [(row_id, after) for _, row_id, _, after in plan.updates])
     tx.rows.delete(entity, [row_id for _, row_id, _ in plan.deletes])
     # The images stay value tuples in field order: the batch is serialised once, in the store.
@@ -121,6 +121,7 @@ def _write_one_by_one(
     if audited:
         tx.audit.insert_changes(op_id, spec.field_names, audited)
     plan.creates, plan.updates, plan.deletes = kept.creates, kept.updates, kept.deletes
+    plan.built = None  # built for the creates as they were
     plan.failures = kept.failures
 
 

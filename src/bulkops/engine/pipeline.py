@@ -23,7 +23,7 @@ import os
 import pickle
 import signal
 import sys
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from itertools import repeat
@@ -85,11 +85,14 @@ def checked_chunks(
     *,
     skip: Container[int] = (),
     background: bool = True,
+    build: Callable[[Sequence[str], list[tuple[Any, ...]]], Any] | None = None,
 ) -> Iterator[CheckedFile]:
     """The file's checked chunks, in order; chunks in ``skip`` come without records.
 
     Skipped chunks (already committed before a resume) are still read and checked, since
-    their keys are needed to spot later duplicates.
+    their keys are needed to spot later duplicates. ``build`` (an import's, with a reader
+    process): the database's ``batch_columns``, which the reader then runs on each chunk's
+    valid records (:attr:`Prepared.built`).
     """
     # Linux only: fork() in a process with threads (the service's worker) is safe there for
     # what the reader does; macOS and Windows run both halves in one process.
@@ -119,7 +122,10 @@ def checked_chunks(
         # when the writer closes the pipe or kills it.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         receiver.close()
-        _read(sender, path, read_options, limits, spec, operation, mapping, chunk_size, skip)
+        _read(
+            sender, path, read_options, limits, spec, operation, mapping, chunk_size, skip,
+            build,
+        )
     sender.close()
     try:
         tag, body = _receive(receiver)
@@ -147,11 +153,13 @@ def checked_operation(
     config: OperationConfig,
     *,
     skip: Container[int] = frozenset(),
+    writing: bool = True,
 ) -> Iterator[CheckedFile]:
     """:func:`checked_chunks` of an operation's stored file, with its configuration.
 
     An import that has applied nothing yet (``skip`` empty) into a table without a row of
-    the organization gets an evaluator that skips the look-up of current rows.
+    the organization gets an evaluator that skips the look-up of current rows. Only a pass
+    that is ``writing`` has the reader build the new rows for the database.
     """
     if op.file_path is None:
         raise NotFound(f"Operation {op.id} has no stored file to read.")
@@ -167,6 +175,11 @@ def checked_operation(
         config.chunk_size,
         skip=skip,
         background=ctx.settings.read_in_background,
+        build=(
+            ctx.store.dialect.batch_columns
+            if writing and operation is OperationType.IMPORT
+            else None
+        ),
     ) as checked:
         if operation is OperationType.IMPORT and not skip:
             with ctx.store.transaction(org_id) as tx:
@@ -236,6 +249,7 @@ def encode_prepared(prepared: Prepared) -> bytes:
             for raw, errors in prepared.plan.failures
         ] if positions is not None else [],
         list(prepared.case_twins.items()),
+        prepared.built,
     ]
     cells = prepared.cells_json or orjson.dumps([r.values for r in chunk])
     return orjson.dumps(head) + b"\n" + cells
@@ -270,6 +284,8 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
     prepared = Prepared(chunk, plan, valid, consumed, index, encoded, cells)
     if more:  # case twins of earlier rows (a chunk planned by an earlier version has none)
         prepared.case_twins = {row: message for row, message in more[0]}
+        if len(more) > 1:
+            prepared.built = more[1]
     return prepared
 
 
@@ -300,6 +316,7 @@ def _read(  # runs in the forked reader process and never returns
     mapping: dict[str, str],
     chunk_size: int,
     skip: Container[int],
+    build: Callable[[Sequence[str], list[tuple[Any, ...]]], Any] | None,
 ) -> NoReturn:
     """The reader process: header first, then every checked chunk, then the end mark."""
     try:
@@ -312,6 +329,10 @@ def _read(  # runs in the forked reader process and never returns
                     skipped = [prepared.index, prepared.bytes_consumed]
                     sender.send_bytes(_SKIPPED + orjson.dumps(skipped))
                     continue
+                if build is not None and prepared.valid:
+                    prepared.built = build(
+                        evaluator.fields, evaluator.new_rows(prepared.valid)
+                    )
                 sender.send_bytes(_CHUNK + encode_prepared(prepared))
         sender.send_bytes(_END)
     except BaseException as exc:  # every fault is the writer's to report

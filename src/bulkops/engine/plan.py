@@ -55,6 +55,9 @@ class ChunkPlan:
     )  # (row, id, before)
     unchanged: int = 0
     failures: list[tuple[RawRecord, list[RecordError]]] = field(default_factory=list)
+    #: ``creates`` as the database's ``batch_columns`` builds them to send, when the reader
+    #: built them already (see :attr:`Prepared.built`).
+    built: Any = None
 
     @property
     def failed(self) -> int:
@@ -91,6 +94,10 @@ class Prepared:
     #: row's: row -> the message. Whether that is an error depends on the database, so the
     #: evaluation decides (an import of a key that exists exactly is a plain update).
     case_twins: dict[int, str] = field(default_factory=dict)
+    #: An import's valid records as the database sends new rows (its ``batch_columns``),
+    #: built by the reader process, whose core has time to spare, instead of by the writer:
+    #: used when every valid record turns out to be new (see :meth:`Evaluator.evaluate`).
+    built: Any = None
 
     def cells_of(self, raw: RawRecord) -> Sequence[str]:
         """The raw cells of one of the chunk's records, as read from the file."""
@@ -234,6 +241,8 @@ class Evaluator:
             if self._has_case and not self.started_empty:
                 valid = self._refuse_case_twins(tx, plan, valid, existing)
             self._plan_import(plan, valid, existing)
+            if prepared.built is not None and len(plan.creates) == len(prepared.valid):
+                plan.built = prepared.built  # the creates are the valid records, in order
         elif self.operation is OperationType.UPDATE:
             self._plan_update(plan, valid, existing)
         else:
@@ -243,6 +252,13 @@ class Evaluator:
         return plan
 
     # -- per operation -------------------------------------------------------------------------
+
+    def new_rows(self, valid: list[Any]) -> list[tuple[Any, ...]]:
+        """The rows an import of these valid records would create, in field order."""
+        fields = self.fields
+        if self.validator.fields == fields:
+            return [tuple(values.values()) for _, values, _ in valid]
+        return [tuple([values[f] for f in fields]) for _, values, _ in valid]
 
     def _plan_import(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
         fields = self.fields

@@ -317,7 +317,10 @@ def _plan_pass(
     progress = Progress(0, op.total_records)
     # A check keeps what each record would do (its planned changes), chunk by chunk.
     keep = config.validate_only and ctx.settings.keep_check_plan
-    with checked_operation(ctx, org_id, op, config) as checked, ctx.store.pinned():
+    with (
+        checked_operation(ctx, org_id, op, config, writing=False) as checked,
+        ctx.store.pinned(),
+    ):
         evaluator = checked.evaluator
         size = max(checked.file_size_bytes, 1)
         with ctx.store.transaction(org_id, write=True) as tx:

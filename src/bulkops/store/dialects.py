@@ -146,6 +146,12 @@ class Dialect(ABC):
         """(id, *fields) rows with values as the engine compares them."""
         return [tuple(r) for r in rows]
 
+    def batch_columns(self, fields: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> Any:
+        """What :meth:`insert_batch` would build from ``rows`` to send them, built ahead
+        (by the process that reads the file) and handed to it as ``built``; None when this
+        database builds nothing."""
+        return None
+
     def insert_batch(
         self,
         conn: Connection,
@@ -154,6 +160,7 @@ class Dialect(ABC):
         fields: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
         ids: Sequence[int] | None,
+        built: Any = None,
     ) -> list[int]:
         """Insert rows (values in ``fields`` order) with plain statements; their ids, in order."""
         if ids is None:
@@ -490,6 +497,16 @@ class PostgresDialect(Dialect):
             out.append(tuple(row))
         return out
 
+    def batch_columns(self, fields: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> Any:
+        from bulkops.store import postgres
+
+        if len(rows) < postgres.ARRAY_MIN_ROWS:
+            return None
+        try:
+            return postgres.columns(rows, len(fields))
+        except postgres.NotSplittable:
+            return None
+
     def insert_batch(
         self,
         conn: Connection,
@@ -498,12 +515,13 @@ class PostgresDialect(Dialect):
         fields: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
         ids: Sequence[int] | None,
+        built: Any = None,
     ) -> list[int]:
         from bulkops.store import postgres
 
         if len(rows) >= postgres.ARRAY_MIN_ROWS:
             with suppress(postgres.NotSplittable), _batch():
-                return postgres.insert_rows(conn, org_id, entity, fields, rows, ids)
+                return postgres.insert_rows(conn, org_id, entity, fields, rows, ids, built)
         return super().insert_batch(conn, org_id, entity, fields, rows, ids)
 
     def update_batch(

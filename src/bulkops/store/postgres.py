@@ -223,26 +223,37 @@ def insert_rows(
     fields: Sequence[str],
     rows: Sequence[tuple[Any, ...]],
     ids: Sequence[int] | None,
+    built: Sequence[str] | None = None,
 ) -> list[int]:
     """One ``INSERT … SELECT FROM unnest(…)`` through the policies, in one round trip.
 
     Returns the new ids in the order of ``rows``. The caller has found the keys new (under
     the entity's lock), so there is no ``ON CONFLICT``: a key taken meanwhile fails the whole
-    batch, and the caller's per-record fallback names the record.
+    batch, and the caller's per-record fallback names the record. ``built``: the
+    :func:`columns` of ``rows``, when the process that read the file built them already.
     """
     key = natural_key(entity)
     written = [*(("id",) if ids is not None else ()), *fields]
-    values = rows if ids is None else [(i, *r) for i, r in zip(ids, rows, strict=True)]
-    params = (org_id, *columns(values, len(written)))
+    if built is not None and ids is None and len(built) == len(fields):
+        texts = list(built)
+    else:
+        values = rows if ids is None else [(i, *r) for i, r in zip(ids, rows, strict=True)]
+        texts = columns(values, len(written))
     with _batch_errors(), _driver(conn).cursor() as cur:
         _durable_at_the_end(cur)
-        cur.execute(insert_statement(entity, written), params, prepare=False)
+        cur.execute(insert_statement(entity, written), (org_id, *texts), prepare=False)
         returned = cur.fetchall()
     if len(returned) != len(rows):
         raise StoreError(f"Inserted {len(returned)} of {len(rows)} rows of {entity}.")
     if ids is not None:
         return list(ids)
     positions = [fields.index(k) for k in key]
+    # The rows come back in the order they were given (the usual case, though not one the
+    # server promises): checked as a whole, which costs far less than matching each key.
+    if len(positions) == 1:
+        p = positions[0]
+        if [r[1] for r in returned] == [row[p] for row in rows]:
+            return [r[0] for r in returned]
     by_key = {tuple(r[1:]): int(r[0]) for r in returned}
     try:
         return [by_key[tuple([row[p] for p in positions])] for row in rows]

@@ -174,14 +174,18 @@ class RowStore(Scoped):
         fields: Sequence[str],
         rows: Sequence[tuple[Any, ...]],
         ids: Sequence[int] | None = None,
+        built: Any = None,
     ) -> list[int]:
         """Insert rows (values in ``fields`` order); returns their ids, in order.
 
         With ``ids`` the rows get exactly those ids (a rollback re-creating deleted rows).
+        ``built``: what the dialect's ``batch_columns`` gave for the same rows, if anything.
         """
         if not rows:
             return []
-        return self.dialect.insert_batch(self.conn, self.org_id, entity, fields, rows, ids)
+        return self.dialect.insert_batch(
+            self.conn, self.org_id, entity, fields, rows, ids, built
+        )
 
     def update(
         self, entity: str, fields: Sequence[str], rows: Sequence[tuple[int, tuple[Any, ...]]]
