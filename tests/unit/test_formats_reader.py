@@ -460,3 +460,88 @@ def test_a_tie_between_delimiters_names_both(tmp_path: Path) -> None:
 def test_a_clear_majority_is_no_tie(tmp_path: Path) -> None:
     header, _ = read_all(write(tmp_path, "sku;name;price,x\nA;b;1,2\n"))
     assert header == ["sku", "name", "price,x"]
+
+
+# -- the count of a large file, in two halves at once -------------------------------------
+
+
+def _counted(path: Path, limits: ReadLimits = ReadLimits()) -> int:  # noqa: B008
+    with open_csv(path, limits=limits) as csv_file:
+        return csv_file.count_records()
+
+
+def _records_read(path: Path) -> int:
+    return sum(1 for _ in read_all(path)[1])
+
+
+@pytest.fixture
+def halves(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
+    """Every file counts in two halves; what each two-half count gave (None: whole read)."""
+    from bulkops.formats import reader
+
+    given: list[int | None] = []
+    split = reader._count_halves
+
+    def spied(first: object, second: object) -> int | None:
+        given.append(split(first, second))  # type: ignore[arg-type]
+        return given[-1]
+
+    monkeypatch.setattr(reader, "SPLIT_COUNT_BYTES", 64)
+    monkeypatch.setattr(reader, "_count_halves", spied)
+    return given
+
+
+def _awkward(records: int, *, broken_at: int | None = None, newline: str = "\n") -> str:
+    lines = ["sku,name,description"]
+    for i in range(records):
+        if i == broken_at:
+            lines.append(f'B-{i},"never closed,x')
+        elif i % 5 == 0:
+            lines.append(f'Q-{i},Quoted {i},"line one{newline}line two, with a comma"')
+        elif i % 9 == 0:
+            lines.append(f"P-{i},Plain {i},{newline},,")
+        else:
+            lines.append(f"P-{i},Plain {i},")
+    return newline.join(lines) + newline
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_a_large_file_counted_in_two_halves_gives_the_records_a_read_gives(
+    tmp_path: Path, halves: list[int | None], newline: str
+) -> None:
+    for records in range(40, 60):  # the middle falls on every kind of line in turn
+        path = write(tmp_path, _awkward(records, newline=newline))
+        assert _counted(path) == _records_read(path) == records
+    assert any(given is not None for given in halves)  # the halves did count
+
+
+def test_a_middle_inside_a_quoted_line_break_is_counted_by_a_whole_read(
+    tmp_path: Path, halves: list[int | None]
+) -> None:
+    head = "sku,name,description\n"
+    opened = 'Q-1,Quoted,"' + "x" * 200 + "\n" + "y" * 200 + '"\n'
+    path = write(tmp_path, head + "P-0,Plain,\n" + opened + "P-2,Plain,\n")
+    # The cut lands on the line break inside the quotes: the first half ends inside them.
+    assert _counted(path) == _records_read(path) == 3
+    assert halves == [None]
+
+
+def test_a_broken_quote_in_either_half_gives_the_count_of_a_whole_read(
+    tmp_path: Path, halves: list[int | None]
+) -> None:
+    for broken_at in (3, 45):
+        path = write(tmp_path, _awkward(50, broken_at=broken_at))
+        assert _counted(path) == _records_read(path)
+    assert halves == [None, None]
+
+
+def test_the_row_limit_of_a_file_counted_in_halves_names_the_row_as_a_whole_read(
+    tmp_path: Path, halves: list[int | None]
+) -> None:
+    path = write(tmp_path, _awkward(50))
+    with pytest.raises(FileRejected) as split:
+        _counted(path, ReadLimits(max_rows=40))
+    with pytest.raises(FileRejected) as whole, open_csv(path, limits=ReadLimits(max_rows=40)) as f:
+        list(f.records())
+    assert str(split.value) == str(whole.value)
+    assert _counted(path, ReadLimits(max_rows=50)) == 50
