@@ -292,8 +292,10 @@ class CsvFile:
         if self._records_started:
             raise RuntimeError("CsvFile.count_records() needs a file not yet read")
         self._records_started = True
-        if (halves := self._halves()) is not None and (counted := _count_halves(*halves)):
-            return counted
+        if (halves := self._halves()) is not None:
+            counted = _count_halves(*halves)
+            if counted is not None:
+                return counted
         max_rows = self._limits.max_rows
         ncols = len(self.header)
         pending = self._pending
@@ -359,7 +361,7 @@ class CsvFile:
     def _part(self, fd: int, start: int, end: int, prefix: bytes) -> CsvFile:
         binary = io.BufferedReader(_FileRange(fd, start, end, prefix), _PART_BUFFER_BYTES)
         part = CsvFile(
-            binary=binary,  # type: ignore[arg-type]  # a read-only buffered stream as well
+            binary=binary,  # type: ignore[arg-type]  # any raw stream will do
             text=io.TextIOWrapper(
                 binary, encoding=self.encoding, errors=decoding_errors(self.encoding), newline=""
             ),
