@@ -136,6 +136,30 @@ def test_non_ascii_twins_are_found_in_the_database(
     }
 
 
+@pytest.mark.parametrize(
+    ("entity", "header"), [("products", PRODUCTS), ("warehouses", "code,name\n")]
+)
+def test_twins_of_keys_in_every_letter_case_are_found_in_the_database(
+    ctx: Context, org_id: int, tmp_path: Path, entity: str, header: str
+) -> None:
+    # Stored keys all lower-case, all upper-case, mixed, with letters outside ASCII, with ß,
+    # decomposed (written outside bulkops), and without letters: each has a twin in the file.
+    stored = ["abc-1", "ABC-2", "Abc-3", "\u00c9COLE-4", "stra\u00dfe-5", "Gr\u00fc\u00dfe-6",
+              "Cafe\u0301-7", "123-8"]
+    twins = ["ABC-1", "abc-2", "aBC-3", "\u00e9cole-4", "STRASSE-5", "GR\u00dcSSE-6",
+             "CAF\u00c9-7"]
+    fields = ("sku", "name") if entity == "products" else ("code", "name")
+    insert_behind_the_engines_back(ctx, org_id, entity, fields, [(k, "Stored") for k in stored])
+    lines = "".join(f"{twin},Twin\n" for twin in twins) + "123-8,Same key\nNEW-9,New\n"
+    final = run(ctx, org_id, "import", entity, write_csv(tmp_path / "t.csv", header + lines))
+    assert (final.failed_records, final.updated_records, final.created_records) == (7, 1, 1)
+    key = fields[0]
+    assert messages(ctx, org_id, final.id) == {
+        row: [f"{key} '{twin}' differs only by letter case from the existing {key} '{other}'"]
+        for row, twin, other in zip(range(2, 9), twins, stored, strict=False)
+    }
+
+
 def test_a_case_twin_of_an_earlier_row_is_a_row_error(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:

@@ -137,6 +137,14 @@ class Dialect(ABC):
     ) -> Rows:
         """The rows (``columns``) with these values of a unique ``key`` (``("id",)`` too)."""
 
+    def case_twin_lookup(
+        self, table: str, column: str, org_id: int, spellings: set[str]
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        """The look-up of the rows whose one-column text key ``lower()`` gives one of
+        ``spellings``, where this database indexes that key its own way; None for the
+        general form (``RowStore.case_twin_query``)."""
+        return None
+
     @abstractmethod
     def allocate_ids(self, conn: Connection, entity: str, count: int) -> list[int]: ...
 
@@ -473,6 +481,15 @@ class PostgresDialect(Dialect):
         from bulkops.store import postgres
 
         return postgres.rows_by_keys(conn, org_id, entity, key, columns, keys)
+
+    def case_twin_lookup(
+        self, table: str, column: str, org_id: int, spellings: set[str]
+    ) -> tuple[str, tuple[Any, ...]] | None:
+        from bulkops.store import postgres
+
+        if postgres.MIXED_CASE_FOLDED.get(table) != column:
+            return None
+        return postgres.case_twin_lookup(table, column, org_id, spellings)
 
     def allocate_ids(self, conn: Connection, entity: str, count: int) -> list[int]:
         rows = conn.exec_driver_sql(

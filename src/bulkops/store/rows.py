@@ -10,6 +10,11 @@ on ``lower()`` of each key's text parts (``ix_<table>_folded_key``, migration 00
 follows the database's locale. :func:`lowered_spellings` sends every form ``lower()`` can
 give for a twin, so the index finds the candidates on both; the engine then compares them
 exactly (``str.casefold`` of the NFC form).
+
+On PostgreSQL the index of products and warehouses (one-column keys) holds only the keys
+with both upper- and lower-case ASCII letters, lowered as SQLite does (migration 0011): a key
+in one letter case is found exactly, through the unique key's index (the dialect's
+``case_twin_lookup``). An import of codes in one case then writes two B-trees, not three.
 """
 
 from __future__ import annotations
@@ -120,19 +125,27 @@ class RowStore(Scoped):
         self, entity: str, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
     ) -> tuple[str, tuple[Any, ...]]:
         """The SQL of :meth:`case_twin_candidates` and its parameters (tests read its plan)."""
+        table = ENTITY_TABLES[entity].name
+        texts = [isinstance(part, str) for part in keys[0]]
+        values: list[set[Any]] = [
+            set().union(*(lowered_spellings(k[position]) for k in keys))
+            if texts[position]
+            else {k[position] for k in keys}
+            for position in range(len(key))
+        ]
+        if len(key) == 1 and texts[0]:
+            own = self.dialect.case_twin_lookup(table, key[0], self.org_id, values[0])
+            if own is not None:
+                return own
         conditions = [f"organization_id = {self.dialect.placeholder}"]
         params: list[Any] = [self.org_id]
         for position, column in enumerate(key):
-            values: set[Any] = set()
-            texts = isinstance(keys[0][position], str)
-            for k in keys:
-                values |= lowered_spellings(k[position]) if texts else {k[position]}
             where, more = self.dialect.key_filter(
-                (f"lower({column})" if texts else column,), [(v,) for v in values]
+                (f"lower({column})" if texts[position] else column,),
+                [(v,) for v in values[position]],
             )
             conditions.append(where)
             params.extend(more)
-        table = ENTITY_TABLES[entity].name
         # SQLite's planner, without statistics, prefers the unique key's index for the
         # organization alone and would scan all its rows: name the index (an error, not a
         # silent scan, if it could not serve). PostgreSQL chooses it by itself.

@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    text,
 )
 
 __all__ = ["ENTITY_TABLES", "TENANT_TABLES", "metadata", "natural_key"]
@@ -394,9 +395,19 @@ operation_plans = Table(
 
 # Case twins (keys that differ only by letter case) are looked up by lower() of each text part
 # of the key (migration 0006; see rows.py). Customers' email is stored lower-case: its unique
-# key serves.
-Index("ix_warehouses_folded_key", warehouses.c.organization_id, func.lower(warehouses.c.code))
-Index("ix_products_folded_key", products.c.organization_id, func.lower(products.c.sku))
+# key serves. Products and warehouses, as PostgreSQL has them (migration 0011): only the keys
+# with both upper- and lower-case ASCII letters, lowered as SQLite's lower() does; SQLite keeps
+# lower() of every key (its schema comparison skips expression indexes).
+for _table, _column in (("warehouses", "code"), ("products", "sku")):
+    Index(
+        f"ix_{_table}_folded_key",
+        metadata.tables[_table].c.organization_id,
+        text(f'lower({_column} COLLATE "C")'),
+        postgresql_where=text(
+            f'{_column} <> lower({_column} COLLATE "C") '
+            f'AND {_column} <> upper({_column} COLLATE "C")'
+        ),
+    )
 Index(
     "ix_inventory_folded_key",
     inventory.c.organization_id,
