@@ -408,6 +408,7 @@ for _table, _column in (("warehouses", "code"), ("products", "sku")):
             f'AND {_column} <> upper({_column} COLLATE "C")'
         ),
     )
+del _table, _column
 Index(
     "ix_inventory_folded_key",
     inventory.c.organization_id,
