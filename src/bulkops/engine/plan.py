@@ -256,17 +256,14 @@ class Evaluator:
     def new_rows(self, valid: list[Any]) -> list[tuple[Any, ...]]:
         """The rows an import of these valid records would create, in field order."""
         fields = self.fields
+        # An import's validated record holds every field in template order (the validator's
+        # output order), so its values are the row as stored.
         if self.validator.fields == fields:
             return [tuple(values.values()) for _, values, _ in valid]
         return [tuple([values[f] for f in fields]) for _, values, _ in valid]
 
     def _plan_import(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
-        fields = self.fields
-        # An import's validated record holds every field in template order (the validator's
-        # output order), so its values are the row as stored.
-        in_order = self.validator.fields == fields
-        for raw, values, key in valid:
-            after = tuple(values.values()) if in_order else tuple([values[f] for f in fields])
+        for (raw, _, key), after in zip(valid, self.new_rows(valid), strict=True):
             current = existing.get(key)
             if current is None:
                 plan.creates.append((raw.row, after))
