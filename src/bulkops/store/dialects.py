@@ -33,7 +33,13 @@ from sqlalchemy.pool import NullPool
 from bulkops.errors import StoreError
 from bulkops.store.clock import utcnow
 from bulkops.store.errors import DuplicateRow, translate
-from bulkops.store.tables import ENTITY_TABLES, api_tokens, operation_events, users
+from bulkops.store.tables import (
+    ENTITY_TABLES,
+    MIXED_CASE_FOLDED,
+    api_tokens,
+    operation_events,
+    users,
+)
 from bulkops.store.waiters import EventWaiter, SleepWaiter
 
 # Built once (every chunk writes an event): building a statement cost more than running it.
@@ -487,7 +493,7 @@ class PostgresDialect(Dialect):
     ) -> tuple[str, tuple[Any, ...]] | None:
         from bulkops.store import postgres
 
-        if postgres.MIXED_CASE_FOLDED.get(table) != column:
+        if MIXED_CASE_FOLDED.get(table) != column:
             return None
         return postgres.case_twin_lookup(table, column, org_id, spellings)
 

@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, make_url
 
 from bulkops.errors import StoreError
-from bulkops.store.tables import ENTITY_TABLES, natural_key
+from bulkops.store.tables import ENTITY_TABLES, ascii_lowered, mixed_case, natural_key
 
 __all__ = [
     "APP_ROLE",
@@ -151,16 +151,15 @@ def rows_by_keys(
     return select_unprepared(conn, statement, (*arrays, org_id))
 
 
-#: The tables whose folded-key index holds only the keys with both upper- and lower-case
-#: ASCII letters (migration 0011): table -> its one-column text key.
-MIXED_CASE_FOLDED = {"products": "sku", "warehouses": "code"}
 _ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
 def case_twin_lookup(
     table: str, column: str, org_id: int, spellings: set[str]
 ) -> tuple[str, tuple[Any, ...]]:
-    """The rows of a :data:`MIXED_CASE_FOLDED` table that may be case twins: (SQL, params).
+    """The rows of a ``MIXED_CASE_FOLDED`` table (its folded-key index holds only the keys
+    with both upper- and lower-case ASCII letters, migration 0011) that may be case twins:
+    (SQL, params).
 
     ``spellings`` are what lowering the ASCII letters of a twin's key may give
     (:func:`bulkops.store.rows.lowered_spellings`). A stored key without upper-case ASCII
@@ -175,8 +174,7 @@ def case_twin_lookup(
     """
     lowered = sorted(spellings)
     exact = sorted(set(lowered) | {s.translate(_ASCII_UPPER) for s in lowered})
-    folded = f'lower({column} COLLATE "C")'
-    mixed = f'{column} <> {folded} AND {column} <> upper({column} COLLATE "C")'
+    folded, mixed = ascii_lowered(column), mixed_case(column)
     sql = (
         f"SELECT t.id, t.{column} FROM unnest(%s::text[]) AS k(v) CROSS JOIN LATERAL ("
         f"SELECT id, {column} FROM {table} WHERE organization_id = %s AND {column} = k.v "

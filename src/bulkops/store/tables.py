@@ -26,7 +26,15 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["ENTITY_TABLES", "TENANT_TABLES", "metadata", "natural_key"]
+__all__ = [
+    "ENTITY_TABLES",
+    "MIXED_CASE_FOLDED",
+    "TENANT_TABLES",
+    "ascii_lowered",
+    "metadata",
+    "mixed_case",
+    "natural_key",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -398,15 +406,27 @@ operation_plans = Table(
 # key serves. Products and warehouses, as PostgreSQL has them (migration 0011): only the keys
 # with both upper- and lower-case ASCII letters, lowered as SQLite's lower() does; SQLite keeps
 # lower() of every key (its schema comparison skips expression indexes).
-for _table, _column in (("warehouses", "code"), ("products", "sku")):
+#: The tables whose folded-key index is partial on PostgreSQL: table -> its one-column key.
+MIXED_CASE_FOLDED = {"warehouses": "code", "products": "sku"}
+
+
+def ascii_lowered(column: str) -> str:
+    """SQL: the column with its ASCII letters lowered (as SQLite's ``lower()``)."""
+    return f'lower({column} COLLATE "C")'
+
+
+def mixed_case(column: str) -> str:
+    """SQL: the partial index's predicate, which a look-up repeats word for word (the
+    planner uses a partial index only for a query that states its condition)."""
+    return f'{column} <> {ascii_lowered(column)} AND {column} <> upper({column} COLLATE "C")'
+
+
+for _table, _column in MIXED_CASE_FOLDED.items():
     Index(
         f"ix_{_table}_folded_key",
         metadata.tables[_table].c.organization_id,
-        text(f'lower({_column} COLLATE "C")'),
-        postgresql_where=text(
-            f'{_column} <> lower({_column} COLLATE "C") '
-            f'AND {_column} <> upper({_column} COLLATE "C")'
-        ),
+        text(ascii_lowered(_column)),
+        postgresql_where=text(mixed_case(_column)),
     )
 del _table, _column
 Index(
