@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -477,17 +478,17 @@ def _records_read(path: Path) -> int:
 @pytest.fixture
 def halves(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
     """Every file counts in two halves; what each two-half count gave (None: whole read)."""
-    from bulkops.formats import reader
+    from bulkops.formats import halves as module
 
     given: list[int | None] = []
-    split = reader._count_halves
+    at_once = module.count_at_once
 
-    def spied(first: object, second: object) -> int | None:
-        given.append(split(first, second))  # type: ignore[arg-type]
+    def spied(first: Callable[[], int | None], second: Callable[[], int | None]) -> int | None:
+        given.append(at_once(first, second))
         return given[-1]
 
-    monkeypatch.setattr(reader, "SPLIT_COUNT_BYTES", 64)
-    monkeypatch.setattr(reader, "_count_halves", spied)
+    monkeypatch.setattr(module, "SPLIT_COUNT_BYTES", 64)
+    monkeypatch.setattr(module, "count_at_once", spied)
     return given
 
 

@@ -49,21 +49,17 @@ worded in :mod:`bulkops.formats.problems`.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import os
 import re
-import signal
-import sys
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import suppress
 from itertools import chain
 from types import TracebackType
 from typing import Any
 
 from bulkops.errors import FileRejected
-from bulkops.formats import problems
+from bulkops.formats import halves, problems
 from bulkops.formats.encodings import diagnose_bytes
 from bulkops.formats.options import (
     ReadLimits,
@@ -81,86 +77,6 @@ from bulkops.formats.writer import unneutralise as _unneutralise_value
 from bulkops.model import RawRecord
 
 __all__ = ["CsvFile", "ReadLimits", "ReadOptions", "open_csv", "sniff_content"]
-
-
-#: A file at least this large is counted in two halves at once (:meth:`CsvFile.count_records`).
-SPLIT_COUNT_BYTES = 8 << 20
-_LINE_FEED_SAFE = frozenset({"utf-8", "utf-8-sig", "ascii", "latin-1", "iso8859-15", "cp1252"})
-_HEADER_PROBE_BYTES = 1 << 20
-_PART_BUFFER_BYTES = 1 << 16
-
-
-class _FileRange(io.RawIOBase):
-    """Bytes ``start:end`` of an open file (read with ``pread``), after ``prefix``."""
-
-    def __init__(self, fd: int, start: int, end: int, prefix: bytes) -> None:
-        super().__init__()
-        self._fd, self._at, self._end, self._prefix = fd, start, end, prefix
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._prefix:
-            taken = self._prefix[: len(view)]
-            self._prefix = self._prefix[len(taken) :]
-            view[: len(taken)] = taken
-            return len(taken)
-        data = os.pread(self._fd, min(len(view), self._end - self._at), self._at)
-        view[: len(data)] = data
-        self._at += len(data)
-        return len(data)
-
-
-def _count_halves(first: CsvFile, second: CsvFile) -> int | None:
-    """The records of both halves, the second counted by a forked process; None to count
-    the whole file instead.
-
-    The first half is the file itself up to the cut, so when it ends between two records
-    (no record broken, none cut open by the end of the half) the cut is where a whole read
-    starts a record too, and the second half counts what the whole read would after it.
-    Anything else (a broken record in either half, more than ``max_rows`` in all, any
-    error) leaves the exact answer, and its message, to the whole read.
-    """
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child's coverage is not collected
-        try:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's
-            os.close(reader)
-            try:
-                counted = second.count_records()
-                found = -1 if second._recounted else counted
-            except Exception:
-                found = -1
-            os.write(writer, str(found).encode())
-        finally:
-            os._exit(0)  # never run the parent's clean-up here
-    os.close(writer)
-    try:
-        try:
-            head = first.count_records()
-            if first._recounted:
-                return None
-        except Exception:
-            return None
-        finally:
-            first.close()
-            second.close()
-        with os.fdopen(reader, "rb") as answer_pipe:
-            reader = -1
-            answer = answer_pipe.read()
-    finally:
-        if reader != -1:
-            os.close(reader)
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    tail = int(answer) if answer.strip().lstrip(b"-").isdigit() else -1
-    if tail < 0 or head + tail > first._limits.max_rows:
-        return None
-    return head + tail
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
@@ -292,9 +208,14 @@ class CsvFile:
         if self._records_started:
             raise RuntimeError("CsvFile.count_records() needs a file not yet read")
         self._records_started = True
-        if (halves := self._halves()) is not None:
-            counted = _count_halves(*halves)
-            if counted is not None:
+        if (split := self._halves()) is not None:
+            first, second = split
+            try:
+                counted = halves.count_at_once(first._part_count, second._part_count)
+            finally:
+                first.close()
+                second.close()
+            if counted is not None and counted <= self._limits.max_rows:
                 return counted
         max_rows = self._limits.max_rows
         ncols = len(self.header)
@@ -326,40 +247,20 @@ class CsvFile:
         return count
 
     def _halves(self) -> tuple[CsvFile, CsvFile] | None:
-        """The file as two files to count at once, when it can be cut safely; else None.
-
-        The first half is the file up to a line break near its middle; the second, the
-        header's line followed by the rest. A cut is only tried where a line-feed byte can
-        only be a line feed (UTF-8 and the one-byte encodings), on a header of one line, and
-        on a file large enough for a second process to pay (:data:`SPLIT_COUNT_BYTES`).
-        """
-        if (
-            not self._may_split
-            or sys.platform != "linux"
-            or self.file_size_bytes < SPLIT_COUNT_BYTES
-            or self._next_line != 2
-            or codecs.lookup(self.encoding).name not in _LINE_FEED_SAFE
-        ):
+        """The file as two files to count at once (:mod:`bulkops.formats.halves`): up to a
+        line break near its middle, and the header's line followed by the rest; None where
+        it cannot be cut safely or is a half already."""
+        if not self._may_split or self._next_line != 2:
             return None
         fd = self._binary.fileno()
-        head = os.pread(fd, _HEADER_PROBE_BYTES, 0)
-        header_end = head.find(b"\n") + 1
-        errors = decoding_errors(self.encoding)
-        if not header_end or head[:header_end].decode(self.encoding, errors) != self._first_line:
-            return None  # a header line that ends otherwise (CR alone) or runs on
-        middle = self.file_size_bytes // 2
-        near = os.pread(fd, _HEADER_PROBE_BYTES, middle)
-        cut = near.find(b"\n") + 1
-        if not cut or middle + cut >= self.file_size_bytes:
+        found = halves.cut(fd, self.file_size_bytes, self.encoding, self._first_line)
+        if found is None:
             return None
-        cut += middle
-        return (
-            self._part(fd, 0, cut, b""),
-            self._part(fd, cut, self.file_size_bytes, head[:header_end]),
-        )
+        header, at = found
+        return self._part(fd, 0, at, b""), self._part(fd, at, self.file_size_bytes, header)
 
     def _part(self, fd: int, start: int, end: int, prefix: bytes) -> CsvFile:
-        binary = io.BufferedReader(_FileRange(fd, start, end, prefix), _PART_BUFFER_BYTES)
+        binary = io.BufferedReader(halves.FileRange(fd, start, end, prefix))
         part = CsvFile(
             binary=binary,  # type: ignore[arg-type]  # any raw stream will do
             text=io.TextIOWrapper(
@@ -374,11 +275,16 @@ class CsvFile:
         part._may_split = False
         return part
 
+    def _part_count(self) -> int | None:
+        """A half's count, or None when only a whole read can count it."""
+        counted = self.count_records()
+        return None if self._recounted else counted
+
     def _count_again(self) -> int:
         """A full read from the start, for a file :meth:`count_records` cannot split alone."""
         self._recounted = True
         if not self._may_split:
-            return -1  # a half: the whole file is counted instead (see _count_halves)
+            return -1  # a half: the whole file is counted instead (see _part_count)
         self._text.detach()  # else it closes the file when it is collected
         self._binary.seek(0)
         self._text = io.TextIOWrapper(
