@@ -203,7 +203,38 @@ def test_a_chunk_planned_in_the_one_document_form_still_decodes() -> None:
     prepared = decode_prepared(payload, evaluator)
     assert (prepared.index, prepared.bytes_consumed) == (4, 1234)
     assert [raw.row for raw in prepared.chunk] == [2, 3]
-    assert [(raw.row, v, key) for raw, v, key in prepared.valid] == [(2, values, ("S-1",))]
+    assert [(raw.row, v, key) for raw, v, key in prepared.valid] == [
+        (2, ("S-1", "One", None, "cat", "1.00"), ("S-1",))
+    ]
     (failed, errors), = prepared.plan.failures
     assert failed.row == 3 and errors[0].message == "'abc' is not a valid price"
     assert list(prepared.cells_of(failed)) == ["S-2", "Two", "", "cat", "abc"]
+
+
+def test_a_chunk_planned_with_records_as_objects_still_decodes() -> None:
+    """Chunk plans stored while validated records travelled as field -> value objects (the
+    two-document form) are applied after an upgrade, with values in the fields' order."""
+    import orjson
+
+    from bulkops.engine.pipeline import NoKeys, decode_prepared
+    from bulkops.engine.plan import Evaluator
+    from bulkops.entities import map_header, spec_for
+
+    spec = spec_for("products")
+    header = map_header(spec, ["price", "name", "sku"], OperationType.IMPORT)
+    evaluator = Evaluator(spec, OperationType.IMPORT, header, NoKeys())
+    head = [
+        0, 99, [2, 3], [2, 3], [],
+        [{"sku": "S-2", "name": "Two", "description": None, "category": None,
+          "price": "2.00"},
+         {"sku": "S-1", "name": "One", "description": None, "category": None,
+          "price": "1.00"}],
+        None, [], [],
+    ]
+    cells = [["2.00", "Two", "S-2"], ["1", "One", "S-1"]]
+    prepared = decode_prepared(orjson.dumps(head) + b"\n" + orjson.dumps(cells), evaluator)
+    assert [(raw.row, key) for raw, _, key in prepared.valid] == [(2, ("S-2",)), (3, ("S-1",))]
+    assert evaluator.new_rows(prepared.valid) == [
+        ("S-2", "Two", None, None, "2.00"),
+        ("S-1", "One", None, None, "1.00"),
+    ]

@@ -274,13 +274,8 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
             (raw, [RecordError(raw.row, raw.line, column, value, message)
                    for column, value, message in errors])
         )
-    pairs = zip(chunk if positions is None else [chunk[i] for i in positions], values, strict=True)
-    key = evaluator.spec.key
-    if len(key) == 1:
-        name = key[0]
-        valid = [(raw, v, (v[name],)) for raw, v in pairs]
-    else:
-        valid = [(raw, v, tuple([v[k] for k in key])) for raw, v in pairs]
+    records = chunk if positions is None else [chunk[i] for i in positions]
+    valid = _valid(evaluator, records, values)
     prepared = Prepared(chunk, plan, valid, consumed, index, encoded, cells)
     if more:  # case twins of earlier rows (a chunk planned by an earlier version has none)
         prepared.case_twins = {row: message for row, message in more[0]}
@@ -301,9 +296,27 @@ def _decode_single(message: list[Any], evaluator: Evaluator) -> Prepared:
             (raw, [RecordError(row, raw.line, column, value, message)
                    for column, value, message in errors])
         )
-    key = evaluator.spec.key
-    valid = [(by_row[row], v, tuple([v[k] for k in key])) for row, v in valid_rows]
+    valid = _valid(evaluator, [by_row[row] for row, _ in valid_rows], [v for _, v in valid_rows])
     return Prepared(chunk, plan, valid, consumed, index)
+
+
+def _valid(
+    evaluator: Evaluator, records: list[RawRecord], values: list[Any]
+) -> list[tuple[RawRecord, tuple[Any, ...], tuple[Any, ...]]]:
+    """:attr:`Prepared.valid` from the records and their values as JSON gave them: lists in
+    the validator's field order, or (a chunk planned by a version that sent records as
+    field -> value) objects."""
+    fields = evaluator.validator.fields
+    rows = [
+        tuple(v) if not isinstance(v, dict) else tuple([v[f] for f in fields]) for v in values
+    ]
+    slots = [fields.index(name) for name in evaluator.spec.key]
+    if len(slots) == 1:
+        slot = slots[0]
+        return [(raw, v, (v[slot],)) for raw, v in zip(records, rows, strict=True)]
+    return [
+        (raw, v, tuple([v[i] for i in slots])) for raw, v in zip(records, rows, strict=True)
+    ]
 
 
 def _read(  # runs in the forked reader process and never returns

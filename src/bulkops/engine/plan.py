@@ -82,7 +82,8 @@ class Prepared:
 
     chunk: Sequence[RawRecord]
     plan: ChunkPlan
-    valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]]
+    #: (record, its validated values in the validator's field order, its natural key).
+    valid: list[tuple[RawRecord, tuple[Any, ...], tuple[Any, ...]]]
     bytes_consumed: int = 0
     index: int = 0
     encoded: bytes = b""  # as it came from the reader process (engine.pipeline), if it did
@@ -141,6 +142,9 @@ class Evaluator:
         self.cells = False
         self._column_index = {header.column_of(name): index for index, name in header.columns}
         self._index = {name: i for i, name in enumerate(self.fields)}
+        #: Where each field sits in a validated record (a tuple in the validator's order).
+        self._slot = {name: i for i, name in enumerate(self.validator.fields)}
+        self._key_positions = [self._slot[name] for name in spec.key]
         #: Set for an import that began on an empty table (no row of the organization): the
         #: keys of a chunk cannot exist then (duplicates in the file are errors, and nobody
         #: else writes this entity meanwhile), so the look-up of current rows is skipped. A
@@ -164,15 +168,19 @@ class Evaluator:
                 plan.failures.append((raw, [RecordError(raw.row, raw.line, None, None, raw.error)]))
             else:
                 readable.append(raw)
-        outcomes = self.validator.validate_batch(self.header.to_dicts([r.values for r in readable]))
-        valid: list[tuple[RawRecord, dict[str, Any], tuple[Any, ...]]] = []
-        key = self.spec.key
-        single = key[0] if len(key) == 1 else None
-        many = operator.itemgetter(*key)
+        outcomes = self.validator.validate_columns(
+            self.header.to_columns([r.values for r in readable], self.validator.fields)
+        )
+        valid: list[tuple[RawRecord, tuple[Any, ...], tuple[Any, ...]]] = []
+        positions = self._key_positions
+        single = positions[0] if len(positions) == 1 else None
+        many = operator.itemgetter(*positions)
         for raw, outcome in zip(readable, outcomes, strict=True):
-            if isinstance(outcome, dict):
+            if isinstance(outcome, tuple):
                 # The natural key, as spec.key_of gives it (inlined: this runs per record).
-                valid.append((raw, outcome, (outcome[single],) if single else many(outcome)))
+                valid.append(
+                    (raw, outcome, (outcome[single],) if single is not None else many(outcome))
+                )
             else:
                 plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
         if len(self.spec.key) == 1:
@@ -259,8 +267,9 @@ class Evaluator:
         # An import's validated record holds every field in template order (the validator's
         # output order), so its values are the row as stored.
         if self.validator.fields == fields:
-            return [tuple(values.values()) for _, values, _ in valid]
-        return [tuple([values[f] for f in fields]) for _, values, _ in valid]
+            return [values for _, values, _ in valid]
+        slots = [self._slot[f] for f in fields]
+        return [tuple([values[i] for i in slots]) for _, values, _ in valid]
 
     def _plan_import(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
         for (raw, _, key), after in zip(valid, self.new_rows(valid), strict=True):
@@ -273,15 +282,16 @@ class Evaluator:
                 plan.updates.append((raw.row, current[0], current[1], after))
 
     def _plan_update(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
-        index = self._index
+        # Where each validated value goes in the stored row.
+        slots = [self._index[name] for name in self.validator.fields]
         for raw, values, key in valid:
             current = existing.get(key)
             if current is None:
                 plan.failures.append((raw, [self._not_found(raw, key)]))
                 continue
             after = list(current[1])
-            for name, value in values.items():
-                after[index[name]] = value
+            for slot, value in zip(slots, values, strict=True):
+                after[slot] = value
             after_tuple = tuple(after)
             if after_tuple == current[1]:
                 plan.unchanged += 1
@@ -364,14 +374,15 @@ class Evaluator:
         for ref in self.spec.references:
             if not all(f in (self.header.present | set(self.spec.key)) for f in ref.fields):
                 continue
-            wanted = {tuple(values[f] for f in ref.fields) for _, values, _ in valid}
+            slots = [self._slot[f] for f in ref.fields]
+            wanted = {tuple([values[i] for i in slots]) for _, values, _ in valid}
             found = tx.rows.existing_keys(ref.entity.value, ref.target_fields, list(wanted))
             missing = wanted - found
             if not missing:
                 continue
             kept = []
             for raw, values, key in valid:
-                ref_key = tuple(values[f] for f in ref.fields)
+                ref_key = tuple([values[i] for i in slots])
                 if ref_key in missing:
                     column = ref.fields[0]
                     target = (

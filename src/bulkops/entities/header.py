@@ -90,16 +90,25 @@ class HeaderMap:
             count = len(values)
             return {name: values[i] if i < count else "" for i, name in self.columns}
 
-    def to_dicts(self, records: Sequence[Sequence[str]]) -> list[dict[str, str]]:
-        """:meth:`to_dict` of many records at once (the per-record calls cost more than this)."""
-        names, cells = self._names, self._cells
-        if not names:
-            return [{} for _ in records]
+    def to_columns(
+        self, records: Sequence[Sequence[str]], fields: Sequence[str]
+    ) -> list[Sequence[str]]:
+        """The records' cells column by column, one column per name of ``fields`` (a field
+        no column holds, and a cell beyond the end of a short record: blank)."""
+        count = len(records)
+        blank = [""] * count
+        if not count or not self._names:
+            return [blank for _ in fields]
         try:
             # cells() gives exactly one value per name, or raises IndexError.
-            return [dict(zip(names, cells(values))) for values in records]  # noqa: B905
+            held: list[Sequence[str]] = list(zip(*map(self._cells, records), strict=True))
         except IndexError:  # a short record: the careful way
-            return [self.to_dict(values) for values in records]
+            held = [
+                [values[i] if i < len(values) else "" for values in records]
+                for i, _ in self.columns
+            ]
+        by_name = dict(zip(self._names, held, strict=True))
+        return [by_name.get(name, blank) for name in fields]
 
     def column_of(self, field: str) -> str:
         """The header text of the column holding ``field`` (the field name if none does)."""

@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic_core import SchemaValidator, ValidationError
+from pydantic_core import SchemaValidator
 from pydantic_core import core_schema as cs
 
 from bulkops.entities.keys import character_name, format_character_problem, nfc
@@ -399,12 +399,11 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
     )
 
 
-def _field_schema(
-    field: Field, required: bool, decimal_separator: str = "."
-) -> cs.TypedDictField:
+def _cell_schema(field: Field, required: bool, decimal_separator: str = ".") -> cs.CoreSchema:
+    """One cell of ``field``: its value, or (not ``required``) the default when blank."""
     value = _value_schema(field, decimal_separator)
     if required:
-        return cs.typed_dict_field(value, required=True)
+        return value
     # An empty or blank cell becomes the default: the first step lets only blank text
     # through, the second (none_schema) then fails on purpose so the default is taken.
     blank = cs.chain_schema(
@@ -413,24 +412,32 @@ def _field_schema(
             cs.with_default_schema(cs.none_schema(), default=field.default, on_error="default"),
         ]
     )
-    either = cs.union_schema([value, blank], mode="left_to_right")
-    return cs.typed_dict_field(
-        cs.with_default_schema(either, default=field.default), required=False
-    )
+    return cs.union_schema([value, blank], mode="left_to_right")
+
+
+class _Failed:
+    """What a column's validator gives for a cell it refused (see RecordValidator)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<refused cell>"
+
+
+_FAILED: Final = _Failed()
 
 
 class RecordValidator:
-    """Validates batches of records (field -> raw cell) for one operation and column set."""
+    """Validates batches of records for one operation and column set, a column at a time.
 
-    __slots__ = (
-        "_by_name",
-        "_checked",
-        "_lenient",
-        "decimal_separator",
-        "entity",
-        "fields",
-        "operation",
-    )
+    Each field has its own compiled validator of a whole column (a list of cells): a refused
+    cell comes back as a marker instead of failing the batch, and only the records holding
+    one are explained. Column by column, no record is ever a dict: a valid record comes out
+    as a tuple of its values in :attr:`fields` order (measured: half the time of validating
+    the same records as dicts, before counting what the dicts cost afterwards).
+    """
+
+    __slots__ = ("_by_name", "_columns", "decimal_separator", "entity", "fields", "operation")
 
     def __init__(
         self,
@@ -446,46 +453,51 @@ class RecordValidator:
         #: The fields of every normalised record, in template order.
         self.fields: tuple[str, ...] = tuple(f.name for f, _ in fields)
         self._by_name = {f.name: f for f, _ in fields}
-        record = cs.typed_dict_schema(
-            {f.name: _field_schema(f, required, decimal_separator) for f, required in fields},
-            extra_behavior="ignore",
-        )
-        self._checked = SchemaValidator(cs.list_schema(record))
-        # An invalid record becomes None instead of failing the whole batch.
-        self._lenient = SchemaValidator(
-            cs.list_schema(cs.with_default_schema(record, default=None, on_error="default"))
+        self._columns = tuple(
+            SchemaValidator(
+                cs.list_schema(
+                    cs.with_default_schema(
+                        _cell_schema(f, required, decimal_separator),
+                        default=_FAILED,
+                        on_error="default",
+                    )
+                )
+            )
+            for f, required in fields
         )
 
     def __repr__(self) -> str:
         return f"<RecordValidator {self.entity} {self.operation} {list(self.fields)}>"
 
-    def validate_batch(self, rows: list[dict[str, str]]) -> list[dict[str, Any] | list[FieldError]]:
-        """Each row's normalised record, or all its field errors; same length and order."""
-        results: list[dict[str, Any] | list[FieldError]] = self._lenient.validate_python(rows)
-        if None not in results:
+    def validate_columns(
+        self, columns: Sequence[Sequence[str]]
+    ) -> list[tuple[Any, ...] | list[FieldError]]:
+        """Each record's values (a tuple in :attr:`fields` order), or all its field errors.
+
+        ``columns``: one sequence of raw cells per field of :attr:`fields`, all as long as
+        the batch (a column the file lacks: blank cells). Same length and order as the records.
+        """
+        pairs = zip(self._columns, columns, strict=True)
+        outs = [check.validate_python(cells) for check, cells in pairs]
+        results: list[tuple[Any, ...] | list[FieldError]] = list(zip(*outs, strict=True))
+        refused = [j for j, out in enumerate(outs) if _FAILED in out]
+        if not refused:
             return results
-        failed = [i for i, result in enumerate(results) if result is None]
-        for i, errors in zip(failed, self._errors_of([rows[i] for i in failed]), strict=True):
-            results[i] = errors
+        failed = sorted({i for j in refused for i, v in enumerate(outs[j]) if v is _FAILED})
+        sep = self.decimal_separator
+        for i in failed:
+            results[i] = [
+                FieldError(name, _explain(self._by_name[name], columns[j][i], sep))
+                for j, name in enumerate(self.fields)
+                if outs[j][i] is _FAILED
+            ]
         return results
 
-    def _errors_of(self, rows: list[dict[str, str]]) -> list[list[FieldError]]:
-        failed_fields: list[set[str | None]] = [set() for _ in rows]
-        try:
-            self._checked.validate_python(rows)
-        except ValidationError as exc:
-            for error in exc.errors(include_url=False, include_context=False):
-                loc = error["loc"]
-                name = loc[1] if len(loc) > 1 and isinstance(loc[1], str) else None
-                failed_fields[int(loc[0])].add(name)
-        out: list[list[FieldError]] = []
-        for row, names in zip(rows, failed_fields, strict=True):
-            errors = [
-                FieldError(name, _explain(field, row.get(name), self.decimal_separator))
-                for name, field in self._by_name.items()
-                if name in names
-            ]
-            if None in names or not errors:
-                errors.append(FieldError(None, "is not a valid record"))
-            out.append(errors)
-        return out
+    def validate_batch(self, rows: list[dict[str, str]]) -> list[dict[str, Any] | list[FieldError]]:
+        """:meth:`validate_columns` of records given as field -> raw cell (a missing field:
+        a blank cell); each valid record comes back as a dict in :attr:`fields` order."""
+        columns = [[row.get(name, "") for row in rows] for name in self.fields]
+        return [
+            dict(zip(self.fields, outcome, strict=True)) if isinstance(outcome, tuple) else outcome
+            for outcome in self.validate_columns(columns)
+        ]
