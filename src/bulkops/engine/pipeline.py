@@ -26,8 +26,10 @@ import sys
 from collections.abc import Callable, Container, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 from multiprocessing.connection import Connection
+from operator import itemgetter
 from typing import Any, NoReturn
 
 import orjson
@@ -52,6 +54,7 @@ __all__ = [
 _HEADER, _CHUNK, _SKIPPED, _END, _FAULT = b"H", b"C", b"S", b"Z", b"E"
 _NOT_SENT: tuple[str, ...] = ()  # a decoded record's cells: see Prepared.cells_of
 _PIPE_BYTES = 1 << 20  # the reader's pipe: see checked_chunks
+_new_record = partial(tuple.__new__, RawRecord)
 
 
 @dataclass(slots=True)
@@ -264,7 +267,8 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
     index, consumed, rows, lines, read_errors, values, positions, failures, *more = (
         orjson.loads(head)
     )
-    chunk = list(map(RawRecord, rows, lines, repeat(_NOT_SENT)))
+    # RawRecord(row, line, cells) without the named tuple's Python-level __new__, in C.
+    chunk = list(map(_new_record, zip(rows, lines, repeat(_NOT_SENT), repeat(None))))
     for i, error in read_errors:
         chunk[i] = chunk[i]._replace(error=error)
     plan = ChunkPlan()
@@ -307,16 +311,17 @@ def _valid(
     the validator's field order, or (a chunk planned by a version that sent records as
     field -> value) objects."""
     fields = evaluator.validator.fields
-    rows = [
-        tuple(v) if not isinstance(v, dict) else tuple([v[f] for f in fields]) for v in values
-    ]
+    if values and isinstance(values[0], dict):
+        rows = [tuple([v[f] for f in fields]) for v in values]
+    else:
+        rows = list(map(tuple, values))
     slots = [fields.index(name) for name in evaluator.spec.key]
+    # The natural keys as tuples, built in C (this runs for every record of the file).
     if len(slots) == 1:
-        slot = slots[0]
-        return [(raw, v, (v[slot],)) for raw, v in zip(records, rows, strict=True)]
-    return [
-        (raw, v, tuple([v[i] for i in slots])) for raw, v in zip(records, rows, strict=True)
-    ]
+        keys: Iterator[tuple[Any, ...]] = zip(map(itemgetter(slots[0]), rows))
+    else:
+        keys = map(itemgetter(*slots), rows)
+    return list(zip(records, rows, keys, strict=True))
 
 
 def _read(  # runs in the forked reader process and never returns

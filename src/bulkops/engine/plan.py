@@ -272,6 +272,10 @@ class Evaluator:
         return [tuple([values[i] for i in slots]) for _, values, _ in valid]
 
     def _plan_import(self, plan: ChunkPlan, valid: list[Any], existing: dict[Any, Any]) -> None:
+        if not existing:  # every record is new (always, on a table that started empty)
+            rows = [raw.row for raw, _, _ in valid]
+            plan.creates.extend(zip(rows, self.new_rows(valid), strict=True))
+            return
         for (raw, _, key), after in zip(valid, self.new_rows(valid), strict=True):
             current = existing.get(key)
             if current is None:
