@@ -147,6 +147,20 @@ def test_a_superuser_url_drops_to_the_application_role(pg: str) -> None:
         privileged.dispose()
 
 
+def test_only_a_bulk_chunk_commits_without_waiting_for_the_disk(store: Store) -> None:
+    """A chunk's transaction defers its WAL flush (the operation's last commit makes it
+    durable); every other transaction waits as usual. Both are scoped to the organization."""
+    org = create_organization(store, "org-a", "A")
+    for bulk, expected in ((True, "off"), (False, "on")):
+        with store.transaction(org, write=True, bulk=bulk) as tx:
+            shown = tx.conn.exec_driver_sql(
+                "SELECT current_setting('synchronous_commit'), current_setting('app.current_org')"
+            ).one()
+            assert tuple(shown) == (expected, str(org))
+    with store.transaction(org) as tx:  # SET LOCAL: nothing outlives the chunk
+        assert tx.conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+
+
 # -- fail closed, and one organization never sees another ---------------------------------------
 
 

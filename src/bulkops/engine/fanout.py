@@ -111,7 +111,7 @@ def _commit_chunk(
     chunk = prepared.chunk
     spec = evaluator.spec
     try:
-        with ctx.store.transaction(org_id, write=True) as tx:
+        with ctx.store.transaction(org_id, write=True, bulk=True) as tx:
             current = tx.operations.require(op_id)
             reason = _stop_reason(tx, current, config, chunk[0].row)
             if reason is not None:

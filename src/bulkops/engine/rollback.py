@@ -371,7 +371,7 @@ def _rollback_group(
     begin, the ledger row, the counters, the event, its commit) cost about as much as
     restoring a few hundred records.
     """
-    with ctx.store.transaction(org_id, write=True) as tx:
+    with ctx.store.transaction(org_id, write=True, bulk=True) as tx:
         restored = conflicts = records = 0
         for batch in batches:  # newest first
             # Newest first inside the batch too; a conflict pass retries the conflicts only.

@@ -200,7 +200,7 @@ def _apply_chunks(
         # the chunk goes again with the same plan, each record in its own savepoint.
         for careful in (False, True):
             try:
-                with ctx.store.transaction(org_id, write=True) as tx:
+                with ctx.store.transaction(org_id, write=True, bulk=True) as tx:
                     if plan is None:
                         plan = evaluator.evaluate(tx, prepared)
                     apply_plan(tx, spec, op_id, plan, chunk, careful=careful)

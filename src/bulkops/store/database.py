@@ -89,24 +89,29 @@ class Store:
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, org_id: int, *, write: bool = False) -> Iterator[Tx]:
+    def transaction(
+        self, org_id: int, *, write: bool = False, bulk: bool = False
+    ) -> Iterator[Tx]:
         """One transaction for one organization. ``write`` takes SQLite's write lock at once.
 
-        Inside :meth:`pinned` (same thread), it runs on the pinned connection.
+        ``bulk`` (a chunk of a bulk operation, never its last transaction): on PostgreSQL the
+        commit does not wait for the WAL flush; the operation's final, ordinary commit makes
+        every chunk before it durable. Inside :meth:`pinned` (same thread), it runs on the
+        pinned connection.
         """
         with translate():
             pinned: Connection | None = getattr(self._pinned, "conn", None)
             if pinned is not None and not pinned.in_transaction():
                 pinned.execution_options(bulkops_immediate=write)
                 with pinned.begin():
-                    yield Tx(pinned, self.dialect, org_id)
+                    yield Tx(pinned, self.dialect, org_id, bulk=bulk)
                 return
             conn = self.engine.connect()
             try:
                 if write:
                     conn = conn.execution_options(bulkops_immediate=True)
                 with conn.begin():
-                    yield Tx(conn, self.dialect, org_id)
+                    yield Tx(conn, self.dialect, org_id, bulk=bulk)
             finally:
                 conn.close()
 

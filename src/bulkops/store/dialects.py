@@ -55,6 +55,11 @@ __all__ = [
     "dialect_for",
 ]
 
+_SCOPE = "SELECT set_config('app.current_org', %s, true)"
+_SCOPE_BULK = (
+    "SELECT set_config('app.current_org', %s, true), set_config('synchronous_commit', 'off', true)"
+)
+
 Rows = Sequence[Sequence[Any]]
 
 
@@ -84,8 +89,13 @@ class Dialect(ABC):
         revisions before and after."""
 
     @abstractmethod
-    def scope(self, conn: Connection, org_id: int) -> None:
-        """Limit the transaction to one organization (row-level security where there is any)."""
+    def scope(self, conn: Connection, org_id: int, *, bulk: bool = False) -> None:
+        """Limit the transaction to one organization (row-level security where there is any).
+
+        ``bulk``: the transaction is one chunk of a bulk operation, whose commit need not
+        wait for the disk where the database can defer that (see
+        :meth:`Store.transaction`).
+        """
 
     @abstractmethod
     def event_waiter(self, url: str) -> AbstractContextManager[EventWaiter]:
@@ -270,7 +280,7 @@ class SqliteDialect(Dialect):
         with translate(), engine.begin() as conn:
             return schema.upgrade(conn)
 
-    def scope(self, conn: Connection, org_id: int) -> None:
+    def scope(self, conn: Connection, org_id: int, *, bulk: bool = False) -> None:
         return None  # every query filters by organization_id itself
 
     @contextmanager
@@ -413,9 +423,15 @@ class PostgresDialect(Dialect):
         engine.dispose()  # connections opened before the roles existed
         return revisions
 
-    def scope(self, conn: Connection, org_id: int) -> None:
+    def scope(self, conn: Connection, org_id: int, *, bulk: bool = False) -> None:
         # Every transaction starts here: the driver's SQL, not a text() construct to compile.
-        conn.exec_driver_sql("SELECT set_config('app.current_org', %s, true)", (str(org_id),))
+        # A bulk chunk commits without waiting for its WAL flush: a server crash can lose only
+        # the last chunks, whole, together with their ledger rows, so a resume applies them
+        # again. The operation's final commit waits as usual and so makes every earlier chunk
+        # durable (the WAL is flushed in order) before anyone is told that the operation ended.
+        # Said in the same statement as the organization: one round trip a chunk fewer.
+        statement = _SCOPE_BULK if bulk else _SCOPE
+        conn.exec_driver_sql(statement, (str(org_id),))
 
     @contextmanager
     def event_waiter(self, url: str) -> Iterator[EventWaiter]:

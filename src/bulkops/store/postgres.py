@@ -212,16 +212,20 @@ def columns(rows: Sequence[Sequence[Any]], width: int) -> list[str]:
     return texts
 
 
-def _unnested(entity: str, columns: Sequence[str]) -> str:
-    """``unnest(string_to_array(%s, …)::type[], …) AS u(columns)`` for these columns."""
+def _arrays(entity: str, columns: Sequence[str]) -> list[str]:
+    """``string_to_array(%s, …)::type[]`` for each of these columns."""
     table = ENTITY_TABLES[entity]
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
-    arrays = ", ".join(
+    return [
         f"string_to_array(%s, E'\\x1f', E'\\x1e')::"
         f"{table.c[c].type.compile(dialect=dialect)}[]"
         for c in columns
-    )
-    return f"unnest({arrays}) AS u({', '.join(columns)})"
+    ]
+
+
+def _unnested(entity: str, columns: Sequence[str]) -> str:
+    """``unnest(string_to_array(%s, …)::type[], …) AS u(columns)`` for these columns."""
+    return f"unnest({', '.join(_arrays(entity, columns))}) AS u({', '.join(columns)})"
 
 
 def _probed_by_id(entity: str, fields: Sequence[str], picked: Sequence[str] = ()) -> str:
@@ -239,21 +243,17 @@ def _probed_by_id(entity: str, fields: Sequence[str], picked: Sequence[str] = ()
     )
 
 
-def _durable_at_the_end(cur: psycopg.Cursor[Any]) -> None:
-    # A bulk chunk commits without waiting for its WAL flush: a server crash can lose only the
-    # last chunks, whole, together with their ledger rows, so a resume applies them again.
-    # The operation's final commit waits as usual and so makes every earlier chunk durable
-    # (the WAL is flushed in order) before anyone is told that the operation ended.
-    cur.execute("SET LOCAL synchronous_commit = off")
-
-
 def insert_statement(entity: str, written: Sequence[str]) -> str:
     """The statement of :func:`insert_rows`: its parameters are the organization, then the
     ``written`` columns as :func:`columns` gives them; it returns each new row's id and key."""
-    names = ", ".join(written)
+    # One unnest() per column in the select list, not unnest(…) in FROM: the arrays have
+    # one length and are walked in step, row by row, where a function in FROM first copies
+    # every row of the batch into a tuple store (measured: the database's part of a
+    # 300,000-product import 3.63-3.73 s instead of 3.89-4.05 s).
+    unnested = ", ".join(f"unnest({array})" for array in _arrays(entity, written))
     return (
-        f"INSERT INTO {entity} (organization_id, {names}) "
-        f"SELECT %s, {names} FROM {_unnested(entity, written)} "
+        f"INSERT INTO {entity} (organization_id, {', '.join(written)}) "
+        f"SELECT %s, {unnested} "
         f"RETURNING id, {', '.join(natural_key(entity))}"
     )
 
@@ -282,7 +282,6 @@ def insert_rows(
         values = rows if ids is None else [(i, *r) for i, r in zip(ids, rows, strict=True)]
         texts = columns(values, len(written))
     with _batch_errors(), _driver(conn).cursor() as cur:
-        _durable_at_the_end(cur)
         cur.execute(insert_statement(entity, written), (org_id, *texts), prepare=False)
         returned = cur.fetchall()
     if len(returned) != len(rows):
@@ -331,7 +330,6 @@ def update_rows(
     """One ``UPDATE … FROM unnest(…)`` through the policies, in one round trip."""
     values = columns([(i, *values) for i, values in rows], len(fields) + 1)
     with _batch_errors(), _driver(conn).cursor() as cur:
-        _durable_at_the_end(cur)
         cur.execute(update_statement(entity, fields), (*values, org_id), prepare=False)
 
 
@@ -384,7 +382,6 @@ def delete_unchanged(
     stored = ", ".join(f"p.{f}" for f in fields)
     given = ", ".join(f"u.{f}" for f in fields)
     with _batch_errors(), _driver(conn).cursor() as cur:
-        _durable_at_the_end(cur)
         cur.execute(
             f"DELETE FROM {entity} t USING ("
             f"SELECT p.ctid AS tid FROM {_probed_by_id(entity, fields, fields)} "

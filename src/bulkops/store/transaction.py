@@ -36,11 +36,13 @@ class Tx:
         "uploads",
     )
 
-    def __init__(self, conn: Connection, dialect: Dialect, org_id: int) -> None:
+    def __init__(
+        self, conn: Connection, dialect: Dialect, org_id: int, *, bulk: bool = False
+    ) -> None:
         self.conn = conn
         self.dialect = dialect
         self.org_id = org_id
-        dialect.scope(conn, org_id)
+        dialect.scope(conn, org_id, bulk=bulk)
         self.operations = OperationStore(conn, dialect, org_id)
         self.ledger = LedgerStore(conn, dialect, org_id)
         self.events = EventStore(conn, dialect, org_id)
