@@ -48,6 +48,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -584,6 +585,8 @@ class Bench:
                         else f"{rows:>9} setup: {op} (unmeasured)")
                     run, counters = self.cli_op(db, rundir, op, self.entity, cli_path, rows)
                     raw = self.raw_op(db, rundir, op, self.entity, raw_path, rows)
+                    if measured and op == "import" and self.args.repeat > 1:
+                        run, raw = self.repeated_import(rundir, cli_path, rows, run, raw)
                     if measured:
                         results.append(self._result(rows, op, run, raw, counters))
                     if measured and op == "import" and self.args.database == "postgresql":
@@ -607,6 +610,32 @@ class Bench:
             if not self.args.keep:
                 shutil.rmtree(rundir, ignore_errors=True)
         return results
+
+    def repeated_import(
+        self, rundir: Path, path: Path, rows: int, first: Run, first_raw: Run
+    ) -> tuple[Run, Run]:
+        """The import and its baseline measured ``--repeat`` times in all (``first`` is the
+        first time), each into new, empty databases, bulkops and baseline in turn: their
+        median wall times (this machine's speed drifts from minute to minute) and the
+        largest peak memory."""
+        runs, raws = [first], [first_raw]
+        for n in range(2, self.args.repeat + 1):
+            with fresh_database(self.args.database, rundir, f"repeat{n}",
+                                self.args.pg_url) as db:
+                self.init(db, rundir)
+                self.setup_references(db, rundir, rows)
+                log(f"{rows:>9} import         bulkops, time {n} of {self.args.repeat} ...")
+                run, _ = self.cli_op(db, rundir, "import", self.entity, path, rows)
+                runs.append(run)
+                raws.append(self.raw_op(db, rundir, "import", self.entity, path, rows))
+        log("          wall s: bulkops " + ", ".join(f"{r.wall_s:.2f}" for r in runs)
+            + "; baseline " + ", ".join(f"{r.wall_s:.2f}" for r in raws))
+
+        def median(measured: list[Run]) -> Run:
+            return Run(statistics.median(r.wall_s for r in measured),
+                       max(r.peak_rss_mb for r in measured), 0, measured[0].stdout, "")
+
+        return median(runs), median(raws)
 
     @staticmethod
     def _result(rows: int, op: str, run: Run, raw: Run, counters: dict[str, Any]) -> Result:
@@ -753,7 +782,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", type=Path, metavar="DIR",
                         help="work in DIR and keep everything (files, SQLite databases, exports)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="measure each import N times, bulkops and its baseline in turn, "
+                             "each into new databases, and report the medians (default: 1)")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
     try:
         args.sizes = [int(s.replace("_", "")) for s in args.rows.split(",") if s.strip()]
     except ValueError:
