@@ -7,7 +7,7 @@ application role (row-level security), one transaction per chunk, next to:
 * ``copy``: server-side ``COPY … FROM 'file'`` into an unindexed table;
 * ``copy, same keys``: the same into a table with bulkops' primary and unique keys (the
   baseline ``bench.run`` measures an import against);
-* ``arrays``: bulkops' write path: one ``INSERT … SELECT FROM unnest(…)`` per chunk, the
+* ``arrays``: bulkops' write path: one ``INSERT … SELECT unnest(…), …`` per chunk, the
   statement ``bulkops.store.postgres`` builds;
 * ``staged``: the path bulkops had before: ``COPY`` into a temporary staging table, then
   ``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING`` (``ORDER BY`` the file position);
