@@ -99,35 +99,78 @@ class Run:
     returncode: int
     stdout: str
     stderr: str
+    #: CPU seconds: "process" (the command itself), "children" (the processes it started,
+    #: an import's reader), "database" (the PostgreSQL server's processes meanwhile).
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
-def measure(cmd: Sequence[str], *, cwd: Path, scratch: Path) -> Run:
-    """Run ``cmd``; return its wall seconds and the peak RSS of its whole process tree.
+def _server_cpu() -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL server process on this machine."""
+    import psutil
+
+    seen = {}
+    for p in psutil.process_iter(["name"]):
+        if (p.info["name"] or "").startswith("postgres"):
+            with contextlib.suppress(psutil.Error):
+                times = p.cpu_times()
+                seen[p.pid] = times.user + times.system
+    return seen
+
+
+def measure(cmd: Sequence[str], *, cwd: Path, scratch: Path, server: bool = False) -> Run:
+    """Run ``cmd``; return its wall seconds, the peak RSS of its whole process tree and the
+    CPU seconds of its processes and of the database server.
 
     An import runs as two processes (the writer and its forked reader), so the figure is
     the largest sum of their resident memory seen while polling every 10 ms (pages they
     share are counted twice: an upper bound). Wall time is measured here with
-    ``perf_counter`` around the whole child process, interpreter start-up included.
+    ``perf_counter`` around the whole child process, interpreter start-up included. The
+    command's own CPU time is exact (``wait4``); its children's and the server's are the
+    last seen while polling (every 10 ms and, with ``server``, 200 ms).
     """
     import psutil
 
     out_path, err_path = scratch / "child.out", scratch / "child.err"
     peak = 0
+    children: dict[int, float] = {}
+    server_before = _server_cpu() if server else {}
+    seen = dict(server_before)
+    polled = 0.0
     with out_path.open("w") as out, err_path.open("w") as err:
         began = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=err)
         ps = psutil.Process(proc.pid)
-        while proc.poll() is None:
+        while True:
             with contextlib.suppress(psutil.Error):
                 tree = [ps, *ps.children(recursive=True)]
                 total = 0
                 for member in tree:
                     with contextlib.suppress(psutil.Error):
                         total += member.memory_info().rss
+                        if member.pid != proc.pid:
+                            times = member.cpu_times()
+                            children[member.pid] = times.user + times.system
                 peak = max(peak, total)
+            if server and time.perf_counter() - polled > 0.2:
+                seen.update(_server_cpu())
+                polled = time.perf_counter()
+            # Reaped here, so that its resource usage is the command's own (and that of the
+            # children it waited for, which are polled above and taken off).
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
             time.sleep(0.01)
         wall = time.perf_counter() - began
-    return Run(wall, peak / 2**20, proc.returncode, out_path.read_text(), err_path.read_text())
+    child_cpu = sum(children.values())
+    cpu = {
+        "process": max(usage.ru_utime + usage.ru_stime - child_cpu, 0.0),
+        "children": child_cpu,
+    }
+    if server:
+        seen.update(_server_cpu())
+        cpu["database"] = sum(v - server_before.get(k, 0.0) for k, v in seen.items())
+    returncode = proc.returncode = os.waitstatus_to_exitcode(status)
+    return Run(wall, peak / 2**20, returncode, out_path.read_text(), err_path.read_text(), cpu)
 
 
 # --- input files --------------------------------------------------------------------------
@@ -458,6 +501,8 @@ class Result:
     baseline_peak_rss_mb: float
     ratio: float  # op wall / baseline wall
     counters: dict[str, Any] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # see Run.cpu_s
+    baseline_cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -500,7 +545,7 @@ class Bench:
 
     def cli(self, db: Database, rundir: Path, *argv: str) -> Run:
         return measure([self.bulkops, "--database-url", db.cli_url, *argv],
-                       cwd=rundir, scratch=rundir)
+                       cwd=rundir, scratch=rundir, server=self.args.database == "postgresql")
 
     def cli_op(self, db: Database, rundir: Path, op: str, entity: str, path: Path,
                rows: int, *, invalid: int = 0) -> tuple[Run, dict[str, Any]]:
@@ -537,7 +582,7 @@ class Bench:
                expected: int) -> Run:
         cmd = [sys.executable, "-m", "bench.run", "_raw", self.args.database, op, entity,
                db.raw_target, str(path)]
-        run = measure(cmd, cwd=ROOT, scratch=rundir)
+        run = measure(cmd, cwd=ROOT, scratch=rundir, server=self.args.database == "postgresql")
         if run.returncode != 0:
             raise BenchError(f"baseline {op} failed (exit {run.returncode}):\n{run.stderr}")
         got = json.loads(run.stdout)["rows"]
@@ -632,8 +677,10 @@ class Bench:
             + "; baseline " + ", ".join(f"{r.wall_s:.2f}" for r in raws))
 
         def median(measured: list[Run]) -> Run:
+            cpu = {k: statistics.median(r.cpu_s.get(k, 0.0) for r in measured)
+                   for k in measured[0].cpu_s}
             return Run(statistics.median(r.wall_s for r in measured),
-                       max(r.peak_rss_mb for r in measured), 0, measured[0].stdout, "")
+                       max(r.peak_rss_mb for r in measured), 0, measured[0].stdout, "", cpu)
 
         return median(runs), median(raws)
 
@@ -644,10 +691,12 @@ class Bench:
             peak_rss_mb=run.peak_rss_mb, baseline_wall_s=raw.wall_s,
             baseline_rows_per_s=rows / raw.wall_s, baseline_peak_rss_mb=raw.peak_rss_mb,
             ratio=run.wall_s / raw.wall_s, counters=counters,
+            cpu_s=run.cpu_s, baseline_cpu_s=raw.cpu_s,
         )
         log(f"          {r.rows_per_s:,.0f} rows/s, {r.wall_s:.2f} s, "
             f"{r.peak_rss_mb:.0f} MB; baseline {r.baseline_rows_per_s:,.0f} rows/s, "
             f"ratio {r.ratio:.2f}")
+        log("          CPU s: " + _cpu_text(run.cpu_s) + "; baseline " + _cpu_text(raw.cpu_s))
         return r
 
     def pgloader_peer(
@@ -696,6 +745,10 @@ class Bench:
             subprocess.run([self.bulkops, "--help"], capture_output=True, check=False)
             best = min(best, time.perf_counter() - began)
         return best
+
+
+def _cpu_text(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{name} {seconds:.2f}" for name, seconds in cpu.items() if seconds >= 0.005)
 
 
 def checks(results: list[Result], database: str) -> list[Check]:
