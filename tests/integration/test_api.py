@@ -587,6 +587,15 @@ def test_bad_parameters_are_422_listing_each(api: Api) -> None:
     assert "file" in {e["field"] for e in problem(no_file, 422)["errors"]}
     zero = upload(client, "sku,name\nA,B\n", chunk_size=0)
     assert "chunk_size" in {e["field"] for e in problem(zero, 422)["errors"]}
+    # A count past 64 bits is a parameter error, not a server error (with a key too).
+    for keyed in ({}, {"Idempotency-Key": "huge-1"}):
+        huge = client.post(
+            "/api/v1/operations",
+            data={"operation_type": "export", "entity_type": "products",
+                  "max_errors": str(2**64)},
+            headers=keyed,
+        )
+        assert "max_errors" in {e["field"] for e in problem(huge, 422)["errors"]}
     problem(client.post("/api/v1/operations", json={"operation_type": "import"}), 415)
     for cursor in ("not-a-cursor", "WzFd"):  # WzFd is [1]: JSON, but no (created_at, id)
         problem(client.get("/api/v1/operations", params={"cursor": cursor}), 422)

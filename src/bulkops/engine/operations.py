@@ -77,7 +77,9 @@ class OperationConfig(BaseModel):
     max_concurrent: int = Field(default=2, ge=1, le=32)
     validate_only: bool = False
     rollback_on_error: bool = False
-    max_errors: int = Field(default=10_000, ge=0)
+    # A count of records: at most a 64-bit number (larger ones can be neither stored nor
+    # encoded; any count beyond the file's records means "never stop").
+    max_errors: int = Field(default=10_000, ge=0, le=2**63 - 1)
     mapping: dict[str, str] = Field(default_factory=dict)
     encoding: str | None = None
     delimiter: str | None = None
