@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bulkops.engine import Context, OperationConfig, create_operation, execute
-from bulkops.entities import spec_for
-from bulkops.model import EntityType, OperationType
+from bulkops.entities import RecordValidator, spec_for
+from bulkops.model import EntityType, FieldError, OperationType
 
 
 def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -66,3 +66,15 @@ def checksum(ctx: Context, org_id: int) -> str:
         for row in table(ctx, org_id, entity):
             digest.update(repr(row).encode())
     return digest.hexdigest()
+
+
+def validate_records(
+    validator: RecordValidator, rows: list[dict[str, str]]
+) -> list[dict[str, Any] | list[FieldError]]:
+    """``validator.validate_columns`` of records given as field -> raw cell (a missing field:
+    a blank cell); each valid record as a dict in the validator's field order."""
+    columns = [[row.get(name, "") for row in rows] for name in validator.fields]
+    return [
+        dict(zip(validator.fields, outcome, strict=True)) if isinstance(outcome, tuple) else outcome
+        for outcome in validator.validate_columns(columns)
+    ]

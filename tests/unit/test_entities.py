@@ -13,6 +13,7 @@ from bulkops.entities import SPECS, EntitySpec, spec_for
 from bulkops.entities.validation import canonical_price
 from bulkops.errors import UsageError
 from bulkops.model import EntityType, FieldError, OperationType
+from tests.helpers import validate_records
 
 IMPORT, UPDATE, DELETE = OperationType.IMPORT, OperationType.UPDATE, OperationType.DELETE
 
@@ -25,7 +26,7 @@ def validate(
 ) -> dict[str, Any] | list[FieldError]:
     spec = spec_for(entity)
     columns = frozenset(row if present is None else present)
-    [result] = spec.validator(operation, columns).validate_batch([row])
+    [result] = validate_records(spec.validator(operation, columns), [row])
     return result
 
 
@@ -440,7 +441,7 @@ def test_batch_keeps_order_and_attributes_every_error_to_its_record() -> None:
         product(sku="D", name="x" * 300),
         product(sku="E", price="2.5"),
     ]
-    results = spec.validator(IMPORT, frozenset(spec.field_names)).validate_batch(rows)
+    results = validate_records(spec.validator(IMPORT, frozenset(spec.field_names)), rows)
     assert len(results) == 5
     assert [r["sku"] if isinstance(r, dict) else None for r in results] == [
         "A",
@@ -462,11 +463,11 @@ def test_batch_keeps_order_and_attributes_every_error_to_its_record() -> None:
 
 def test_empty_batch() -> None:
     spec = spec_for("warehouses")
-    assert spec.validator(IMPORT, frozenset(spec.field_names)).validate_batch([]) == []
+    assert validate_records(spec.validator(IMPORT, frozenset(spec.field_names)), []) == []
 
 
 def test_batch_of_only_invalid_records() -> None:
     spec = spec_for("warehouses")
     validator = spec.validator(IMPORT, frozenset(spec.field_names))
-    results = validator.validate_batch([{"code": "", "name": ""}] * 3)
+    results = validate_records(validator, [{"code": "", "name": ""}] * 3)
     assert results == [[FieldError("code", "is required"), FieldError("name", "is required")]] * 3

@@ -14,6 +14,7 @@ from bulkops.errors import FileRejected, UnsupportedFile
 from bulkops.formats import diagnose, open_table, table_format
 from bulkops.formats.options import ReadOptions
 from bulkops.model import OperationType
+from tests.helpers import validate_records
 
 Row = tuple[int, int, list[str], str | None]
 
@@ -174,7 +175,7 @@ def test_decimal_comma_prices(value: str, stored: str | None, why: str | None) -
     validator = spec_for("products").validator(
         OperationType.IMPORT, frozenset({"sku", "name", "price"}), ","
     )
-    [result] = validator.validate_batch([{"sku": "A", "name": "B", "price": value}])
+    [result] = validate_records(validator, [{"sku": "A", "name": "B", "price": value}])
     if stored is not None:
         assert isinstance(result, dict) and result["price"] == stored
     else:

@@ -492,12 +492,3 @@ class RecordValidator:
                 if outs[j][i] is _FAILED
             ]
         return results
-
-    def validate_batch(self, rows: list[dict[str, str]]) -> list[dict[str, Any] | list[FieldError]]:
-        """:meth:`validate_columns` of records given as field -> raw cell (a missing field:
-        a blank cell); each valid record comes back as a dict in :attr:`fields` order."""
-        columns = [[row.get(name, "") for row in rows] for name in self.fields]
-        return [
-            dict(zip(self.fields, outcome, strict=True)) if isinstance(outcome, tuple) else outcome
-            for outcome in self.validate_columns(columns)
-        ]
