@@ -95,9 +95,11 @@ class Store:
         """One transaction for one organization. ``write`` takes SQLite's write lock at once.
 
         ``bulk`` (a chunk of a bulk operation, never its last transaction): on PostgreSQL the
-        commit does not wait for the WAL flush; the operation's final, ordinary commit makes
-        every chunk before it durable. Inside :meth:`pinned` (same thread), it runs on the
-        pinned connection.
+        commit does not wait for the WAL flush. A server crash can then lose only the last
+        chunks, whole, with their ledger rows, so a resume applies them again; the
+        operation's final, ordinary commit makes every chunk before it durable (the WAL is
+        flushed in order) before anyone is told that the operation ended. Inside
+        :meth:`pinned` (same thread), it runs on the pinned connection.
         """
         with translate():
             pinned: Connection | None = getattr(self._pinned, "conn", None)

@@ -425,11 +425,8 @@ class PostgresDialect(Dialect):
 
     def scope(self, conn: Connection, org_id: int, *, bulk: bool = False) -> None:
         # Every transaction starts here: the driver's SQL, not a text() construct to compile.
-        # A bulk chunk commits without waiting for its WAL flush: a server crash can lose only
-        # the last chunks, whole, together with their ledger rows, so a resume applies them
-        # again. The operation's final commit waits as usual and so makes every earlier chunk
-        # durable (the WAL is flushed in order) before anyone is told that the operation ended.
-        # Said in the same statement as the organization: one round trip a chunk fewer.
+        # A bulk chunk's deferred WAL flush (see Store.transaction) is said in the same
+        # statement: one round trip a chunk fewer.
         statement = _SCOPE_BULK if bulk else _SCOPE
         conn.exec_driver_sql(statement, (str(org_id),))
 
