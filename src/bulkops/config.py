@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     max_columns: int = 256
     max_rows: int = 10_000_000
     lease_seconds: float = 30.0
+    progress_event_seconds: float = Field(
+        default=0.25,
+        ge=0,
+        description="A run stores a progress event (what the event stream and the dashboard "
+        "show) at most this often; its first chunk's always. The CLI's progress bar still "
+        "sees every chunk.",
+    )
     read_in_background: bool = Field(
         default=True,
         description="Read and check the file in a second process while the first one writes.",

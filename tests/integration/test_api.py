@@ -118,6 +118,12 @@ def api(settings: Settings) -> Iterator[Api]:
     yield from start_api(settings.model_copy(update={"max_file_bytes": MAX_FILE_BYTES}))
 
 
+@pytest.fixture
+def chatty_api(settings: Settings) -> Iterator[Api]:
+    """A service that stores a progress event for every chunk (not a few a second)."""
+    yield from start_api(settings.model_copy(update={"progress_event_seconds": 0}))
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 
 
@@ -257,7 +263,8 @@ def test_upload_follow_events_to_done_then_errors_and_records(api: Api) -> None:
     assert [r["name"] for r in rows["items"]] == ["Rake"]
 
 
-def test_events_resume_after_last_event_id_without_gap_or_repeat(api: Api) -> None:
+def test_events_resume_after_last_event_id_without_gap_or_repeat(chatty_api: Api) -> None:
+    api = chatty_api
     client = api.client("editor")
     op = upload(client, products_csv(400), chunk_size=10).json()
     first, _ = read_events(client, op["id"], last_event_id="0", stop_after=5)

@@ -28,8 +28,8 @@ from bulkops.engine import (
 from bulkops.engine.scheduling import try_start
 from bulkops.errors import Conflict
 from bulkops.model import EntityType, Operation, OperationStatus, OperationType
-from bulkops.store import Store
-from tests.helpers import checksum, run, table, write_csv
+from bulkops.store import LedgerEntry, Store
+from tests.helpers import checksum, queue, run, table, write_csv
 
 ROOT = Path(__file__).resolve().parents[2]
 BULKOPS = ROOT / ".venv" / "bin" / "bulkops"
@@ -65,6 +65,28 @@ class Crash(BaseException):
 
 
 # -- 4. cancel -------------------------------------------------------------------------------------
+
+
+def test_a_chunk_committed_twice_is_refused_and_its_counters_are_not_added_again(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    # A chunk's counter update writes its ledger row (in the same statement on PostgreSQL):
+    # a second commit of the chunk (another worker got there first) must not land.
+    path = write_csv(tmp_path / "p.csv", "sku,name\nA-1,Rake\nA-2,Hoe\n")
+    op_id = queue(ctx, org_id, "import", "products", path)
+    entry = LedgerEntry("apply", 0, 2, 3, 2, "worker-1")
+    with ctx.store.transaction(org_id, write=True) as tx:
+        op = tx.operations.advance(op_id, None, {"processed_records": 2}, ledger=entry)
+    assert op is not None and op.processed_records == 2
+    with (
+        pytest.raises(Conflict, match=r"Chunk 0 of operation .* was already committed"),
+        ctx.store.transaction(org_id, write=True) as tx,
+    ):
+        tx.operations.advance(op_id, None, {"processed_records": 2}, ledger=entry)
+    with ctx.store.transaction(org_id) as tx:
+        assert tx.ledger.committed(op_id, "apply") == {0: 2}
+        assert tx.ledger.workers(op_id, "apply") == {0: "worker-1"}
+        assert tx.operations.require(op_id).processed_records == 2
 
 
 def test_cancel_stops_within_one_chunk_with_exact_counters(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bulkops.engine import Context, write_error_report
+from bulkops.engine import Context, execute, write_error_report
 from bulkops.errors import FileRejected
-from tests.helpers import run, table, write_csv
+from tests.helpers import queue, run, table, write_csv
 
 PRODUCTS = (
     "sku,name,description,category,price\n"
@@ -174,6 +175,32 @@ def test_export_round_trips_and_neutralises_formulas(
         0,
         0,
     )
+
+
+def test_a_run_stores_a_few_progress_events_a_second_and_its_caller_sees_each_chunk(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    rows = "".join(f"P-{i:04},Part {i},,Tools,1.00\n" for i in range(600))
+    path = write_csv(tmp_path / "p.csv", "sku,name,description,category,price\n" + rows)
+    op_id = queue(ctx, org_id, "import", "products", path, chunk_size=5)  # 120 chunks
+    seen: list[dict[str, Any]] = []
+    started = time.monotonic()
+    final = execute(ctx, org_id, op_id, on_progress=seen.append)
+    elapsed = time.monotonic() - started
+    assert final.created_records == 600
+    # The caller (the CLI's progress bar) hears of every chunk.
+    applying = [e["processed_records"] for e in seen if e.get("phase") == "applying"]
+    assert applying == list(range(5, 601, 5))
+    # The stream stores the first chunk's event, then at most one every 0.25 s.
+    with ctx.store.transaction(org_id) as tx:
+        stored = [e["data"] for e in tx.events.after(op_id, 0, 100_000) if e["event"] == "progress"]
+    interval = ctx.settings.progress_event_seconds
+    assert interval == 0.25
+    assert stored[0]["processed_records"] == 5
+    assert len(stored) <= 2 + elapsed / interval, (len(stored), elapsed)
+    assert len(stored) < len(applying)
+    counts = [e["processed_records"] for e in stored]
+    assert counts == sorted(counts) and set(counts) <= set(applying)
 
 
 def test_chunks_and_max_errors(ctx: Context, org_id: int, tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import Conflict, NotFound
 from bulkops.formats import table_format
 from bulkops.model import Operation, OperationStatus
-from bulkops.store import Tx, utcnow
+from bulkops.store import LedgerEntry, Tx, utcnow
 
 __all__ = ["APPLY", "ChunkSender", "apply_chunk", "coordinate"]
 
@@ -123,10 +123,6 @@ def _commit_chunk(
             plan = evaluator.evaluate(tx, prepared)
             apply_plan(tx, spec, op_id, plan, chunk)
             tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
-            tx.ledger.record(
-                op_id, APPLY, prepared.index, chunk[0].row, chunk[-1].row, len(chunk),
-                worker=owner,
-            )
             if not coordinator:
                 tx.ledger.delete_plans(op_id, prepared.index)
             counters = plan.counters()
@@ -146,6 +142,9 @@ def _commit_chunk(
                 owner if coordinator else None,
                 {**counters, "bytes_processed": byte_span},
                 values,
+                ledger=LedgerEntry(
+                    APPLY, prepared.index, chunk[0].row, chunk[-1].row, len(chunk), owner
+                ),
             )
             reason = _stop_reason(tx, updated, config, chunk[0].row)
             if reason is not None:

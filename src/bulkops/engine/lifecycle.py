@@ -17,6 +17,7 @@ dies:
 from __future__ import annotations
 
 import gc
+import math
 import os
 import socket
 import time
@@ -30,7 +31,7 @@ from bulkops.engine.scheduling import try_start
 from bulkops.entities import header_key
 from bulkops.errors import BulkopsError, Conflict, NotFound, StoreError
 from bulkops.model import Operation, OperationStatus
-from bulkops.store import Tx, utcnow
+from bulkops.store import LedgerEntry, Tx, utcnow
 
 __all__ = [
     "LeaseKeeper",
@@ -61,12 +62,26 @@ def process_owner() -> str:
 class Progress:
     """Rate and time remaining of a run, measured from this process's start."""
 
-    def __init__(self, already_done: int, total: int | None = None) -> None:
+    def __init__(
+        self, already_done: int, total: int | None = None, *, event_seconds: float = 0.0
+    ) -> None:
         self.started = time.monotonic()
         self.base = already_done
         self.total = total
         """The exact number of records when known (counted as the file was stored); else the
         total is estimated from the share of the file read so far."""
+        self.event_seconds = event_seconds
+        self._last_event = -math.inf
+
+    def event_due(self) -> bool:
+        """Whether this chunk's progress event is stored: the first one is, then one at most
+        every ``event_seconds``. A 1M-record import commits about a hundred chunks a second;
+        an event for each was a statement a chunk that nobody watching could tell apart."""
+        now = time.monotonic()
+        if now - self._last_event < self.event_seconds:
+            return False
+        self._last_event = now
+        return True
 
     def figures(self, processed: int, fraction: float) -> dict[str, Any]:
         elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -197,17 +212,24 @@ def mark_failed(tx: Tx, op: Operation, reason: str) -> Operation:
 
 
 def advance(
-    tx: Tx, op_id: str, owner: str | None, deltas: Mapping[str, int], values: Mapping[str, Any]
+    tx: Tx,
+    op_id: str,
+    owner: str | None,
+    deltas: Mapping[str, int],
+    values: Mapping[str, Any],
+    *,
+    ledger: LedgerEntry | None = None,
 ) -> Operation:
-    """In a chunk's transaction: add its counters (``deltas``), set ``values``, and return the
-    operation as the database has it after the update.
+    """In a chunk's transaction: add its counters (``deltas``), set ``values``, write the
+    chunk's ``ledger`` row, and return the operation as the database has it after the update.
 
     The update is the chunk's last statement and reads the row under its own lock, so a
     cancel committed before it shows in what it returns, and none can slip in after.
     ``owner``, when given, must still hold the lease: otherwise Conflict (another process
-    took the operation over) and the chunk's transaction rolls back.
+    took the operation over) and the chunk's transaction rolls back; so does a chunk whose
+    ledger row is there already.
     """
-    updated = tx.operations.advance(op_id, owner, deltas, **values)
+    updated = tx.operations.advance(op_id, owner, deltas, ledger=ledger, **values)
     if updated is not None:
         return updated
     held = tx.operations.require(op_id)

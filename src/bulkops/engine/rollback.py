@@ -33,7 +33,7 @@ from bulkops.engine.scheduling import try_start
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict
 from bulkops.model import Operation, OperationStatus, OperationType
-from bulkops.store import ChangeBatch, DuplicateRow, Tx, utcnow
+from bulkops.store import ChangeBatch, DuplicateRow, LedgerEntry, Tx, utcnow
 
 __all__ = ["queue_rollback", "request_rollback", "rollback_applied", "rollback_operation"]
 
@@ -391,11 +391,11 @@ def _rollback_group(
         if target == "conflict":
             # Every record retried was counted as a conflict already.
             deltas["conflict_records"] = -restored
-        tx.ledger.record(op_id, ROLLBACK, chunk_index, None, None, records)
         # Checked last, under the update's lock: a lost lease undoes this group.
         updated = advance(
             tx, op_id, owner, deltas,
             {"lease_expires_at": time.time() + ctx.settings.lease_seconds},
+            ledger=LedgerEntry(ROLLBACK, chunk_index, None, None, records),
         )
         done = updated.rolled_back_records + updated.conflict_records
         figures = progress.figures(done, done / total if total else 1.0)

@@ -35,7 +35,7 @@ from bulkops.engine.rollback import rollback_applied
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound, StoreError
 from bulkops.model import Operation, OperationStatus
-from bulkops.store import utcnow
+from bulkops.store import LedgerEntry, utcnow
 
 __all__ = ["conclude", "run_operation"]
 
@@ -143,7 +143,10 @@ def _run_operation(
             send_chunk=send_chunk,
         )
         return conclude(ctx, org_id, op_id, config, stopped, owner=owner, on_progress=on_progress)
-    progress = Progress(sum(committed.values()), op.total_records)
+    progress = Progress(
+        sum(committed.values()), op.total_records,
+        event_seconds=ctx.settings.progress_event_seconds,
+    )
     with checked_operation(ctx, org_id, op, config, skip=set(committed)) as checked:
         evaluator = checked.evaluator
         size = max(checked.file_size_bytes, 1)
@@ -195,6 +198,7 @@ def _apply_chunks(
             keeper.keep()  # re-reading a long file after a crash takes a while
             continue
         fraction = min(prepared.bytes_consumed / size, 1.0)
+        stored_event = progress.event_due()
         plan: ChunkPlan | None = None
         # First without the batch's savepoint; a refused batch rolls the transaction back and
         # the chunk goes again with the same plan, each record in its own savepoint.
@@ -213,9 +217,6 @@ def _apply_chunks(
                     processed = current.processed_records + counters["processed_records"]
                     figures = progress.figures(processed, fraction)
                     eta = figures["estimated_time_remaining"]
-                    tx.ledger.record(
-                        op_id, APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), worker=owner
-                    )
                     updated = advance(
                         tx,
                         op_id,
@@ -230,11 +231,15 @@ def _apply_chunks(
                             "lease_expires_at": time.time() + lease,
                             "attempts": 0,
                         },
+                        ledger=LedgerEntry(
+                            APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), owner
+                        ),
                     )
                     if updated.cancel_requested_at is not None:
                         raise _Cancelled
                     event = progress_event(updated, figures)
-                    tx.events.add(op_id, "progress", event)
+                    if stored_event:
+                        tx.events.add(op_id, "progress", event)
                 break
             except BatchRefused:
                 continue
@@ -314,7 +319,7 @@ def _plan_pass(
     """
     op_id = op.id
     totals = dict.fromkeys(ChunkPlan().counters(), 0)
-    progress = Progress(0, op.total_records)
+    progress = Progress(0, op.total_records, event_seconds=ctx.settings.progress_event_seconds)
     # A check keeps what each record would do (its planned changes), chunk by chunk.
     keep = config.validate_only and ctx.settings.keep_check_plan
     with (
@@ -348,7 +353,8 @@ def _plan_pass(
                     **figures,
                     "percentage": round(100 * fraction, 1),
                 }
-                tx.events.add(op_id, "progress", event)
+                if progress.event_due():
+                    tx.events.add(op_id, "progress", event)
             if on_progress:
                 on_progress(event)
     return totals, False

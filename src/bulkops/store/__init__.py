@@ -4,6 +4,7 @@ from bulkops.store.audit import CHANGE_ID_STRIDE, AuditRecord, ChangeBatch
 from bulkops.store.clock import utcnow
 from bulkops.store.database import Store
 from bulkops.store.errors import DuplicateRow
+from bulkops.store.ledger import LedgerEntry
 from bulkops.store.operations import ACTIVE_STATUSES, Competitor, OperationTotals
 from bulkops.store.plans import PlanChunk, PlanImages, decode_plan
 from bulkops.store.tables import ENTITY_TABLES
@@ -19,6 +20,7 @@ __all__ = [
     "Competitor",
     "DuplicateRow",
     "EventWaiter",
+    "LedgerEntry",
     "OperationTotals",
     "PlanChunk",
     "PlanImages",

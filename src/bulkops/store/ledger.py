@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from sqlalchemy import insert, select, update
+from sqlalchemy import CTE, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bulkops.errors import Conflict
@@ -19,7 +19,48 @@ from bulkops.store.tables import operation_chunk_plans, operation_chunks, operat
 # more than running it (the event's insert is built once too, by each dialect).
 _INSERT_CHUNK = insert(operation_chunks)
 
-__all__ = ["EventStore", "LedgerStore"]
+__all__ = ["EventStore", "LedgerEntry", "LedgerStore", "ledger_cte"]
+
+
+class LedgerEntry(NamedTuple):
+    """A chunk's ledger row: which phase and chunk of the operation it commits."""
+
+    phase: str
+    chunk_index: int
+    first_row: int | None
+    last_row: int | None
+    records: int
+    worker: str | None = None
+
+    def values(self, op_id: str, org_id: int) -> dict[str, Any]:
+        """The row as ``operation_chunks`` columns."""
+        return {
+            "operation_id": op_id,
+            "phase": self.phase,
+            "chunk_index": self.chunk_index,
+            "organization_id": org_id,
+            "first_row": self.first_row,
+            "last_row": self.last_row,
+            "records": self.records,
+            "committed_at": utcnow(),
+            "worker": self.worker,
+        }
+
+
+def ledger_cte() -> CTE:
+    """The ledger row's insert as a common table expression, for a statement that writes it
+    on the side (PostgreSQL); its parameters are the columns prefixed with ``chunk_``."""
+    columns = [c.name for c in operation_chunks.c]
+    return (
+        insert(operation_chunks)
+        .values({name: bindparam(f"chunk_{name}") for name in columns})
+        .cte("ledger_row")
+    )
+
+
+def already_committed(op_id: str, index: int) -> Conflict:
+    """Another worker committed this chunk first: the transaction must not land."""
+    return Conflict(f"Chunk {index} of operation {op_id} was already committed.")
 
 
 class LedgerStore(Scoped):
@@ -38,35 +79,13 @@ class LedgerStore(Scoped):
         )
         return {int(r.chunk_index): int(r.records) for r in rows}
 
-    def record(
-        self,
-        op_id: str,
-        phase: str,
-        index: int,
-        first_row: int | None,
-        last_row: int | None,
-        records: int,
-        *,
-        worker: str | None = None,
-    ) -> None:
+    def write(self, op_id: str, entry: LedgerEntry) -> None:
+        """Record a chunk as committed (by the transaction writing this); Conflict when it is
+        already. A chunk's counter update usually writes it (``OperationStore.advance``)."""
         try:
-            self.conn.execute(
-                _INSERT_CHUNK,
-                {
-                    "operation_id": op_id,
-                    "phase": phase,
-                    "chunk_index": index,
-                    "organization_id": self.org_id,
-                    "first_row": first_row,
-                    "last_row": last_row,
-                    "records": records,
-                    "committed_at": utcnow(),
-                    "worker": worker,
-                },
-            )
+            self.conn.execute(_INSERT_CHUNK, entry.values(op_id, self.org_id))
         except IntegrityError as exc:
-            # Another worker committed this chunk first: this whole transaction must not land.
-            raise Conflict(f"Chunk {index} of operation {op_id} was already committed.") from exc
+            raise already_committed(op_id, entry.chunk_index) from exc
 
     def workers(self, op_id: str, phase: str) -> dict[int, str | None]:
         """chunk index -> the process that applied it, for committed chunks of ``phase``."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from enum import Enum
 from typing import Any
 
 import psycopg
@@ -45,6 +46,7 @@ __all__ = [
     "insert_statement",
     "lookup_token",
     "prepare_session",
+    "returning_row",
     "rows_by_keys",
     "select_unprepared",
     "setup_roles",
@@ -102,6 +104,21 @@ def _batch_errors() -> Iterator[None]:
         raise RowsRejected(str(exc)) from exc
     except psycopg.Error as exc:
         raise StoreError(f"Database error: {exc}") from exc
+
+
+def returning_row(
+    conn: Connection, sql: str, params: dict[str, Any]
+) -> tuple[Any, ...] | None:
+    """Run ``sql`` (named ``%(name)s`` parameters) on the driver's cursor; its first row.
+
+    Enum parameters go as their values, as SQLAlchemy would send them. A unique or foreign
+    key violation raises :class:`RowsRejected`.
+    """
+    values = {k: v.value if isinstance(v, Enum) else v for k, v in params.items()}
+    with _batch_errors(), _driver(conn).cursor() as cur:
+        cur.execute(sql, values)
+        row: tuple[Any, ...] | None = cur.fetchone()
+    return row
 
 
 def select_unprepared(
