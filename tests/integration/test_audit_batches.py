@@ -333,3 +333,37 @@ def test_migration_0004_converts_records_to_batches_and_back(
             assert _old_rows(engine, 1) + _old_rows(engine, 2) == expected
         finally:
             engine.dispose()
+
+
+def test_new_rows_and_their_audit_batch_agree_id_for_id_whatever_the_key_order(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    # Keys in no sorted order, chunks of 16 (PostgreSQL's batch insert, whose ids come back
+    # matched to the keys); inventory's key has two columns, and an integer beside them.
+    skus = [f"S-{(i * 37) % 101:03d}" for i in range(40)]
+    products = HEADER + "".join(f"{sku},Part {sku},,cat,1.00\n" for sku in skus)
+    run(ctx, org_id, "import", "warehouses",
+        write_csv(tmp_path / "w.csv", "code,name\nW-B,Back\nW-A,Front\n"))
+    stock = "sku,warehouse_code,quantity\n" + "".join(
+        f"{sku},{code},{n}\n" for n, sku in enumerate(reversed(skus)) for code in ("W-B", "W-A")
+    )
+    for entity, text_, fields in (
+        ("products", products, FIELDS),
+        ("inventory", stock, ["sku", "warehouse_code", "quantity", "reason", "notes"]),
+    ):
+        op = run(ctx, org_id, "import", entity, write_csv(tmp_path / f"{entity}.csv", text_),
+                 chunk_size=16)
+        assert op.created_records == text_.count("\n") - 1
+        lines = text_.splitlines()
+        stored = {r[0]: r[1:] for r in table(ctx, org_id, entity)}
+        seen = []
+        for batch in _batches(ctx, org_id, op.id):
+            doc = orjson.loads(batch[4])
+            assert doc["fields"] == fields and doc["actions"] == "c" * batch[2]
+            assert doc["before"] == [None] * batch[2] and batch[1] == doc["rows"][0]
+            for row, entity_id, after in zip(doc["rows"], doc["ids"], doc["after"], strict=True):
+                # The id is that of the row created from this record of the file.
+                assert tuple(after) == stored[entity_id]
+                assert lines[row - 1].split(",")[:2] == [str(v) for v in after[:2]]
+                seen.append(entity_id)
+        assert sorted(seen) == sorted(stored)
