@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from bulkops.engine import Context, OperationConfig, create_operation, execute, request_cancel
@@ -50,14 +51,22 @@ def test_a_reader_process_gives_the_same_result_as_one_process(
         final = run(with_reader(ctx, background), org, "import", "products", path, chunk_size=100)
         with ctx.store.transaction(org) as tx:
             errors = tx.audit.iter_errors(final.id)
+            # The audit as a user reads it: on PostgreSQL the reader's run writes it from the
+            # values as the reader encoded them (NewRows), the other from decoded values.
+            audit = tx.audit.page(final.id, newest_first=False, limit=10_000)
+            ids = {row[0]: row[1:] for row in table(ctx, org, "products")}
         results[background] = (
             {k: getattr(final, k) for k in ("status", "created_records", "failed_records",
                                    "processed_records", "total_records")},
             [(e["row"], e["line"], e["errors"], e["raw"]) for e in errors],
             [row[1:] for row in table(ctx, org, "products")],
+            [(r["record_index"], r["action"], r["before_data"], r["after_data"],
+              ids[r["entity_id"]]) for r in audit],
         )
     assert results[True] == results[False]
-    counters, errors, products = results[True]
+    counters, errors, products, audit = results[True]
+    assert len(audit) == 1_197 and audit[0][:2] == (2, "create")
+    assert all(record[4][0] == orjson.loads(record[3])["sku"] for record in audit)
     assert counters["created_records"] == 1_197 and counters["failed_records"] == 3
     assert [e[0] for e in errors] == [302, 702, 902]
     assert "already appears in row 12" in errors[0][2][0]["message"]
@@ -238,3 +247,78 @@ def test_a_chunk_planned_with_records_as_objects_still_decodes() -> None:
         ("S-2", "Two", None, None, "2.00"),
         ("S-1", "One", None, None, "1.00"),
     ]
+
+
+def test_a_chunk_planned_in_the_two_document_form_still_decodes() -> None:
+    """Chunk plans stored while the values travelled in the head (before they got a line of
+    their own) are applied after an upgrade."""
+    from bulkops.engine.pipeline import NoKeys, decode_prepared
+    from bulkops.engine.plan import Evaluator
+    from bulkops.entities import map_header, spec_for
+
+    spec = spec_for("products")
+    header = map_header(spec, HEADER.strip().split(","), OperationType.IMPORT)
+    evaluator = Evaluator(spec, OperationType.IMPORT, header, NoKeys())
+    evaluator.started_empty = True
+    head = [
+        7, 500, [2, 3, 4], [2, 3, 5], [],
+        [["S-1", "One", None, "cat", "1.00"], ["S-3", "Three", "a\nb", None, "3.00"]],
+        [0, 2], [[1, [["price", "abc", "'abc' is not a valid price"]]]], [],
+        ["S-1\x1fS-3", "One\x1fThree", "\x1ea\nb", "cat\x1f\x1e", "1.00\x1f3.00"],
+    ]
+    cells = [["S-1", "One", "", "cat", "1.00"], ["S-2", "Two", "", "", "abc"],
+             ["S-3", "Three", "a\nb", "", "3.00"]]
+    prepared = decode_prepared(orjson.dumps(head) + b"\n" + orjson.dumps(cells), evaluator)
+    assert prepared.deferred is None
+    assert [(raw.row, raw.line, key) for raw, _, key in prepared.valid] == [
+        (2, 2, ("S-1",)), (4, 5, ("S-3",))
+    ]
+    assert [v for _, v, _ in prepared.valid][1] == ("S-3", "Three", "a\nb", None, "3.00")
+    (failed, _), = prepared.plan.failures
+    assert failed.row == 3 and list(prepared.cells_of(failed))[4] == "abc"
+
+
+def test_an_import_into_an_empty_table_keeps_the_values_as_the_reader_encoded_them() -> None:
+    """The writer's side of a chunk from the reader process: an import into a table that was
+    empty creates every valid record from what the reader built and encoded; anything else
+    (a table with rows) decodes the values first. Both plans say the same."""
+    from bulkops.engine.pipeline import NoKeys, decode_prepared, encode_prepared
+    from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared
+    from bulkops.entities import map_header, spec_for
+    from bulkops.model import RawRecord, RecordError
+
+    spec = spec_for("products")
+    header = map_header(spec, HEADER.strip().split(","), OperationType.IMPORT)
+    chunk = [RawRecord(2, 2, ["S-2", "Two", "", "cat", "2"]),
+             RawRecord(3, 3, ["S-x", "Bad", "", "cat", "abc"]),
+             RawRecord(4, 4, ["S-1", "One", "", "", "1.5"])]
+    plan = ChunkPlan(failures=[(chunk[1], [RecordError(3, 3, "price", "abc", "bad price")])])
+    valid = [(chunk[0], ("S-2", "Two", None, "cat", "2.00"), ("S-2",)),
+             (chunk[2], ("S-1", "One", None, None, "1.50"), ("S-1",))]
+    sent = Prepared(chunk, plan, valid, 300, 1)
+    sent.built = ["S-2\x1fS-1", "Two\x1fOne", "\x1e\x1f\x1e", "cat\x1f\x1e", "2.00\x1f1.50"]
+    body = encode_prepared(sent)
+    plans = {}
+    for empty in (True, False):
+        evaluator = Evaluator(spec, OperationType.IMPORT, header, NoKeys())
+        evaluator.started_empty = empty
+        received = decode_prepared(body, evaluator)
+        assert received.valid == [] and received.deferred is not None
+        if empty:  # no database query is needed: no transaction
+            plans[empty] = evaluator.evaluate(None, received)  # type: ignore[arg-type]
+            assert plans[empty].creates == [] and plans[empty].new_rows is not None
+            encoded = plans[empty].new_rows.values_json  # type: ignore[union-attr]
+            assert orjson.loads(encoded) == [list(v) for _, v, _ in valid]
+        else:
+            received.settle()
+            assert [(raw.row, v, k) for raw, v, k in received.valid] == [
+                (raw.row, v, k) for raw, v, k in valid
+            ]
+            plans[empty] = ChunkPlan(failures=list(received.plan.failures))
+            evaluator._plan_import(plans[empty], received.valid, {("S-0",): (1, ())})
+            plans[empty].built = received.built
+    assert plans[True].counters() == plans[False].counters()
+    assert plans[True].counters()["created_records"] == 2
+    plans[True].expand()
+    assert plans[True].creates == plans[False].creates == [(2, valid[0][1]), (4, valid[1][1])]
+    assert plans[True].built == sent.built

@@ -38,17 +38,29 @@ def apply_plan(
     on PostgreSQL) and a refusal raises :class:`BatchRefused`, leaving the transaction to be
     rolled back and the plan to be applied again with ``careful``.
     """
+    write = _write_new if plan.new_rows is not None else _write
     if not careful:
         try:
-            _write(tx, spec, op_id, plan)
+            write(tx, spec, op_id, plan)
         except DuplicateRow as exc:
             raise BatchRefused(str(exc)) from exc
         return
     try:
         with tx.savepoint():
-            _write(tx, spec, op_id, plan)
+            write(tx, spec, op_id, plan)
     except DuplicateRow:
+        plan.expand()
         _write_one_by_one(tx, spec, op_id, plan, chunk)
+
+
+def _write_new(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
+    """Write a plan's :class:`~bulkops.engine.plan.NewRows` and their audit batch, from the
+    rows as the reader built them and their values as it encoded them."""
+    new = plan.new_rows
+    assert new is not None
+    entity = spec.entity.value
+    ids = tx.rows.insert_built(entity, spec.field_names, new.built, new.keys)
+    tx.audit.insert_created(op_id, spec.field_names, new.rows, ids, new.values_json)
 
 
 def _write(
@@ -58,6 +70,7 @@ def _write(
 
     An audit record is (record_index, entity_id, action, before, after).
     """
+    plan.expand()
     entity = spec.entity.value
     fields = spec.field_names
     ids = tx.rows.insert(entity, fields, [values for _, values in plan.creates], built=plan.built)

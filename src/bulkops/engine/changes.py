@@ -45,6 +45,7 @@ ChangePosition = tuple[int, int]
 def _images(spec: EntitySpec, plan: ChunkPlan) -> PlanImages:
     """What the check decided for a chunk, as it is kept: the images, not yet diffed (this
     runs for every record of a check; reading a page diffs only the records it shows)."""
+    plan.expand()
     return {
         "fields": list(spec.field_names),
         "key": list(spec.key),
@@ -58,6 +59,7 @@ def keep_plan(
     tx: Tx, spec: EntitySpec, op_id: str, index: int, chunk: Sequence[RawRecord], plan: ChunkPlan
 ) -> None:
     """In the chunk's transaction: store the records of ``plan`` that would change."""
+    plan.expand()
     if not (plan.creates or plan.updates or plan.deletes):
         return
     tx.plans.insert(op_id, index, chunk[0].row, chunk[-1].row, _images(spec, plan))

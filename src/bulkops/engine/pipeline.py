@@ -232,12 +232,17 @@ def _decoded(receiver: Connection, evaluator: Evaluator) -> Iterator[Prepared]:
 def encode_prepared(prepared: Prepared) -> bytes:
     """A checked chunk as JSON: what crosses the pipe, and what a chunk plan stores.
 
-    Two JSON documents on two lines. The first is what the writer needs: per record its
-    row and line, the validated values, and the errors found so far. The second holds the
-    raw cells of every record, which only a record that fails later (against the database)
-    needs: the writer decodes it only then (:meth:`Prepared.cells_of`).
+    Three JSON documents on three lines. The first is what the writer needs of every chunk:
+    per record its row and line, and the errors found so far, then the valid records' keys.
+    The second holds the valid records' values: an import into an empty table passes them
+    on to the database and the audit as they are (:class:`~bulkops.engine.plan.NewRows`),
+    and anything else decodes them first. The third holds the raw cells of every record,
+    which only a record that fails later (against the database) needs: the writer decodes it
+    only then (:meth:`Prepared.cells_of`).
     """
     chunk = prepared.chunk
+    prepared.settle()
+    valid = prepared.valid
     positions = {raw.row: i for i, raw in enumerate(chunk)} if prepared.plan.failures else None
     head = [
         prepared.index,
@@ -245,28 +250,37 @@ def encode_prepared(prepared: Prepared) -> bytes:
         [r.row for r in chunk],
         [r.line for r in chunk],
         [[i, r.error] for i, r in enumerate(chunk) if r.error is not None],
-        [values for _, values, _ in prepared.valid],
-        None if positions is None else [positions[raw.row] for raw, _, _ in prepared.valid],
+        None,  # the values, in the one-line form of an earlier version
+        None if positions is None else [positions[raw.row] for raw, _, _ in valid],
         [
             [positions[raw.row], [[e.column, e.value, e.message] for e in errors]]
             for raw, errors in prepared.plan.failures
         ] if positions is not None else [],
         list(prepared.case_twins.items()),
         prepared.built,
+        [key for _, _, key in valid],
     ]
+    values = orjson.dumps([values for _, values, _ in valid])
     cells = prepared.cells_json or orjson.dumps([r.values for r in chunk])
-    return orjson.dumps(head) + b"\n" + cells
+    return orjson.dumps(head) + b"\n" + values + b"\n" + cells
 
 
 def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
-    """The checked chunk back, ready for :meth:`Evaluator.evaluate` (keeps ``body``)."""
+    """The checked chunk back, ready for :meth:`Evaluator.evaluate` (keeps ``body``).
+
+    The values stay encoded (:attr:`Prepared.deferred`) until the evaluation needs them.
+    """
     encoded = body if isinstance(body, bytes) else body.encode()
-    head, _, cells = encoded.partition(b"\n")
-    if not cells:  # a chunk planned by an earlier version: one document, cells inline
+    head, _, rest = encoded.partition(b"\n")
+    if not rest:  # a chunk planned by an earlier version: one document, cells inline
         return _decode_single(orjson.loads(head), evaluator)
     index, consumed, rows, lines, read_errors, values, positions, failures, *more = (
         orjson.loads(head)
     )
+    if len(more) > 2:  # the values on a line of their own, the keys in the head
+        values_json, _, cells = rest.partition(b"\n")
+    else:  # as an earlier version planned chunks: values in the head
+        values_json, cells = b"", rest
     # RawRecord(row, line, cells) without the named tuple's Python-level __new__, in C.
     chunk = list(map(_new_record, zip(rows, lines, repeat(_NOT_SENT), repeat(None))))
     for i, error in read_errors:
@@ -279,8 +293,12 @@ def decode_prepared(body: bytes | str, evaluator: Evaluator) -> Prepared:
                    for column, value, message in errors])
         )
     records = chunk if positions is None else [chunk[i] for i in positions]
-    valid = _valid(evaluator, records, values)
-    prepared = Prepared(chunk, plan, valid, consumed, index, encoded, cells)
+    if values_json:
+        prepared = Prepared(chunk, plan, [], consumed, index, encoded, cells)
+        prepared.deferred = (records, list(map(tuple, more[2])), values_json)
+    else:
+        valid = _valid(evaluator, records, values)
+        prepared = Prepared(chunk, plan, valid, consumed, index, encoded, cells)
     if more:  # case twins of earlier rows (a chunk planned by an earlier version has none)
         prepared.case_twins = {row: message for row, message in more[0]}
         if len(more) > 1:

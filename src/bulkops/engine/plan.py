@@ -35,11 +35,31 @@ __all__ = [
     "ChunkPlan",
     "Evaluator",
     "KeyRegistry",
+    "NewRows",
     "Prepared",
     "chunked",
     "failure_rows",
     "prepared_chunks",
 ]
+
+
+@dataclass(slots=True)
+class NewRows:
+    """An import's new rows whose values stay as the reader process encoded them.
+
+    A chunk of an import into an empty table creates a row for each valid record, in order:
+    the database gets the rows as the reader built them (``built``), and the audit their
+    values as JSON (``values_json``, one array per row in field order), so the writer never
+    decodes them. :meth:`ChunkPlan.expand` turns them into ordinary creates where needed.
+    """
+
+    rows: list[int]
+    keys: list[tuple[Any, ...]]
+    values_json: bytes
+    built: Any
+
+    def values(self) -> list[tuple[Any, ...]]:
+        return list(map(tuple, orjson.loads(self.values_json)))
 
 
 @dataclass(slots=True)
@@ -58,19 +78,32 @@ class ChunkPlan:
     #: ``creates`` as the database's ``batch_columns`` builds them to send, when the reader
     #: built them already (see :attr:`Prepared.built`).
     built: Any = None
+    #: Creates still encoded (an import into an empty table); then ``creates`` is empty.
+    new_rows: NewRows | None = None
 
     @property
     def failed(self) -> int:
         return len(self.failures)
 
+    @property
+    def created(self) -> int:
+        return len(self.creates) + (len(self.new_rows.rows) if self.new_rows else 0)
+
+    def expand(self) -> None:
+        """Decode :attr:`new_rows` into ``creates`` (what every other use of a plan reads)."""
+        if self.new_rows is not None:
+            new, self.new_rows = self.new_rows, None
+            self.creates = list(zip(new.rows, new.values(), strict=True))
+            self.built = new.built
+
     def counters(self) -> dict[str, int]:
-        changed = len(self.creates) + len(self.updates) + len(self.deletes)
+        changed = self.created + len(self.updates) + len(self.deletes)
         return {
             "processed_records": changed + self.unchanged + self.failed,
             "successful_records": changed + self.unchanged,
             "failed_records": self.failed,
             "unchanged_records": self.unchanged,
-            "created_records": len(self.creates),
+            "created_records": self.created,
             "updated_records": len(self.updates),
             "deleted_records": len(self.deletes),
         }
@@ -99,6 +132,17 @@ class Prepared:
     #: built by the reader process, whose core has time to spare, instead of by the writer:
     #: used when every valid record turns out to be new (see :meth:`Evaluator.evaluate`).
     built: Any = None
+    #: From the reader process: the valid records, their keys and their values as JSON,
+    #: not decoded yet (``valid`` is empty until :meth:`settle`).
+    deferred: tuple[list[RawRecord], list[tuple[Any, ...]], bytes] | None = None
+
+    def settle(self) -> None:
+        """Decode deferred values into :attr:`valid`."""
+        if self.deferred is not None:
+            records, keys, values_json = self.deferred
+            self.deferred = None
+            values = map(tuple, orjson.loads(values_json))
+            self.valid = list(zip(records, values, keys, strict=True))
 
     def cells_of(self, raw: RawRecord) -> Sequence[str]:
         """The raw cells of one of the chunk's records, as read from the file."""
@@ -230,8 +274,27 @@ class Evaluator:
             plan.failures[i] = (raw, named)
 
     def evaluate(self, tx: Tx, prepared: Prepared) -> ChunkPlan:
-        """The database half: references, current rows, and the decision for each record."""
+        """The database half: references, current rows, and the decision for each record.
+
+        An import into a table that was empty, of a chunk whose records need no more checks
+        (no references, no case twins in the file), creates every valid record as the reader
+        process encoded it (:class:`NewRows`): the writer decodes nothing of it.
+        """
         plan = prepared.plan
+        if prepared.deferred is not None:
+            records, keys, values_json = prepared.deferred
+            if (
+                self.operation is OperationType.IMPORT
+                and self.started_empty
+                and prepared.built is not None
+                and not prepared.case_twins
+                and not self.spec.references
+                and self.validator.fields == self.fields
+            ):
+                rows = [raw.row for raw in records]
+                plan.new_rows = NewRows(rows, keys, values_json, prepared.built)
+                return plan
+            prepared.settle()
         valid = prepared.valid
         named_until = len(plan.failures)
         if self.operation is not OperationType.DELETE:

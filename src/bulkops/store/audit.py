@@ -215,6 +215,38 @@ class AuditStore(Scoped):
                 statement, (self.org_id, op_id, min(rows), len(part), data.decode())
             )
 
+    def insert_created(
+        self,
+        op_id: str,
+        fields: Sequence[str],
+        rows: Sequence[int],
+        ids: Sequence[int],
+        values_json: bytes,
+    ) -> None:
+        """One chunk's audit of new rows, as :meth:`insert_changes` writes it, from their
+        values already encoded (``values_json``: a JSON array of arrays in ``fields``
+        order, one per row): the values are spliced in, not decoded and encoded again."""
+        count = len(rows)
+        if count != len(ids) or count > CHANGE_ID_STRIDE:
+            raise ValueError(f"{count} rows, {len(ids)} ids")
+        data = b"".join(
+            [
+                b'{"fields":', orjson.dumps(fields),
+                b',"rows":', orjson.dumps(rows),
+                b',"ids":', orjson.dumps(ids),
+                b',"actions":"', b"c" * count,
+                b'","before":', orjson.dumps([None] * count),
+                b',"after":', values_json,
+                b"}",
+            ]
+        )
+        ph = self.dialect.placeholder
+        self.conn.exec_driver_sql(
+            "INSERT INTO operation_changes (organization_id, operation_id, first_record_index, "
+            f"record_count, data, status) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 'applied')",
+            (self.org_id, op_id, min(rows), count, data.decode()),
+        )
+
     def change_batches(
         self,
         op_id: str,

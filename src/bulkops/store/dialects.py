@@ -210,6 +210,19 @@ class Dialect(ABC):
         _write(conn, sql, [(i, org_id, *r) for i, r in zip(ids, rows, strict=True)])
         return list(ids)
 
+    def insert_built(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        built: Any,
+        keys: Sequence[tuple[Any, ...]],
+    ) -> list[int]:
+        """Insert new rows from what :meth:`batch_columns` built (only a database whose
+        ``batch_columns`` builds something gets here); their ids, in the order of ``keys``."""
+        raise NotImplementedError(f"{self.name} builds no batch columns")
+
     def update_batch(
         self,
         conn: Connection,
@@ -585,6 +598,20 @@ class PostgresDialect(Dialect):
             with suppress(postgres.NotSplittable), _batch():
                 return postgres.insert_rows(conn, org_id, entity, fields, rows, ids, built)
         return super().insert_batch(conn, org_id, entity, fields, rows, ids)
+
+    def insert_built(
+        self,
+        conn: Connection,
+        org_id: int,
+        entity: str,
+        fields: Sequence[str],
+        built: Any,
+        keys: Sequence[tuple[Any, ...]],
+    ) -> list[int]:
+        from bulkops.store import postgres
+
+        with _batch():
+            return postgres.insert_rows(conn, org_id, entity, fields, None, None, built, keys=keys)
 
     def update_batch(
         self,

@@ -280,41 +280,56 @@ def insert_rows(
     org_id: int,
     entity: str,
     fields: Sequence[str],
-    rows: Sequence[tuple[Any, ...]],
+    rows: Sequence[tuple[Any, ...]] | None,
     ids: Sequence[int] | None,
     built: Sequence[str] | None = None,
+    *,
+    keys: Sequence[tuple[Any, ...]] | None = None,
 ) -> list[int]:
     """One ``INSERT … SELECT FROM unnest(…)`` through the policies, in one round trip.
 
     Returns the new ids in the order of ``rows``. The caller has found the keys new (under
     the entity's lock), so there is no ``ON CONFLICT``: a key taken meanwhile fails the whole
     batch, and the caller's per-record fallback names the record. ``built``: the
-    :func:`columns` of ``rows``, when the process that read the file built them already.
+    :func:`columns` of ``rows``, when the process that read the file built them already;
+    then ``rows`` may be None, with ``keys`` (the rows' natural keys, in order) instead.
     """
     key = natural_key(entity)
     written = [*(("id",) if ids is not None else ()), *fields]
     if built is not None and ids is None and len(built) == len(fields):
         texts = list(built)
-    else:
+    elif rows is not None:
         values = rows if ids is None else [(i, *r) for i, r in zip(ids, rows, strict=True)]
         texts = columns(values, len(written))
+    else:
+        raise ValueError("neither the rows nor their columns")
+    # The keys in order: one value each (one key column), or tuples.
+    single = len(key) == 1
+    if keys is not None:
+        wanted = [k[0] for k in keys] if single else [tuple(k) for k in keys]
+    elif rows is not None:
+        positions = [fields.index(k) for k in key]
+        wanted = (
+            [row[positions[0]] for row in rows]
+            if single
+            else [tuple([row[p] for p in positions]) for row in rows]
+        )
+    else:
+        raise ValueError("neither the rows nor their keys")
     with _batch_errors(), _driver(conn).cursor() as cur:
         cur.execute(insert_statement(entity, written), (org_id, *texts), prepare=False)
         returned = cur.fetchall()
-    if len(returned) != len(rows):
-        raise StoreError(f"Inserted {len(returned)} of {len(rows)} rows of {entity}.")
+    if len(returned) != len(wanted):
+        raise StoreError(f"Inserted {len(returned)} of {len(wanted)} rows of {entity}.")
     if ids is not None:
         return list(ids)
-    positions = [fields.index(k) for k in key]
     # The rows come back in the order they were given (the usual case, though not one the
     # server promises): checked as a whole, which costs far less than matching each key.
-    if len(positions) == 1:
-        p = positions[0]
-        if [r[1] for r in returned] == [row[p] for row in rows]:
-            return [r[0] for r in returned]
-    by_key = {tuple(r[1:]): int(r[0]) for r in returned}
+    if [r[1] if single else r[1:] for r in returned] == wanted:
+        return [r[0] for r in returned]
+    by_key = {r[1] if single else r[1:]: int(r[0]) for r in returned}
     try:
-        return [by_key[tuple([row[p] for p in positions])] for row in rows]
+        return [by_key[k] for k in wanted]
     except KeyError:
         # A key the database normalised differently (never with validated values).
         raise StoreError(f"Could not match the ids of the new {entity} rows.") from None

@@ -200,6 +200,15 @@ class RowStore(Scoped):
             self.conn, self.org_id, entity, fields, rows, ids, built
         )
 
+    def insert_built(
+        self, entity: str, fields: Sequence[str], built: Any, keys: Sequence[tuple[Any, ...]]
+    ) -> list[int]:
+        """Insert new rows as the dialect's ``batch_columns`` built them (their values are
+        not at hand); ``keys``: their natural keys, in order. Returns their ids, in order."""
+        if not keys:
+            return []
+        return self.dialect.insert_built(self.conn, self.org_id, entity, fields, built, keys)
+
     def update(
         self, entity: str, fields: Sequence[str], rows: Sequence[tuple[int, tuple[Any, ...]]]
     ) -> None:
