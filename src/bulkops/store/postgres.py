@@ -220,8 +220,12 @@ def columns(rows: Sequence[Sequence[Any]], width: int) -> list[str]:
     null, separator = _NULL_MARK, _KEY_SEPARATOR
     texts = []
     for i, values in enumerate(zip(*rows, strict=True)):
-        text = separator.join([null if v is None else str(v) for v in values])
-        if text.count(separator) != len(values) - 1 or text.count(null) != values.count(None):
+        nulls = values.count(None)
+        try:  # a column of text joins as it is (this runs for every value of an import)
+            text = separator.join([null if v is None else v for v in values] if nulls else values)
+        except TypeError:  # numbers
+            text = separator.join([null if v is None else str(v) for v in values])
+        if text.count(separator) != len(values) - 1 or text.count(null) != nulls:
             raise NotSplittable(f"a value of column {i + 1} holds U+001E or U+001F")
         texts.append(text)
     if len(texts) != width:
