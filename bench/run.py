@@ -117,9 +117,30 @@ def _server_cpu() -> dict[int, float]:
     return seen
 
 
-def measure(cmd: Sequence[str], *, cwd: Path, scratch: Path, server: bool = False) -> Run:
+def settle(server_url: str | None) -> None:
+    """Let the writes of the runs before settle, so that the next run does not pay for them:
+    the kernel's write-back of dirty pages (``sync``) and, with ``server_url`` (PostgreSQL),
+    a checkpoint (see bench/README.md: the baseline, which runs right after bulkops, paid
+    for the write-back of bulkops' pages)."""
+    os.sync()
+    if server_url:
+        import psycopg
+
+        libpq = server_url.replace("postgresql+psycopg://", "postgresql://", 1).rstrip("/")
+        try:
+            with psycopg.connect(f"{libpq}/postgres", autocommit=True) as admin:
+                admin.execute("CHECKPOINT")
+        except psycopg.Error as exc:  # not allowed to: the run goes on unsettled
+            log(f"  (no CHECKPOINT before the run: {exc})")
+        os.sync()
+
+
+def measure(
+    cmd: Sequence[str], *, cwd: Path, scratch: Path, server: bool = False,
+    server_url: str | None = None,
+) -> Run:
     """Run ``cmd``; return its wall seconds, the peak RSS of its whole process tree and the
-    CPU seconds of its processes and of the database server.
+    CPU seconds of its processes and of the database server. :func:`settle` first.
 
     An import runs as two processes (the writer and its forked reader), so the figure is
     the largest sum of their resident memory seen while polling every 10 ms (pages they
@@ -130,6 +151,7 @@ def measure(cmd: Sequence[str], *, cwd: Path, scratch: Path, server: bool = Fals
     """
     import psutil
 
+    settle(server_url)
     out_path, err_path = scratch / "child.out", scratch / "child.err"
     peak = 0
     children: dict[int, float] = {}
@@ -543,9 +565,15 @@ class Bench:
 
     # CLI ----------------------------------------------------------------------------------
 
+    def _server(self) -> dict[str, Any]:
+        """What :func:`measure` needs to know of the database server."""
+        if self.args.database != "postgresql":
+            return {}
+        return {"server": True, "server_url": self.args.pg_url}
+
     def cli(self, db: Database, rundir: Path, *argv: str) -> Run:
         return measure([self.bulkops, "--database-url", db.cli_url, *argv],
-                       cwd=rundir, scratch=rundir, server=self.args.database == "postgresql")
+                       cwd=rundir, scratch=rundir, **self._server())
 
     def cli_op(self, db: Database, rundir: Path, op: str, entity: str, path: Path,
                rows: int, *, invalid: int = 0) -> tuple[Run, dict[str, Any]]:
@@ -582,7 +610,7 @@ class Bench:
                expected: int) -> Run:
         cmd = [sys.executable, "-m", "bench.run", "_raw", self.args.database, op, entity,
                db.raw_target, str(path)]
-        run = measure(cmd, cwd=ROOT, scratch=rundir, server=self.args.database == "postgresql")
+        run = measure(cmd, cwd=ROOT, scratch=rundir, **self._server())
         if run.returncode != 0:
             raise BenchError(f"baseline {op} failed (exit {run.returncode}):\n{run.stderr}")
         got = json.loads(run.stdout)["rows"]

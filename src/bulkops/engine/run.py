@@ -237,9 +237,8 @@ def _apply_chunks(
                     )
                     if updated.cancel_requested_at is not None:
                         raise _Cancelled
-                    event = progress_event(updated, figures)
                     if stored_event:
-                        tx.events.add(op_id, "progress", event)
+                        tx.events.add(op_id, "progress", progress_event(updated, figures))
                 break
             except BatchRefused:
                 continue
@@ -247,7 +246,7 @@ def _apply_chunks(
                 return "cancelled"
         current = updated
         if on_progress:
-            on_progress(event)
+            on_progress(progress_event(updated, figures))
         if updated.failed_records > config.max_errors:
             return "failed"
     return None
