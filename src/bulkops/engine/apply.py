@@ -57,7 +57,8 @@ def _write_new(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
     """Write a plan's :class:`~bulkops.engine.plan.NewRows` and their audit batch, from the
     rows as the reader built them and their values as it encoded them."""
     new = plan.new_rows
-    assert new is not None
+    if new is None or not new.rows:
+        return
     entity = spec.entity.value
     ids = tx.rows.insert_built(entity, spec.field_names, new.built, new.keys)
     tx.audit.insert_created(op_id, spec.field_names, new.rows, ids, new.values_json)

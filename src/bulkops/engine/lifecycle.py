@@ -75,7 +75,7 @@ class Progress:
 
     def event_due(self) -> bool:
         """Whether this chunk's progress event is stored: the first one is, then one at most
-        every ``event_seconds``. A 1M-record import commits about a hundred chunks a second;
+        every ``event_seconds``. A 1M-record import commits dozens of chunks a second;
         an event for each was a statement a chunk that nobody watching could tell apart."""
         now = time.monotonic()
         if now - self._last_event < self.event_seconds:

@@ -184,7 +184,7 @@ class OperationStore(Scoped):
         try:
             row = self.dialect.returning_row(self.conn, statement, params)
         except DuplicateRow as exc:
-            if ledger is None:
+            if ledger is None or not together:
                 raise
             raise already_committed(op_id, ledger.chunk_index) from exc
         return _operation(dict(zip(_COLUMNS, row, strict=True))) if row else None

@@ -112,12 +112,20 @@ def returning_row(
     """Run ``sql`` (named ``%(name)s`` parameters) on the driver's cursor; its first row.
 
     Enum parameters go as their values, as SQLAlchemy would send them. A unique or foreign
-    key violation raises :class:`RowsRejected`.
+    key violation raises :class:`RowsRejected`; any other error is a StoreError, as the
+    store's other statements give it.
     """
     values = {k: v.value if isinstance(v, Enum) else v for k, v in params.items()}
-    with _batch_errors(), _driver(conn).cursor() as cur:
-        cur.execute(sql, values)
-        row: tuple[Any, ...] | None = cur.fetchone()
+    try:
+        with _driver(conn).cursor() as cur:
+            cur.execute(sql, values)
+            row: tuple[Any, ...] | None = cur.fetchone()
+    except psycopg.IntegrityError as exc:
+        raise RowsRejected(str(exc)) from exc
+    except psycopg.OperationalError as exc:
+        raise StoreError(f"The database is not available: {exc}") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"Database error: {exc}") from exc
     return row
 
 
