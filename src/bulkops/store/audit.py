@@ -189,30 +189,16 @@ class AuditStore(Scoped):
         """One chunk's audit as ONE row: (record_index, entity_id, action, before, after).
 
         ``before`` and ``after`` are the row's values in ``fields`` order (None for the side a
-        create or delete lacks), already JSON-native. The whole batch is one ``orjson.dumps``.
+        create or delete lacks), already JSON-native.
         """
-        ph = self.dialect.placeholder
-        statement = (
-            "INSERT INTO operation_changes (organization_id, operation_id, first_record_index, "
-            f"record_count, data, status) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 'applied')"
-        )
         # A batch never holds more records than a synthetic id has room for (chunks are far
         # smaller); split rather than overflow.
         for start in range(0, len(records), CHANGE_ID_STRIDE):
             part = records[start : start + CHANGE_ID_STRIDE]
             rows, ids, actions, before, after = zip(*part, strict=True)
-            data = orjson.dumps(
-                {
-                    "fields": fields,
-                    "rows": rows,
-                    "ids": ids,
-                    "actions": "".join([a[0] for a in actions]),
-                    "before": before,
-                    "after": after,
-                }
-            )
-            self.conn.exec_driver_sql(
-                statement, (self.org_id, op_id, min(rows), len(part), data.decode())
+            self._insert_batch(
+                op_id, fields, rows, ids, "".join([a[0] for a in actions]),
+                orjson.dumps(before), orjson.dumps(after),
             )
 
     def insert_created(
@@ -229,14 +215,30 @@ class AuditStore(Scoped):
         count = len(rows)
         if count != len(ids) or count > CHANGE_ID_STRIDE:
             raise ValueError(f"{count} rows, {len(ids)} ids")
+        self._insert_batch(
+            op_id, fields, rows, ids, "c" * count, orjson.dumps([None] * count), values_json
+        )
+
+    def _insert_batch(
+        self,
+        op_id: str,
+        fields: Sequence[str],
+        rows: Sequence[int],
+        ids: Sequence[int | None],
+        actions: str,
+        before_json: bytes,
+        after_json: bytes,
+    ) -> None:
+        """Write one ``operation_changes`` row: the document :meth:`ChangeBatch.decode` reads,
+        with the images already encoded (the rest is encoded here, once per batch)."""
         data = b"".join(
             [
                 b'{"fields":', orjson.dumps(fields),
                 b',"rows":', orjson.dumps(rows),
                 b',"ids":', orjson.dumps(ids),
-                b',"actions":"', b"c" * count,
-                b'","before":', orjson.dumps([None] * count),
-                b',"after":', values_json,
+                b',"actions":', orjson.dumps(actions),
+                b',"before":', before_json,
+                b',"after":', after_json,
                 b"}",
             ]
         )
@@ -244,7 +246,7 @@ class AuditStore(Scoped):
         self.conn.exec_driver_sql(
             "INSERT INTO operation_changes (organization_id, operation_id, first_record_index, "
             f"record_count, data, status) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 'applied')",
-            (self.org_id, op_id, min(rows), count, data.decode()),
+            (self.org_id, op_id, min(rows), len(rows), data.decode()),
         )
 
     def change_batches(
