@@ -216,6 +216,9 @@ def test_import_errors_report_and_rollback(page: Page, site: Site) -> None:
     assert status.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 241, 204)"
     expect(page.locator("dd[data-field=created_records]")).to_have_text("37")
     expect(page.locator("dd[data-field=failed_records]")).to_have_text("5")
+    # A page shown while the import ran reloads itself once it ends: the ended page offers the
+    # rollback (a click on a link during that reload would be lost).
+    expect(page.get_by_role("button", name="Roll back")).to_be_visible()
 
     errors = page.locator("table.errors tbody tr")
     expect(errors).to_have_count(5)
