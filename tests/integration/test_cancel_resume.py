@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from bench.generate import write_file
 
@@ -117,6 +118,49 @@ def test_cancel_stops_within_one_chunk_with_exact_counters(
     undone = rollback_operation(ctx, org_id, op.id, user_id=None)
     assert (undone.status, undone.rolled_back_records) == ("rolled_back", 20)
     assert table(ctx, org_id, "products") == []
+
+
+def test_a_cancel_asked_in_the_same_thread_between_chunks_of_new_rows_stops_the_import(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    # On PostgreSQL chunks of new rows go one round trip each on the run's pinned connection;
+    # a progress callback of the same thread (a worker's) still has the store to itself.
+    op = _queue(ctx, org_id, write_csv(tmp_path / "p.csv", _products(100)), chunk_size=10)
+
+    def cancel_at_30(event: dict[str, Any]) -> None:
+        if event.get("phase") == "applying" and event["processed_records"] == 30:
+            request_cancel(ctx, org_id, op.id, user_id=None, rollback=False)
+
+    final = execute(ctx, org_id, op.id, on_progress=cancel_at_30)
+    assert (final.status, final.created_records) == ("cancelled", 30)
+    # In file order, and the ids the audit batches name are those rows'.
+    rows = table(ctx, org_id, "products")
+    assert [r[1] for r in rows] == [f"P-{i:04d}" for i in range(30)]
+    with ctx.store.transaction(org_id) as tx:
+        assert tx.ledger.committed(op.id, "apply") == {0: 10, 1: 10, 2: 10}
+        audited = tx.audit.page(op.id, newest_first=False, limit=100)
+    assert [(a["entity_id"], orjson.loads(a["after_data"])["sku"]) for a in audited] == [
+        (r[0], r[1]) for r in rows
+    ]
+
+
+def test_a_run_that_lost_its_lease_stops_and_its_chunk_does_not_land(
+    ctx: Context, elsewhere: Context, org_id: int, tmp_path: Path
+) -> None:
+    op = _queue(ctx, org_id, write_csv(tmp_path / "p.csv", _products(100)), chunk_size=10)
+
+    def taken_at_20(event: dict[str, Any]) -> None:
+        if event.get("phase") == "applying" and event["processed_records"] == 20:
+            with elsewhere.store.transaction(org_id, write=True) as tx:
+                tx.operations.update(op.id, {"lease_owner": "another-worker"})
+
+    with pytest.raises(Conflict, match="taken over by another-worker"):
+        execute(ctx, org_id, op.id, on_progress=taken_at_20)
+    with ctx.store.transaction(org_id) as tx:
+        held = tx.operations.require(op.id)
+        assert tx.ledger.committed(op.id, "apply") == {0: 10, 1: 10}
+    assert (held.created_records, held.lease_owner) == (20, "another-worker")
+    assert len(table(ctx, org_id, "products")) == 20 == _audit_count(ctx, org_id, op.id)
 
 
 def test_cancel_with_rollback_undoes_what_was_applied(

@@ -22,7 +22,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 
@@ -49,6 +49,7 @@ __all__ = [
     "progress_event",
     "request_cancel",
     "set_status",
+    "taken_over",
     "write_end",
 ]
 
@@ -232,6 +233,11 @@ def advance(
     updated = tx.operations.advance(op_id, owner, deltas, ledger=ledger, **values)
     if updated is not None:
         return updated
+    taken_over(tx, op_id)
+
+
+def taken_over(tx: Tx, op_id: str) -> NoReturn:
+    """Raise the Conflict of a process that lost an operation's lease to another."""
     held = tx.operations.require(op_id)
     raise Conflict(
         f"Operation {op_id} was taken over by {held.lease_owner or 'another process'}."

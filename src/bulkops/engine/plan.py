@@ -273,6 +273,25 @@ class Evaluator:
                 named.append(error)
             plan.failures[i] = (raw, named)
 
+    def new_rows_plan(self, prepared: Prepared) -> ChunkPlan | None:
+        """The plan of a chunk whose valid records are all new rows, as the reader process
+        encoded them (:class:`NewRows`): an import into a table that was empty, of records
+        that need no more checks (no references, no case twins in the file). None for any
+        other chunk; deciding it needs no database."""
+        if prepared.deferred is None or not (
+            self.operation is OperationType.IMPORT
+            and self.started_empty
+            and prepared.built is not None
+            and not prepared.case_twins
+            and not self.spec.references
+            and self.validator.fields == self.fields
+        ):
+            return None
+        records, keys, values_json = prepared.deferred
+        plan = prepared.plan
+        plan.new_rows = NewRows([raw.row for raw in records], keys, values_json, prepared.built)
+        return plan
+
     def evaluate(self, tx: Tx, prepared: Prepared) -> ChunkPlan:
         """The database half: references, current rows, and the decision for each record.
 
@@ -280,21 +299,11 @@ class Evaluator:
         (no references, no case twins in the file), creates every valid record as the reader
         process encoded it (:class:`NewRows`): the writer decodes nothing of it.
         """
+        plan = self.new_rows_plan(prepared)
+        if plan is not None:
+            return plan
         plan = prepared.plan
-        if prepared.deferred is not None:
-            records, keys, values_json = prepared.deferred
-            if (
-                self.operation is OperationType.IMPORT
-                and self.started_empty
-                and prepared.built is not None
-                and not prepared.case_twins
-                and not self.spec.references
-                and self.validator.fields == self.fields
-            ):
-                rows = [raw.row for raw in records]
-                plan.new_rows = NewRows(rows, keys, values_json, prepared.built)
-                return plan
-            prepared.settle()
+        prepared.settle()
         valid = prepared.valid
         named_until = len(plan.failures)
         if self.operation is not OperationType.DELETE:

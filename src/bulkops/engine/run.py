@@ -12,6 +12,8 @@ import gc
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
 from datetime import timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from bulkops.engine.apply import BatchRefused, apply_plan
 from bulkops.engine.changes import differences_from_check, keep_plan
@@ -27,6 +29,7 @@ from bulkops.engine.lifecycle import (
     process_owner,
     progress_event,
     set_status,
+    taken_over,
 )
 from bulkops.engine.operations import Context, OperationConfig
 from bulkops.engine.pipeline import checked_operation
@@ -35,7 +38,10 @@ from bulkops.engine.rollback import rollback_applied
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound, StoreError
 from bulkops.model import Operation, OperationStatus
-from bulkops.store import LedgerEntry, utcnow
+from bulkops.store import DuplicateRow, LedgerEntry, utcnow
+
+if TYPE_CHECKING:
+    from bulkops.store.pipelined import CreatedRows
 
 __all__ = ["conclude", "run_operation"]
 
@@ -188,68 +194,208 @@ def _apply_chunks(
     the counters and the progress event. The counter update comes last and returns the
     operation as the database has it then: a cancel committed by then rolls the chunk back
     (so nothing lands after a cancel), and a lost lease raises Conflict.
+
+    Chunks of new rows (an import into a table that was empty) go one round trip each where
+    the database can (:class:`_NewRowsWriter`); any other chunk, and one refused there, goes
+    through a transaction of the store.
     """
     op_id = op.id
     current = op
     lease = ctx.settings.lease_seconds
-    for prepared in chunks:
-        index, chunk = prepared.index, prepared.chunk
-        if index in committed:
-            keeper.keep()  # re-reading a long file after a crash takes a while
-            continue
-        fraction = min(prepared.bytes_consumed / size, 1.0)
-        stored_event = progress.event_due()
-        plan: ChunkPlan | None = None
-        # First without the batch's savepoint; a refused batch rolls the transaction back and
-        # the chunk goes again with the same plan, each record in its own savepoint.
-        for careful in (False, True):
-            try:
-                with ctx.store.transaction(org_id, write=True, bulk=True) as tx:
-                    if plan is None:
-                        plan = evaluator.evaluate(tx, prepared)
-                    apply_plan(tx, spec, op_id, plan, chunk, careful=careful)
-                    tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
-                    counters = plan.counters()
-                    if config.checked_by is not None:
-                        counters["differs_from_check"] = differences_from_check(
-                            tx, spec, config.checked_by, index, list(chunk), plan
-                        )
-                    processed = current.processed_records + counters["processed_records"]
-                    figures = progress.figures(processed, fraction)
-                    eta = figures["estimated_time_remaining"]
-                    updated = advance(
-                        tx,
-                        op_id,
-                        owner,
-                        counters,
-                        {
-                            "total_records": max(figures["total_estimate"] or 0, processed),
-                            "bytes_processed": prepared.bytes_consumed,
-                            "estimated_completion": (
-                                utcnow() + timedelta(seconds=eta) if eta else None
-                            ),
-                            "lease_expires_at": time.time() + lease,
-                            "attempts": 0,
-                        },
-                        ledger=LedgerEntry(
-                            APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), owner
-                        ),
-                    )
-                    if updated.cancel_requested_at is not None:
-                        raise _Cancelled
-                    if stored_event:
-                        tx.events.add(op_id, "progress", progress_event(updated, figures))
-                break
-            except BatchRefused:
+    writer = _NewRowsWriter(ctx, org_id, spec, config)
+    with writer:
+        for prepared in chunks:
+            index, chunk = prepared.index, prepared.chunk
+            if index in committed:
+                keeper.keep()  # re-reading a long file after a crash takes a while
                 continue
-            except _Cancelled:
-                return "cancelled"
-        current = updated
-        if on_progress:
-            on_progress(progress_event(updated, figures))
-        if updated.failed_records > config.max_errors:
-            return "failed"
+            fraction = min(prepared.bytes_consumed / size, 1.0)
+            stored_event = progress.event_due()
+            ledger = LedgerEntry(APPLY, index, chunk[0].row, chunk[-1].row, len(chunk), owner)
+
+            values = partial(
+                _chunk_values, progress, fraction, prepared.bytes_consumed, lease
+            )
+            plan = evaluator.new_rows_plan(prepared) if writer.usable else None
+            written: tuple[Operation, dict[str, Any]] | None = None
+            if plan is not None:
+                counters = plan.counters()
+                figures, updates = values(current.processed_records + counters["processed_records"])
+                try:
+                    updated = writer.write(
+                        op_id, plan, failure_rows(plan, prepared), owner, counters, updates, ledger
+                    )
+                except DuplicateRow:  # a key taken meanwhile: the careful way names its row
+                    updated = None
+                if updated is not None:
+                    if updated.cancel_requested_at is not None:
+                        writer.rollback()
+                        return "cancelled"
+                    writer.commit(op_id, progress_event(updated, figures) if stored_event else None)
+                    written = updated, figures
+            if written is None:
+                writer.close()  # its last chunk commits before this one begins
+                try:
+                    written = _apply_in_transaction(
+                        ctx, org_id, op_id, config, spec, evaluator, prepared, plan,
+                        owner=owner, current=current, values=values, ledger=ledger,
+                        stored_event=stored_event,
+                    )
+                except _Cancelled:
+                    return "cancelled"
+            current, figures = written
+            if on_progress:
+                on_progress(progress_event(current, figures))
+            if current.failed_records > config.max_errors:
+                return "failed"
     return None
+
+
+def _chunk_values(
+    progress: Progress, fraction: float, consumed: int, lease: float, processed: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The progress figures at ``processed`` records, and the operation's values a chunk's
+    counter update sets (``fraction`` of the file read, ``consumed`` bytes)."""
+    figures = progress.figures(processed, fraction)
+    eta = figures["estimated_time_remaining"]
+    return figures, {
+        "total_records": max(figures["total_estimate"] or 0, processed),
+        "bytes_processed": consumed,
+        "estimated_completion": utcnow() + timedelta(seconds=eta) if eta else None,
+        "lease_expires_at": time.time() + lease,
+        "attempts": 0,
+    }
+
+
+def _apply_in_transaction(
+    ctx: Context,
+    org_id: int,
+    op_id: str,
+    config: OperationConfig,
+    spec: EntitySpec,
+    evaluator: Evaluator,
+    prepared: Prepared,
+    plan: ChunkPlan | None,
+    *,
+    owner: str,
+    current: Operation,
+    values: Callable[[int], tuple[dict[str, Any], dict[str, Any]]],
+    ledger: LedgerEntry,
+    stored_event: bool,
+) -> tuple[Operation, dict[str, Any]]:
+    """One chunk in one transaction of the store; the operation after it and the progress
+    figures. Raises :class:`_Cancelled` (the chunk rolled back) when a cancel came.
+
+    First without the batch's savepoint; a refused batch rolls the transaction back and the
+    chunk goes again with the same plan, each record in its own savepoint. A plan refused
+    already (``plan`` given) goes carefully at once.
+    """
+    chunk = prepared.chunk
+    for careful in (False, True) if plan is None else (True,):
+        try:
+            with ctx.store.transaction(org_id, write=True, bulk=True) as tx:
+                if plan is None:
+                    plan = evaluator.evaluate(tx, prepared)
+                apply_plan(tx, spec, op_id, plan, chunk, careful=careful)
+                tx.audit.insert_errors(op_id, failure_rows(plan, prepared))
+                counters = plan.counters()
+                if config.checked_by is not None:
+                    counters["differs_from_check"] = differences_from_check(
+                        tx, spec, config.checked_by, prepared.index, list(chunk), plan
+                    )
+                figures, updates = values(current.processed_records + counters["processed_records"])
+                updated = advance(tx, op_id, owner, counters, updates, ledger=ledger)
+                if updated.cancel_requested_at is not None:
+                    raise _Cancelled
+                if stored_event:
+                    tx.events.add(op_id, "progress", progress_event(updated, figures))
+            return updated, figures
+        except BatchRefused:
+            continue
+    raise AssertionError("a careful write is never refused")
+
+
+class _NewRowsWriter:
+    """The run's :meth:`Store.created_rows`, open while chunks of new rows come and closed
+    (its last chunk committed) before any other chunk; a context manager.
+
+    ``usable``: the database writes new rows this way and the run allows it (a run that
+    compares with a check reads in each chunk's transaction).
+    """
+
+    def __init__(
+        self, ctx: Context, org_id: int, spec: EntitySpec, config: OperationConfig
+    ) -> None:
+        self._ctx = ctx
+        self._org_id = org_id
+        self._spec = spec
+        self._config = config
+        self._stack = contextlib.ExitStack()
+        self._rows: CreatedRows | None = None
+        self.usable = ctx.store.dialect.pipelines and config.checked_by is None
+
+    def __enter__(self) -> _NewRowsWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._rows = None
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+    def write(
+        self,
+        op_id: str,
+        plan: ChunkPlan,
+        errors: list[tuple[int, int, str, str]],
+        owner: str,
+        counters: dict[str, int],
+        updates: dict[str, Any],
+        ledger: LedgerEntry,
+    ) -> Operation | None:
+        """Write a chunk of new rows (its transaction stays open); the operation after its
+        counter update, or None when the chunk must go through a transaction (the database
+        cannot write this way here). Conflict when the lease is lost; DuplicateRow when a
+        key was taken meanwhile (both rolled back, this writer closed)."""
+        new = plan.new_rows
+        assert new is not None
+        if self._rows is None:
+            self._rows = self._stack.enter_context(
+                self._ctx.store.created_rows(
+                    self._org_id, self._spec.entity.value, self._spec.field_names,
+                    self._config.chunk_size,
+                )
+            )
+            if self._rows is None:  # no connection pinned
+                self.usable = False
+                self.close()
+                return None
+        try:
+            updated = self._rows.write(
+                op_id, new.rows, new.built, new.values_json, errors,
+                owner=owner, deltas=counters, values=updates, ledger=ledger,
+            )
+        except BaseException:
+            self.close()
+            raise
+        if updated is None:
+            self.rollback()
+            self.close()
+            with self._ctx.store.transaction(self._org_id) as tx:
+                taken_over(tx, op_id)
+        return updated
+
+    def commit(self, op_id: str, event: dict[str, Any] | None) -> None:
+        """Commit the chunk written last, with its progress event if one is due."""
+        assert self._rows is not None
+        self._rows.commit(None if event is None else (op_id, "progress", event))
+
+    def rollback(self) -> None:
+        if self._rows is not None:
+            self._rows.rollback()
+
+    def close(self) -> None:
+        """Wait for the last chunk's commit and give the connection back to transactions."""
+        self._rows = None
+        self._stack.close()
 
 
 def conclude(

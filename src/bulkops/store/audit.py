@@ -113,6 +113,75 @@ def _like_escaped(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def errors_insert(placeholder: str) -> str:
+    """The insert of one row error; its parameters as :func:`error_params` gives them."""
+    ph = placeholder
+    return (
+        "INSERT INTO operation_errors (organization_id, operation_id, row, line, errors, raw) "
+        f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})"
+    )
+
+
+def error_params(
+    org_id: int, op_id: str, rows: Sequence[tuple[int, int, str, str]]
+) -> list[tuple[Any, ...]]:
+    """:func:`errors_insert`'s parameters for each of ``rows`` (row, line, errors, raw)."""
+    return [(org_id, op_id, *r) for r in rows]
+
+
+def batch_insert(placeholder: str) -> str:
+    """The insert of one change batch; its parameters as :func:`batch_params` gives them."""
+    ph = placeholder
+    return (
+        "INSERT INTO operation_changes (organization_id, operation_id, first_record_index, "
+        f"record_count, data, status) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 'applied')"
+    )
+
+
+def batch_params(
+    org_id: int,
+    op_id: str,
+    fields: Sequence[str],
+    rows: Sequence[int],
+    ids: Sequence[int | None],
+    actions: str,
+    before_json: bytes,
+    after_json: bytes,
+) -> tuple[Any, ...]:
+    """One change batch's row: the document :meth:`ChangeBatch.decode` reads, with the
+    images already encoded (the rest is encoded here, once per batch)."""
+    data = b"".join(
+        [
+            b'{"fields":', orjson.dumps(fields),
+            b',"rows":', orjson.dumps(rows),
+            b',"ids":', orjson.dumps(ids),
+            b',"actions":', orjson.dumps(actions),
+            b',"before":', before_json,
+            b',"after":', after_json,
+            b"}",
+        ]
+    )
+    return (org_id, op_id, min(rows), len(rows), data.decode())
+
+
+def created_params(
+    org_id: int,
+    op_id: str,
+    fields: Sequence[str],
+    rows: Sequence[int],
+    ids: Sequence[int],
+    values_json: bytes,
+) -> tuple[Any, ...]:
+    """:func:`batch_params` of new rows, from their values already encoded (``values_json``:
+    a JSON array of arrays in ``fields`` order, one per row): spliced in, not decoded."""
+    count = len(rows)
+    if count != len(ids) or count > CHANGE_ID_STRIDE:
+        raise ValueError(f"{count} rows, {len(ids)} ids")
+    return batch_params(
+        org_id, op_id, fields, rows, ids, "c" * count, orjson.dumps([None] * count), values_json
+    )
+
+
 class AuditStore(Scoped):
     """Failed records (``operation_errors``) and applied changes (``operation_changes``)."""
 
@@ -124,11 +193,8 @@ class AuditStore(Scoped):
         """rows: (row, line, errors JSON, raw values JSON)."""
         if not rows:
             return
-        ph = self.dialect.placeholder
         self.conn.exec_driver_sql(
-            "INSERT INTO operation_errors (organization_id, operation_id, row, line, errors, raw) "
-            f"VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, {ph})",
-            [(self.org_id, op_id, *r) for r in rows],
+            errors_insert(self.dialect.placeholder), error_params(self.org_id, op_id, rows)
         )
 
     def iter_errors(
@@ -212,11 +278,9 @@ class AuditStore(Scoped):
         """One chunk's audit of new rows, as :meth:`insert_changes` writes it, from their
         values already encoded (``values_json``: a JSON array of arrays in ``fields``
         order, one per row): the values are spliced in, not decoded and encoded again."""
-        count = len(rows)
-        if count != len(ids) or count > CHANGE_ID_STRIDE:
-            raise ValueError(f"{count} rows, {len(ids)} ids")
-        self._insert_batch(
-            op_id, fields, rows, ids, "c" * count, orjson.dumps([None] * count), values_json
+        self.conn.exec_driver_sql(
+            batch_insert(self.dialect.placeholder),
+            created_params(self.org_id, op_id, fields, rows, ids, values_json),
         )
 
     def _insert_batch(
@@ -231,22 +295,9 @@ class AuditStore(Scoped):
     ) -> None:
         """Write one ``operation_changes`` row: the document :meth:`ChangeBatch.decode` reads,
         with the images already encoded (the rest is encoded here, once per batch)."""
-        data = b"".join(
-            [
-                b'{"fields":', orjson.dumps(fields),
-                b',"rows":', orjson.dumps(rows),
-                b',"ids":', orjson.dumps(ids),
-                b',"actions":', orjson.dumps(actions),
-                b',"before":', before_json,
-                b',"after":', after_json,
-                b"}",
-            ]
-        )
-        ph = self.dialect.placeholder
         self.conn.exec_driver_sql(
-            "INSERT INTO operation_changes (organization_id, operation_id, first_record_index, "
-            f"record_count, data, status) VALUES ({ph}, {ph}, {ph}, {ph}, {ph}, 'applied')",
-            (self.org_id, op_id, min(rows), len(rows), data.decode()),
+            batch_insert(self.dialect.placeholder),
+            batch_params(self.org_id, op_id, fields, rows, ids, actions, before_json, after_json),
         )
 
     def change_batches(

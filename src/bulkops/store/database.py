@@ -10,9 +10,10 @@ scoped to one organization). What differs between SQLite and PostgreSQL is the
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import Connection, make_url
@@ -24,6 +25,9 @@ from bulkops.store.errors import translate
 from bulkops.store.logins import LoginFailureStore
 from bulkops.store.transaction import Tx
 from bulkops.store.waiters import EventWaiter
+
+if TYPE_CHECKING:
+    from bulkops.store.pipelined import CreatedRows
 
 __all__ = ["Store"]
 
@@ -103,7 +107,11 @@ class Store:
         """
         with translate():
             pinned: Connection | None = getattr(self._pinned, "conn", None)
-            if pinned is not None and not pinned.in_transaction():
+            if (
+                pinned is not None
+                and not pinned.in_transaction()
+                and not getattr(self._pinned, "busy", False)  # see created_rows()
+            ):
                 pinned.execution_options(bulkops_immediate=write)
                 with pinned.begin():
                     yield Tx(pinned, self.dialect, org_id, bulk=bulk)
@@ -136,6 +144,29 @@ class Store:
         finally:
             self._pinned.conn = None
             conn.close()
+
+    @contextmanager
+    def created_rows(
+        self, org_id: int, entity: str, fields: Sequence[str], reserve: int
+    ) -> Iterator[CreatedRows | None]:
+        """Chunks of new ``entity`` rows written one round trip each, on this thread's pinned
+        connection (:mod:`bulkops.store.pipelined`); None where chunks go through
+        :meth:`transaction` (SQLite, or no connection pinned). ``reserve``: the most rows a
+        chunk holds."""
+        conn: Connection | None = getattr(self._pinned, "conn", None)
+        if not self.dialect.pipelines or conn is None:
+            yield None
+            return
+        from bulkops.store.pipelined import CreatedRows
+
+        # Meanwhile this thread's other transactions (a progress callback's, say) take a
+        # connection of their own: the pinned one is in pipeline mode.
+        self._pinned.busy = True
+        try:
+            with translate(), CreatedRows(conn, org_id, entity, fields, reserve) as writer:
+                yield writer
+        finally:
+            self._pinned.busy = False
 
     @contextmanager
     def system(self, org_id: int | None = None) -> Iterator[Connection]:

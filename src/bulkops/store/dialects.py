@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 _SCOPE = "SELECT set_config('app.current_org', %s, true)"
-_SCOPE_BULK = (
+SCOPE_BULK = (
     "SELECT set_config('app.current_org', %s, true), set_config('synchronous_commit', 'off', true)"
 )
 
@@ -79,6 +79,8 @@ class Dialect(ABC):
     """Whether transactions that write different rows run side by side (not one at a time)."""
     writes_in_cte: bool = False
     """Whether a statement can write another table on the side (``WITH … AS (INSERT …)``)."""
+    pipelines: bool = False
+    """Whether new rows of an import go one round trip a chunk (``Store.created_rows``)."""
 
     # -- connections ---------------------------------------------------------------------------
 
@@ -422,6 +424,7 @@ class PostgresDialect(Dialect):
     deletes_unchanged = True
     concurrent_writers = True
     writes_in_cte = True
+    pipelines = True
 
     def walk_by_id(self, conn: Connection) -> None:
         # Right after a large import the table's statistics still say it is nearly empty,
@@ -455,7 +458,7 @@ class PostgresDialect(Dialect):
         # Every transaction starts here: the driver's SQL, not a text() construct to compile.
         # A bulk chunk's deferred WAL flush (see Store.transaction) is said in the same
         # statement: one round trip a chunk fewer.
-        statement = _SCOPE_BULK if bulk else _SCOPE
+        statement = SCOPE_BULK if bulk else _SCOPE
         conn.exec_driver_sql(statement, (str(org_id),))
 
     @contextmanager
@@ -481,7 +484,7 @@ class PostgresDialect(Dialect):
         # operation row, and the generic path spent more building the result's description
         # (a column object per column, every time) than the database spent on the update.
         with _batch():
-            return postgres.returning_row(conn, _compiled(statement, conn), params)
+            return postgres.returning_row(conn, compiled(statement, conn), params)
 
     def lock_entity(self, conn: Connection, org_id: int, entity: str) -> None:
         # Two processes deciding at once could otherwise both see the entity free.
@@ -681,7 +684,7 @@ def _batch() -> Iterator[None]:
 _COMPILED: dict[int, tuple[UpdateBase, str]] = {}
 
 
-def _compiled(statement: UpdateBase, conn: Connection) -> str:
+def compiled(statement: UpdateBase, conn: Connection) -> str:
     """The SQL text of a statement built once and kept (keyed by the object, kept alive)."""
     found = _COMPILED.get(id(statement))
     if found is None or found[0] is not statement:

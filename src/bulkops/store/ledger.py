@@ -167,22 +167,24 @@ class LedgerStore(Scoped):
         self.conn.execute(operation_chunk_plans.delete().where(*conditions))
 
 
+def event_values(org_id: int, op_id: str, name: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``operation_events`` row of one event."""
+    return {
+        "organization_id": org_id,
+        "operation_id": op_id,
+        "event": name,
+        "data": orjson.dumps(data, default=str).decode(),
+        "created_at": utcnow(),
+    }
+
+
 class EventStore(Scoped):
     """Progress events of operations, as the SSE stream and the CLI read them."""
 
     __slots__ = ()
 
     def add(self, op_id: str, name: str, data: Mapping[str, Any]) -> int:
-        return self.dialect.insert_event(
-            self.conn,
-            {
-                "organization_id": self.org_id,
-                "operation_id": op_id,
-                "event": name,
-                "data": orjson.dumps(data, default=str).decode(),
-                "created_at": utcnow(),
-            },
-        )
+        return self.dialect.insert_event(self.conn, event_values(self.org_id, op_id, name, data))
 
     def after(self, op_id: str, after_id: int, limit: int = 500) -> list[dict[str, Any]]:
         rows = self.conn.execute(

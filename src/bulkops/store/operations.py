@@ -84,6 +84,31 @@ def _operation(mapping: RowMapping | Mapping[str, Any]) -> Operation:
     return Operation.from_row({k: aware(v) for k, v in mapping.items()})
 
 
+def advance_call(
+    org_id: int,
+    op_id: str,
+    owner: str | None,
+    deltas: Mapping[str, int],
+    ledger: LedgerEntry | None,
+    values: Mapping[str, Any],
+) -> tuple[Update, dict[str, Any]]:
+    """The statement of :meth:`OperationStore.advance` and its parameters; with ``ledger``,
+    it writes the chunk's ledger row too (a database that writes in a CTE)."""
+    added = tuple(name for name, delta in deltas.items() if delta)
+    params: dict[str, Any] = {"op_id": op_id, "org_id": org_id, "owner": owner}
+    params.update({f"add_{name}": deltas[name] for name in added})
+    params.update({f"set_{name}": value for name, value in values.items()})
+    if ledger is not None:
+        params.update({f"chunk_{k}": v for k, v in ledger.values(op_id, org_id).items()})
+    statement = _advance_statement(added, tuple(values), owner is not None, ledger is not None)
+    return statement, params
+
+
+def operation_of(row: Sequence[Any] | None) -> Operation | None:
+    """The operation a counter update returned (its columns in table order), if any."""
+    return _operation(dict(zip(_COLUMNS, row, strict=True))) if row else None
+
+
 class OperationStore(Scoped):
     """The ``operations`` rows of one organization."""
 
@@ -168,26 +193,19 @@ class OperationStore(Scoped):
         statement where the database can (one statement a chunk fewer); Conflict when that
         chunk is committed already.
         """
-        added = tuple(name for name, delta in deltas.items() if delta)
-        params: dict[str, Any] = {"op_id": op_id, "org_id": self.org_id, "owner": owner}
-        params.update({f"add_{name}": deltas[name] for name in added})
-        params.update({f"set_{name}": value for name, value in values.items()})
         together = ledger is not None and self.dialect.writes_in_cte
-        if ledger is not None:
-            if together:
-                params.update(
-                    {f"chunk_{k}": v for k, v in ledger.values(op_id, self.org_id).items()}
-                )
-            else:
-                LedgerStore(self.conn, self.dialect, self.org_id).write(op_id, ledger)
-        statement = _advance_statement(added, tuple(values), owner is not None, together)
+        if ledger is not None and not together:
+            LedgerStore(self.conn, self.dialect, self.org_id).write(op_id, ledger)
+        statement, params = advance_call(
+            self.org_id, op_id, owner, deltas, ledger if together else None, values
+        )
         try:
             row = self.dialect.returning_row(self.conn, statement, params)
         except DuplicateRow as exc:
             if ledger is None or not together:
                 raise
             raise already_committed(op_id, ledger.chunk_index) from exc
-        return _operation(dict(zip(_COLUMNS, row, strict=True))) if row else None
+        return operation_of(row)
 
     def orphaned(self) -> builtins.list[str]:
         """Ids of operations left processing or rolling back by a process whose lease expired."""

@@ -41,10 +41,12 @@ __all__ = [
     "columns",
     "delete_by_ids",
     "delete_unchanged",
+    "driver",
     "find_user",
     "insert_rows",
     "insert_statement",
     "lookup_token",
+    "plain_params",
     "prepare_session",
     "returning_row",
     "rows_by_keys",
@@ -88,10 +90,16 @@ def prepare_session(dbapi_connection: Any) -> None:
     dbapi_connection.commit()
 
 
-def _driver(conn: Connection) -> psycopg.Connection[Any]:
-    driver = conn.connection.driver_connection
-    assert isinstance(driver, psycopg.Connection)
-    return driver
+def driver(conn: Connection) -> psycopg.Connection[Any]:
+    """The psycopg connection under a SQLAlchemy one."""
+    found = conn.connection.driver_connection
+    assert isinstance(found, psycopg.Connection)
+    return found
+
+
+def plain_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Enum parameters as their values, as SQLAlchemy would send them."""
+    return {k: v.value if isinstance(v, Enum) else v for k, v in params.items()}
 
 
 @contextlib.contextmanager
@@ -115,10 +123,9 @@ def returning_row(
     key violation raises :class:`RowsRejected`; any other error is a StoreError, as the
     store's other statements give it.
     """
-    values = {k: v.value if isinstance(v, Enum) else v for k, v in params.items()}
     try:
-        with _driver(conn).cursor() as cur:
-            cur.execute(sql, values)
+        with driver(conn).cursor() as cur:
+            cur.execute(sql, plain_params(params))
             row: tuple[Any, ...] | None = cur.fetchone()
     except psycopg.IntegrityError as exc:
         raise RowsRejected(str(exc)) from exc
@@ -137,7 +144,7 @@ def select_unprepared(
     A generic plan cached while a table was small (a sequential scan testing every row
     against the whole array) stays when it has grown: planning each time is far cheaper.
     """
-    with _batch_errors(), _driver(conn).cursor() as cur:
+    with _batch_errors(), driver(conn).cursor() as cur:
         cur.execute(statement, params, prepare=False)
         return list(cur.fetchall())
 
@@ -272,19 +279,19 @@ def _probed_by_id(entity: str, fields: Sequence[str], picked: Sequence[str] = ()
     )
 
 
-def insert_statement(entity: str, written: Sequence[str]) -> str:
+def insert_statement(entity: str, written: Sequence[str], *, returning: bool = True) -> str:
     """The statement of :func:`insert_rows`: its parameters are the organization, then the
-    ``written`` columns as :func:`columns` gives them; it returns each new row's id and key."""
+    ``written`` columns as :func:`columns` gives them; it returns each new row's id and key
+    (unless ``returning`` is off: rows written with their ids)."""
     # One unnest() per column in the select list, not unnest(…) in FROM: the arrays have
     # one length and are walked in step, row by row, where a function in FROM first copies
     # every row of the batch into a tuple store (measured: the database's part of a
     # 300,000-product import 3.63-3.73 s instead of 3.89-4.05 s).
     unnested = ", ".join(f"unnest({array})" for array in _arrays(entity, written))
-    return (
-        f"INSERT INTO {entity} (organization_id, {', '.join(written)}) "
-        f"SELECT %s, {unnested} "
-        f"RETURNING id, {', '.join(natural_key(entity))}"
+    statement = (
+        f"INSERT INTO {entity} (organization_id, {', '.join(written)}) SELECT %s, {unnested}"
     )
+    return f"{statement} RETURNING id, {', '.join(natural_key(entity))}" if returning else statement
 
 
 def insert_rows(
@@ -328,7 +335,7 @@ def insert_rows(
         )
     else:
         raise ValueError("neither the rows nor their keys")
-    with _batch_errors(), _driver(conn).cursor() as cur:
+    with _batch_errors(), driver(conn).cursor() as cur:
         cur.execute(insert_statement(entity, written), (org_id, *texts), prepare=False)
         returned = cur.fetchall()
     if len(returned) != len(wanted):
@@ -373,7 +380,7 @@ def update_rows(
 ) -> None:
     """One ``UPDATE … FROM unnest(…)`` through the policies, in one round trip."""
     values = columns([(i, *values) for i, values in rows], len(fields) + 1)
-    with _batch_errors(), _driver(conn).cursor() as cur:
+    with _batch_errors(), driver(conn).cursor() as cur:
         cur.execute(update_statement(entity, fields), (*values, org_id), prepare=False)
 
 
@@ -386,7 +393,7 @@ def delete_by_ids(conn: Connection, org_id: int, entity: str, ids: Sequence[int]
     deletes it at that physical position. A row updated or deleted by someone else meanwhile is then
     missed; the batch is rejected, and the caller's record-by-record fallback deletes by id.
     """
-    with _batch_errors(), _driver(conn).cursor() as cur:
+    with _batch_errors(), driver(conn).cursor() as cur:
         if len(ids) < ARRAY_MIN_ROWS:
             cur.execute(
                 f"DELETE FROM {entity} WHERE organization_id = %s AND id = ANY(%s::bigint[])",
@@ -425,7 +432,7 @@ def delete_unchanged(
     params = columns([(i, *values) for i, values in rows], len(fields) + 1)
     stored = ", ".join(f"p.{f}" for f in fields)
     given = ", ".join(f"u.{f}" for f in fields)
-    with _batch_errors(), _driver(conn).cursor() as cur:
+    with _batch_errors(), driver(conn).cursor() as cur:
         cur.execute(
             f"DELETE FROM {entity} t USING ("
             f"SELECT p.ctid AS tid FROM {_probed_by_id(entity, fields, fields)} "
@@ -441,20 +448,20 @@ def delete_unchanged(
 
 
 def find_user(conn: Connection, email: str | None, user_id: int | None) -> dict[str, Any] | None:
-    with _batch_errors(), _driver(conn).cursor(row_factory=psycopg.rows.dict_row) as cur:
+    with _batch_errors(), driver(conn).cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute("SELECT * FROM bulkops_find_user(%s, %s)", (email, user_id))
         return cur.fetchone()
 
 
 def lookup_token(conn: Connection, token_hash: str) -> dict[str, Any] | None:
     """The live token with this hash (id, organization_id, user_id, role, email), read-only."""
-    with _batch_errors(), _driver(conn).cursor(row_factory=psycopg.rows.dict_row) as cur:
+    with _batch_errors(), driver(conn).cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute("SELECT * FROM bulkops_lookup_token(%s)", (token_hash,))
         return cur.fetchone()
 
 
 def touch_token(conn: Connection, token_id: int) -> None:
-    with _batch_errors(), _driver(conn).cursor() as cur:
+    with _batch_errors(), driver(conn).cursor() as cur:
         cur.execute("SELECT bulkops_touch_token(%s)", (token_id,))
 
 
