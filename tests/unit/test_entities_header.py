@@ -218,3 +218,35 @@ def test_rejection_message_joins_all_problems() -> None:
         mapped(["prce"])
     assert "Unknown column 'prce'" in str(raised.value)
     assert "Missing required columns: sku, name." in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ["sku", "name", "description", "category", "price"],  # the template, as it is
+        ["price", "sku", "name", "description", "category"],  # the same columns moved
+        ["sku", "name", "notes", "description", "category", "price"],  # one ignored
+    ],
+)
+def test_records_turn_into_columns_whatever_their_length(header: list[str]) -> None:
+    mapping = {"notes": ""} if "notes" in header else {}
+    columns = map_header(spec_for("products"), header, OperationType.IMPORT, mapping)
+    fields = ["sku", "name", "description", "category", "price"]
+    rows = [
+        dict(zip(fields, (f"S-{i}", f"Name {i}", f"D {i}", "Tools", f"{i}.00"), strict=True))
+        for i in range(4)
+    ]
+    full = [[row.get(h, "x") for h in header] for row in rows]
+
+    def as_lists(records: list[list[str]]) -> list[list[str]]:
+        return [list(column) for column in columns.to_columns(records, fields)]
+
+    assert as_lists(full) == [[row[f] for row in rows] for f in fields]
+    # A record with a cell too many, and one cut short after two cells (the rest blank).
+    got = as_lists([[*full[0], "extra"], full[1][:2], *full[2:]])
+    assert [column[0] for column in got] == [rows[0][f] for f in fields]
+    assert [column[1] for column in got] == [
+        full[1][header.index(f)] if header.index(f) < 2 else "" for f in fields
+    ]
+    # Every record a cell too many (a trailing delimiter, say): the extra cells are no field.
+    assert as_lists([[*r, ""] for r in full]) == [[row[f] for row in rows] for f in fields]

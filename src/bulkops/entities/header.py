@@ -23,6 +23,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
@@ -64,6 +65,9 @@ class HeaderMap:
     present: frozenset[str]
     _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
     _cells: Any = field(init=False, repr=False, compare=False)
+    #: Every column of the file holds a field, in the file's order: a record's cells are
+    #: its values as they are.
+    _whole: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = tuple(name for _, name in self.columns)
@@ -79,6 +83,7 @@ class HeaderMap:
             cells = itemgetter(*indexes)
         object.__setattr__(self, "_names", names)
         object.__setattr__(self, "_cells", cells)
+        object.__setattr__(self, "_whole", indexes == list(range(len(self.header))))
 
     def to_dict(self, values: Sequence[str]) -> dict[str, str]:
         """field -> raw cell of one record; a cell beyond the end of a short record is ""."""
@@ -99,9 +104,16 @@ class HeaderMap:
         blank = [""] * count
         if not count or not self._names:
             return [blank for _ in fields]
+        held: list[Sequence[str]] | None = None
+        if self._whole:  # no cell to pick: the records turned into columns as they are
+            with suppress(ValueError):  # a record of another length: as below
+                held = list(zip(*records, strict=True))
+            if held is not None and len(held) != len(self._names):
+                held = None
         try:
             # cells() gives exactly one value per name, or raises IndexError.
-            held: list[Sequence[str]] = list(zip(*map(self._cells, records), strict=True))
+            if held is None:
+                held = list(zip(*map(self._cells, records), strict=True))
         except IndexError:  # a short record: the careful way
             held = [
                 [values[i] if i < len(values) else "" for values in records]
