@@ -262,9 +262,12 @@ class AuditStore(Scoped):
         for start in range(0, len(records), CHANGE_ID_STRIDE):
             part = records[start : start + CHANGE_ID_STRIDE]
             rows, ids, actions, before, after = zip(*part, strict=True)
-            self._insert_batch(
-                op_id, fields, rows, ids, "".join([a[0] for a in actions]),
-                orjson.dumps(before), orjson.dumps(after),
+            self.conn.exec_driver_sql(
+                batch_insert(self.dialect.placeholder),
+                batch_params(
+                    self.org_id, op_id, fields, rows, ids, "".join([a[0] for a in actions]),
+                    orjson.dumps(before), orjson.dumps(after),
+                ),
             )
 
     def insert_created(
@@ -281,23 +284,6 @@ class AuditStore(Scoped):
         self.conn.exec_driver_sql(
             batch_insert(self.dialect.placeholder),
             created_params(self.org_id, op_id, fields, rows, ids, values_json),
-        )
-
-    def _insert_batch(
-        self,
-        op_id: str,
-        fields: Sequence[str],
-        rows: Sequence[int],
-        ids: Sequence[int | None],
-        actions: str,
-        before_json: bytes,
-        after_json: bytes,
-    ) -> None:
-        """Write one ``operation_changes`` row: the document :meth:`ChangeBatch.decode` reads,
-        with the images already encoded (the rest is encoded here, once per batch)."""
-        self.conn.exec_driver_sql(
-            batch_insert(self.dialect.placeholder),
-            batch_params(self.org_id, op_id, fields, rows, ids, actions, before_json, after_json),
         )
 
     def change_batches(

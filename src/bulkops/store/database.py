@@ -151,13 +151,17 @@ class Store:
     ) -> Iterator[CreatedRows | None]:
         """Chunks of new ``entity`` rows written one round trip each, on this thread's pinned
         connection (:mod:`bulkops.store.pipelined`); None where chunks go through
-        :meth:`transaction` (SQLite, or no connection pinned). ``reserve``: the most rows a
-        chunk holds."""
+        :meth:`transaction` (SQLite, a driver without pipeline mode, or no connection
+        pinned). ``reserve``: the most rows a chunk holds."""
         conn: Connection | None = getattr(self._pinned, "conn", None)
         if not self.dialect.pipelines or conn is None:
             yield None
             return
-        from bulkops.store.pipelined import CreatedRows
+        from bulkops.store.pipelined import CreatedRows, supported
+
+        if not supported():  # a libpq older than 14
+            yield None
+            return
 
         # Meanwhile this thread's other transactions (a progress callback's, say) take a
         # connection of their own: the pinned one is in pipeline mode.

@@ -41,7 +41,7 @@ from bulkops.store.operations import advance_call, operation_of
 from bulkops.store.postgres import EVENTS_CHANNEL, driver, insert_statement, plain_params
 from bulkops.store.tables import operation_chunks
 
-__all__ = ["CreatedRows"]
+__all__ = ["CreatedRows", "supported"]
 
 _LEDGER_KEY = operation_chunks.primary_key.name
 # As the dialect writes an event: its notice goes with the insert.
@@ -50,6 +50,11 @@ _INSERT_EVENT = (
     "VALUES (%(organization_id)s, %(operation_id)s, %(event)s, %(data)s, %(created_at)s) "
     f"RETURNING id, pg_notify('{EVENTS_CHANNEL}', operation_id)"
 )
+
+
+def supported() -> bool:
+    """Whether the driver has pipeline mode (psycopg's libpq 14 or later)."""
+    return psycopg.Pipeline.is_supported()
 
 
 class CreatedRows:
