@@ -9,7 +9,6 @@ because Typer lists commands in the order they were registered.
 from __future__ import annotations
 
 import os
-from importlib.metadata import version as package_version
 from typing import Annotated, Any
 
 import typer
@@ -41,6 +40,8 @@ app.add_typer(mapping_app, name="mapping")
 
 def _print_version(value: bool) -> None:
     if value:
+        from importlib.metadata import version as package_version  # only --version waits
+
         typer.echo(f"bulkops {package_version('bulkops')}")
         raise typer.Exit()
 

@@ -34,7 +34,6 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic_core import SchemaValidator
 from pydantic_core import core_schema as cs
 
@@ -225,6 +224,8 @@ def _int_problem(value: str, minimum: int) -> str | None:
 def _email_problem(value: str) -> str | None:
     if len(value) > MAX_EMAIL_LENGTH:
         return f"is {len(value)} characters long; the maximum is {MAX_EMAIL_LENGTH}"
+    from email_validator import EmailNotValidError, validate_email  # only customers wait
+
     try:
         validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -271,6 +272,8 @@ def _minimum(field: Field) -> int:
 
 
 def _normalised_email(value: str) -> str:
+    from email_validator import EmailNotValidError, validate_email  # only customers wait
+
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:

@@ -23,8 +23,6 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, BinaryIO, Literal
 
-import xlsxwriter
-
 from bulkops.formats.writer import CellValue
 
 __all__ = ["XLSX_MEDIA_TYPE", "ColumnKind", "SheetWriter"]
@@ -55,6 +53,8 @@ class SheetWriter:
         sheet_name: str = "data",
         widths: Sequence[int] | None = None,
     ) -> None:
+        import xlsxwriter  # only a workbook being written waits for it
+
         in_memory = not isinstance(target, str | os.PathLike)
         self._book = xlsxwriter.Workbook(
             target if in_memory else os.fspath(target),  # type: ignore[arg-type]
