@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -330,6 +331,36 @@ def test_one_transaction_per_chunk(store: Store, orgs: tuple[int, int], tmp_path
     assert len({x[0] for x in xids}) == 3
     assert [b[0] for b in batches] == [20, 20, 20]
     assert records == distinct == 60
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_new_rows_take_their_ids_in_file_order_and_their_audit_names_them(
+    store: Store, pg: str, tmp_path: Path, step: int
+) -> None:
+    # An import into an empty table reserves its ids ahead, a chunk at a time. A sequence
+    # that does not step by one (as one shared with another session would not) gives ids
+    # that are not consecutive: they still follow the file, and the audit holds them.
+    org = create_organization(store, "org-c", "C")
+    with psycopg.connect(_libpq(pg_url(pg)), autocommit=True) as conn:
+        conn.execute(f"ALTER SEQUENCE products_id_seq INCREMENT BY {step}")
+    skus = [f"C-{(i * 37) % 61:04d}" for i in range(60)]
+    # Every tenth record invalid: the id reserved for it is left unused.
+    prices = ["abc" if i % 10 == 9 else "2.50" for i in range(60)]
+    content = "sku,name,price\n" + "".join(
+        f"{sku},Name {sku},{price}\n" for sku, price in zip(skus, prices, strict=True)
+    )
+    final = execute_import(store, org, content, tmp=tmp_path, chunk_size=20)
+    assert (final.created_records, final.failed_records) == (54, 6)
+    valid = [(i + 2, sku) for i, sku in enumerate(skus) if prices[i] != "abc"]  # (row, sku)
+    rows = _products(store, org)
+    assert [r[1] for r in rows] == [sku for _, sku in valid]  # by id: the file's order
+    ids = [r[0] for r in rows]
+    assert all(later - earlier >= step for earlier, later in pairwise(ids))
+    with store.transaction(org) as tx:
+        audited = tx.audit.page(final.id, newest_first=False, limit=100)
+    assert [(a["entity_id"], a["record_index"]) for a in audited] == [
+        (row[0], record) for row, (record, _) in zip(rows, valid, strict=True)
+    ]
 
 
 @pytest.mark.parametrize("entity", [e.value for e in SPECS])

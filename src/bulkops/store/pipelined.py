@@ -79,11 +79,14 @@ class CreatedRows:
         self._fields = tuple(fields)
         self._reserve = max(1, reserve)
         self._insert = insert_statement(entity, ["id", *fields], returning=False)
-        # The table's own sequence, as the insert's default would call it (in file order).
+        self._insert_series = insert_statement(entity, fields, returning=False, id_series=True)
+        # The table's own sequence, as the insert's default would call it (in file order);
+        # the ids themselves only when they are not consecutive (another session took some).
         self._ids_sql = (
-            f"SELECT array_agg(nextval('{entity}_id_seq')) FROM generate_series(1, %s)"
+            "SELECT min(n), max(n), count(*), CASE WHEN max(n) - min(n) + 1 <> count(*) "
+            "THEN array_agg(n ORDER BY n) END "
+            f"FROM (SELECT nextval('{entity}_id_seq') n FROM generate_series(1, %s)) s"
         )
-        self._reserved: list[int] = []
         self._reserving: psycopg.Cursor[Any] | None = None
         self._stack = ExitStack()
         self._pipeline: psycopg.Pipeline | None = None
@@ -154,12 +157,15 @@ class CreatedRows:
                 cur.execute("BEGIN")
                 self._open = True
                 cur.execute(SCOPE_BULK, (str(org_id),))
-                cur.execute(
-                    self._insert, (org_id, "\x1f".join(map(str, ids)), *built), prepare=False
-                )
+                if isinstance(ids, range):
+                    written = (org_id, ids.start, ids.stop - 1, *built)
+                    cur.execute(self._insert_series, written, prepare=False)
+                else:
+                    written = (org_id, "\x1f".join(map(str, ids)), *built)
+                    cur.execute(self._insert, written, prepare=False)
                 cur.execute(
                     batch_insert("%s"),
-                    created_params(org_id, op_id, self._fields, rows, ids, values_json),
+                    created_params(org_id, op_id, self._fields, rows, list(ids), values_json),
                 )
                 if errors:
                     cur.executemany(errors_insert("%s"), error_params(org_id, op_id, errors))
@@ -208,18 +214,25 @@ class CreatedRows:
         except psycopg.Error as exc:
             raise StoreError(f"Database error: {exc}") from exc
 
-    def _ids(self, count: int) -> list[int]:
-        """``count`` ids of the entity's sequence, in the order it gave them."""
+    def _ids(self, count: int) -> Sequence[int]:
+        """``count`` ids of the entity's sequence, in the order it gave them: a range when
+        they are consecutive (as they are unless another session took ids meanwhile). The
+        ids reserved and not used (a chunk's invalid records') are left as gaps."""
+        reserved: Sequence[int] = ()
         if self._reserving is not None:
-            (reserved,) = self._reserving.fetchone() or ([],)
-            self._reserved.extend(reserved)
+            reserved = _reserved(self._reserving.fetchone())
             self._reserving.close()
             self._reserving = None
-        while len(self._reserved) < count:
+        if len(reserved) < count:
             with self._driver.cursor() as cur:
-                cur.execute(self._ids_sql, (max(self._reserve, count - len(self._reserved)),))
-                (reserved,) = cur.fetchone() or ([],)
-            self._reserved.extend(reserved)
-        ids, self._reserved = self._reserved[:count], self._reserved[count:]
-        return ids
+                cur.execute(self._ids_sql, (max(self._reserve, count),))
+                reserved = _reserved(cur.fetchone())
+        return reserved[:count]
 
+
+def _reserved(row: tuple[Any, ...] | None) -> Sequence[int]:
+    """The ids of a reservation's row (first, last, count, the ids if not consecutive)."""
+    if row is None or row[0] is None:
+        return ()
+    first, last, _, listed = row
+    return range(first, last + 1) if listed is None else listed

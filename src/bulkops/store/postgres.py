@@ -279,15 +279,20 @@ def _probed_by_id(entity: str, fields: Sequence[str], picked: Sequence[str] = ()
     )
 
 
-def insert_statement(entity: str, written: Sequence[str], *, returning: bool = True) -> str:
+def insert_statement(
+    entity: str, written: Sequence[str], *, returning: bool = True, id_series: bool = False
+) -> str:
     """The statement of :func:`insert_rows`: its parameters are the organization, then the
     ``written`` columns as :func:`columns` gives them; it returns each new row's id and key
-    (unless ``returning`` is off: rows written with their ids)."""
+    (unless ``returning`` is off: rows written with their ids). With ``id_series`` the rows
+    take consecutive ids, from and to the two parameters after the organization's."""
     # One unnest() per column in the select list, not unnest(…) in FROM: the arrays have
     # one length and are walked in step, row by row, where a function in FROM first copies
     # every row of the batch into a tuple store (measured: the database's part of a
     # 300,000-product import 3.63-3.73 s instead of 3.89-4.05 s).
     unnested = ", ".join(f"unnest({array})" for array in _arrays(entity, written))
+    if id_series:  # walked in step with the arrays too
+        written, unnested = ["id", *written], f"generate_series(%s::bigint, %s::bigint), {unnested}"
     statement = (
         f"INSERT INTO {entity} (organization_id, {', '.join(written)}) SELECT %s, {unnested}"
     )
