@@ -123,7 +123,8 @@ class CreatedRows:
         finally:
             self._pipeline = None
             self._reserving = None
-            if not self._driver.closed:
+            # A connection left broken or mid-transaction by an error is the pool's to drop.
+            with suppress(psycopg.Error):
                 self._driver.autocommit = False
 
     def write(
