@@ -16,9 +16,9 @@ counter update, as in a Tx, whether the chunk lands: :meth:`CreatedRows.commit` 
 COMMIT (and the chunk's progress event) without waiting, and the next chunk's round trip
 brings its answer; :meth:`CreatedRows.rollback` undoes the chunk (a cancel, a lost lease).
 
-A refused statement (a key taken meanwhile, the chunk committed already) aborts the chunk:
-:meth:`CreatedRows.write` rolls it back and raises DuplicateRow or Conflict, and the caller
-writes the chunk again through a Tx, carefully.
+A refused statement aborts the chunk: :meth:`CreatedRows.write` rolls it back and raises
+DuplicateRow (a key taken meanwhile: the caller writes the chunk again through a Tx,
+carefully, so that the record is named) or Conflict (the chunk is committed already).
 """
 
 from __future__ import annotations
