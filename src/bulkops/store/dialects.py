@@ -18,10 +18,12 @@ import orjson
 from sqlalchemy import (
     Engine,
     Numeric,
+    bindparam,
     create_engine,
     event,
     func,
     insert,
+    literal_column,
     select,
     text,
     update,
@@ -43,10 +45,18 @@ from bulkops.store.tables import (
 )
 from bulkops.store.waiters import EventWaiter, SleepWaiter
 
+_EVENT_COLUMNS = ("organization_id", "operation_id", "event", "data", "created_at")
 # Built once (every chunk writes an event): building a statement cost more than running it.
 _INSERT_EVENT = insert(operation_events)
-_INSERT_EVENT_NOTIFYING = insert(operation_events).returning(
-    operation_events.c.id, func.pg_notify("bulkops_events", operation_events.c.operation_id)
+# Its parameters are the columns event_values() gives (so its SQL can run on the driver too),
+# and the channel is written in it.
+INSERT_EVENT_NOTIFYING = (
+    insert(operation_events)
+    .values({name: bindparam(name) for name in _EVENT_COLUMNS})
+    .returning(
+        operation_events.c.id,
+        func.pg_notify(literal_column("'bulkops_events'"), operation_events.c.operation_id),
+    )
 )
 
 __all__ = [
@@ -473,7 +483,7 @@ class PostgresDialect(Dialect):
 
     def insert_event(self, conn: Connection, values: dict[str, Any]) -> int:
         # pg_notify in RETURNING: the notice goes with the insert (one round trip, not two).
-        return int(conn.execute(_INSERT_EVENT_NOTIFYING, values).one()[0])
+        return int(conn.execute(INSERT_EVENT_NOTIFYING, values).one()[0])
 
     def returning_row(
         self, conn: Connection, statement: UpdateBase, params: dict[str, Any]

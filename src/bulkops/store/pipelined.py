@@ -34,22 +34,16 @@ from sqlalchemy.engine import Connection
 from bulkops.errors import StoreError
 from bulkops.model import Operation
 from bulkops.store.audit import batch_insert, created_params, error_params, errors_insert
-from bulkops.store.dialects import SCOPE_BULK, compiled
+from bulkops.store.dialects import INSERT_EVENT_NOTIFYING, SCOPE_BULK, compiled
 from bulkops.store.errors import DuplicateRow
 from bulkops.store.ledger import LedgerEntry, already_committed, event_values
 from bulkops.store.operations import advance_call, operation_of
-from bulkops.store.postgres import EVENTS_CHANNEL, driver, insert_statement, plain_params
+from bulkops.store.postgres import driver, insert_statement, plain_params
 from bulkops.store.tables import operation_chunks
 
 __all__ = ["CreatedRows", "supported"]
 
 _LEDGER_KEY = operation_chunks.primary_key.name
-# As the dialect writes an event: its notice goes with the insert.
-_INSERT_EVENT = (
-    "INSERT INTO operation_events (organization_id, operation_id, event, data, created_at) "
-    "VALUES (%(organization_id)s, %(operation_id)s, %(event)s, %(data)s, %(created_at)s) "
-    f"RETURNING id, pg_notify('{EVENTS_CHANNEL}', operation_id)"
-)
 
 
 def supported() -> bool:
@@ -194,7 +188,10 @@ class CreatedRows:
         data) if any, without waiting: the next round trip brings the answer."""
         with self._driver.cursor() as cur:
             if event is not None:
-                cur.execute(_INSERT_EVENT, event_values(self._org_id, *event))
+                cur.execute(
+                    compiled(INSERT_EVENT_NOTIFYING, self._conn),
+                    event_values(self._org_id, *event),
+                )
             cur.execute("COMMIT")
         self._open = False
 
