@@ -31,6 +31,13 @@ from bulkops.formats import TableFile
 from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
 from bulkops.store import Tx
 
+# Parts of records and of (record, values, key) triples, taken in C (map) for whole chunks.
+_ERROR_OF = operator.itemgetter(3)  # RawRecord.error
+_VALUES_OF = operator.itemgetter(2)  # RawRecord.values
+_ROW_OF = _FIRST = _RAW_OF = operator.itemgetter(0)
+_KEY_OF = operator.itemgetter(2)
+_VALUES_IN = operator.itemgetter(1)
+
 __all__ = [
     "ChunkPlan",
     "Evaluator",
@@ -158,7 +165,9 @@ class Prepared:
 class KeyRegistry(Protocol):
     """Where the natural keys already seen in the file are kept (a :class:`SeenKeys`)."""
 
-    def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]: ...
+    def check_and_add_columns(
+        self, texts: Sequence[str], rows: Sequence[int]
+    ) -> dict[int, int]: ...
 
     def reserve(self, keys: int) -> None: ...
 
@@ -206,32 +215,48 @@ class Evaluator:
     def prepare(self, chunk: Sequence[RawRecord]) -> Prepared:
         """The file-only half: read errors, validation, duplicate keys (no database)."""
         plan = ChunkPlan()
-        readable: list[RawRecord] = []
-        for raw in chunk:
-            if raw.error is not None:
-                plan.failures.append((raw, [RecordError(raw.row, raw.line, None, None, raw.error)]))
-            else:
-                readable.append(raw)
-        outcomes = self.validator.validate_columns(
-            self.header.to_columns([r.values for r in readable], self.validator.fields)
+        readable: Sequence[RawRecord] = chunk
+        if any(map(_ERROR_OF, chunk)):
+            readable = []
+            for raw in chunk:
+                if raw.error is not None:
+                    plan.failures.append(
+                        (raw, [RecordError(raw.row, raw.line, None, None, raw.error)])
+                    )
+                else:
+                    readable.append(raw)
+        outcomes, all_valid = self.validator.validate_columns_flagged(
+            self.header.to_columns(list(map(_VALUES_OF, readable)), self.validator.fields)
         )
-        valid: list[tuple[RawRecord, tuple[Any, ...], tuple[Any, ...]]] = []
         positions = self._key_positions
         single = positions[0] if len(positions) == 1 else None
-        many = operator.itemgetter(*positions)
-        for raw, outcome in zip(readable, outcomes, strict=True):
-            if isinstance(outcome, tuple):
-                # The natural key, as spec.key_of gives it (inlined: this runs per record).
-                valid.append(
-                    (raw, outcome, (outcome[single],) if single is not None else many(outcome))
-                )
-            else:
-                plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
-        if len(self.spec.key) == 1:
-            texts = [(str(key[0]), raw.row) for raw, _, key in valid]
+        if all_valid:
+            # Every record valid (the common case): the triples built in C.
+            keys: Iterable[tuple[Any, ...]] = (
+                zip(map(operator.itemgetter(single), outcomes))
+                if single is not None
+                else map(operator.itemgetter(*positions), outcomes)
+            )
+            valid: list[tuple[RawRecord, tuple[Any, ...], tuple[Any, ...]]] = list(
+                zip(readable, outcomes, keys, strict=True)  # type: ignore[arg-type]
+            )
         else:
-            texts = [("\x1f".join(map(str, key)), raw.row) for raw, _, key in valid]
-        repeats = self.seen.check_and_add(texts)
+            valid = []
+            many = operator.itemgetter(*positions)
+            for raw, outcome in zip(readable, outcomes, strict=True):
+                if isinstance(outcome, tuple):
+                    # The natural key, as spec.key_of gives it (inlined: runs per record).
+                    valid.append(
+                        (raw, outcome, (outcome[single],) if single is not None else many(outcome))
+                    )
+                else:
+                    plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
+        rows = list(map(_ROW_OF, map(_RAW_OF, valid)))
+        if single is not None:
+            texts = list(map(str, map(_FIRST, map(_KEY_OF, valid))))
+        else:
+            texts = ["\x1f".join(map(str, key)) for _, _, key in valid]
+        repeats = self.seen.check_and_add_columns(texts, rows)
         case_twins: dict[int, str] = {}
         if repeats:
             keys_by_row = {raw.row: key for raw, _, key in valid}
@@ -339,7 +364,7 @@ class Evaluator:
         # An import's validated record holds every field in template order (the validator's
         # output order), so its values are the row as stored.
         if self.validator.fields == fields:
-            return [values for _, values, _ in valid]
+            return list(map(_VALUES_IN, valid))
         slots = [self._slot[f] for f in fields]
         return [tuple([values[i] for i in slots]) for _, values, _ in valid]
 

@@ -20,7 +20,7 @@ still an error on the later row, naming the earlier row.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = ["CaseTwinRow", "SeenKeys"]
 
@@ -82,12 +82,24 @@ class SeenKeys:
         The earlier row is a :class:`CaseTwinRow` when the two keys differ only by letter
         case. Key texts are expected in NFC (as validation stores them).
         """
-        if self._used + len(keys) > self._limit:
-            self._rehash(max(self._capacity * 3 // 2, (self._used + len(keys)) * 20 // 17 + 1))
+        return self._add(keys, len(keys))
+
+    def check_and_add_columns(self, texts: Sequence[str], rows: Sequence[int]) -> dict[int, int]:
+        """:meth:`check_and_add` of the keys ``texts`` on the rows ``rows`` (as long)."""
+        if len(rows) != len(texts):
+            raise ValueError(f"{len(texts)} keys, {len(rows)} rows")
+        return self._add(zip(texts, rows), len(texts))  # noqa: B905 - as long, checked above
+
+    def _add(self, keys: Iterable[tuple[str, int]], count: int) -> dict[int, int]:
+        if self._used + count > self._limit:
+            self._rehash(max(self._capacity * 3 // 2, (self._used + count) * 20 // 17 + 1))
         slots, capacity = self._slots, self._capacity
         end = 2 * capacity
         repeats: dict[int, int] = {}
         added = 0
+        # One plain loop: measured against hashing, placing and packing a whole batch in C
+        # (map over built-in callables), it takes half the time, since every step of the
+        # batched form makes a new 64-bit int for each key.
         for key, row in keys:
             h = hash(key.casefold()) or 1
             i = (h % capacity) << 1

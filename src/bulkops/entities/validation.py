@@ -480,12 +480,18 @@ class RecordValidator:
         ``columns``: one sequence of raw cells per field of :attr:`fields`, all as long as
         the batch (a column the file lacks: blank cells). Same length and order as the records.
         """
+        return self.validate_columns_flagged(columns)[0]
+
+    def validate_columns_flagged(
+        self, columns: Sequence[Sequence[str]]
+    ) -> tuple[list[tuple[Any, ...] | list[FieldError]], bool]:
+        """:meth:`validate_columns`, and whether every record is valid (no list among them)."""
         pairs = zip(self._columns, columns, strict=True)
         outs = [check.validate_python(cells) for check, cells in pairs]
         results: list[tuple[Any, ...] | list[FieldError]] = list(zip(*outs, strict=True))
         refused = [j for j, out in enumerate(outs) if _FAILED in out]
         if not refused:
-            return results
+            return results, True
         failed = sorted({i for j in refused for i, v in enumerate(outs[j]) if v is _FAILED})
         sep = self.decimal_separator
         for i in failed:
@@ -494,4 +500,4 @@ class RecordValidator:
                 for j, name in enumerate(self.fields)
                 if outs[j][i] is _FAILED
             ]
-        return results
+        return results, False
