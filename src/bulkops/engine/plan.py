@@ -31,12 +31,11 @@ from bulkops.formats import TableFile
 from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
 from bulkops.store import Tx
 
-# Parts of records and of (record, values, key) triples, taken in C (map) for whole chunks.
-_ERROR_OF = operator.itemgetter(3)  # RawRecord.error
-_VALUES_OF = operator.itemgetter(2)  # RawRecord.values
-_ROW_OF = _FIRST = _RAW_OF = operator.itemgetter(0)
-_KEY_OF = operator.itemgetter(2)
-_VALUES_IN = operator.itemgetter(1)
+# Parts taken in C (map) for whole chunks: of a RawRecord (row, line, values, error), of a
+# valid triple (record, values, key), and the first of anything.
+_ERROR_OF, _CELLS_OF = operator.itemgetter(3), operator.itemgetter(2)
+_VALUES_IN, _KEY_IN = operator.itemgetter(1), operator.itemgetter(2)
+_FIRST = operator.itemgetter(0)
 
 __all__ = [
     "ChunkPlan",
@@ -226,7 +225,7 @@ class Evaluator:
                 else:
                     readable.append(raw)
         outcomes, all_valid = self.validator.validate_columns_flagged(
-            self.header.to_columns(list(map(_VALUES_OF, readable)), self.validator.fields)
+            self.header.to_columns(list(map(_CELLS_OF, readable)), self.validator.fields)
         )
         positions = self._key_positions
         single = positions[0] if len(positions) == 1 else None
@@ -251,9 +250,9 @@ class Evaluator:
                     )
                 else:
                     plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
-        rows = list(map(_ROW_OF, map(_RAW_OF, valid)))
+        rows = list(map(_FIRST, map(_FIRST, valid)))  # each triple's record, then its row
         if single is not None:
-            texts = list(map(str, map(_FIRST, map(_KEY_OF, valid))))
+            texts = list(map(str, map(_FIRST, map(_KEY_IN, valid))))
         else:
             texts = ["\x1f".join(map(str, key)) for _, _, key in valid]
         repeats = self.seen.check_and_add_columns(texts, rows)
