@@ -35,12 +35,28 @@ from typing import Any, NoReturn
 import orjson
 
 from bulkops.engine.operations import Context, OperationConfig
-from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared, prepared_chunks
+from bulkops.engine.plan import (
+    VALID_KEY,
+    VALID_VALUES,
+    ChunkPlan,
+    Evaluator,
+    Prepared,
+    prepared_chunks,
+)
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import NotFound
 from bulkops.formats import ReadLimits, ReadOptions, TableFile, open_table
-from bulkops.model import Operation, OperationType, RawRecord, RecordError
+from bulkops.model import (
+    RECORD_ERROR,
+    RECORD_LINE,
+    RECORD_ROW,
+    RECORD_VALUES,
+    Operation,
+    OperationType,
+    RawRecord,
+    RecordError,
+)
 
 __all__ = [
     "CheckedFile",
@@ -55,9 +71,6 @@ _HEADER, _CHUNK, _SKIPPED, _END, _FAULT = b"H", b"C", b"S", b"Z", b"E"
 _NOT_SENT: tuple[str, ...] = ()  # a decoded record's cells: see Prepared.cells_of
 _PIPE_BYTES = 1 << 20  # the reader's pipe: see checked_chunks
 _new_record = partial(tuple.__new__, RawRecord)
-# Parts of a RawRecord, and of a (record, values, key) triple, taken in C for whole chunks.
-_ROW, _LINE, _CELLS, _ERROR = (itemgetter(i) for i in range(4))
-_VALUES, _KEY = itemgetter(1), itemgetter(2)
 
 
 @dataclass(slots=True)
@@ -250,10 +263,10 @@ def encode_prepared(prepared: Prepared) -> bytes:
     head = [
         prepared.index,
         prepared.bytes_consumed,
-        list(map(_ROW, chunk)),
-        list(map(_LINE, chunk)),
+        list(map(RECORD_ROW, chunk)),
+        list(map(RECORD_LINE, chunk)),
         [[i, r.error] for i, r in enumerate(chunk) if r.error is not None]
-        if any(map(_ERROR, chunk))
+        if any(map(RECORD_ERROR, chunk))
         else [],
         None,  # the values, in the one-line form of an earlier version
         None if positions is None else [positions[raw.row] for raw, _, _ in valid],
@@ -263,10 +276,10 @@ def encode_prepared(prepared: Prepared) -> bytes:
         ] if positions is not None else [],
         list(prepared.case_twins.items()),
         prepared.built,
-        list(map(_KEY, valid)),
+        list(map(VALID_KEY, valid)),
     ]
-    values = orjson.dumps(list(map(_VALUES, valid)))
-    cells = prepared.cells_json or orjson.dumps(list(map(_CELLS, chunk)))
+    values = orjson.dumps(list(map(VALID_VALUES, valid)))
+    cells = prepared.cells_json or orjson.dumps(list(map(RECORD_VALUES, chunk)))
     return b"\n".join([orjson.dumps(head), values, cells])
 
 

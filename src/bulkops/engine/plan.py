@@ -28,16 +28,27 @@ from bulkops.engine.seen import CaseTwinRow
 from bulkops.entities import SPECS, EntitySpec, HeaderMap, RecordValidator
 from bulkops.entities.keys import folded, nfc
 from bulkops.formats import TableFile
-from bulkops.model import EntityType, FieldError, OperationType, RawRecord, RecordError
+from bulkops.model import (
+    RECORD_ERROR,
+    RECORD_ROW,
+    RECORD_VALUES,
+    EntityType,
+    FieldError,
+    OperationType,
+    RawRecord,
+    RecordError,
+)
 from bulkops.store import Tx
 
-# Parts taken in C (map) for whole chunks: of a RawRecord (row, line, values, error), of a
-# valid triple (record, values, key), and the first of anything.
-_ERROR_OF, _CELLS_OF = operator.itemgetter(3), operator.itemgetter(2)
-_VALUES_IN, _KEY_IN = operator.itemgetter(1), operator.itemgetter(2)
+#: The parts of a valid record's triple in :attr:`Prepared.valid` (record, values, key), as
+#: getters that run in C, for whole chunks.
+VALID_RECORD, VALID_VALUES, VALID_KEY = (operator.itemgetter(i) for i in range(3))
 _FIRST = operator.itemgetter(0)
 
 __all__ = [
+    "VALID_KEY",
+    "VALID_RECORD",
+    "VALID_VALUES",
     "ChunkPlan",
     "Evaluator",
     "KeyRegistry",
@@ -215,7 +226,7 @@ class Evaluator:
         """The file-only half: read errors, validation, duplicate keys (no database)."""
         plan = ChunkPlan()
         readable: Sequence[RawRecord] = chunk
-        if any(map(_ERROR_OF, chunk)):
+        if any(map(RECORD_ERROR, chunk)):
             readable = []
             for raw in chunk:
                 if raw.error is not None:
@@ -225,7 +236,7 @@ class Evaluator:
                 else:
                     readable.append(raw)
         outcomes, all_valid = self.validator.validate_columns_flagged(
-            self.header.to_columns(list(map(_CELLS_OF, readable)), self.validator.fields)
+            self.header.to_columns(list(map(RECORD_VALUES, readable)), self.validator.fields)
         )
         positions = self._key_positions
         single = positions[0] if len(positions) == 1 else None
@@ -250,9 +261,9 @@ class Evaluator:
                     )
                 else:
                     plan.failures.append((raw, [self._field_error(raw, e) for e in outcome]))
-        rows = list(map(_FIRST, map(_FIRST, valid)))  # each triple's record, then its row
+        rows = list(map(RECORD_ROW, map(VALID_RECORD, valid)))
         if single is not None:
-            texts = list(map(str, map(_FIRST, map(_KEY_IN, valid))))
+            texts = list(map(str, map(_FIRST, map(VALID_KEY, valid))))
         else:
             texts = ["\x1f".join(map(str, key)) for _, _, key in valid]
         repeats = self.seen.check_and_add_columns(texts, rows)
@@ -363,7 +374,7 @@ class Evaluator:
         # An import's validated record holds every field in template order (the validator's
         # output order), so its values are the row as stored.
         if self.validator.fields == fields:
-            return list(map(_VALUES_IN, valid))
+            return list(map(VALID_VALUES, valid))
         slots = [self._slot[f] for f in fields]
         return [tuple([values[i] for i in slots]) for _, values, _ in valid]
 
