@@ -232,6 +232,32 @@ def test_too_long_text_names_its_length_and_the_maximum() -> None:
     assert record("products", product(name="x" * 255))["name"] == "x" * 255
 
 
+@pytest.mark.parametrize("space", ["\u3000", "\xa0", "\u2003", "\u0085", "\t", "\r\n"])
+def test_every_kind_of_value_is_trimmed_of_unicode_whitespace(space: str) -> None:
+    def padded(value: str) -> str:
+        return f"{space}{value}{space}"
+
+    row = product(sku=padded("CH-1"), name=padded("Chair"), price=padded("12.5"))
+    assert record("products", row) == {
+        "sku": "CH-1", "name": "Chair", "description": None, "category": None, "price": "12.50"
+    }
+    inventory = {"sku": "A", "warehouse_code": padded("W"), "quantity": padded("7"),
+                 "reason": padded(""), "notes": ""}
+    assert record("inventory", inventory)["quantity"] == 7
+    assert record("inventory", inventory)["warehouse_code"] == "W"
+    customer = {"email": padded("Ann@Example.com"), "name": "Ann", "company": "", "price_tier": ""}
+    assert record("customers", customer)["email"] == "ann@example.com"
+
+
+@pytest.mark.parametrize("char", ["\x1c", "\x1f"])
+def test_a_separator_control_character_at_the_edge_is_refused_not_trimmed(char: str) -> None:
+    # str.strip() would remove these; they are control characters, not white space.
+    assert errors("products", product(name=f"{char}Chair")) == {
+        "name": f"contains the control character U+{ord(char):04X} at position 1; "
+        "only tab and line breaks are allowed"
+    }
+
+
 def test_length_counts_characters_after_trimming() -> None:
     assert record("warehouses", {"code": "  " + "ü" * 32 + "  ", "name": "n"})["code"] == "ü" * 32
 

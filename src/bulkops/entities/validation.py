@@ -20,10 +20,11 @@ Rules per field kind (the README quotes them):
 - an empty (or all-blank) cell is "is required" for a required field; for an optional
   field it becomes the field's default (``None`` unless the field has one).
 
-Speed: a batch is validated by one call into pydantic-core. Each record is wrapped so that
-an invalid one comes back as ``None`` instead of failing the batch; only those records are
-validated again (one more call) to learn which fields failed. The messages are then written
-from the raw value by the same rules in plain Python, so users never see pydantic's wording.
+Speed: a batch is validated a column at a time, by one call into pydantic-core per column
+(:class:`RecordValidator`), on cells trimmed beforehand in C (``str.strip``). Each cell is
+wrapped so that a refused one comes back as a marker instead of failing the column; only the
+records holding one are explained. The messages are written from the raw value by the same
+rules in plain Python, so users never see pydantic's wording.
 A key value in printable ASCII (nearly all of them) is checked by the compiled schema alone:
 it holds no format character and is already NFC, so only other values reach Python.
 """
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Final
 
 from pydantic_core import SchemaValidator
@@ -56,8 +58,9 @@ MAX_INT: Final = 2_147_483_647
 MAX_EMAIL_LENGTH: Final = 254
 MAX_PRICE_WHOLE_DIGITS: Final = 10
 
-# What pydantic-core's strip_whitespace removes (Rust's char::is_whitespace, Unicode
-# White_Space); str.strip() without arguments removes a few more (U+001C–U+001F).
+# What "trimmed" removes: Unicode White_Space (what Rust's char::is_whitespace and
+# pydantic-core's strip_whitespace remove); str.strip() without arguments removes a few
+# more (U+001C–U+001F), which a text field refuses as control characters instead.
 _WHITESPACE: Final = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
@@ -101,6 +104,20 @@ def _show(value: str) -> str:
 
 def _trim(raw: str) -> str:
     return raw.strip(_WHITESPACE)
+
+
+def _trimmed(cells: Sequence[Any]) -> list[Any]:
+    """A column's cells trimmed, before the compiled schemas see them.
+
+    ``str.strip`` in C returns the cell itself when there is nothing to trim (nearly
+    always), where pydantic-core's ``strip_whitespace`` builds a new string for every cell:
+    measured, the trimming took two thirds of the time the schemas spent on a column.
+    A cell that is not text stays as it is, for the schema to refuse.
+    """
+    try:
+        return list(map(str.strip, cells, repeat(_WHITESPACE)))
+    except TypeError:
+        return [_trim(cell) if isinstance(cell, str) else cell for cell in cells]
 
 
 # --- the rules in Python: used for prices (canonical form) and to word every error ----------
@@ -325,7 +342,7 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
     if field.kind == "decimal" and decimal_separator == ",":
         return cs.chain_schema(
             [
-                cs.str_schema(strip_whitespace=True, min_length=1),
+                cs.str_schema(min_length=1),
                 _python(_comma_to_point),
                 _value_schema(field),
             ]
@@ -334,7 +351,6 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
         return cs.union_schema(
             [
                 cs.str_schema(
-                    strip_whitespace=True,
                     min_length=1,
                     max_length=field.max_length,
                     pattern=_PLAIN_ASCII_PATTERN,
@@ -342,7 +358,7 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
                 cs.chain_schema(
                     [
                         cs.str_schema(
-                            strip_whitespace=True, min_length=1, pattern=_NO_CONTROL_PATTERN
+                            min_length=1, pattern=_NO_CONTROL_PATTERN
                         ),
                         _python(_key_text(field.max_length)),
                     ]
@@ -352,7 +368,6 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
         )
     if field.kind == "text":
         return cs.str_schema(
-            strip_whitespace=True,
             min_length=1,
             max_length=field.max_length,
             pattern=_NO_CONTROL_PATTERN,
@@ -360,17 +375,17 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
     if field.kind == "int":
         return cs.chain_schema(
             [
-                cs.str_schema(strip_whitespace=True, pattern=_INT_PATTERN),
+                cs.str_schema(pattern=_INT_PATTERN),
                 cs.int_schema(ge=_minimum(field), le=MAX_INT),
             ]
         )
     if field.kind == "decimal":
         return cs.union_schema(
             [
-                cs.str_schema(strip_whitespace=True, pattern=_CANONICAL_PRICE_PATTERN),
+                cs.str_schema(pattern=_CANONICAL_PRICE_PATTERN),
                 cs.chain_schema(
                     [
-                        cs.str_schema(strip_whitespace=True, pattern=_PRICE_PATTERN),
+                        cs.str_schema(pattern=_PRICE_PATTERN),
                         _python(_format_price),
                     ]
                 ),
@@ -383,7 +398,6 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
             cs.chain_schema(
                 [
                     cs.str_schema(
-                        strip_whitespace=True,
                         to_lower=True,
                         max_length=max_length,
                         pattern=_PLAIN_EMAIL_PATTERN,
@@ -393,7 +407,7 @@ def _value_schema(field: Field, decimal_separator: str = ".") -> cs.CoreSchema:
             ),
             cs.chain_schema(
                 [
-                    cs.str_schema(strip_whitespace=True, min_length=1, max_length=max_length),
+                    cs.str_schema(min_length=1, max_length=max_length),
                     _python(_normalised_email),
                 ]
             ),
@@ -411,7 +425,7 @@ def _cell_schema(field: Field, required: bool, decimal_separator: str = ".") -> 
     # through, the second (none_schema) then fails on purpose so the default is taken.
     blank = cs.chain_schema(
         [
-            cs.str_schema(strip_whitespace=True, max_length=0),
+            cs.str_schema(max_length=0),
             cs.with_default_schema(cs.none_schema(), default=field.default, on_error="default"),
         ]
     )
@@ -487,7 +501,7 @@ class RecordValidator:
     ) -> tuple[list[tuple[Any, ...] | list[FieldError]], bool]:
         """:meth:`validate_columns`, and whether every record is valid (no list among them)."""
         pairs = zip(self._columns, columns, strict=True)
-        outs = [check.validate_python(cells) for check, cells in pairs]
+        outs = [check.validate_python(_trimmed(cells)) for check, cells in pairs]
         results: list[tuple[Any, ...] | list[FieldError]] = list(zip(*outs, strict=True))
         refused = [j for j, out in enumerate(outs) if _FAILED in out]
         if not refused:
