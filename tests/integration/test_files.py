@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from bulkops.engine import Context, export_path, write_error_report
+from bulkops.engine.operations import store_file
 from bulkops.errors import FileRejected, UnsupportedFile
 from tests.helpers import run, table
 
@@ -89,6 +91,30 @@ def test_binary_file_renamed_csv_is_unsupported(
     assert looks_like in str(info.value)
     assert "CSV" in str(info.value)
     assert products(ctx, org_id) == {}
+
+
+class _ReadOnly:
+    """A stream with ``read`` alone (no ``readinto``), as some upload wrappers are."""
+
+    def __init__(self, data: bytes) -> None:
+        self._stream = io.BytesIO(data)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+
+@pytest.mark.parametrize("given", ["path", "stream", "read-only stream"])
+def test_a_file_of_many_blocks_is_stored_whole_with_its_checksum(
+    ctx: Context, org_id: int, tmp_path: Path, given: str
+) -> None:
+    # Over a megabyte, and not a multiple of any block size: every block and the tail count.
+    rows = "".join(f"SKU-{i:06d},Chair {i},,Furniture,{i % 900 + 1}.50\n" for i in range(30_001))
+    data = (HEADER + rows).encode()
+    path = write(tmp_path / "big.csv", data)
+    source = {"path": path, "stream": io.BytesIO(data), "read-only stream": _ReadOnly(data)}
+    stored, size, sha256 = store_file(ctx, org_id, source[given])  # type: ignore[arg-type]
+    assert stored != path and stored.read_bytes() == data
+    assert (size, sha256) == (len(data), hashlib.sha256(data).hexdigest())
 
 
 def test_duplicate_unknown_and_missing_columns_are_listed_together(
