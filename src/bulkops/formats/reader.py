@@ -53,7 +53,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from types import TracebackType
 from typing import Any
@@ -82,23 +82,6 @@ __all__ = ["CsvFile", "ReadLimits", "ReadOptions", "open_csv", "sniff_content"]
 _SURROGATES = re.compile("[\ud800-\udfff]")
 _DEFAULT_OPTIONS = ReadOptions()
 _DEFAULT_LIMITS = ReadLimits()
-
-
-def _record_builder() -> Callable[[int, int, list[str]], RawRecord]:
-    """A faster ``RawRecord(row, line, values)`` for the reader's hot loop.
-
-    ``RawRecord`` is a named tuple; building the tuple directly skips its Python-level
-    ``__new__`` (a fifth of the reader's time per record).
-    """
-    new = tuple.__new__
-
-    def make_record(row: int, line: int, values: list[str]) -> RawRecord:
-        return new(RawRecord, (row, line, values, None))
-
-    return make_record
-
-
-_make_record = _record_builder()
 
 
 _END_OF_INPUT = ""
@@ -374,7 +357,9 @@ class CsvFile:
         reader = self._reader
         unneutralise = self._unneutralise
         delimiter = self.delimiter
-        make_record = _make_record
+        # RawRecord(row, line, values) without the named tuple's Python-level __new__ (a
+        # fifth of the reader's time per record) or any other Python call.
+        new, record_type = tuple.__new__, RawRecord
         find_surrogate = _SURROGATES.search  # undecodable bytes were escaped as surrogates
         while True:
             broken: str | None = None  # why the record at line_no could not be split
@@ -399,7 +384,7 @@ class CsvFile:
                             and "'" not in text
                             and "\x00" not in text
                         ):
-                            yield make_record(row_no, line, row)
+                            yield new(record_type, (row_no, line, row, None))
                             continue
                         joined = "".join(row)
                         quoted = '"' in text
