@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bulkops.errors import FileRejected, FileTooLarge, UnsupportedFile, UsageError
 from bulkops.formats import ReadLimits, ReadOptions, open_csv, sniff_content
@@ -546,3 +548,41 @@ def test_the_row_limit_of_a_file_counted_in_halves_names_the_row_as_a_whole_read
         list(f.records())
     assert str(split.value) == str(whole.value)
     assert _counted(path, ReadLimits(max_rows=50)) == 50
+
+
+# -- blank records, and a count that agrees with the read -------------------------------------
+
+
+def test_records_of_only_blank_values_quoted_or_not_are_skipped(tmp_path: Path) -> None:
+    blank = ['""', '" ",""', '"\t"', "\xa0", "\u3000,\t", ",", '"",,""', " , "]
+    kept = ['"A",x', '" A",x', "\xc4,x", '"\xa0b",']
+    content = "sku,name\n" + "\n".join([*blank, *kept]) + "\n"
+    path = write(tmp_path, content)
+    _, records = read_all(path)
+    # Every record still has its spreadsheet row: the blank ones before were skipped.
+    assert [(r.row, r.values) for r in records] == [
+        (10, ["A", "x"]), (11, [" A", "x"]), (12, ["\xc4", "x"]), (13, ["\xa0b", ""])
+    ]
+    assert _counted(path) == 4
+
+
+_PIECES = ["a", "b", " ", "\xa0", "\u3000", "\t", '"', '""', ",", "\n", "\r\n", "\r", "'"]
+
+
+@settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    header=st.sampled_from(["sku\n", "sku,name\n", "sku,name,description\n"]),
+    pieces=st.lists(st.sampled_from(_PIECES), max_size=30),
+)
+def test_the_count_is_the_number_of_records_read_whatever_the_file(
+    tmp_path: Path, halves: list[int | None], header: str, pieces: list[str]
+) -> None:
+    # Short records spread over lines, quotes left open, blank values, stray characters;
+    # a file of 64 bytes or more is counted in two halves.
+    path = write(tmp_path, header + "".join(pieces))
+    limits = ReadLimits(max_record_lines=3)
+    with open_csv(path, limits=limits) as csv_file:
+        counted = csv_file.count_records()
+    assert counted == sum(1 for _ in read_all(path, limits=limits)[1])

@@ -21,7 +21,8 @@ Choices, so that callers know what to expect:
   CR, LF and CRLF each end a physical line.
 * **Blank records are skipped but consume a row number**, so numbers still match the
   spreadsheet: an empty line, a line of only whitespace, or a line of only delimiters and
-  empty values (``,,,``), which is what spreadsheets export for empty rows.
+  empty or white-space values, quoted or not (``,,,`` or ``"","",""``), which is what
+  spreadsheets export for empty rows. ``count_records`` counts by the same rule.
 * **Values are returned exactly as read**: not trimmed (trimming belongs to validation), with
   the one ``'`` prefix of formula neutralisation removed when ``unneutralise=True`` (see
   :mod:`bulkops.formats.writer`). Header cells are trimmed and lose a stray BOM.
@@ -210,7 +211,7 @@ class CsvFile:
                 row_no += 1
                 if len(pending) == 1:
                     pending.clear()
-                    if (row and row[0][:1] > " ") or "".join(row).strip():
+                    if (row and " " < row[0][:1] < "\x80") or "".join(row).strip():
                         count += 1
                     else:
                         continue
@@ -356,7 +357,6 @@ class CsvFile:
         row_no = 1
         reader = self._reader
         unneutralise = self._unneutralise
-        delimiter = self.delimiter
         # RawRecord(row, line, values) without the named tuple's Python-level __new__ (a
         # fifth of the reader's time per record) or any other Python call.
         new, record_type = tuple.__new__, RawRecord
@@ -368,8 +368,10 @@ class CsvFile:
                     row_no += 1
                     if len(pending) == 1:
                         # The common case: one physical line, one record. The checks run on
-                        # the line, which is cheaper than on the values; a line that starts
-                        # with a blank or a delimiter may be a blank record.
+                        # the line, which is cheaper than on the values. A first value that
+                        # begins with a printable ASCII character makes the record not blank;
+                        # any other record may be blank (an empty or white-space value first,
+                        # quoted or not), and is looked at below.
                         text = pending[0]
                         pending.clear()
                         line = line_no
@@ -377,8 +379,7 @@ class CsvFile:
                         if (
                             len(row) == ncols
                             and row_no <= row_ceiling
-                            and text[:1] > " "
-                            and text[0] != delimiter
+                            and " " < row[0][:1] < "\x80"
                             and len(text) <= max_field
                             and (text.isascii() or find_surrogate(text) is None)
                             and "'" not in text
