@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generate import COLUMNS, ENTITIES, KEY_COLUMNS, keys_only, references_needed, write_file
+from bench.installed import compile_packages
 
 ROOT = Path(__file__).resolve().parent.parent
 OPS = ("import", "update", "export", "delete")  # the order they run in
@@ -890,6 +891,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["_raw"]:
         return raw_main(argv[1:])
     args = parse_args(argv)
+    compile_packages()
     workdir = args.keep or Path(tempfile.gettempdir()) / "bulkops-bench"
     workdir = workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)

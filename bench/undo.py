@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.generate import write_file
+from bench.installed import compile_packages
 
 BIN = Path(sys.executable).with_name("bulkops")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -132,6 +133,7 @@ def main() -> int:
     parser.add_argument("--pg-url", default=DEFAULT_PG,
                         help=f"PostgreSQL server (a superuser) [default: {DEFAULT_PG}]")
     args = parser.parse_args()
+    compile_packages()
     with (
         tempfile.TemporaryDirectory(prefix="bulkops-undo-") as folder,
         fresh_database(args.database, Path(folder), args.pg_url) as (url, query),
