@@ -207,3 +207,93 @@ def test_inline_strings_plain_and_rich_read_as_their_text(tmp_path: Path) -> Non
     workbook.save(rich)
     _, rows = records(rich)
     assert rows[0][2] == ["R-1", "Bold part and plain"]
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["shared strings", "inline strings"])
+def test_the_count_of_a_sheet_is_the_number_of_records_read(
+    tmp_path: Path, inline: bool
+) -> None:
+    """Rows of only blank text (a space, a non-breaking space, a formula giving "") are
+    skipped by the read and not counted; a value anywhere else is a record."""
+    path = tmp_path / "blanks.xlsx"
+    book = xlsxwriter.Workbook(str(path), {"constant_memory": inline})
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["sku", "name"])
+    sheet.write_row(1, 0, ["A-1", "Chair"])
+    sheet.write_string(2, 0, " ")  # blank
+    sheet.write_row(3, 0, ["\u00a0", "\u3000 "])  # blank
+    sheet.write_formula(4, 1, '=""', None, "")  # blank: the formula's cached text
+    sheet.write_formula(5, 1, '="x"', None, "x")
+    sheet.write_string(6, 3, "   ")  # blank, right of the header: ignored
+    sheet.write_number(7, 3, 5)  # a value right of the header: a row error
+    sheet.write_row(8, 0, [" ", "B-2"])
+    sheet.write_boolean(9, 0, False)
+    sheet.write_row(10, 0, ["A-3", "Table"])
+    book.close()
+    with open_table(path, ReadOptions()) as table:
+        counted = table.count_records()
+    _, rows = records(path)
+    assert [row for row, *_ in rows] == [2, 6, 8, 9, 10, 11]
+    assert counted == len(rows)
+
+
+def test_the_count_agrees_with_the_read_over_random_sheets(tmp_path: Path) -> None:
+    """Sheets of rows drawn at random from every kind of cell, blank or not, in both ways
+    of storing text; the first, third... sheets without any blank text at all."""
+    import random
+
+    draw = random.Random(17)
+    blanks = [" ", "\u00a0", "\t", "\u3000", "_x0020_", " \n "]
+    texts = ["A", "café", "_x0041_", "&", "<b>", " x ", "1 "]
+    for n in range(24):
+        path = tmp_path / f"random{n}.xlsx"
+        book = xlsxwriter.Workbook(str(path), {"constant_memory": n % 4 >= 2})
+        sheet = book.add_worksheet()
+        sheet.write_row(0, 0, ["sku", "name", "price"])
+        for row in range(1, 16):
+            for column in range(draw.choice([1, 2, 3, 5])):
+                kind = draw.choice(["blank", "text", "number", "formula", "none", "bool"])
+                if (n % 2 == 0 and kind == "blank") or kind == "none":
+                    continue
+                if kind == "blank":
+                    sheet.write_string(row, column, draw.choice(blanks))
+                elif kind == "text":
+                    sheet.write_string(row, column, draw.choice(texts))
+                elif kind == "number":
+                    sheet.write_number(row, column, draw.choice([0, 1.5, -3]))
+                elif kind == "bool":
+                    sheet.write_boolean(row, column, draw.choice([True, False]))
+                else:
+                    shown = draw.choice(["", " ", "x"])
+                    sheet.write_formula(row, column, f'="{shown}"', None, shown)
+        book.close()
+        with open_table(path, ReadOptions()) as table:
+            counted = table.count_records()
+        assert counted == len(records(path)[1]), path.name
+
+
+def test_the_count_reads_inline_text_written_without_its_space_attribute(tmp_path: Path) -> None:
+    """Some programs write an inline string's spaces without ``xml:space="preserve"``: a
+    cell of spaces is still blank text."""
+    import zipfile
+
+    made = tmp_path / "made.xlsx"
+    book = xlsxwriter.Workbook(str(made), {"constant_memory": True})
+    sheet = book.add_worksheet()
+    sheet.write_row(0, 0, ["sku", "name"])
+    sheet.write_row(1, 0, ["  ", " "])
+    sheet.write_row(2, 0, ["A-1", " Chair"])
+    book.close()
+    path = tmp_path / "bare.xlsx"
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(path, "w") as target:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                assert b'xml:space="preserve"' in data
+                data = data.replace(b' xml:space="preserve"', b"")
+            target.writestr(item, data)
+    with open_table(path, ReadOptions()) as table:
+        counted = table.count_records()
+    _, rows = records(path)
+    assert [(row, values) for row, _, values, _ in rows] == [(3, ["A-1", " Chair"])]
+    assert counted == 1
