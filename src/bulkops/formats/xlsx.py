@@ -31,7 +31,6 @@ import re
 from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from itertools import compress, count, repeat
 from types import TracebackType
 from typing import Any, BinaryIO, cast
 
@@ -288,8 +287,14 @@ def _blank_strings(shared: Any) -> set[int]:
     """The indices of the shared strings that read as blank text (in C for a table of
     plain strings: the table holds every distinct text of the sheet)."""
     try:
-        blank = set(compress(count(), map(operator.not_, map(str.strip, shared))))
-        escaped = compress(count(), map(operator.contains, shared, repeat("_x")))
+        blank = set(
+            itertools.compress(itertools.count(), map(operator.not_, map(str.strip, shared)))
+        )
+        escaped = list(
+            itertools.compress(
+                itertools.count(), map(operator.contains, shared, itertools.repeat("_x"))
+            )
+        )
     except TypeError:  # not all plain strings
         return {i for i, text in enumerate(shared) if not _shown_text(str(text)).strip()}
     return blank | {i for i in escaped if not _shown_text(shared[i]).strip()}
