@@ -56,6 +56,10 @@ def test_matches_a_plain_dict_on_keys_that_share_home_slots() -> None:
                     expected[at] = (first_row[folded], first_text[folded] != key)
                 else:
                     first_row[folded], first_text[folded] = at, key
-            got = seen.check_and_add(batch)
+            if rng.random() < 0.5:  # as the reader calls it, and as doctor does
+                texts, rows = zip(*batch, strict=True)
+                got = seen.check_and_add_columns(list(texts), list(rows))
+            else:
+                got = seen.check_and_add(batch)
             assert {r: (int(e), isinstance(e, CaseTwinRow)) for r, e in got.items()} == expected
     assert len(first_row) > 1000  # the table grew past its first size along the way
