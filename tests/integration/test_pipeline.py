@@ -278,6 +278,81 @@ def test_a_chunk_planned_in_the_two_document_form_still_decodes() -> None:
     assert failed.row == 3 and list(prepared.cells_of(failed))[4] == "abc"
 
 
+def test_a_chunk_planned_with_the_keys_in_the_head_still_decodes() -> None:
+    """Chunk plans stored while the keys travelled in the head (three lines, before they got
+    a line of their own) are applied after an upgrade, keys and all."""
+    from bulkops.engine.pipeline import NoKeys, decode_prepared
+    from bulkops.engine.plan import Evaluator
+    from bulkops.entities import map_header, spec_for
+
+    spec = spec_for("products")
+    header = map_header(spec, HEADER.strip().split(","), OperationType.IMPORT)
+    evaluator = Evaluator(spec, OperationType.IMPORT, header, NoKeys())
+    head = [
+        2, 900, [2, 3, 4], [2, 3, 4], [], None, [0, 2], [[1, [["price", "x", "bad"]]]], [],
+        None, [["S-1"], ["S-3"]],
+    ]
+    values = [["S-1", "One", None, None, "1.00"], ["S-3", "Three", None, None, "3.00"]]
+    cells = [["S-1", "One", "", "", "1"], ["S-2", "Two", "", "", "x"],
+             ["S-3", "Three", "", "", "3"]]
+    body = b"\n".join(orjson.dumps(part) for part in (head, values, cells))
+    prepared = decode_prepared(body, evaluator)
+    prepared.settle()
+    assert [(raw.row, v[1], key) for raw, v, key in prepared.valid] == [
+        (2, "One", ("S-1",)), (4, "Three", ("S-3",))
+    ]
+    (failed, _), = prepared.plan.failures
+    assert list(prepared.cells_of(failed)) == ["S-2", "Two", "", "", "x"]
+
+
+def test_a_decoded_chunk_reads_as_the_records_the_reader_sent() -> None:
+    """The writer makes a decoded chunk's records only when it reads them; read, they are
+    the records sent (row, line, read error), by index from either end, by slice and in
+    order, and a chunk of new rows gives its row numbers without making them."""
+    from bulkops.engine.pipeline import NoKeys, decode_prepared, encode_prepared
+    from bulkops.engine.plan import ChunkPlan, DecodedRecords, Evaluator, Prepared
+    from bulkops.entities import map_header, spec_for
+    from bulkops.model import RawRecord, RecordError
+
+    spec = spec_for("products")
+    header = map_header(spec, HEADER.strip().split(","), OperationType.IMPORT)
+    chunk = [RawRecord(5, 6, ["S-5", "Five", "a\nb", "", "5"]),
+             RawRecord(6, 8, ["S-6", "Six"], "Row 6 has 2 values, not 5"),
+             RawRecord(7, 9, ["S-7", "Seven", "", "", "7"])]
+    valid = [(chunk[0], ("S-5", "Five", "a\nb", None, "5.00"), ("S-5",)),
+             (chunk[2], ("S-7", "Seven", None, None, "7.00"), ("S-7",))]
+    evaluator = Evaluator(spec, OperationType.IMPORT, header, NoKeys())
+    evaluator.started_empty = True
+    failures = [(chunk[1], [RecordError(6, 8, None, None, "Row 6 has 2 values, not 5")])]
+    sent = Prepared(chunk, ChunkPlan(failures=failures), valid, 99, 3)
+    sent.built = ["S-5\x1fS-7", "Five\x1fSeven", "a\nb\x1f\x1e", "\x1e\x1f\x1e", "5.00\x1f7.00"]
+    received = decode_prepared(encode_prepared(sent), evaluator)
+    records = received.chunk
+    assert isinstance(records, DecodedRecords)
+    expected = [raw._replace(values=()) for raw in chunk]
+    assert len(records) == 3
+    assert list(records) == expected
+    assert [records[i] for i in (0, 1, 2, -1, -2, -3)] == [*expected, *expected[::-1]]
+    assert records[1:] == expected[1:] and records[::-1] == expected[::-1]
+    with pytest.raises(IndexError):
+        records[3]
+    with pytest.raises(IndexError):
+        records[-4]
+    assert list(received.cells_of(records[1])) == ["S-6", "Six"]
+    plan = evaluator.new_rows_plan(received)
+    assert plan is not None and plan.new_rows is not None
+    assert plan.new_rows.rows == [5, 7]
+    assert plan.new_rows.keys() == [("S-5",), ("S-7",)]
+    assert [(raw, e[0].message) for raw, e in plan.failures] == [
+        (expected[1], "Row 6 has 2 values, not 5")
+    ]
+    # Sent on again (a chunk plan stored for another worker): the same chunk comes back.
+    again = decode_prepared(encode_prepared(received), evaluator)
+    assert list(again.chunk) == expected
+    again.settle()
+    assert again.valid == [(expected[0], *valid[0][1:]), (expected[2], *valid[1][1:])]
+
+
 def test_an_import_into_an_empty_table_keeps_the_values_as_the_reader_encoded_them() -> None:
     """The writer's side of a chunk from the reader process: an import into a table that was
     empty creates every valid record from what the reader built and encoded; anything else

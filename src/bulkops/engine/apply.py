@@ -60,7 +60,7 @@ def _write_new(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
     if new is None or not new.rows:
         return
     entity = spec.entity.value
-    ids = tx.rows.insert_built(entity, spec.field_names, new.built, new.keys)
+    ids = tx.rows.insert_built(entity, spec.field_names, new.built, new.keys())
     tx.audit.insert_created(op_id, spec.field_names, new.rows, ids, new.values_json)
 
 
