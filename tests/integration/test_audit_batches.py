@@ -367,3 +367,35 @@ def test_new_rows_and_their_audit_batch_agree_id_for_id_whatever_the_key_order(
                 assert lines[row - 1].split(",")[:2] == [str(v) for v in after[:2]]
                 seen.append(entity_id)
         assert sorted(seen) == sorted(stored)
+
+
+def test_new_rows_with_text_beyond_ascii_keep_it_exactly_in_their_audit_batch(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    # Accents, CJK, an emoji (four bytes in UTF-8), a quote and a backslash (escaped in the
+    # batch's JSON), in chunks of new rows; the after-images are the rows as stored, the
+    # per-record view shows them, and a rollback finds every row unchanged and deletes it.
+    names = ["Crème brûlée", "扳手 套装", "Bolt 🔩 M6", 'Tape "heavy"', "Path C:\\tools", "Ünïcödé"]
+    products = HEADER + "".join(
+        f'S-{i:03d},"{names[i % len(names)].replace(chr(34), chr(34) * 2)} {i}",Déjà vu,cat,1.00\n'
+        for i in range(60)
+    )
+    op = run(ctx, org_id, "import", "products", write_csv(tmp_path / "p.csv", products),
+             chunk_size=25)
+    assert op.created_records == 60
+    stored = {r[0]: r[1:] for r in table(ctx, org_id, "products")}
+    afters = {}
+    for batch in _batches(ctx, org_id, op.id):
+        doc = orjson.loads(batch[4])
+        for entity_id, after in zip(doc["ids"], doc["after"], strict=True):
+            afters[entity_id] = tuple(after)
+    assert afters == stored
+    first = min(stored)
+    assert stored[first][1] == "Crème brûlée 0" and stored[first + 3][1] == 'Tape "heavy" 3'
+    records = _records(ctx, org_id, op.id)
+    assert [orjson.loads(r["after_data"])["name"] for r in records][:6] == [
+        f"{name} {i}" for i, name in enumerate(names)
+    ]
+    undone = rollback_operation(ctx, org_id, op.id, user_id=None)
+    assert undone.status == "rolled_back" and undone.rolled_back_records == 60
+    assert table(ctx, org_id, "products") == []

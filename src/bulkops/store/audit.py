@@ -7,7 +7,7 @@ per-record items the API and the dashboard list.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,9 +147,11 @@ def batch_params(
     actions: str,
     before_json: bytes,
     after_json: bytes,
+    text: Callable[[bytes], Any] = bytes.decode,
 ) -> tuple[Any, ...]:
     """One change batch's row: the document :meth:`ChangeBatch.decode` reads, with the
-    images already encoded (the rest is encoded here, once per batch)."""
+    images already encoded (the rest is encoded here, once per batch). ``text`` makes the
+    document a parameter: a ``str`` by default, or what a driver sends as it is."""
     data = b"".join(
         [
             b'{"fields":', orjson.dumps(fields),
@@ -161,7 +163,7 @@ def batch_params(
             b"}",
         ]
     )
-    return (org_id, op_id, min(rows), len(rows), data.decode())
+    return (org_id, op_id, min(rows), len(rows), text(data))
 
 
 def created_params(
@@ -171,6 +173,7 @@ def created_params(
     rows: Sequence[int],
     ids: Sequence[int],
     values_json: bytes,
+    text: Callable[[bytes], Any] = bytes.decode,
 ) -> tuple[Any, ...]:
     """:func:`batch_params` of new rows, from their values already encoded (``values_json``:
     a JSON array of arrays in ``fields`` order, one per row): spliced in, not decoded."""
@@ -178,7 +181,8 @@ def created_params(
     if count != len(ids) or count > CHANGE_ID_STRIDE:
         raise ValueError(f"{count} rows, {len(ids)} ids")
     return batch_params(
-        org_id, op_id, fields, rows, ids, "c" * count, orjson.dumps([None] * count), values_json
+        org_id, op_id, fields, rows, ids, "c" * count, orjson.dumps([None] * count), values_json,
+        text,
     )
 
 

@@ -38,7 +38,7 @@ from bulkops.store.dialects import INSERT_EVENT_NOTIFYING, SCOPE_BULK, compiled
 from bulkops.store.errors import DuplicateRow
 from bulkops.store.ledger import LedgerEntry, already_committed, event_values
 from bulkops.store.operations import advance_call, operation_of
-from bulkops.store.postgres import driver, insert_statement, plain_params
+from bulkops.store.postgres import EncodedText, driver, insert_statement, plain_params
 from bulkops.store.tables import operation_chunks
 
 __all__ = ["CreatedRows", "supported"]
@@ -160,7 +160,9 @@ class CreatedRows:
                     cur.execute(self._insert, written, prepare=False)
                 cur.execute(
                     batch_insert("%s"),
-                    created_params(org_id, op_id, self._fields, rows, list(ids), values_json),
+                    created_params(
+                        org_id, op_id, self._fields, rows, list(ids), values_json, EncodedText
+                    ),
                 )
                 if errors:
                     cur.executemany(errors_insert("%s"), error_params(org_id, op_id, errors))

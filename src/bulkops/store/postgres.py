@@ -35,6 +35,7 @@ __all__ = [
     "APP_ROLE",
     "ARRAY_MIN_ROWS",
     "EVENTS_CHANNEL",
+    "EncodedText",
     "EventListener",
     "NotSplittable",
     "RowsRejected",
@@ -65,6 +66,24 @@ _KEY_SEPARATOR = "\x1f"
 _NULL_MARK = "\x1e"
 
 
+class EncodedText:
+    """A text parameter already in UTF-8 (a change batch's JSON document, made of encoded
+    parts), which the driver sends as it is. As a ``str`` it was decoded here and encoded
+    again by the driver: 0.15-0.2 ms for a batch of 1,000 products with accented names."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _EncodedTextDumper(psycopg.adapt.Dumper):
+    oid = psycopg.postgres.types["text"].oid
+
+    def dump(self, obj: EncodedText) -> bytes:
+        return obj.data
+
+
 class RowsRejected(Exception):
     """A batch broke a constraint or a policy; the caller retries record by record."""
 
@@ -77,6 +96,7 @@ def prepare_session(dbapi_connection: Any) -> None:
     JIT, which the planner asks for once its estimates run high (as they do on a table whose
     statistics are minutes old), cost 90-200 ms (measured: a chunk's case-twin look-up).
     """
+    dbapi_connection.adapters.register_dumper(EncodedText, _EncodedTextDumper)
     with dbapi_connection.cursor() as cur:
         cur.execute("SET jit = off")
         cur.execute(
