@@ -21,7 +21,6 @@ import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import repeat
 from typing import Any, Protocol, overload
 
 import orjson
@@ -109,7 +108,10 @@ class DecodedRecords(Sequence[RawRecord]):
         if self.errors:
             return map(self._record, range(len(self.rows)))
         # RawRecord(row, line, cells) without the named tuple's Python-level __new__, in C.
-        return map(_new_record, zip(self.rows, self.lines, repeat(_NO_CELLS), repeat(None)))
+        return map(
+            _new_record,
+            zip(self.rows, self.lines, itertools.repeat(_NO_CELLS), itertools.repeat(None)),
+        )
 
 
 _NO_CELLS: tuple[str, ...] = ()  # a decoded record's cells: see Prepared.cells_of
