@@ -112,7 +112,7 @@ def test_an_import_of_2500_rows_writes_three_batches_that_expand_to_every_record
 
 def test_the_record_by_record_fallback_writes_one_batch(ctx: Context, org_id: int) -> None:
     from bulkops.engine.apply import apply_plan
-    from bulkops.engine.plan import ChunkPlan
+    from bulkops.engine.chunk import ChunkPlan
     from bulkops.entities import spec_for
     from bulkops.model import RawRecord
 
@@ -137,7 +137,7 @@ def test_a_batch_delete_with_a_row_gone_meanwhile_deletes_the_others(
 ) -> None:
     """A row deleted by someone else after the look-up does not sink the chunk's deletes."""
     from bulkops.engine.apply import apply_plan
-    from bulkops.engine.plan import ChunkPlan
+    from bulkops.engine.chunk import ChunkPlan
     from bulkops.entities import spec_for
     from bulkops.model import RawRecord
 

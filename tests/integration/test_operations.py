@@ -251,7 +251,7 @@ def test_organizations_do_not_see_each_other(ctx: Context, org_id: int, tmp_path
 def test_a_record_the_database_refuses_fails_alone_with_its_row(ctx: Context, org_id: int) -> None:
     """When a batched write hits a constraint, records are retried one by one (savepoints)."""
     from bulkops.engine.apply import apply_plan
-    from bulkops.engine.plan import ChunkPlan
+    from bulkops.engine.chunk import ChunkPlan
     from bulkops.entities import spec_for
     from bulkops.model import RawRecord
 
@@ -281,7 +281,7 @@ def test_a_batch_refused_without_its_savepoint_asks_for_the_chunk_again(
     ctx: Context, org_id: int
 ) -> None:
     from bulkops.engine.apply import BatchRefused, apply_plan
-    from bulkops.engine.plan import ChunkPlan
+    from bulkops.engine.chunk import ChunkPlan
     from bulkops.entities import spec_for
     from bulkops.model import RawRecord
 

@@ -309,8 +309,9 @@ def test_a_decoded_chunk_reads_as_the_records_the_reader_sent() -> None:
     """The writer makes a decoded chunk's records only when it reads them; read, they are
     the records sent (row, line, read error), by index from either end, by slice and in
     order, and a chunk of new rows gives its row numbers without making them."""
+    from bulkops.engine.chunk import ChunkPlan, DecodedRecords, Prepared
     from bulkops.engine.pipeline import NoKeys, decode_prepared, encode_prepared
-    from bulkops.engine.plan import ChunkPlan, DecodedRecords, Evaluator, Prepared
+    from bulkops.engine.plan import Evaluator
     from bulkops.entities import map_header, spec_for
     from bulkops.model import RawRecord, RecordError
 
@@ -357,8 +358,9 @@ def test_an_import_into_an_empty_table_keeps_the_values_as_the_reader_encoded_th
     """The writer's side of a chunk from the reader process: an import into a table that was
     empty creates every valid record from what the reader built and encoded; anything else
     (a table with rows) decodes the values first. Both plans say the same."""
+    from bulkops.engine.chunk import ChunkPlan, Prepared
     from bulkops.engine.pipeline import NoKeys, decode_prepared, encode_prepared
-    from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared
+    from bulkops.engine.plan import Evaluator
     from bulkops.entities import map_header, spec_for
     from bulkops.model import RawRecord, RecordError
 

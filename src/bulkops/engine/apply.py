@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bulkops.engine.plan import ChunkPlan
+from bulkops.engine.chunk import ChunkPlan
 from bulkops.entities import EntitySpec
 from bulkops.model import RawRecord, RecordError
 from bulkops.store import AuditRecord, DuplicateRow, Tx
@@ -54,7 +54,7 @@ def apply_plan(
 
 
 def _write_new(tx: Tx, spec: EntitySpec, op_id: str, plan: ChunkPlan) -> None:
-    """Write a plan's :class:`~bulkops.engine.plan.NewRows` and their audit batch, from the
+    """Write a plan's :class:`~bulkops.engine.chunk.NewRows` and their audit batch, from the
     rows as the reader built them and their values as it encoded them."""
     new = plan.new_rows
     if new is None or not new.rows:

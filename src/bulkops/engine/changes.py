@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
+from bulkops.engine.chunk import ChunkPlan
 from bulkops.engine.operations import Context
-from bulkops.engine.plan import ChunkPlan
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict
 from bulkops.formats import CsvWriter

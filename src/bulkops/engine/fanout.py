@@ -38,11 +38,12 @@ from typing import Any
 
 from bulkops.engine.apply import apply_plan
 from bulkops.engine.changes import differences_from_check
+from bulkops.engine.chunk import Prepared, failure_rows
 from bulkops.engine.leases import expire_dead_leases
 from bulkops.engine.lifecycle import LeaseKeeper, ProgressCallback, advance, progress_event
 from bulkops.engine.operations import Context, OperationConfig, get_operation
 from bulkops.engine.pipeline import NoKeys, checked_operation, decode_prepared, encode_prepared
-from bulkops.engine.plan import Evaluator, Prepared, failure_rows
+from bulkops.engine.plan import Evaluator
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import Conflict, NotFound
 from bulkops.formats import table_format

@@ -32,18 +32,17 @@ from typing import Any, NoReturn
 
 import orjson
 
-from bulkops.engine.operations import Context, OperationConfig
-from bulkops.engine.plan import (
+from bulkops.engine.chunk import (
     VALID_KEY,
     VALID_VALUES,
     ChunkPlan,
     DecodedRecords,
-    Evaluator,
     Keys,
     Prepared,
-    prepared_chunks,
     record_rows,
 )
+from bulkops.engine.operations import Context, OperationConfig
+from bulkops.engine.plan import Evaluator, prepared_chunks
 from bulkops.engine.seen import SeenKeys
 from bulkops.entities import EntitySpec, map_header, spec_for
 from bulkops.errors import NotFound
@@ -249,7 +248,7 @@ def encode_prepared(prepared: Prepared) -> bytes:
     Four JSON documents on four lines. The first is what the writer needs of every chunk:
     per record its row and line, and the errors found so far. The second holds the valid
     records' values: an import into an empty table passes them on to the database and the
-    audit as they are (:class:`~bulkops.engine.plan.NewRows`), and anything else decodes them
+    audit as they are (:class:`~bulkops.engine.chunk.NewRows`), and anything else decodes them
     first. The third holds the raw cells of every record, which only a record that fails
     later (against the database) needs: the writer decodes it only then
     (:meth:`Prepared.cells_of`). The fourth holds the valid records' keys, which the writer

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulkops.engine.apply import BatchRefused, apply_plan
 from bulkops.engine.changes import differences_from_check, keep_plan
+from bulkops.engine.chunk import ChunkPlan, Prepared, failure_rows
 from bulkops.engine.fanout import APPLY, ChunkSender, coordinate
 from bulkops.engine.lifecycle import (
     LeaseKeeper,
@@ -33,7 +34,7 @@ from bulkops.engine.lifecycle import (
 )
 from bulkops.engine.operations import Context, OperationConfig
 from bulkops.engine.pipeline import checked_operation
-from bulkops.engine.plan import ChunkPlan, Evaluator, Prepared, failure_rows
+from bulkops.engine.plan import Evaluator
 from bulkops.engine.rollback import rollback_applied
 from bulkops.entities import EntitySpec, spec_for
 from bulkops.errors import Conflict, NotFound, StoreError
