@@ -63,3 +63,13 @@ def test_matches_a_plain_dict_on_keys_that_share_home_slots() -> None:
                 got = seen.check_and_add(batch)
             assert {r: (int(e), isinstance(e, CaseTwinRow)) for r, e in got.items()} == expected
     assert len(first_row) > 1000  # the table grew past its first size along the way
+
+
+def test_rows_up_to_32_bits_are_kept_and_larger_ones_refused() -> None:
+    import pytest
+
+    with SeenKeys() as seen:
+        assert seen.check_and_add([("A", 2**32 - 1)]) == {}
+        assert seen.check_and_add([("A", 5)]) == {5: 2**32 - 1}  # not wrapped round
+        with pytest.raises(ValueError, match="row number"):
+            seen.check_and_add([("B", 2**32)])

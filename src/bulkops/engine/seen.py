@@ -2,19 +2,20 @@
 
 A Python dict of a million keys costs ~100 MB; this open-addressing table keeps per key only
 a 64-bit hash of its *folded* text (``str.casefold``: case twins share it), a 16-bit
-fingerprint of its exact text and the row number (16 bytes a slot, in a power-of-two table
-filled to at most 60 %: 32 MB at a million keys). The runner reserves the room once, from
-the file's size, so the table does not grow (and briefly double) while the file streams
-through.
+fingerprint of its exact text and the row number (14 bytes a slot, in a table of a prime
+number of slots filled to at most 60 %: 24 MB at a million keys). The runner reserves the
+room once, from the file's size, so the table does not grow (and briefly double) while the
+file streams through.
 
 A batch of keys is placed with NumPy, all of its keys at once: each round looks at one slot
 of every key still unplaced, places those that found an empty slot (one key a slot), answers
 those that found their own hash, and sends the others on to their next slot (double hashing:
-the step comes from the hash, so keys that met once part ways). The last few keys of a batch
-are placed one by one. Measured: a million keys in chunks of 1,000 into a table reserved for
-them, 0.6 ms a chunk against 1.0 ms for the same table walked key by key in Python; in the
-reader of a 1M-product file, whose other work leaves less of the table in the caches, 1.0
-against 1.9-2.4 ms.
+the step comes from the hash, so keys that met once part ways; the number of slots is prime,
+so every step reaches every slot). A round reads only the hashes (8 bytes of the 14). The
+last few keys of a batch are placed one by one. Measured: a million keys in chunks of 1,000
+into a table reserved for them, 0.6 ms a chunk against 1.0 ms for the same table walked key
+by key in Python; in the reader of a 1M-product file, whose other work leaves less of the
+table in the caches, 1.0 against 1.9-2.4 ms.
 
 A folded key seen before is either the same key again (a duplicate) or a *case twin* (the
 same letters in another case): the fingerprints tell them apart. Keeping the earlier key's
@@ -38,18 +39,26 @@ if TYPE_CHECKING:
 __all__ = ["CaseTwinRow", "SeenKeys"]
 
 _FINGERPRINT_MASK = 0xFFFF
+#: The largest row a slot holds (32 bits): a file of more rows is far over any size limit.
+_MAX_ROW = 2**32 - 1
 #: The table holds at most this share of its slots (numerator, denominator).
 _FILL = (3, 5)
 #: Keys of a batch still unplaced when this few are left go one by one (a vectorised round
 #: costs about as much as placing a few dozen keys in Python).
 _FEW = 24
-_SMALLEST = 8
 
 
 def _room(keys: int) -> int:
-    """The capacity (a power of two) that holds ``keys`` keys within the fill limit."""
-    need = keys * _FILL[1] // _FILL[0] + 1
-    return max(_SMALLEST, 1 << (need - 1).bit_length())
+    """The capacity that holds ``keys`` keys within the fill limit."""
+    return keys * _FILL[1] // _FILL[0] + 1
+
+
+def _prime_from(n: int) -> int:
+    """The smallest prime of at least ``n`` (and at least 3)."""
+    n = max(n, 3) | 1
+    while any(n % d == 0 for d in range(3, int(n**0.5) + 1, 2)):
+        n += 2
+    return n
 
 
 class CaseTwinRow(int):
@@ -67,12 +76,13 @@ class SeenKeys:
         self._alloc(capacity)
 
     def _alloc(self, capacity: int) -> None:
-        capacity = max(_SMALLEST, 1 << (capacity - 1).bit_length())
-        # One slot is a row of two 64-bit words: the folded hash (0: empty), then the row and
-        # the fingerprint packed as ``row << 16 | fingerprint``.
-        self._slots = self._np.zeros((capacity, 2), dtype=self._np.int64)
+        np = self._np
+        capacity = _prime_from(capacity)
+        # A slot: the folded hash (0: empty), the row, the fingerprint; an array each.
+        self._hashes = np.zeros(capacity, dtype=np.int64)
+        self._rows = np.zeros(capacity, dtype=np.uint32)
+        self._prints = np.zeros(capacity, dtype=np.uint16)
         self._capacity = capacity
-        self._mask = capacity - 1
         self._limit = capacity * _FILL[0] // _FILL[1]
 
     def __enter__(self) -> SeenKeys:
@@ -87,10 +97,10 @@ class SeenKeys:
             self._rehash(_room(keys))
 
     def _rehash(self, capacity: int) -> None:
-        old = self._slots
-        held = old[old[:, 0] != 0]
+        held = self._hashes != 0
+        hashes, rows, prints = self._hashes[held], self._rows[held], self._prints[held]
         self._alloc(capacity)
-        self._place(held[:, 0].copy(), held[:, 1].copy())
+        self._place(hashes, rows, prints)
 
     def check_and_add(self, keys: Sequence[tuple[str, int]]) -> dict[int, int]:
         """Register (key text, row) pairs in file order; returns {row: earlier row} for repeats.
@@ -112,40 +122,51 @@ class SeenKeys:
             return {}
         np = self._np
         if self._used + count > self._limit:
-            self._rehash(max(self._capacity * 2, _room(self._used + count)))
-        folded = np.fromiter(map(hash, map(str.casefold, texts)), np.int64, count)
-        folded[folded == 0] = 1  # 0 marks an empty slot
-        fingerprints = np.fromiter(map(hash, texts), np.int64, count) & _FINGERPRINT_MASK
-        packed = np.fromiter(rows, np.int64, count) << 16 | fingerprints
+            self._rehash(max(self._capacity * 3 // 2, _room(self._used + count)))
+        hashes = np.fromiter(map(hash, map(str.casefold, texts)), np.int64, count)
+        hashes[hashes == 0] = 1  # 0 marks an empty slot
+        prints = (np.fromiter(map(hash, texts), np.int64, count) & _FINGERPRINT_MASK).astype(
+            np.uint16
+        )
+        numbers = np.fromiter(rows, np.int64, count)
+        if numbers.max() > _MAX_ROW or numbers.min() < 0:
+            raise ValueError(f"a row number outside 0-{_MAX_ROW:,}")
         # A key that repeats within the batch walks the table in step with its first
         # occurrence, which takes the slot first (the earliest claim of a slot wins), and is
         # answered by it a round later.
-        found_at, found = self._place(folded, packed)
+        found_at, earlier, earlier_prints = self._place(hashes, numbers.astype(np.uint32), prints)
+        later_prints = prints[np.asarray(found_at, dtype=np.intp)].tolist()
         return {
-            int(rows[at]): _earlier_row(value, int(packed[at]))
-            for at, value in zip(found_at, found, strict=True)
+            int(rows[at]): row if stored == later else CaseTwinRow(row)
+            for at, row, stored, later in zip(
+                found_at, earlier, earlier_prints, later_prints, strict=True
+            )
         }
 
     def _place(
-        self, hashes: np.ndarray[Any, Any], packed: np.ndarray[Any, Any]
-    ) -> tuple[list[int], list[int]]:
-        """Put the keys ``hashes`` with their ``packed`` rows where they are not yet; returns the
-        positions in ``hashes`` of those that were, and what their slots hold. Of several
-        equal hashes, the first takes the slot and the others find it."""
+        self,
+        hashes: np.ndarray[Any, Any],
+        rows: np.ndarray[Any, Any],
+        prints: np.ndarray[Any, Any],
+    ) -> tuple[list[int], list[int], list[int]]:
+        """Put the keys ``hashes`` with their ``rows`` and finger``prints`` where they are not
+        yet; returns the positions in ``hashes`` of those that were, and the row and the
+        fingerprint their slots hold. Of several equal hashes, the first takes the slot and
+        the others find it."""
         np = self._np
-        slots, mask = self._slots, self._mask
+        table, table_rows, table_prints = self._hashes, self._rows, self._prints
+        capacity = self._capacity
         at = np.arange(len(hashes))
-        index = hashes & mask
-        step = (hashes >> 32 | 1) & mask  # odd: the walk reaches every slot of the table
-        found_at: list[Any] = []
+        index = hashes % capacity
+        step = 1 + (hashes >> 32) % (capacity - 1)
         found: list[Any] = []
         placed = 0
         while len(at) > _FEW:
-            current = slots[index, 0]
+            current = table[index]
             settled = current == hashes
             if settled.any():
-                found_at.append(at[settled])
-                found.append(slots[index[settled], 1])
+                slots = index[settled]
+                found.append((at[settled], table_rows[slots], table_prints[slots]))
             empty = current == 0
             if empty.any():
                 candidates = np.flatnonzero(empty)
@@ -153,41 +174,36 @@ class SeenKeys:
                 # to the first finds it there) or move on.
                 _, first = np.unique(index[candidates], return_index=True)
                 won = candidates[first]
-                slots[index[won], 0] = hashes[won]
-                slots[index[won], 1] = packed[won]
+                slots = index[won]
+                table[slots] = hashes[won]
+                table_rows[slots] = rows[won]
+                table_prints[slots] = prints[won]
                 placed += len(won)
                 settled[won] = True
             moving = ~(settled | empty)
-            index[moving] = (index[moving] + step[moving]) & mask
+            index[moving] = (index[moving] + step[moving]) % capacity
             left = ~settled
-            at, hashes, packed, index, step = (
-                at[left], hashes[left], packed[left], index[left], step[left]
+            at, hashes, rows, prints, index, step = (
+                at[left], hashes[left], rows[left], prints[left], index[left], step[left]
             )
-        hits = [a.tolist() for a in found_at]
-        values = [v.tolist() for v in found]
-        for a, h, p, i, s in zip(
-            at.tolist(), hashes.tolist(), packed.tolist(), index.tolist(), step.tolist(),
-            strict=True,
+        positions = [p for part in found for p in part[0].tolist()]
+        earlier = [r for part in found for r in part[1].tolist()]
+        earlier_prints = [f for part in found for f in part[2].tolist()]
+        for a, h, r, f, i, s in zip(
+            at.tolist(), hashes.tolist(), rows.tolist(), prints.tolist(), index.tolist(),
+            step.tolist(), strict=True,
         ):
             while True:
-                current = int(slots[i, 0])
+                current = int(table[i])
                 if current == 0:
-                    slots[i, 0] = h
-                    slots[i, 1] = p
+                    table[i], table_rows[i], table_prints[i] = h, r, f
                     placed += 1
                     break
                 if current == h:
-                    hits.append([a])
-                    values.append([int(slots[i, 1])])
+                    positions.append(a)
+                    earlier.append(int(table_rows[i]))
+                    earlier_prints.append(int(table_prints[i]))
                     break
-                i = (i + s) & mask
+                i = (i + s) % capacity
         self._used += placed
-        return [a for part in hits for a in part], [v for part in values for v in part]
-
-
-def _earlier_row(stored: int, later: int) -> int:
-    """The earlier row a repeat names, from the two packed slots (a case twin's when the
-    fingerprints differ)."""
-    row = stored >> 16
-    same = stored & _FINGERPRINT_MASK == later & _FINGERPRINT_MASK
-    return row if same else CaseTwinRow(row)
+        return positions, earlier, earlier_prints
