@@ -587,3 +587,22 @@ def test_a_batch_holding_the_column_marks_is_written_exactly(
         tx.rows.update("products", FIELDS, changed)
         stored = tx.rows.by_id("products", FIELDS, ids)
     assert [stored[i] for i in ids] == [v for _, v in changed]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ["SKU-1", "sku-2", "Ünïcode ✓", "with, comma"],
+        ["a\x1fb", "c"],  # a value holding the separator: the list goes as it is
+        [""],  # one empty value, which string_to_array would drop
+        ["", "x", ""],
+        [7, 2**40, 0],
+    ],
+)
+def test_an_array_of_keys_reaches_the_server_exactly(pg: str, values: list[Any]) -> None:
+    from bulkops.store.postgres import array_param
+
+    sql, param = array_param(values)
+    with psycopg.connect(_libpq(pg_url(pg))) as conn:
+        got = conn.execute(f"SELECT {sql}", (param,)).fetchone()
+    assert got is not None and got[0] == values

@@ -530,15 +530,17 @@ class PostgresDialect(Dialect):
     def key_filter(
         self, key: Sequence[str], keys: Sequence[tuple[Any, ...]]
     ) -> tuple[str, tuple[Any, ...]]:
+        from bulkops.store import postgres
+
+        # Typed arrays, so that the index on the key serves them (an untyped one is not used).
+        arrays = [postgres.array_param([k[i] for k in keys]) for i in range(len(key))]
         if len(key) == 1:
-            # Typed, so that the index on the key serves it (an untyped array is not used).
-            cast = "bigint[]" if isinstance(keys[0][0], int) else "text[]"
-            return f"{key[0]} = ANY(%s::{cast})", ([k[0] for k in keys],)
-        arrays = tuple([k[i] for k in keys] for i in range(len(key)))
-        casts = ", ".join(
-            "%s::bigint[]" if isinstance(keys[0][i], int) else "%s::text[]" for i in range(len(key))
+            return f"{key[0]} = ANY({arrays[0][0]})", (arrays[0][1],)
+        casts = ", ".join(sql for sql, _ in arrays)
+        return (
+            f"({', '.join(key)}) IN (SELECT * FROM unnest({casts}))",
+            tuple(value for _, value in arrays),
         )
-        return f"({', '.join(key)}) IN (SELECT * FROM unnest({casts}))", arrays
 
     def rows_by_keys(
         self,

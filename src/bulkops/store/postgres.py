@@ -39,6 +39,7 @@ __all__ = [
     "EventListener",
     "NotSplittable",
     "RowsRejected",
+    "array_param",
     "columns",
     "delete_by_ids",
     "delete_unchanged",
@@ -167,6 +168,26 @@ def select_unprepared(
     with _batch_errors(), driver(conn).cursor() as cur:
         cur.execute(statement, params, prepare=False)
         return list(cur.fetchall())
+
+
+def array_param(values: Sequence[Any]) -> tuple[str, Any]:
+    """An array parameter of keys: (its SQL, its value).
+
+    One text joined by U+001F and split on the server (``string_to_array``): psycopg dumps a
+    Python list of a thousand strings in Python, which cost a 1M-product delete 0.9 s of its
+    client's time in the look-up of referencing rows. Where a value holds the separator, or
+    the one value is empty (which ``string_to_array`` would make no element at all), the list
+    itself goes. Integers travel as digits and are cast to ``bigint[]``.
+    """
+    if isinstance(values[0], int):
+        return "string_to_array(%s, E'\\x1f')::bigint[]", _KEY_SEPARATOR.join(map(str, values))
+    try:
+        text = _KEY_SEPARATOR.join(values)
+    except TypeError:  # not all text: as they are
+        return "%s::text[]", list(values)
+    if text and text.count(_KEY_SEPARATOR) == len(values) - 1:
+        return "string_to_array(%s, E'\\x1f')", text
+    return "%s::text[]", list(values)
 
 
 def rows_by_keys(
