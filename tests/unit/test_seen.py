@@ -2,25 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from bulkops.engine import seen as seen_module
 from bulkops.engine.seen import CaseTwinRow, SeenKeys
-
-
-@pytest.fixture(autouse=True, params=["python", "numpy"])
-def table_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs on both kinds of table: the small one walked in Python, and NumPy's
-    (which a large file gets), here from the first key on."""
-    if request.param == "numpy":
-        monkeypatch.setattr(seen_module, "_VECTOR_KEYS", 0)
-    return str(request.param)
-
-
-def test_each_kind_of_table_is_the_one_asked_for(table_kind: str) -> None:
-    with SeenKeys() as seen:
-        seen.check_and_add([("A", 2)])
-        assert type(seen._hashes).__module__ == ("array" if table_kind == "python" else "numpy")
 
 
 def test_repeats_name_the_first_row_within_and_across_chunks() -> None:
@@ -81,21 +63,3 @@ def test_matches_a_plain_dict_on_keys_that_share_home_slots() -> None:
                 got = seen.check_and_add(batch)
             assert {r: (int(e), isinstance(e, CaseTwinRow)) for r, e in got.items()} == expected
     assert len(first_row) > 1000  # the table grew past its first size along the way
-
-
-def test_rows_up_to_32_bits_are_kept_and_larger_ones_refused() -> None:
-    with SeenKeys() as seen:
-        assert seen.check_and_add([("A", 2**32 - 1)]) == {}
-        assert seen.check_and_add([("A", 5)]) == {5: 2**32 - 1}  # not wrapped round
-        with pytest.raises(ValueError, match="row number"):
-            seen.check_and_add([("B", 2**32)])
-
-
-def test_a_table_that_grows_into_numpy_keeps_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seen_module, "_VECTOR_KEYS", 300)
-    with SeenKeys(capacity=8) as seen:
-        for start in range(0, 1000, 100):
-            assert seen.check_and_add([(f"K{i}", i + 2) for i in range(start, start + 100)]) == {}
-        assert type(seen._hashes).__module__ == "numpy"
-        repeats = seen.check_and_add([("k7", 5000), ("K999", 5001), ("new", 5002)])
-    assert repeats == {5000: 9, 5001: 1001} and isinstance(repeats[5000], CaseTwinRow)

@@ -7,7 +7,7 @@ exact key); :func:`find_key_twins` lists them, group by group with their ids, so
 administrator can merge them.
 
 Each entity table is read once, page by page. The folded keys go through a
-:class:`~bulkops.engine.seen.SeenKeys` table (14 bytes a slot, plus 8 for its id) instead of
+:class:`~bulkops.engine.seen.SeenKeys` table (14 bytes a key, plus 8 for its id) instead of
 a dict of every key; only the rows it reports as repeats are read again, by id, and
 compared exactly (which also drops the rare hash collision).
 """
