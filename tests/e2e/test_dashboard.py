@@ -297,7 +297,7 @@ def test_upload_problems_are_explained(page: Page, site: Site) -> None:
 
 def test_live_progress_and_cancel(page: Page, site: Site) -> None:
     log_in(page)
-    # Many records a chunk each: the run lasts long enough to cancel on a fast machine too.
+    # 40,000 chunks of one record: the run lasts long enough to cancel on a fast machine too.
     upload(page, "long.csv", products(LONG_RUN, first=10_000), chunk_size=1)
     expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
     status = page.locator(".title-row [data-field=status]")
