@@ -606,3 +606,20 @@ def test_an_array_of_keys_reaches_the_server_exactly(pg: str, values: list[Any])
     with psycopg.connect(_libpq(pg_url(pg))) as conn:
         got = conn.execute(f"SELECT {sql}", (param,)).fetchone()
     assert got is not None and got[0] == values
+
+
+def test_rows_are_found_by_keys_the_text_split_could_not_carry(
+    store: Store, orgs: tuple[int, int]
+) -> None:
+    """Keys written outside bulkops may hold the separator, or be empty: a chunk's look-up of
+    its current rows still finds exactly theirs (the text split would have shifted or lost
+    them)."""
+    org = orgs[0]
+    odd = ["a\x1fb", "", "plain"]
+    with store.transaction(org, write=True) as tx:
+        ids = tx.rows.insert("products", FIELDS, [(k, "n", None, None, "1.00") for k in odd])
+        for wanted in (odd, [""], ["a\x1fb"], ["plain", "missing"]):
+            found = tx.rows.fetch_existing("products", ("sku",), FIELDS, [(k,) for k in wanted])
+            assert {k[0]: v[0] for k, v in found.items()} == {
+                k: ids[odd.index(k)] for k in wanted if k in odd
+            }
