@@ -132,6 +132,33 @@ def test_a_rollback_with_a_conflict_on_a_terminal_counts_what_it_undid(ready: Cl
     assert f"bulkops errors {op['id'][:8]} --conflicts -o conflicts.csv" in screen
 
 
+def test_show_fits_80_columns_and_keeps_every_value_whole(ready: Cli) -> None:
+    op = ready.json("import", "products", str(ready.file(LONG_NAME, WITH_ERRORS)))
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+
+    screen, code = _run_in_terminal(["--database-url", ready.url, "show", op["id"][:8]], env)
+
+    assert code == 0, screen
+    lines = screen.splitlines()
+    assert all(len(line) <= 80 for line in lines), screen
+    # The checksum is on a line of its own where it does not fit beside its label: whole,
+    # ready to copy; every other value starts in one column after the labels.
+    assert "  " + op["file_sha256"] in lines, screen
+    at = {line.split(":", 1)[0]: line for line in lines if re.match(r"^[a-z_0-9]+: ", line)}
+    assert at["id"].endswith(op["id"]) and at["status"].endswith(" completed"), screen
+    assert len({len(line) - len(line.split(":", 1)[1].lstrip()) for line in at.values()}) == 1
+    assert at["cancelled_at"].endswith(" -"), screen  # not Python's None
+    # The configuration wraps between its items, under the value column, never inside one.
+    start = lines.index(at["config"])
+    config = [lines[start], *lines[start + 1:]]
+    config = config[: next(i for i, line in enumerate(config) if line.startswith("Operation"))]
+    assert len(config) > 1 and all(line.startswith(" " * 17) for line in config[1:]), screen
+    text = " ".join(line.split(":", 1)[1].strip() if i == 0 else line.strip()
+                    for i, line in enumerate(config))
+    assert json.loads(text) == op["config"], text
+
+
 def test_history_through_a_pipe_is_tab_separated_with_a_header(ready: Cli) -> None:
     ok = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
 
@@ -460,7 +487,8 @@ def test_cli_operations_record_who_started_them(ready: Cli) -> None:
     mine = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
     assert re.fullmatch(r"cli:[^@\s]+@\S+", mine["actor"]), mine["actor"]
     assert mine["created_by"] is None
-    assert f"actor: {mine['actor']}" in ready("show", mine["id"][:8]).stdout
+    shown = ready("show", mine["id"][:8]).stdout
+    assert re.search(rf"^actor: +{re.escape(mine['actor'])}$", shown, re.M), shown
 
     admin = ready.json("--as", "ADMIN@example.com", "export", "products")
     assert admin["actor"] == "admin@example.com" and admin["created_by"] is not None
@@ -549,6 +577,21 @@ def test_every_command_s_help_has_an_example_and_flags_look_like_flags(tmp_path:
     ).stdout
     assert "Default: 1000." in help_text  # --chunk-size, from the configuration's default
     assert "<bool>" not in help_text and "HEADER=FIELD" in help_text
+
+
+def test_every_command_s_summary_is_one_line_that_the_command_list_wraps(tmp_path: Path) -> None:
+    import typer
+
+    from bulkops.cli.app import app
+
+    # The command list shows a summary as written: a line break in it broke a sentence in
+    # two there ("... a note on each column" / "and Excel data validation.").
+    top = typer.main.get_command(app)
+    groups = [top, *(c for c in top.commands.values() if hasattr(c, "commands"))]  # type: ignore[attr-defined]
+    for group in groups:
+        for name, command in group.commands.items():  # type: ignore[attr-defined]
+            summary = (command.help or "").strip().split("\n\n")[0]
+            assert summary and "\n" not in summary, (name, summary)
 
 
 def test_the_cli_words_a_file_problem_s_remedy_with_its_flags(ready: Cli) -> None:

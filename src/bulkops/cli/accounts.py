@@ -62,8 +62,7 @@ def user_passwd(
         bool, typer.Option("--password-stdin", help="Read the new password from standard input.")
     ] = False,
 ) -> None:
-    """Set a new password for a user (a lost admin password, say): a generated one is shown
-    once, unless --password-stdin gives it.
+    """Set a new password (a lost admin's, say): generated and shown once, or --password-stdin.
 
     Example: bulkops user passwd admin@example.com
     """

@@ -34,6 +34,7 @@ __all__ = [
     "exit_code_for",
     "live_progress",
     "out",
+    "print_fields",
     "print_json",
     "print_summary",
     "wait_message",
@@ -164,6 +165,41 @@ def print_summary(op: Operation) -> None:
         _print_indented(f"row {error['row']} (line {error['line']}){column}: {error['message']}")
     if view["failed_records"]:
         out.print(f"Error report: bulkops errors {view['id'][:8]} -o errors.csv")
+
+
+def print_fields(fields: list[tuple[str, str | list[str]]]) -> None:
+    """Labelled values, one a line, their values in one column after the longest label.
+
+    A value is a text, or a list of parts (``"chunk_size": 1000``) that wrap between parts,
+    never inside one. What does not fit beside its label goes on the lines below, indented
+    under the value column; a single word longer than that room (a checksum on a narrow
+    terminal) starts on its own line, two spaces in, so that it is never cut in two.
+    """
+    column = max(len(label) for label, _ in fields) + 2
+    width = max(out.width, 40)
+    lines: list[str] = []
+    for label, value in fields:
+        parts = value if isinstance(value, list) else value.split(" ")
+        head = f"{label}:".ljust(column)
+        if len(head) + max(map(len, parts), default=0) > width:
+            lines.append(head.rstrip())
+            head = "  "
+        lines.extend(_packed(parts, head, " " * len(head), width))
+    out.print(Text("\n".join(lines)), soft_wrap=True)
+
+
+def _packed(parts: list[str], first: str, indent: str, width: int) -> list[str]:
+    """``parts`` joined by spaces into lines of at most ``width`` (a part longer than that
+    stands alone), the first line after ``first``, the others after ``indent``."""
+    lines: list[str] = []
+    line, start = first, len(first)
+    for part in parts:
+        if len(line) > start and len(line) + 1 + len(part) > width:
+            lines.append(line.rstrip())
+            line, start = indent, len(indent)
+        line = f"{line} {part}" if len(line) > start else line + part
+    lines.append(line.rstrip())
+    return lines
 
 
 def _print_indented(line: str) -> None:

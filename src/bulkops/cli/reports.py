@@ -25,7 +25,7 @@ from bulkops.cli.arguments import (
     chosen_format,
     dash_is_stdout,
 )
-from bulkops.cli.output import counted, err, out, print_json, print_summary
+from bulkops.cli.output import counted, err, out, print_fields, print_json, print_summary
 from bulkops.cli.state import reported_errors, state_of
 from bulkops.errors import UsageError
 from bulkops.model import EntityType, OperationStatus, OperationType, Outcome
@@ -209,24 +209,32 @@ def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> No
         print_json(engine.operation_view(op))
     else:
         view = engine.operation_view(op)
-        for key in (
-            "id",
-            "operation_type",
-            "entity_type",
-            "status",
-            "outcome",
-            "actor",
-            "file_name",
-            "file_size_bytes",
-            "file_sha256",
-            "percentage",
-            "created_at",
-            "started_at",
-            "completed_at",
-            "cancelled_at",
-        ):
-            out.print(f"{key:>20}: {view[key]}", markup=False)
-        out.print(f"{'config':>20}: {json.dumps(view['config'])}", markup=False)
+        fields: list[tuple[str, str | list[str]]] = [
+            (key, "-" if view[key] is None else str(view[key]))
+            for key in (
+                "id",
+                "operation_type",
+                "entity_type",
+                "status",
+                "outcome",
+                "actor",
+                "file_name",
+                "file_size_bytes",
+                "file_sha256",
+                "percentage",
+                "created_at",
+                "started_at",
+                "completed_at",
+                "cancelled_at",
+            )
+        ]
+        config = [
+            f"{json.dumps(name)}: {json.dumps(value)}," for name, value in view["config"].items()
+        ]
+        if config:
+            config[0], config[-1] = "{" + config[0], config[-1][:-1] + "}"
+        fields.append(("config", config or ["{}"]))
+        print_fields(fields)
         print_summary(op)
 
 
@@ -275,8 +283,7 @@ def template(
     ] = None,
     file_format: FormatOpt = None,
 ) -> None:
-    """The CSV header of an entity with one example row; as XLSX with a note on each column
-    and Excel data validation.
+    """An entity's header and one example row: CSV, or XLSX with notes and data validation.
 
     Example: bulkops template products -o products.xlsx
     """
