@@ -113,6 +113,31 @@ def test_history_fits_80_columns_on_a_terminal(ready: Cli) -> None:
     assert ok["id"] not in screen  # short ids only
 
 
+def test_history_cuts_counts_only_where_the_file_names_cannot_give_them_room(ready: Cli) -> None:
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+
+    def history() -> list[str]:
+        screen, code = _run_in_terminal(["--database-url", ready.url, "history"], env)
+        assert code == 0, screen
+        lines = [line for line in screen.splitlines() if line.strip()]
+        assert all(len(line) <= 80 for line in lines), screen
+        return lines
+
+    short = ready.json("import", "products", str(ready.file("e.csv", WITH_ERRORS)))
+    assert ready.json("rollback", short["id"])["status"] == "rolled_back"
+    # Short file names leave the counts room to be whole.
+    (line,) = history()[1:]
+    assert "e.csv" in line and "1 new · 1 undone · 2 failed" in line, line
+
+    long = ready.json("import", "products", str(ready.file(LONG_NAME, WITH_ERRORS)))
+    assert ready.json("rollback", long["id"])["status"] == "rolled_back"
+    # A long one takes what the counts do not need of their 22 characters, cut to fit.
+    for line in history()[1:]:
+        assert "1 new · 1 undone · 2 …" in line, line
+    assert "<img src=x> s…" in history()[1]
+
+
 def test_a_rollback_with_a_conflict_on_a_terminal_counts_what_it_undid(ready: Cli) -> None:
     op = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
     sku = PRODUCTS.splitlines()[1].split(",")[0]

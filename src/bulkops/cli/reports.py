@@ -161,7 +161,8 @@ def _print_tsv(views: list[dict[str, Any]]) -> None:
 
 def _print_table(views: list[dict[str, Any]]) -> None:
     """One line per operation that fits the terminal (80 columns and up): the file name
-    takes what the other columns leave and is cut with an ellipsis."""
+    and the counts share what the other columns leave; where both do not fit, the counts
+    keep at least 22 characters and the file name is cut first, each with an ellipsis."""
     rows = [
         (
             v["id"][:8],
@@ -175,12 +176,12 @@ def _print_table(views: list[dict[str, Any]]) -> None:
     ]
     headers = ("id", "outcome", "operation", "file", "counts", "when")
     widths = [max([len(headers[i])] + [len(str(r[i])) for r in rows]) for i in range(6)]
-    widths[4] = min(widths[4], 22)
-    fixed = sum(w for i, w in enumerate(widths) if i != 3) + len(headers) - 1
+    shared = out.width - sum(w for i, w in enumerate(widths) if i not in (3, 4)) - len(headers) + 1
+    widths[4] = min(widths[4], max(22, shared - widths[3]))
+    widths[3] = max(shared - widths[4], 6)
     table = Table(box=None, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
     for i, name in enumerate(headers):
-        width = max(out.width - fixed, 6) if i == 3 else widths[i]
-        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=width)
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=widths[i])
     for row in rows:
         table.add_row(*row)
     out.print(table, soft_wrap=False)
