@@ -237,6 +237,40 @@ def test_mapping_suggestions_say_how_they_were_found(
     assert given["missing_required"] == ["name"]
 
 
+def test_column_names_that_hold_a_field_s_words_suggest_that_field(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    text = "Item SKU,ProductName,Unit price,Category,Notes\nS1,N1,1.00,Tools,x\n"
+    view = _upload(ctx, org_id, write_csv(tmp_path / "w.csv", text))
+    assert [(m["field"], m["how"], m["score"]) for m in view["mapping"]] == [
+        ("sku", "similar", 0.8),
+        ("name", "similar", 0.8),
+        ("price", "similar", 0.8),
+        ("category", "case_or_space", None),
+        (None, "none", None),
+    ]
+    assert view["missing_required"] == []
+
+    # Two names that could both be 'name': the one that can only be name gets it, whatever
+    # the order of the columns; words that spell a field together count (E-mail: email).
+    text = "Company name,E-mail address,Contact name\nACME,a@example.com,Ann\n"
+    customers = engine.create_upload(
+        ctx,
+        org_id,
+        source=write_csv(tmp_path / "c.csv", text),
+        entity_type=EntityType.CUSTOMERS,
+        operation_type=OperationType.IMPORT,
+        options={},
+        file_name="c.csv",
+    )
+    assert [(m["header"], m["field"]) for m in customers["mapping"]] == [
+        ("Company name", "company"),
+        ("E-mail address", "email"),
+        ("Contact name", "name"),
+    ]
+    assert customers["mapping"][1]["score"] == 0.87
+
+
 def test_a_mapping_is_remembered_for_the_same_header_only(
     ctx: Context, org_id: int, tmp_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from bulkops.entities import HeaderMap, map_header, spec_for
+from bulkops.entities import SIMILAR_THRESHOLD, HeaderMap, map_header, similarity, spec_for
 from bulkops.errors import FileProblem, FileRejected
 from bulkops.model import OperationType
 
@@ -112,6 +112,31 @@ def test_unknown_column_suggests_the_closest_field() -> None:
         suggestion="price",
         hint_field="mapping",  # each door words how to map it
     )
+
+
+def test_unknown_column_suggests_the_field_its_words_spell() -> None:
+    found = problems(["Item SKU", "ProductName", "description", "Unit price"])
+    assert [(p.column, p.suggestion) for p in found if p.code == "unknown_column"] == [
+        ("Item SKU", "sku"),
+        ("ProductName", "name"),
+        ("Unit price", "price"),
+    ]
+    assert "Did you mean 'sku'?" in found[0].message
+
+
+@pytest.mark.parametrize(
+    ("header", "field", "score"),
+    [
+        ("Item SKU", "sku", 0.8),  # one of two words
+        ("E-mail address", "email", 0.87),  # two of three words spell it together
+        ("Price tier", "price_tier", 1.0),
+        ("Prise", "price", 0.8),  # no word: difflib's ratio
+        ("SKU list", "sku", 0.8),
+    ],
+)
+def test_similarity_of_a_column_name_and_a_field(header: str, field: str, score: float) -> None:
+    assert round(similarity(header, field), 2) == score
+    assert similarity("Quantity on hand", "price") < SIMILAR_THRESHOLD
 
 
 def test_unknown_column_without_a_close_field_lists_the_fields() -> None:

@@ -13,14 +13,15 @@ Suggested mapping, per header column (``how``):
 - ``saved``: the organization's remembered mapping for this entity and header says so;
 - ``exact``: the cell is a field name; ``case_or_space``: it is one but for letter case or
   surrounding spaces;
-- ``similar``: the closest field not otherwise taken, when ``difflib``'s similarity ratio of
-  the two (letter case ignored) is at least :data:`SIMILAR_THRESHOLD`; ``score`` is that ratio;
+- ``similar``: a field not otherwise taken whose :func:`similarity` to the column's name is at
+  least :data:`SIMILAR_THRESHOLD`; ``score`` is that similarity. The best pairs are taken
+  first, whatever the order of the columns;
 - ``none``: no field (also every column whose name starts with ``_``, which is ignored).
 """
 
 from __future__ import annotations
 
-import difflib
+import collections
 import itertools
 import time
 import uuid
@@ -31,7 +32,14 @@ from typing import Any, BinaryIO
 
 from bulkops.engine.operations import Context, OperationConfig, store_file, uploaded_name
 from bulkops.engine.setup import list_organizations
-from bulkops.entities import EntitySpec, header_key, normalised_cell, spec_for
+from bulkops.entities import (
+    SIMILAR_THRESHOLD,
+    EntitySpec,
+    header_key,
+    normalised_cell,
+    similarity,
+    spec_for,
+)
 from bulkops.errors import FileRejected, NotFound, UsageError
 from bulkops.formats import TableFile, open_table
 from bulkops.model import EntityType, OperationType
@@ -53,8 +61,6 @@ __all__ = [
 ]
 
 PREVIEW_RECORDS = 20
-SIMILAR_THRESHOLD = 0.6
-"""The least ``difflib.SequenceMatcher`` ratio for a ``similar`` suggestion (0..1)."""
 UPLOAD_OPTIONS = ("encoding", "delimiter", "decimal_separator", "sheet")
 """The read options an upload keeps (and a preview may change)."""
 
@@ -107,20 +113,30 @@ def suggest_mapping(
                 entry.update(field=by_folded[folded], how="case_or_space")
         entries.append(entry)
     taken = {e["field"] for e in entries if e["field"]}
-    for entry in entries:
-        text = normalised_cell(entry["header"])
-        if entry["how"] != "none" or not text or text.startswith("_"):
-            continue
-        scored = [
-            (difflib.SequenceMatcher(None, text, name.casefold()).ratio(), name)
-            for name in fields
-            if name not in taken
-        ]
-        if not scored:
-            continue
-        score, name = max(scored)
-        if score >= SIMILAR_THRESHOLD:
-            entry.update(field=name, how="similar", score=round(score, 2))
+    open_entries = [
+        entry for entry in entries
+        if entry["how"] == "none"
+        and (text := normalised_cell(entry["header"])) and not text.startswith("_")
+    ]
+    scores = [
+        (column, order, name, score)
+        for column, entry in enumerate(open_entries)
+        for order, name in enumerate(fields)
+        if name not in taken
+        and (score := similarity(entry["header"], name)) >= SIMILAR_THRESHOLD
+    ]
+    # Best first; among equals, the column with fewer candidates first (``Contact name``
+    # before ``Company name``, which can still be company), then the field with fewer.
+    per_column = collections.Counter(column for column, _, _, _ in scores)
+    per_field = collections.Counter(name for _, _, name, _ in scores)
+    pairs = sorted(
+        (-score, per_column[column], per_field[name], column, order, name)
+        for column, order, name, score in scores
+    )
+    for negative, _, _, column, _, name in pairs:
+        entry = open_entries[column]
+        if entry["field"] is None and name not in taken:
+            entry.update(field=name, how="similar", score=round(-negative, 2))
             taken.add(name)
     missing = [name for name in spec.required_columns(operation) if name not in taken]
     return entries, missing

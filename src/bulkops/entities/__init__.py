@@ -9,7 +9,14 @@ records in batches; :func:`map_header` matches a file's header row to the fields
 from __future__ import annotations
 
 from bulkops.entities import customers, inventory, pricing, products, warehouses
-from bulkops.entities.header import HeaderMap, header_key, map_header, normalised_cell
+from bulkops.entities.header import (
+    SIMILAR_THRESHOLD,
+    HeaderMap,
+    header_key,
+    map_header,
+    normalised_cell,
+    similarity,
+)
 from bulkops.entities.spec import EntitySpec, Field, FieldKind, Reference
 from bulkops.entities.validation import MAX_INT, RecordValidator
 from bulkops.errors import UsageError
@@ -17,6 +24,7 @@ from bulkops.model import EntityType
 
 __all__ = [
     "MAX_INT",
+    "SIMILAR_THRESHOLD",
     "SPECS",
     "EntitySpec",
     "Field",
@@ -27,6 +35,7 @@ __all__ = [
     "header_key",
     "map_header",
     "normalised_cell",
+    "similarity",
     "spec_for",
 ]
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -32,7 +33,17 @@ from bulkops.entities.spec import EntitySpec
 from bulkops.errors import FileProblem, FileRejected
 from bulkops.model import OperationType
 
-__all__ = ["HeaderMap", "header_key", "map_header", "normalised_cell"]
+__all__ = [
+    "SIMILAR_THRESHOLD",
+    "HeaderMap",
+    "header_key",
+    "map_header",
+    "normalised_cell",
+    "similarity",
+]
+
+SIMILAR_THRESHOLD = 0.6
+"""The least :func:`similarity` of a suggested field (0..1)."""
 
 _IGNORED_PREFIX = "_"
 
@@ -256,9 +267,45 @@ def map_header(
     )
 
 
+_WORD = re.compile(r"[^\W_]+")
+_CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+
+
+def _words(text: str) -> list[str]:
+    """The words of a column name, lower-case: split at anything but letters and digits,
+    and where an ASCII word changes case (``ItemSKU``: item, sku)."""
+    words: list[str] = []
+    for word in _WORD.findall(text):
+        words.extend(_CAMEL.findall(word) if word.isascii() else [word])
+    return [word.casefold() for word in words]
+
+
+def similarity(header: str, field: str) -> float:
+    """How alike a column's name and a field are (0..1): ``difflib``'s ratio of the two,
+    letter case ignored; or, for a name in which some words in a row spell the field (``Item
+    SKU``: sku, ``Unit price``: price, ``Price tier``: price_tier, ``E-mail address``: email),
+    0.6 plus 0.4 times the share of the name's words they are, where that is more."""
+    ratio = difflib.SequenceMatcher(None, normalised_cell(header), field.casefold()).ratio()
+    words, wanted = _words(header), field.replace("_", "").casefold()
+    spelled = max(
+        (
+            end - start
+            for start in range(len(words))
+            for end in range(start + 1, len(words) + 1)
+            if "".join(words[start:end]) == wanted
+        ),
+        default=0,
+    )
+    if spelled:
+        ratio = max(ratio, 0.6 + 0.4 * spelled / len(words))
+    return ratio
+
+
 def _closest(text: str, candidates: Sequence[str]) -> str | None:
-    matches = difflib.get_close_matches(text.casefold(), candidates, n=1, cutoff=0.6)
-    return matches[0] if matches else None
+    """The candidate most :func:`similar <similarity>` to ``text`` (the first of equals), if
+    at least :data:`SIMILAR_THRESHOLD`."""
+    best = max(candidates, key=lambda name: similarity(text, name), default=None)
+    return best if best is not None and similarity(text, best) >= SIMILAR_THRESHOLD else None
 
 
 def _unknown_column(
