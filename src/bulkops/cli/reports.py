@@ -229,11 +229,11 @@ def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> No
                 "cancelled_at",
             )
         ]
-        config = [
-            f"{json.dumps(name)}: {json.dumps(value)}," for name, value in view["config"].items()
-        ]
+        # JSON, in parts that wrap between its items.
+        config = [f"{json.dumps(k)}: {json.dumps(v)}," for k, v in view["config"].items()]
         if config:
-            config[0], config[-1] = "{" + config[0], config[-1][:-1] + "}"
+            config[0] = "{" + config[0]
+            config[-1] = config[-1][:-1] + "}"
         fields.append(("config", config or ["{}"]))
         print_fields(fields)
         print_summary(op)
