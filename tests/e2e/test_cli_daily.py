@@ -619,6 +619,40 @@ def test_every_command_s_summary_is_one_line_that_the_command_list_wraps(tmp_pat
             assert summary and "\n" not in summary, (name, summary)
 
 
+def test_a_rejected_file_s_problems_wrap_at_words_on_a_terminal(ready: Cli) -> None:
+    path = ready.file("words.csv", "Item SKU,Product name,Unit price\nX-1,Thing,1.00\n")
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+
+    screen, code = _run_in_terminal(
+        ["--database-url", ready.url, "import", "products", str(path)], env
+    )
+
+    assert code == 2, screen
+    lines = [line for line in screen.splitlines() if line.strip()]
+    assert lines[0] == "The file was rejected; nothing was changed:", screen
+    assert all(len(line) <= 80 for line in lines), screen
+    # Each problem is an item; its text goes on under itself, cut only between words.
+    items = [line for line in lines[1:] if line.startswith("  - ")]
+    assert len(items) == 4 and all(
+        line.startswith(("  - ", "    ")) for line in lines[1:]
+    ), screen
+    joined = " ".join(line.strip() for line in lines[1:])
+    assert "Did you mean 'sku'? Rename it, or map it with --map 'Item SKU=sku'." in joined
+    assert "Missing required columns: sku, name." in joined
+
+    # Through a pipe, one line a problem (for scripts).
+    piped = subprocess.run(
+        [str(bulkops_executable()), "--database-url", ready.url, "import", "products",
+         str(path)],
+        capture_output=True, text=True, env={**env, "COLUMNS": "80"},
+    )
+    assert piped.returncode == 2
+    problems = [line for line in piped.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 4 and len(piped.stderr.splitlines()) == 5, piped.stderr
+    assert any(len(line) > 80 for line in problems)
+
+
 def test_the_cli_words_a_file_problem_s_remedy_with_its_flags(ready: Cli) -> None:
     typo = ready("import", "products", str(ready.file("t.csv", "sku,name,prce\nA,B,1.00\n")))
     assert typo.exit_code == 2

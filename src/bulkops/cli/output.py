@@ -35,12 +35,16 @@ __all__ = [
     "live_progress",
     "out",
     "print_fields",
+    "print_item",
     "print_json",
     "print_summary",
     "wait_message",
 ]
 
-err = Console(stderr=True, soft_wrap=True)  # messages are wrapped by the terminal, not cut
+err = Console(stderr=True, soft_wrap=True)
+# On a terminal, messages wrap at words (the terminal itself cut them anywhere, 'ca' and
+# 'tegory' on two lines); through a pipe or into a file each stays on one line.
+err.soft_wrap = not err.is_terminal
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -200,6 +204,18 @@ def _packed(parts: list[str], first: str, indent: str, width: int) -> list[str]:
         line = f"{line} {part}" if len(line) > start else line + part
     lines.append(line.rstrip())
     return lines
+
+
+def print_item(text: str) -> None:
+    """An item of a list of messages on standard error, ``  - text``: wrapped at words under
+    its text on a terminal, on one line otherwise; as plain text (brackets are not markup)."""
+    line = f"  - {text}"
+    if err.is_terminal:
+        line = textwrap.fill(
+            line, width=max(err.width, 20), subsequent_indent="    ",
+            break_long_words=False, break_on_hyphens=False,
+        )
+    err.print(Text(line), soft_wrap=True)
 
 
 def _print_indented(line: str) -> None:

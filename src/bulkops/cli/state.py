@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import typer
 
 from bulkops import engine
-from bulkops.cli.output import err
+from bulkops.cli.output import err, print_item
 from bulkops.config import Settings
 from bulkops.errors import BulkopsError, FileProblem, FileRejected, UsageError
 
@@ -64,12 +64,11 @@ def state_of(ctx: typer.Context) -> State:
 def fail(exc: BulkopsError) -> NoReturn:
     """Print the error (every problem of a rejected file) and exit with its exit code."""
     if isinstance(exc, FileRejected):
-        err.print(
-            f"[bold red]The file was rejected[/] ({exc.title}); nothing was changed:", markup=True
-        )
+        why = "" if exc.title == FileRejected.title else f" ({exc.title.lower()})"
+        err.print(f"[bold red]The file was rejected[/]{why}; nothing was changed:", markup=True)
         for problem in exc.problems:
             where = f" (line {problem.line})" if problem.line else ""
-            err.print(f"  - {problem.message}{_remedy(problem)}{where}", markup=False)
+            print_item(f"{problem.message}{_remedy(problem)}{where}")
     else:
         err.print(f"Error: {exc}", markup=False)
     raise typer.Exit(exc.exit_code)
