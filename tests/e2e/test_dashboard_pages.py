@@ -131,6 +131,18 @@ def test_history_lines_totals_and_outcome_filter(page: Page, site: Site) -> None
         "1,204 created"
     )
 
+    # The filters' labels of one row line up (a date input, taller than a select, pushed its
+    # label up), and their controls are of one height.
+    tops = page.eval_on_selector_all(
+        "form.filters label", "els => els.map(e => Math.round(e.getBoundingClientRect().top))"
+    )
+    assert tops[:6] == [tops[0]] * 6, tops  # Status … To, one row at this width
+    heights = page.eval_on_selector_all(
+        "form.filters select, form.filters input",
+        "els => els.map(e => Math.round(e.getBoundingClientRect().height))",
+    )
+    assert len(set(heights)) == 1, heights
+
     page.get_by_label("Outcome").select_option("completed_with_errors")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator("tr.op-row")).to_have_count(1)
