@@ -571,6 +571,16 @@ def test_the_api_words_a_file_problem_s_remedy_with_its_fields(api: Api) -> None
     assert "--delimiter" not in str(tie)
 
 
+def test_a_bad_query_parameter_is_named_as_sent_with_the_value_given(api: Api) -> None:
+    client = api.client("editor")
+    resp = client.get("/api/v1/operations", params={"status": ["completed", "done"], "limit": "x"})
+    errors = {e["field"]: e["message"] for e in problem(resp, 422)["errors"]}
+    assert set(errors) == {"status", "limit"}  # not status.1, the second of a repeated one
+    assert errors["status"].startswith("'done' is not valid: ")
+    assert "'completed'" in errors["status"]  # the values it takes
+    assert errors["limit"].startswith("'x' is not valid: ")
+
+
 def test_bad_parameters_are_422_listing_each(api: Api) -> None:
     client = api.client("editor")
     resp = client.post(

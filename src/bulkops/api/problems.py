@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -223,14 +224,28 @@ async def _bulkops_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _field_of(loc: Sequence[Any]) -> str:
+    """The parameter's name: ``status``, not ``query.status.0`` (the first of a repeatable
+    query parameter); a body's nested fields stay dotted."""
+    parts = [p for p in loc if p not in ("body", "query")]
+    if loc[:1] == ("query",):
+        parts = [p for p in parts if not isinstance(p, int)]
+    return ".".join(str(p) for p in parts)
+
+
+def _said(error: Mapping[str, Any]) -> str:
+    """The validator's message, after the value given where it is a short text."""
+    message = str(error.get("msg", "invalid"))
+    given = error.get("input")
+    if isinstance(given, str) and 0 < len(given) <= 40 and error.get("type") != "missing":
+        return f"{given!r} is not valid: {message}"
+    return message
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {
-            "code": "bad_parameter",
-            "field": ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query")),
-            "message": str(e.get("msg", "invalid")),
-        }
+        {"code": "bad_parameter", "field": _field_of(e.get("loc", ())), "message": _said(e)}
         for e in exc.errors()
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "Invalid request."
