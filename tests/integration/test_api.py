@@ -596,6 +596,15 @@ def test_bad_parameters_are_422_listing_each(api: Api) -> None:
     )
     fields = {e["field"] for e in problem(resp, 422)["errors"]}
     assert {"operation_type", "entity_type", "chunk_size", "mapping", "colour"} <= fields
+    # A near miss says what was meant.
+    typos = client.post(
+        "/api/v1/operations",
+        data={"operation_type": "import", "entity_type": "Product", "chunk-size": "10"},
+        files={"file": ("a.csv", "sku,name\n")},
+    )
+    said = {e["field"]: e["message"] for e in problem(typos, 422)["errors"]}
+    assert said["entity_type"].endswith("Did you mean 'products'?"), said
+    assert "Did you mean 'chunk_size'? The parameters are: " in said["chunk-size"], said
     no_file = client.post(
         "/api/v1/operations",
         data={"operation_type": "import", "entity_type": "products"},

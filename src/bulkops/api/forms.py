@@ -11,6 +11,8 @@ body parameter; the OpenAPI request body is generated from it.
 from __future__ import annotations
 
 import copy
+import difflib
+from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -200,16 +202,30 @@ def _choices(kind: type[Enum]) -> str:
     return ", ".join(str(member.value) for member in kind)
 
 
+def _did_you_mean(given: str, names: Sequence[str]) -> str:
+    """`` Did you mean 'products'?`` for the closest of ``names``, or nothing."""
+    close = difflib.get_close_matches(given.strip().casefold(), names, n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
 def _message(error: Any) -> str:
     """The message of one problem, in the words the API has always used."""
     name = str(error["loc"][0]) if error["loc"] else ""
-    choices = {"operation_type": _choices(OperationType), "entity_type": _choices(EntityType)}
+    kinds: dict[str, type[Enum]] = {"operation_type": OperationType, "entity_type": EntityType}
+    choices = {field: _choices(kind) for field, kind in kinds.items()}
     if error["type"] == "extra_forbidden":
-        return f"Unknown parameter; the parameters are: {', '.join(_TEXT_FIELDS)}."
+        return (
+            f"Unknown parameter.{_did_you_mean(name, _TEXT_FIELDS)} "
+            f"The parameters are: {', '.join(_TEXT_FIELDS)}."
+        )
     if error["type"] == "missing" and name in choices:
         return f"is required: {choices[name]}."
     if error["type"] == "enum" and name in choices:
-        return f"'{error['input']}' is not one of {choices[name]}."
+        values = [str(member.value) for member in kinds[name]]
+        return (
+            f"'{error['input']}' is not one of {choices[name]}."
+            f"{_did_you_mean(str(error['input']), values)}"
+        )
     if error["type"] == "value_error":  # a check of OperationConfig's own: its words alone
         return str(error["ctx"]["error"])
     return str(error["msg"])
@@ -405,7 +421,8 @@ def review_arguments(fields: dict[str, str], *, has_file: bool) -> dict[str, Any
         for error in exc.errors(include_url=False):
             name = ".".join(str(p) for p in error["loc"]) or "form"
             message = (
-                f"Unknown parameter; the parameters are: file, {', '.join(_REVIEW_FIELDS)}."
+                f"Unknown parameter.{_did_you_mean(name, _REVIEW_FIELDS)} "
+                f"The parameters are: file, {', '.join(_REVIEW_FIELDS)}."
                 if error["type"] == "extra_forbidden"
                 else _message(error)
             )
