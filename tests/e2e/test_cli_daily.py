@@ -308,6 +308,10 @@ def test_user_list_and_a_new_password_for_a_lost_one(ready: Cli) -> None:
 
 
 def test_token_list_and_revoke(ready: Cli) -> None:
+    none = ready("token", "list")
+    assert none.exit_code == 0 and "No API tokens yet" in none.stdout, none.stdout
+    assert "bulkops token create" in none.stdout
+    assert json.loads(ready("token", "list", "--json").stdout) == []
     created = ready("token", "create", "--user", "admin@example.com", "--name", "nightly")
     token = created.stdout.strip()
     listed = json.loads(ready("token", "list", "--json").stdout)

@@ -105,6 +105,9 @@ def token_list(ctx: typer.Context, as_json: JsonList = False) -> None:
             ]
         )
         return
+    if not views:
+        out.print("No API tokens yet. Create one: bulkops token create --user EMAIL")
+        return
     table = Table("id", "name", "user", "created", "last used", "revoked", box=None,
                   header_style="bold")
     for v in views:
