@@ -225,8 +225,8 @@ async def _bulkops_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _field_of(loc: Sequence[Any]) -> str:
-    """The parameter's name: ``status``, not ``query.status.0`` (the first of a repeatable
-    query parameter); a body's nested fields stay dotted."""
+    """The parameter's name as sent: ``status``, not ``status.1`` (the second value of a
+    repeated query parameter); a body's nested fields stay dotted."""
     parts = [p for p in loc if p not in ("body", "query")]
     if loc[:1] == ("query",):
         parts = [p for p in parts if not isinstance(p, int)]
