@@ -37,3 +37,13 @@ def test_chunk_size_limits_come_from_the_options_schema() -> None:
     source = schema["chunk_size"]
     assert source == chunk
     assert (chunk["minimum"], chunk["maximum"], chunk["default"]) == (1, 50_000, 1000)
+
+
+def test_a_duration_reads_as_time_taken() -> None:
+    from bulkops.web.pages import _duration
+
+    start = "2026-12-07T22:13:37.100000+00:00"
+    assert _duration(start, "2026-12-07T22:13:37.120000+00:00") == "under 0.1 s"
+    assert _duration(start, "2026-12-07T22:13:39.600000+00:00") == "2.5 s"
+    assert _duration(start, "2026-12-07T22:15:40.100000+00:00") == "2 min 3 s"
+    assert _duration(start, None) == ""

@@ -187,6 +187,8 @@ def _duration(start: Any, end: Any) -> str:
     first = datetime.fromisoformat(start) if isinstance(start, str) else start
     last = datetime.fromisoformat(end) if isinstance(end, str) else end
     seconds = max((last - first).total_seconds(), 0.0)
+    if seconds < 0.05:
+        return "under 0.1 s"  # not "0.0 s", which reads as no time at all
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(int(seconds), 60)
