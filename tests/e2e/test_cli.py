@@ -196,7 +196,8 @@ def test_validate_only_changes_nothing_and_reports_what_would_happen(ready: Cli)
 
     plain = ready("import", "products", str(ready.file("c.csv", changed)), "--validate-only")
     assert plain.exit_code == 0
-    assert "nothing was changed" in plain.stdout
+    assert "Nothing was changed" in plain.stdout
+    assert "4 checked: 1 to create, 1 to update, 0 to delete, 2 unchanged" in plain.stdout
 
 
 # -- errors, template, export ---------------------------------------------------------------

@@ -150,20 +150,27 @@ def print_summary(op: Operation) -> None:
     )
     # Two lines that fit a terminal: how it went, then the counts (wrapped at words).
     out.print(f"Operation {view['id']}: {said}")
+    checked = bool(view["results"].get("validate_only"))
     counts = (
-        f"{view['processed_records']:,} processed: {view['created_records']:,} created, "
-        f"{view['updated_records']:,} updated, {view['unchanged_records']:,} unchanged, "
-        f"{view['deleted_records']:,} deleted, {view['failed_records']:,} failed"
+        (
+            f"{view['processed_records']:,} checked: {view['created_records']:,} to create, "
+            f"{view['updated_records']:,} to update, {view['deleted_records']:,} to delete, "
+            f"{view['unchanged_records']:,} unchanged, {view['failed_records']:,} failing"
+        )
+        if checked
+        else (
+            f"{view['processed_records']:,} processed: {view['created_records']:,} created, "
+            f"{view['updated_records']:,} updated, {view['unchanged_records']:,} unchanged, "
+            f"{view['deleted_records']:,} deleted, {view['failed_records']:,} failed"
+        )
         + (f", {view['rolled_back_records']:,} rolled back" if view["rolled_back_records"] else "")
         + (f", {counted(view['conflict_records'], 'conflict')}"
            if view["conflict_records"] else "")
     )
     _print_indented(counts)
-    if view["results"].get("validate_only"):
-        out.print(
-            "Validation only: nothing was changed; the counts say what would happen.",
-            soft_wrap=False,
-        )
+    if checked:
+        out.print("Nothing was changed: a check says what applying the file would do.",
+                  soft_wrap=False)
     for error in view["results"].get("first_errors", [])[:5]:
         column = f" [{error['column']}]" if error.get("column") else ""
         _print_indented(f"row {error['row']} (line {error['line']}){column}: {error['message']}")
