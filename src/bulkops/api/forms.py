@@ -11,7 +11,6 @@ body parameter; the OpenAPI request body is generated from it.
 from __future__ import annotations
 
 import copy
-import difflib
 from collections.abc import Sequence
 from enum import Enum
 from typing import Annotated, Any
@@ -31,6 +30,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from bulkops import engine
+from bulkops.entities import closest
 from bulkops.model import EntityType, OperationType
 
 from .problems import InvalidParameters
@@ -204,8 +204,8 @@ def _choices(kind: type[Enum]) -> str:
 
 def _did_you_mean(given: str, names: Sequence[str]) -> str:
     """`` Did you mean 'products'?`` for the closest of ``names``, or nothing."""
-    close = difflib.get_close_matches(given.strip().casefold(), names, n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    close = closest(given, names)
+    return f" Did you mean '{close}'?" if close else ""
 
 
 def _message(error: Any) -> str:

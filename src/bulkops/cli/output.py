@@ -217,22 +217,22 @@ def print_item(text: str) -> None:
     """An item of a list of messages on standard error, ``  - text``: wrapped at words under
     its text on a terminal, on one line otherwise; as plain text (brackets are not markup)."""
     line = f"  - {text}"
-    if err.is_terminal:
-        line = textwrap.fill(
-            line, width=max(err.width, 20), subsequent_indent="    ",
-            break_long_words=False, break_on_hyphens=False,
-        )
-    err.print(Text(line), soft_wrap=True)
+    err.print(Text(_filled(line, err.width, "    ") if err.is_terminal else line), soft_wrap=True)
 
 
 def _print_indented(line: str) -> None:
     """Two spaces in, wrapped at words to the width with the same indent, no trailing spaces;
     as plain text (a value in brackets is not markup)."""
-    wrapped = textwrap.fill(
-        line, width=max(out.width, 20), initial_indent="  ", subsequent_indent="  ",
+    out.print(Text(_filled("  " + line, out.width, "  ")), soft_wrap=True)
+
+
+def _filled(line: str, width: int, indent: str) -> str:
+    """``line`` wrapped at words (never inside one, nor at a hyphen) to ``width``, its
+    continuation lines after ``indent``."""
+    return textwrap.fill(
+        line, width=max(width, 20), subsequent_indent=indent,
         break_long_words=False, break_on_hyphens=False,
     )
-    out.print(Text(wrapped), soft_wrap=True)
 
 
 def wait_message(ctx: engine.Context, org_id: int, op_id: str) -> Callable[[], bool]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ from bulkops.cli.arguments import (
 )
 from bulkops.cli.output import counted, err, out, print_fields, print_json, print_summary
 from bulkops.cli.state import reported_errors, state_of
+from bulkops.entities import closest
 from bulkops.errors import UsageError
 from bulkops.model import EntityType, OperationStatus, OperationType, Outcome
 
@@ -49,8 +49,8 @@ def _checked(values: list[str] | None, allowed: type[StrEnum], option: str) -> l
     valid = [member.value for member in allowed]
     for value in values or []:
         if value not in valid:
-            close = difflib.get_close_matches(value, valid, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
+            close = closest(value, valid)
+            hint = f" Did you mean '{close}'?" if close else ""
             raise UsageError(
                 f"'{value}' is not a valid {option} value.{hint} Valid: {', '.join(valid)}."
             )

@@ -12,6 +12,7 @@ from bulkops.entities import customers, inventory, pricing, products, warehouses
 from bulkops.entities.header import (
     SIMILAR_THRESHOLD,
     HeaderMap,
+    closest,
     header_key,
     map_header,
     normalised_cell,
@@ -32,6 +33,7 @@ __all__ = [
     "HeaderMap",
     "RecordValidator",
     "Reference",
+    "closest",
     "header_key",
     "map_header",
     "normalised_cell",

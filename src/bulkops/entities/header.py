@@ -36,6 +36,7 @@ from bulkops.model import OperationType
 __all__ = [
     "SIMILAR_THRESHOLD",
     "HeaderMap",
+    "closest",
     "header_key",
     "map_header",
     "normalised_cell",
@@ -158,7 +159,7 @@ def map_header(
         wanted = target.strip()
         field_name = by_name.get(wanted.casefold()) if wanted else ""
         if field_name is None:
-            suggestion = _closest(wanted, spec.field_names)
+            suggestion = closest(wanted, spec.field_names)
             hint = f" Did you mean '{suggestion}'?" if suggestion else ""
             problems.append(
                 FileProblem(
@@ -301,7 +302,7 @@ def similarity(header: str, field: str) -> float:
     return ratio
 
 
-def _closest(text: str, candidates: Sequence[str]) -> str | None:
+def closest(text: str, candidates: Sequence[str]) -> str | None:
     """The candidate most :func:`similar <similarity>` to ``text`` (the first of equals), if
     at least :data:`SIMILAR_THRESHOLD`."""
     best = max(candidates, key=lambda name: similarity(text, name), default=None)
@@ -312,7 +313,7 @@ def _unknown_column(
     spec: EntitySpec, index: int, text: str, positions: Mapping[str, list[int]]
 ) -> FileProblem:
     # Suggest a field the file does not have yet: renaming to a present one would clash.
-    suggestion = _closest(text, [n for n in spec.field_names if n not in positions])
+    suggestion = closest(text, [n for n in spec.field_names if n not in positions])
     where = f"Unknown column '{text}' (column {index + 1})."
     # What is wrong and where; how to map or ignore it is worded by each door (hint_field).
     if suggestion:
