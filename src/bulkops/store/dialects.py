@@ -311,6 +311,8 @@ class SqliteDialect(Dialect):
             f"AND json_array({stored}) = j.value) RETURNING id"
         )
         payload = orjson.dumps({str(i): values for i, values in rows}).decode()
+        # On the driver's cursor, as select(): through SQLAlchemy (exec_driver_sql) the same
+        # rollback of 1M rows took 0.6 s more CPU (9.2-9.6 s against 8.4-9.2 s, alternated).
         cursor = conn.connection.cursor()
         try:
             cursor.execute(sql, (payload, org_id))
