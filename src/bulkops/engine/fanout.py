@@ -199,8 +199,10 @@ def coordinate(
     op_id = op.id
     handout_limit = config.max_concurrent - 1  # the coordinator applies one chunk itself
     with ctx.store.transaction(org_id) as tx:
-        committed = tx.ledger.committed(op_id, APPLY)
+        # The plans before the ledger: a chunk a worker commits between the two reads is
+        # then in both, not in neither (see _drain).
         planned = {p["chunk_index"] for p in tx.ledger.plans(op_id)}
+        committed = tx.ledger.committed(op_id, APPLY)
     stopped: str | None = None
     chunk_count = 0
     with checked_operation(ctx, org_id, op, config, skip=set(committed) | planned) as checked:
@@ -291,8 +293,11 @@ def _drain(
     reaped = time.monotonic()
     while True:
         with ctx.store.transaction(org_id) as tx:
-            current = tx.operations.get(op_id)
+            # The plans first: a chunk deletes its plan in the transaction that adds its
+            # counters, so once no plan is left the operation read next holds every chunk's
+            # counters (PostgreSQL reads each statement at its own moment).
             plans = tx.ledger.plans(op_id)
+            current = tx.operations.get(op_id)
             reason = _stop_reason(tx, current, config) if current is not None else None
         if current is None:
             raise NotFound(f"No operation {op_id}.")
