@@ -76,9 +76,11 @@ class CreatedRows:
         self._insert_series = insert_statement(entity, fields, returning=False, id_series=True)
         # The table's own sequence, as the insert's default would call it (in file order);
         # the ids themselves only when they are not consecutive (another session took some).
+        # They come in the order nextval gave them, increasing: no ORDER BY, which sorted
+        # every chunk's ids whether listed or not (0.1 s of the server's CPU a million).
         self._ids_sql = (
             "SELECT min(n), max(n), count(*), CASE WHEN max(n) - min(n) + 1 <> count(*) "
-            "THEN array_agg(n ORDER BY n) END "
+            "THEN array_agg(n) END "
             f"FROM (SELECT nextval('{entity}_id_seq') n FROM generate_series(1, %s)) s"
         )
         self._reserving: psycopg.Cursor[Any] | None = None
