@@ -132,11 +132,25 @@ def test_unknown_column_suggests_the_field_its_words_spell() -> None:
         ("Price tier", "price_tier", 1.0),
         ("Prise", "price", 0.8),  # no word: difflib's ratio
         ("SKU list", "sku", 0.8),
+        ("Qty", "quantity", 0.8),  # an abbreviation: its letters in order, the same first
+        ("Min qty", "min_quantity", 0.8),
+        ("Item Qty", "quantity", 0.7),  # one of two words abbreviates it
     ],
 )
 def test_similarity_of_a_column_name_and_a_field(header: str, field: str, score: float) -> None:
     assert round(similarity(header, field), 2) == score
     assert similarity("Quantity on hand", "price") < SIMILAR_THRESHOLD
+    assert similarity("Qt", "quantity") < SIMILAR_THRESHOLD  # too short to tell
+    assert similarity("Tier", "price_tier") < SIMILAR_THRESHOLD  # not its first letter
+
+
+def test_unknown_column_suggests_the_field_it_abbreviates() -> None:
+    found = problems(["SKU", "Whse", "Qty", "Reorder point"], entity="inventory")
+    assert [(p.column, p.suggestion) for p in found if p.code == "unknown_column"] == [
+        ("Whse", "warehouse_code"),
+        ("Qty", "quantity"),
+        ("Reorder point", None),
+    ]
 
 
 def test_unknown_column_without_a_close_field_lists_the_fields() -> None:
@@ -161,7 +175,10 @@ def test_missing_required_columns_are_listed_together() -> None:
 
 def test_missing_required_for_inventory() -> None:
     [problem] = problems(["sku", "notes"], entity="inventory")
-    assert problem.message.startswith("Missing required columns: warehouse_code, quantity.")
+    assert problem.message == (
+        "Missing required columns: warehouse_code, quantity. "
+        "An inventory import file needs the columns sku, warehouse_code, quantity."
+    )
 
 
 def test_empty_column_name_says_which_column() -> None:

@@ -241,7 +241,8 @@ def map_header(
                 code="missing_columns",
                 message=(
                     f"Missing required column{plural}: {', '.join(missing)}. "
-                    f"A {entity} {operation} file needs the columns {', '.join(required)}."
+                    f"{_article(entity)} {entity} {operation} file needs the columns "
+                    f"{', '.join(required)}."
                 ),
             )
         )
@@ -268,6 +269,10 @@ def map_header(
     )
 
 
+def _article(word: str) -> str:
+    return "An" if word[:1].lower() in "aeiou" else "A"
+
+
 _WORD = re.compile(r"[^\W_]+")
 _CAMEL = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 
@@ -283,23 +288,38 @@ def _words(text: str) -> list[str]:
 
 def similarity(header: str, field: str) -> float:
     """How alike a column's name and a field are (0..1): ``difflib``'s ratio of the two,
-    letter case ignored; or, for a name in which some words in a row spell the field (``Item
-    SKU``: sku, ``Unit price``: price, ``Price tier``: price_tier, ``E-mail address``: email),
-    0.6 plus 0.4 times the share of the name's words they are, where that is more."""
+    letter case ignored; or, where that is more, for a name in which some words in a row
+    spell the field (``Item SKU``: sku, ``Unit price``: price, ``Price tier``: price_tier,
+    ``E-mail address``: email), 0.6 plus 0.4 times the share of the name's words they are,
+    and for one in which they abbreviate it (``Qty``: quantity, ``Desc``: description,
+    ``Min qty``: min_quantity, ``WH code``: warehouse_code), 0.6 plus 0.2 times that share.
+
+    An abbreviation has three letters or more, begins with the field's first letter, and
+    its letters come in the field's name in that order.
+    """
     ratio = difflib.SequenceMatcher(None, normalised_cell(header), field.casefold()).ratio()
     words, wanted = _words(header), field.replace("_", "").casefold()
-    spelled = max(
-        (
-            end - start
-            for start in range(len(words))
-            for end in range(start + 1, len(words) + 1)
-            if "".join(words[start:end]) == wanted
-        ),
-        default=0,
-    )
+    spelled = abbreviated = 0
+    for start in range(len(words)):
+        for end in range(start + 1, len(words) + 1):
+            run = "".join(words[start:end])
+            if run == wanted:
+                spelled = max(spelled, end - start)
+            elif _abbreviates(run, wanted):
+                abbreviated = max(abbreviated, end - start)
     if spelled:
         ratio = max(ratio, 0.6 + 0.4 * spelled / len(words))
+    if abbreviated:
+        ratio = max(ratio, 0.6 + 0.2 * abbreviated / len(words))
     return ratio
+
+
+def _abbreviates(short: str, name: str) -> bool:
+    """Whether ``short`` abbreviates ``name`` (see :func:`similarity`)."""
+    if not 3 <= len(short) < len(name) or short[0] != name[0]:
+        return False
+    letters = iter(name)
+    return all(letter in letters for letter in short)  # in order: iter is consumed
 
 
 def closest(text: str, candidates: Sequence[str]) -> str | None:
