@@ -104,6 +104,23 @@ def test_update_changes_only_present_columns_and_reports_not_found(
     assert "not found" in str(op.results).lower()
 
 
+def test_a_record_naming_two_missing_rows_is_told_of_both(
+    ctx: Context, org_id: int, tmp_path: Path
+) -> None:
+    run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
+    run(ctx, org_id, "import", "warehouses", write_csv(tmp_path / "w.csv", "code,name\nW1,Main\n"))
+    inv = "sku,warehouse_code,quantity\nA-404,W9,5\nA-1,W9,1\nA-1,W1,2\n"
+    op = run(ctx, org_id, "import", "inventory", write_csv(tmp_path / "i.csv", inv))
+    assert (op.created_records, op.failed_records) == (1, 2)
+    report = io.StringIO()
+    write_error_report(ctx, org_id, op, report)
+    both, warehouse = report.getvalue().splitlines()[1:]
+    assert both.startswith("2,2,") and "There is no product with sku 'A-404'" in both
+    assert "warehouse_code: There is no warehouse with code 'W9'" in both
+    assert warehouse.startswith("3,3,") and "product" not in warehouse
+    assert "There is no warehouse with code 'W9'" in warehouse
+
+
 def test_delete_refuses_products_with_inventory(ctx: Context, org_id: int, tmp_path: Path) -> None:
     run(ctx, org_id, "import", "products", write_csv(tmp_path / "a.csv", PRODUCTS))
     run(ctx, org_id, "import", "warehouses", write_csv(tmp_path / "w.csv", "code,name\nW1,Main\n"))

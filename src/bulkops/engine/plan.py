@@ -38,7 +38,6 @@ from bulkops.model import (
     RECORD_ERROR,
     RECORD_ROW,
     RECORD_VALUES,
-    EntityType,
     FieldError,
     OperationType,
     RawRecord,
@@ -361,6 +360,10 @@ class Evaluator:
         return kept
 
     def _check_references(self, tx: Tx, plan: ChunkPlan, valid: list[Any]) -> list[Any]:
+        """Fail the records that name a row that does not exist (one query a reference),
+        each with every missing reference of its own: a stock line of an unknown product in
+        an unknown warehouse says both at once."""
+        missing_of: dict[int, list[RecordError]] = {}  # by position in ``valid``
         for ref in self.spec.references:
             if not all(f in (self.header.present | set(self.spec.key)) for f in ref.fields):
                 continue
@@ -370,36 +373,32 @@ class Evaluator:
             missing = wanted - found
             if not missing:
                 continue
-            kept = []
-            for raw, values, key in valid:
+            target = SPECS[ref.entity].row_noun
+            column = self.header.column_of(ref.fields[0])
+            for position, (raw, values, _) in enumerate(valid):
                 ref_key = tuple([values[i] for i in slots])
                 if ref_key in missing:
-                    column = ref.fields[0]
-                    target = (
-                        ref.entity.value.rstrip("s")
-                        if ref.entity is not EntityType.INVENTORY
-                        else "inventory"
-                    )
-                    plan.failures.append(
-                        (
-                            raw,
-                            [
-                                RecordError(
-                                    raw.row,
-                                    raw.line,
-                                    self.header.column_of(column),
-                                    str(ref_key[0]),
-                                    f"There is no {target} with {ref.target_fields[0]} "
-                                    f"'{ref_key[0]}'. Create it first (import "
-                                    f"{ref.entity.value}) or correct the value.",
-                                )
-                            ],
+                    missing_of.setdefault(position, []).append(
+                        RecordError(
+                            raw.row,
+                            raw.line,
+                            column,
+                            str(ref_key[0]),
+                            f"There is no {target} with {ref.target_fields[0]} "
+                            f"'{ref_key[0]}'. Create it first (import "
+                            f"{ref.entity.value}) or correct the value.",
                         )
                     )
-                else:
-                    kept.append((raw, values, key))
-            valid = kept
-        return valid
+        if not missing_of:
+            return valid
+        kept = []
+        for position, item in enumerate(valid):
+            errors = missing_of.get(position)
+            if errors is None:
+                kept.append(item)
+            else:
+                plan.failures.append((item[0], errors))
+        return kept
 
     # -- messages --------------------------------------------------------------------------------
 
@@ -411,7 +410,7 @@ class Evaluator:
         return RecordError(raw.row, raw.line, column, value, error.message)
 
     def _not_found(self, raw: RawRecord, key: tuple[Any, ...]) -> RecordError:
-        message = f"Not found: there is no {self.spec.entity.value} row with {self._label(key)}."
+        message = f"Not found: there is no {self.spec.row_noun} with {self._label(key)}."
         return self._key_error(raw, key, message)
 
     def _key_error(self, raw: RawRecord, key: tuple[Any, ...], message: str) -> RecordError:

@@ -49,6 +49,15 @@ class Reference:
     target_fields: tuple[str, ...]
 
 
+_ROW_NOUNS = {
+    EntityType.PRODUCTS: "product",
+    EntityType.WAREHOUSES: "warehouse",
+    EntityType.CUSTOMERS: "customer",
+    EntityType.INVENTORY: "inventory row",
+    EntityType.PRICING: "pricing row",
+}
+
+
 @dataclass(frozen=True)
 class EntitySpec:
     """An entity: fields in template/CSV order, natural key, references, example row."""
@@ -73,6 +82,11 @@ class EntitySpec:
             raise ValueError(f"{self.entity}: key or reference names unknown fields {unknown}")
         if tuple(self.template_row) != names:
             raise ValueError(f"{self.entity}: template_row must have exactly the fields in order")
+
+    @property
+    def row_noun(self) -> str:
+        """What one of its rows is called in a message: product, inventory row."""
+        return _ROW_NOUNS[self.entity]
 
     @property
     def field_names(self) -> tuple[str, ...]:
