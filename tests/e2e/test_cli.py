@@ -197,7 +197,8 @@ def test_validate_only_changes_nothing_and_reports_what_would_happen(ready: Cli)
     plain = ready("import", "products", str(ready.file("c.csv", changed)), "--validate-only")
     assert plain.exit_code == 0
     assert "Nothing was changed" in plain.stdout
-    assert "4 checked: 1 to create, 1 to update, 0 to delete, 2 unchanged" in plain.stdout
+    # What an import can do, not "0 to delete".
+    assert "4 checked: 1 to create, 1 to update, 2 unchanged, 0 failing" in plain.stdout
 
 
 # -- errors, template, export ---------------------------------------------------------------
@@ -286,6 +287,17 @@ def test_export_round_trips_every_record_unchanged(ready: Cli) -> None:
     op = ready.json("import", "products", str(target))
     assert (op["total_records"], op["unchanged_records"]) == (3, 3)
     assert (op["created_records"], op["updated_records"], op["failed_records"]) == (0, 0, 0)
+
+
+def test_a_delete_speaks_of_deleted_products_and_an_export_counts_them(ready: Cli) -> None:
+    ready("import", "products", str(ready.file("p.csv", PRODUCTS)))
+    gone = ready("delete", "products", str(ready.file("d.csv", "sku\nP-1\nP-404\n")))
+    assert gone.exit_code == 1
+    # What a delete can do, and the row it could not find named as a product.
+    assert "2 processed: 1 deleted, 1 failed" in gone.stdout
+    assert "[sku]: Not found: there is no product with sku 'P-404'." in gone.stdout
+    exported = ready("export", "products", "-o", str(ready.tmp_path / "o.csv"))
+    assert "Exported 2 products to " in exported.stderr
 
 
 def test_export_json_and_stdout(ready: Cli) -> None:

@@ -25,6 +25,8 @@ from bulkops.cli.arguments import (
 )
 from bulkops.cli.checks import print_changes, run_apply
 from bulkops.cli.output import (
+    change_counts,
+    counted,
     err,
     exit_code_for,
     live_progress,
@@ -34,6 +36,7 @@ from bulkops.cli.output import (
     wait_message,
 )
 from bulkops.cli.state import State, reported_errors, state_of
+from bulkops.entities import spec_for
 from bulkops.errors import UsageError
 from bulkops.model import EntityType, Operation, OperationStatus, OperationType
 
@@ -159,11 +162,10 @@ def _review_check(state: State, org_id: int, check: Operation) -> Operation:
     """After --check: the planned counts and first changes, then apply on a yes (on a
     terminal), or the command that applies it. Returns the operation to exit with."""
     counts = engine.planned_change_counts(state.ctx, org_id, check.id)
-    out.print(
-        f"Planned: {counts['create']:,} to create, {counts['update']:,} to update, "
-        f"{counts['delete']:,} to delete, {check.unchanged_records:,} unchanged, "
-        f"{check.failed_records:,} failed."
-    )
+    planned = {
+        **counts, "unchanged": check.unchanged_records, "failed": check.failed_records
+    }
+    out.print(f"Planned: {change_counts(check.operation_type, planned, planned=True)}.")
     items = list(
         itertools.islice(
             engine.iter_planned_changes(state.ctx, org_id, check.id, page_size=_CHECK_PREVIEW),
@@ -379,7 +381,8 @@ def export(
     if as_json:
         print_json(engine.operation_view(final))
     elif output is not None:
-        err.print(f"Exported {final.processed_records:,} {entity.value} rows to {output}.")
+        noun = spec_for(entity).row_noun
+        err.print(f"Exported {counted(final.processed_records, noun)} to {output}.")
     raise typer.Exit(exit_code_for(final))
 
 

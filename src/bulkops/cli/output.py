@@ -11,7 +11,7 @@ import json
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from rich.console import Console
@@ -26,7 +26,7 @@ from rich.progress import (
 from rich.text import Text
 
 from bulkops import engine
-from bulkops.model import Operation, OperationStatus, Outcome
+from bulkops.model import Operation, OperationStatus, OperationType, Outcome
 
 __all__ = [
     "counted",
@@ -139,6 +139,31 @@ _OUTCOME_STYLES = {
 }
 
 
+_CHANGES = ("create", "update", "delete", "unchanged", "failed")
+_COUNTERS = ("created", "updated", "deleted", "unchanged", "failed")
+_PLANNED = ("to create", "to update", "to delete", "unchanged", "failing")
+# What an operation of each type can do to a record, beside failing it; the others are said
+# only when they happened.
+_CAN = {
+    OperationType.IMPORT: {"create", "update", "unchanged"},
+    OperationType.UPDATE: {"update", "unchanged"},
+    OperationType.DELETE: {"delete"},
+    OperationType.EXPORT: set(),
+}
+
+
+def change_counts(kind: OperationType, counts: Mapping[str, int], *, planned: bool) -> str:
+    """``1 created, 2 updated, 0 unchanged, 0 failed`` (``planned``: ``1 to create, …,
+    0 failing``): from ``counts`` by change (create, update, delete, unchanged, failed), those
+    an operation of type ``kind`` can make and any other that is not zero."""
+    words = _PLANNED if planned else _COUNTERS
+    return ", ".join(
+        f"{counts.get(change, 0):,} {word}"
+        for change, word in zip(_CHANGES, words, strict=True)
+        if change == "failed" or change in _CAN[kind] or counts.get(change, 0)
+    )
+
+
 def print_summary(op: Operation) -> None:
     """The operation's status and counters, its first errors and where the full report is."""
     view = engine.operation_view(op)
@@ -151,18 +176,13 @@ def print_summary(op: Operation) -> None:
     # Two lines that fit a terminal: how it went, then the counts (wrapped at words).
     out.print(f"Operation {view['id']}: {said}")
     checked = bool(view["results"].get("validate_only"))
+    figures = {
+        word: view[f"{counter}_records"]
+        for word, counter in zip(_CHANGES, _COUNTERS, strict=True)
+    }
     counts = (
-        (
-            f"{view['processed_records']:,} checked: {view['created_records']:,} to create, "
-            f"{view['updated_records']:,} to update, {view['deleted_records']:,} to delete, "
-            f"{view['unchanged_records']:,} unchanged, {view['failed_records']:,} failing"
-        )
-        if checked
-        else (
-            f"{view['processed_records']:,} processed: {view['created_records']:,} created, "
-            f"{view['updated_records']:,} updated, {view['unchanged_records']:,} unchanged, "
-            f"{view['deleted_records']:,} deleted, {view['failed_records']:,} failed"
-        )
+        f"{view['processed_records']:,} {'checked' if checked else 'processed'}: "
+        + change_counts(op.operation_type, figures, planned=checked)
         + (f", {view['rolled_back_records']:,} rolled back" if view["rolled_back_records"] else "")
         + (f", {counted(view['conflict_records'], 'conflict')}"
            if view["conflict_records"] else "")
