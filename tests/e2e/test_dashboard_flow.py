@@ -94,7 +94,9 @@ def test_csv_review_check_planned_changes_apply(page: Page, site: Site, tmp_path
     expect(page).to_have_url(re.compile(r"/operations/[0-9a-f-]+$"))
     wait_until(page, "checked")
     plan = page.locator("#planned-changes")
-    expect(plan).to_contain_text("would create 30, update 10 and delete 0")
+    # What an import can do, said of products: no "delete 0", no "Delete (0)" button.
+    expect(plan).to_contain_text("would create 30 products and update 10 products")
+    expect(plan.get_by_role("button", name=re.compile("^Delete"))).to_have_count(0)
     rows = plan.locator("table.plan tbody tr")
     expect(rows).to_have_count(25)
     # An update shows before → after, the change highlighted.

@@ -26,6 +26,7 @@ from jinja2.runtime import Context as TemplateContext
 from markupsafe import Markup
 
 from bulkops import engine
+from bulkops.entities import spec_for
 from bulkops.formats import is_formula_like
 from bulkops.model import STATUS_LABELS, EntityType, OperationStatus, OperationType, Outcome
 
@@ -172,6 +173,32 @@ def _count_summary(view: Mapping[str, Any]) -> str:
     return " · ".join(parts) or "no records"
 
 
+# What an operation of each type can do to a record (cli.output says the same in words).
+_PLANNED_VERBS = {
+    OperationType.IMPORT.value: (("created_records", "create"), ("updated_records", "update")),
+    OperationType.UPDATE.value: (("updated_records", "update"),),
+    OperationType.DELETE.value: (("deleted_records", "delete"),),
+}
+
+
+def _planned_counts(view: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """A check's (verb, count) pairs: those its type can make, then any other not zero."""
+    pairs = list(_PLANNED_VERBS.get(view["operation_type"], ()))
+    pairs += [
+        pair
+        for pair in (("created_records", "create"), ("updated_records", "update"),
+                     ("deleted_records", "delete"))
+        if pair not in pairs and view.get(pair[0])
+    ]
+    return [(verb, view[name]) for name, verb in pairs]
+
+
+def _rows_of(entity: str, count: int) -> str:
+    """``product``, ``products``, ``inventory rows``: what ``count`` rows of ``entity`` are."""
+    noun = spec_for(entity).row_noun
+    return noun if count == 1 else f"{noun}s"
+
+
 def _outcome_text(view: Mapping[str, Any]) -> str:
     """The badge's words: "completed with 3 errors" says how many, the others their label."""
     outcome = Outcome(view["outcome"])
@@ -208,6 +235,8 @@ def build_templates() -> Jinja2Templates:
         duration=_duration,
         time_tag=_time_tag,
         count_summary=_count_summary,
+        planned_counts=_planned_counts,
+        rows_of=_rows_of,
         status_labels=STATUS_LABELS,
         outcome_labels={o.value: o.label for o in Outcome},
         outcomes=[o.value for o in Outcome],
