@@ -554,6 +554,11 @@ def test_bad_header_is_422_with_every_problem(api: Api) -> None:
     assert "missing_columns" in codes and any("empty" in c for c in codes), codes
     suggestions = {e["column"]: e["suggestion"] for e in body["errors"] if e["suggestion"]}
     assert suggestions.get("skux") == "sku" and suggestions.get("prce") == "price"
+    # The detail reads as sentences, each problem after the other.
+    assert "no name. Name it, or delete the column if it holds nothing. Unknown column 'skux'" in (
+        body["detail"]
+    )
+    assert ".;" not in body["detail"] and "; " not in body["detail"]
     assert stored_files(api.settings) == []
     assert client.get("/api/v1/operations").json()["items"] == []
 

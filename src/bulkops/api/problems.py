@@ -218,10 +218,16 @@ async def _bulkops_error(_request: Request, exc: Exception) -> JSONResponse:
         log.error("request failed", extra={"error": str(exc), "status": exc.http_status})
     detail = str(exc)
     if isinstance(exc, FileRejected):
-        detail = "; ".join(_worded(p) for p in exc.problems)
+        # Each problem is a sentence or more: one after the other, not "….; …".
+        detail = " ".join(_sentence(_worded(p)) for p in exc.problems)
     return problem_response(
         exc.http_status, detail, title=exc.title, errors=errors, headers=headers
     )
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _field_of(loc: Sequence[Any]) -> str:
