@@ -247,6 +247,21 @@ def test_a_script_file_name_and_header_are_shown_as_text(page: Page, site: Site)
     assert page.evaluate("window.__xss") is None
 
 
+def test_abbreviated_columns_are_suggested_with_a_value_they_hold(
+    page: Page, site: Site
+) -> None:
+    log_in(page)
+    body = csv_rows("SKU,Name,Desc,Cat", ["FLOW-A-1,Saw,,", "FLOW-A-2,Drill,Cordless,Tools"])
+    choose_file(page, "short-names.csv", body)
+    for header, field in (("Desc", "description"), ("Cat", "category")):
+        row = mapping_row(page, header)
+        expect(row.locator("select")).to_have_value(field)
+        expect(row.locator(".how")).to_contain_text("similar")
+    # Blank in the first row: the first value shown is the next row's.
+    expect(mapping_row(page, "Desc").locator("td.sample")).to_have_text("Cordless")
+    expect(mapping_row(page, "Name").locator("td.sample")).to_have_text("Saw")
+
+
 def test_the_review_and_check_pages_fit_a_phone(page: Page, site: Site) -> None:
     log_in(page)
     header = "sku,name,description,price,a_very_long_column_name_that_goes_on_and_on"

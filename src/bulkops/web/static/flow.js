@@ -321,15 +321,20 @@
     const renderMapping = (upload) => {
       const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.column : undefined;
       mappingBody.textContent = "";
-      const first = upload.preview.find((record) => !record.error);
+      // The column's first value that is not blank (in the rows of the preview): a column
+      // empty in the first row still shows what it holds.
+      const readable = upload.preview.filter((record) => !record.error);
+      const sampleOf = (index) => {
+        const found = readable.find((record) => (record.cells[index] || "").trim() !== "");
+        return found ? found.cells[index] : "";
+      };
       const missing = new Set(upload.missing_required);
       upload.mapping.forEach((entry, index) => {
         const row = el("tr", { className: entry.field ? "" : "ignored" });
         const name = el("td", { "data-label": "File column" });
         name.appendChild(el("span", { className: "column-name" }, entry.header === "" ? "(no name)" : entry.header));
         row.appendChild(name);
-        const sample = first && first.cells[index] !== undefined ? first.cells[index] : "";
-        row.appendChild(el("td", { "data-label": "First value", className: "sample" }, sample));
+        row.appendChild(el("td", { "data-label": "First value", className: "sample" }, sampleOf(index)));
         const cell = el("td", { "data-label": "Field" });
         const select = el("select", {
           "aria-label": `Field for the column ${entry.header || index + 1}`, "data-column": String(index),
