@@ -95,6 +95,7 @@ def _run_in_terminal(
 def test_history_fits_80_columns_on_a_terminal(ready: Cli) -> None:
     ok = ready.json("import", "products", str(ready.file(LONG_NAME, PRODUCTS)))
     failed = ready.json("import", "products", str(ready.file("e.csv", WITH_ERRORS)))
+    exported = ready.json("export", "products", "-o", str(ready.tmp_path / "out.csv"))
     env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
     env.pop("BULKOPS_DATABASE_URL", None)
 
@@ -103,9 +104,11 @@ def test_history_fits_80_columns_on_a_terminal(ready: Cli) -> None:
 
     lines = [line for line in screen.splitlines() if line.strip()]
     assert all(len(line) <= 80 for line in lines), screen
-    assert len(lines) == 3, screen  # header + one line per operation
+    assert len(lines) == 4, screen  # header + one line per operation
     assert lines[0].split() == ["id", "outcome", "operation", "file", "counts", "when"]
-    newest, oldest = lines[1], lines[2]
+    # An export counts the rows it wrote.
+    assert lines[1].startswith(exported["id"][:8]) and " 4 rows " in lines[1], lines[1]
+    newest, oldest = lines[2], lines[3]
     assert newest.startswith(failed["id"][:8]) and "with errors" in newest
     assert "1 new · 2 failed" in newest
     assert oldest.startswith(ok["id"][:8]) and "succeeded" in oldest

@@ -68,7 +68,10 @@ _COUNT_WORDS = (
 
 
 def _counts(view: dict[str, Any]) -> str:
-    """A compact count summary for a narrow column: '1,204 upd · 6 failed'."""
+    """A compact count summary for a narrow column: '1,204 upd · 6 failed', '12 rows' (an
+    export's rows written)."""
+    if view["operation_type"] == OperationType.EXPORT.value:
+        return counted(view["processed_records"], "row")
     parts = [
         f"{view[f'{name}_records']:,} {word}"
         for name, word in _COUNT_WORDS
