@@ -161,7 +161,16 @@ def test_a_rollback_with_a_conflict_on_a_terminal_counts_what_it_undid(ready: Cl
 
 
 def test_show_fits_80_columns_and_keeps_every_value_whole(ready: Cli) -> None:
-    op = ready.json("import", "products", str(ready.file(LONG_NAME, WITH_ERRORS)))
+    # A mapping longer than a line: it wraps between its columns too.
+    renamed = WITH_ERRORS.replace(
+        "sku,name,description", "Item number,Product name,Long description", 1
+    )
+    op = ready.json(
+        "import", "products", str(ready.file(LONG_NAME, renamed)),
+        "--map", "Item number=sku", "--map", "Product name=name",
+        "--map", "Long description=description",
+    )
+    assert len(json.dumps({"mapping": op["config"]["mapping"]})) > 80 - 17
     env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
     env.pop("BULKOPS_DATABASE_URL", None)
 

@@ -80,6 +80,22 @@ def _counts(view: dict[str, Any]) -> str:
     return " · ".join(parts) or "—"
 
 
+def _json_parts(value: Any) -> list[str]:
+    """``value`` as JSON in parts that wrap between the items of its objects, nested ones
+    too (a long mapping wraps between its columns): ``{"a": 1,``, ``"b": {"c": 2}}``."""
+    if not isinstance(value, dict) or not value:
+        return [json.dumps(value)]
+    parts: list[str] = []
+    for key, item in value.items():
+        inner = _json_parts(item)
+        inner[0] = f"{json.dumps(key)}: {inner[0]}"
+        inner[-1] += ","
+        parts += inner
+    parts[0] = "{" + parts[0]
+    parts[-1] = parts[-1][:-1] + "}"
+    return parts
+
+
 def _when(created_at: str | None) -> str:
     """Local time today, the day otherwise (the exact time is in --json and the TSV)."""
     if not created_at:
@@ -232,12 +248,7 @@ def show(ctx: typer.Context, operation_id: OpId, as_json: JsonOpt = False) -> No
                 "cancelled_at",
             )
         ]
-        # JSON, in parts that wrap between its items.
-        config = [f"{json.dumps(k)}: {json.dumps(v)}," for k, v in view["config"].items()]
-        if config:
-            config[0] = "{" + config[0]
-            config[-1] = config[-1][:-1] + "}"
-        fields.append(("config", config or ["{}"]))
+        fields.append(("config", _json_parts(view["config"])))
         print_fields(fields)
         print_summary(op)
 
