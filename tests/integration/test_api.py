@@ -386,6 +386,33 @@ def test_idempotency_key_returns_the_first_operation(api: Api) -> None:
     assert other.status_code == 202 and other.json()["id"] != first.json()["id"]
 
 
+def test_the_same_idempotency_key_sent_at_once_makes_one_operation(api: Api) -> None:
+    # Four clients send the same request with the same key at the same moment: one
+    # operation, each told of it, and no stored file left behind by the others.
+    key = {"Idempotency-Key": "burst-2024-06-01"}
+    clients = [api.client("editor") for _ in range(4)]
+    start = threading.Barrier(len(clients))
+    answers: list[httpx.Response] = []
+
+    def send(client: httpx.Client) -> None:
+        start.wait()
+        answers.append(upload(client, "sku,name\nB-1,Rake\n", headers=key))
+
+    threads = [threading.Thread(target=send, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    # 202 for the request that made it, and for one that began before it was made (its
+    # start is all the answer goes by); 200 for the others.
+    assert {a.status_code for a in answers} <= {200, 202}, [a.text for a in answers]
+    assert 202 in {a.status_code for a in answers}
+    assert len({a.json()["id"] for a in answers}) == 1
+    wait_for(clients[0], answers[0].json()["id"], "completed")
+    assert len(stored_files(api.settings)) == 1
+    assert len(clients[0].get("/api/v1/operations").json()["items"]) == 1
+
+
 def test_export_and_download(api: Api) -> None:
     client = api.client("editor")
     op = upload(client, "sku,name,price\nA-1,=cmd,12.50\nA-2,Hoe,\n").json()

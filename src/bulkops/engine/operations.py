@@ -26,7 +26,7 @@ from bulkops.errors import (
 from bulkops.formats import ReadLimits, ReadOptions, open_table, sniff_content
 from bulkops.formats.options import check_encoding
 from bulkops.model import EntityType, Operation, OperationStatus, OperationType
-from bulkops.store import Store, Tx, utcnow
+from bulkops.store import DuplicateRow, Store, Tx, utcnow
 
 __all__ = [
     "COUNTERS",
@@ -376,17 +376,28 @@ def create_operation(
         "results": "{}",
     }
     try:
-        with ctx.store.transaction(org_id, write=True) as tx:
-            if idempotency_key and (first := _first_with_key(tx, idempotency_key, parts, now)):
-                if stored and owned:
-                    stored[0].unlink(missing_ok=True)
-                return first
-            tx.operations.insert(values)
-            if upload_id is not None and not owned:
-                tx.uploads.mark_used(upload_id, op_id)
-            tx.events.add(op_id, "status", {"status": OperationStatus.PENDING})
-            created = tx.operations.get(op_id)
-    except IdempotencyKeyReused:
+        for last_try in (False, True):
+            try:
+                with ctx.store.transaction(org_id, write=True) as tx:
+                    if idempotency_key and (
+                        first := _first_with_key(tx, idempotency_key, parts, now)
+                    ):
+                        if stored and owned:
+                            stored[0].unlink(missing_ok=True)
+                        return first
+                    tx.operations.insert(values)
+                    if upload_id is not None and not owned:
+                        tx.uploads.mark_used(upload_id, op_id)
+                    tx.events.add(op_id, "status", {"status": OperationStatus.PENDING})
+                    created = tx.operations.get(op_id)
+                break
+            except DuplicateRow:
+                # The same key sent twice at once: the other request's operation was
+                # committed between this one's look-up and its insert; the look-up again
+                # returns it (or says the key is taken by another request).
+                if not idempotency_key or last_try:
+                    raise
+    except BaseException:
         if stored and owned:
             stored[0].unlink(missing_ok=True)
         raise
