@@ -243,6 +243,7 @@ def test_errors_to_stdout(ready: Cli) -> None:
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0].startswith("_row,_line,_errors,sku")
     assert len(result.stdout.splitlines()) == 3
+    assert "To fix them" not in result.stderr  # the hint is for a person at a terminal
 
 
 @pytest.mark.parametrize(

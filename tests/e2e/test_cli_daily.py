@@ -196,6 +196,22 @@ def test_show_fits_80_columns_and_keeps_every_value_whole(ready: Cli) -> None:
     assert json.loads(text) == op["config"], text
 
 
+def test_errors_on_a_terminal_say_how_to_fix_them_in_a_file(ready: Cli) -> None:
+    op = ready.json("import", "products", str(ready.file("e.csv", WITH_ERRORS)))
+    env = {**os.environ, "BULKOPS_DATA_DIR": str(ready.tmp_path / "data")}
+    env.pop("BULKOPS_DATABASE_URL", None)
+
+    screen, code = _run_in_terminal(["--database-url", ready.url, "errors", op["id"]], env)
+
+    assert code == 0, screen
+    assert screen.startswith("_row,_line,_errors,sku"), screen
+    hint = " ".join(screen.split())
+    assert (
+        f"2 failed rows. To fix them in a spreadsheet: bulkops errors {op['id'][:8]} -o "
+        "errors.xlsx (or errors.csv), then import that file as it is."
+    ) in hint, screen
+
+
 def test_history_through_a_pipe_is_tab_separated_with_a_header(ready: Cli) -> None:
     ok = ready.json("import", "products", str(ready.file("p.csv", PRODUCTS)))
 

@@ -284,6 +284,15 @@ def errors(
         write = engine.write_conflict_report if conflicts else engine.write_error_report
         if output is None:
             count = write(state.ctx, org["id"], op, sys.stdout)
+            if out.is_terminal and not conflicts:
+                # On a screen the report is for reading; it is meant to be fixed in a file.
+                sys.stdout.flush()
+                err.print(
+                    f"{counted(count, 'failed row')}. To fix them in a spreadsheet: "
+                    f"bulkops errors {op.id[:8]} -o errors.xlsx (or errors.csv), then import "
+                    "that file as it is.",
+                    highlight=False,
+                )
         else:
             with output.open("w", encoding="utf-8", newline="") as stream:
                 count = write(state.ctx, org["id"], op, stream)
