@@ -161,6 +161,16 @@ def test_rejected_file_exits_2_and_changes_nothing(ready: Cli) -> None:
     assert "Unknown column 'nmae'" in result.stderr
     assert "Did you mean 'name'?" in result.stderr
     assert ready.export_rows("products") == [["sku", "name", "description", "category", "price"]]
+    # A stock file given as products: said first, in the command line's words.
+    stock = ready.file("stock.csv", "sku,warehouse_code,quantity\nX-1,W-1,3\n")
+    wrong = ready("import", "products", str(stock))
+    assert wrong.exit_code == 2
+    first = wrong.stderr.split("  - ")[1]
+    assert " ".join(first.split()) == (
+        "These are the columns of inventory, not of products: if the file holds inventory, "
+        "import it as inventory."
+    )
+    assert "--entity-type" not in wrong.stderr
 
 
 @pytest.mark.parametrize(

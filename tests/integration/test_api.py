@@ -558,6 +558,18 @@ def test_too_large_is_413_and_leaves_nothing(api: Api) -> None:
     assert client.get("/api/v1/operations").json()["items"] == []
 
 
+def test_a_file_of_another_entity_is_named_with_the_field_that_fixes_it(api: Api) -> None:
+    body = problem(upload(api.client("editor"), "sku,warehouse_code,quantity\nA,W,1\n"), 422)
+    first = body["errors"][0]
+    assert (first["code"], first["hint_field"], first["hint_value"]) == (
+        "other_entity", "entity_type", "inventory"
+    )
+    assert first["message"].endswith(
+        "Give it in the `entity_type` field (`entity_type=inventory`)."
+    )
+    assert stored_files(api.settings) == []
+
+
 @pytest.mark.parametrize(
     ("content", "looks_like"),
     [

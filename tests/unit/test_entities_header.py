@@ -167,6 +167,28 @@ def test_unknown_column_does_not_suggest_a_field_already_present() -> None:
     assert problem.suggestion is None
 
 
+def test_a_file_of_another_entity_is_named_as_such() -> None:
+    found = problems(["SKU", "warehouse_code", "Quantity", "_notes"], entity="products")
+    assert found[0] == FileProblem(
+        code="other_entity",
+        message=(
+            "These are the columns of inventory, not of products: if the file holds "
+            "inventory, import it as inventory."
+        ),
+        suggestion="inventory",
+        hint_field="entity_type",
+        hint_value="inventory",
+    )
+    assert [p.code for p in found[1:]] == ["unknown_column", "unknown_column", "missing_columns"]
+    # A column no entity has, or one that lacks what the other entity needs: no such guess.
+    for header, entity in (
+        (["sku", "warehouse_code", "quantity", "colour"], "products"),
+        (["sku", "warehouse_code"], "products"),
+        (["sku", "name", "prce"], "products"),
+    ):
+        assert "other_entity" not in [p.code for p in problems(header, entity=entity)]
+
+
 def test_missing_required_columns_are_listed_together() -> None:
     [problem] = problems(["description"], entity="products")
     assert problem.code == "missing_columns"

@@ -76,8 +76,8 @@ def fail(exc: BulkopsError) -> NoReturn:
 
 def _remedy(problem: FileProblem) -> str:
     """How to settle a file problem from the command line: by the flag that does it."""
-    if problem.hint_field is None:
-        return ""
+    if problem.hint_field is None or problem.hint_field == "entity_type":
+        return ""  # the entity is the command's argument, which the message names
     if problem.hint_field == "mapping":
         column = problem.column or "NAME"
         if problem.code == "duplicate_column":

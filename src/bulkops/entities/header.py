@@ -260,6 +260,21 @@ def map_header(
         )
 
     if problems:
+        other = _entity_of(header, spec, operation) if unknown or missing else None
+        if other is not None:
+            problems.insert(
+                0,
+                FileProblem(
+                    code="other_entity",
+                    message=(
+                        f"These are the columns of {other.entity}, not of {entity}: if the file "
+                        f"holds {other.entity}, {operation} it as {other.entity}."
+                    ),
+                    suggestion=other.entity.value,
+                    hint_field="entity_type",
+                    hint_value=other.entity.value,
+                ),
+            )
         raise FileRejected(problems)
     columns = tuple(sorted((indexes[0], name) for name, indexes in positions.items()))
     return HeaderMap(
@@ -267,6 +282,30 @@ def map_header(
         columns=columns,
         present=frozenset(positions),
     )
+
+
+def _entity_of(
+    header: Sequence[str], spec: EntitySpec, operation: OperationType
+) -> EntitySpec | None:
+    """Another entity whose fields are every named column of ``header`` (``_`` columns
+    left out), and which has every column ``operation`` needs: the file chosen for the wrong
+    entity (an inventory file imported as products)."""
+    from bulkops.entities import SPECS  # the package holds every entity's spec
+
+    names = {
+        text.casefold()
+        for text in map(_header_text, header)
+        if text and not text.startswith(_IGNORED_PREFIX)
+    }
+    for other in SPECS.values():
+        fields = set(other.field_names)
+        if (
+            other.entity is not spec.entity
+            and names <= fields
+            and set(other.required_columns(operation)) <= names
+        ):
+            return other
+    return None
 
 
 def _article(word: str) -> str:
