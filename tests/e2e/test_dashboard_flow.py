@@ -262,6 +262,24 @@ def test_abbreviated_columns_are_suggested_with_a_value_they_hold(
     expect(mapping_row(page, "Name").locator("td.sample")).to_have_text("Saw")
 
 
+def test_a_file_of_another_entity_is_said_so_with_a_way_back(page: Page, site: Site) -> None:
+    log_in(page)
+    choose_file(page, "stock.csv", csv_rows("sku,warehouse_code,quantity", ["A-1,W-1,3"]))
+    notice = page.locator("[data-review-other]")
+    expect(notice).to_be_visible()
+    expect(notice).to_have_text(
+        "These are the columns of inventory, not of products. If the file holds inventory, "
+        "start again with inventory."
+    )
+    notice.get_by_role("link", name="start again with inventory").click()
+    expect(page).to_have_url(re.compile(r"/operations/new\?entity=inventory$"))
+    expect(page.get_by_label("Entity")).to_have_value("inventory")
+    # A products file shows no such notice.
+    choose_file(page, "products.csv", csv_rows("sku,name", ["A-1,Rake"]))
+    expect(page.locator("table.mapping tbody tr")).to_have_count(2)
+    expect(page.locator("[data-review-other]")).to_be_hidden()
+
+
 def test_the_review_and_check_pages_fit_a_phone(page: Page, site: Site) -> None:
     log_in(page)
     header = "sku,name,description,price,a_very_long_column_name_that_goes_on_and_on"

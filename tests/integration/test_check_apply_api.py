@@ -56,6 +56,9 @@ def test_an_upload_answers_with_its_preview_and_suggestions(api: Api) -> None:
         ("price", "similar"),
     ]
     assert view["missing_required"] == ["sku"]
+    assert view["other_entity"] is None  # no other entity has these columns either
+    stock = _upload_file(client, "sku,warehouse_code,quantity\nA1,W1,2\n", name="stock.csv")
+    assert stock.json()["other_entity"] == "inventory"  # a stock file given as products
     again = client.post(
         f"/api/v1/uploads/{view['id']}/preview",
         json={"decimal_separator": ",", "mapping": {"Artikel": "sku"}},

@@ -267,6 +267,11 @@ class UploadOut(BaseModel):
     preview: list[PreviewRecordOut] = Field(description="The first 20 records as read.")
     mapping: list[MappingSuggestionOut] = Field(description="One entry per header column.")
     missing_required: list[str] = Field(description="Required fields no column maps to.")
+    other_entity: str | None = Field(
+        default=None,
+        description="Where columns are unknown or missing: another entity whose columns are "
+        "all the file's, with every column it needs (a file chosen for the wrong entity).",
+    )
     saved_mapping_id: int | None = Field(description="The remembered mapping suggested.")
     suggested_mapping: dict[str, str] = Field(
         description="The `mapping` option that reads the columns as suggested."

@@ -35,6 +35,7 @@ from bulkops.engine.setup import list_organizations
 from bulkops.entities import (
     SIMILAR_THRESHOLD,
     EntitySpec,
+    entity_of_columns,
     header_key,
     normalised_cell,
     similarity,
@@ -185,6 +186,12 @@ def _view(
         spec, header, operation, saved=saved["mapping"] if saved else None, given=given
     )
     created: datetime = upload["created_at"]
+    unknown = any(
+        e["how"] == "none" and not normalised_cell(e["header"]).startswith("_")
+        and normalised_cell(e["header"])
+        for e in entries
+    )
+    other = entity_of_columns(header, spec, operation) if unknown or missing else None
     return {
         "id": upload["id"],
         "entity_type": entity.value,
@@ -204,6 +211,7 @@ def _view(
         "preview": preview,
         "mapping": entries,
         "missing_required": missing,
+        "other_entity": other.entity.value if other is not None else None,
         "saved_mapping_id": saved["id"] if saved else None,
         "suggested_mapping": _mapping_option(entries),
         "created_at": created.isoformat(),

@@ -260,7 +260,7 @@ def map_header(
         )
 
     if problems:
-        other = _entity_of(header, spec, operation) if unknown or missing else None
+        other = entity_of_columns(header, spec, operation) if unknown or missing else None
         if other is not None:
             problems.insert(
                 0,
@@ -284,7 +284,7 @@ def map_header(
     )
 
 
-def _entity_of(
+def entity_of_columns(
     header: Sequence[str], spec: EntitySpec, operation: OperationType
 ) -> EntitySpec | None:
     """Another entity whose fields are every named column of ``header`` (``_`` columns

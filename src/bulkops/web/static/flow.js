@@ -251,6 +251,7 @@
     const box = document.getElementById("review-errors");
     const notes = root.querySelector("[data-review-notes]");
     const missingLine = root.querySelector("[data-review-missing]");
+    const otherLine = root.querySelector("[data-review-other]");
     const mappingBody = root.querySelector("[data-review-mapping]");
     const previewHead = root.querySelector("[data-review-preview-head]");
     const previewBody = root.querySelector("[data-review-preview-body]");
@@ -303,7 +304,22 @@
       }
     };
 
+    // A file chosen for the wrong entity: its columns are all another entity's.
+    const renderOther = (upload) => {
+      if (!otherLine) return;
+      otherLine.textContent = "";
+      otherLine.hidden = !upload.other_entity;
+      if (!upload.other_entity) return;
+      const other = upload.other_entity;
+      otherLine.append(
+        `These are the columns of ${other}, not of ${upload.entity_type}. If the file holds ${other}, `,
+        el("a", { href: `/operations/new?entity=${encodeURIComponent(other)}` }, `start again with ${other}`),
+        ".",
+      );
+    };
+
     const renderMissing = (upload) => {
+      renderOther(upload);
       if (upload.missing_required.length) {
         missingLine.textContent = `Required and not mapped: ${upload.missing_required.join(", ")}. Choose the column that holds ${upload.missing_required.length === 1 ? "it" : "each"} below; Check waits until then.`;
         missingLine.hidden = false;
