@@ -270,6 +270,26 @@ def test_column_names_that_hold_a_field_s_words_suggest_that_field(
     ]
     assert customers["mapping"][1]["score"] == 0.87
 
+    # Two names that spell price: the one that ends with it is a price ("Price level" is the
+    # tier, which no rule here can tell); a field's own word is no abbreviation of it
+    # ("Price" of price_tier), an abbreviation is one ("Min qty").
+    text = "Item,Price level,Unit price,Min qty\nA1,gold,2.50,10\n"
+    pricing = engine.create_upload(
+        ctx,
+        org_id,
+        source=write_csv(tmp_path / "p.csv", text),
+        entity_type=EntityType.PRICING,
+        operation_type=OperationType.IMPORT,
+        options={},
+        file_name="p.csv",
+    )
+    assert [(m["header"], m["field"]) for m in pricing["mapping"]] == [
+        ("Item", None),
+        ("Price level", None),
+        ("Unit price", "price"),
+        ("Min qty", "min_quantity"),
+    ]
+
 
 def test_a_mapping_is_remembered_for_the_same_header_only(
     ctx: Context, org_id: int, tmp_path: Path

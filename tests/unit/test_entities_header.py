@@ -142,6 +142,7 @@ def test_similarity_of_a_column_name_and_a_field(header: str, field: str, score:
     assert similarity("Quantity on hand", "price") < SIMILAR_THRESHOLD
     assert similarity("Qt", "quantity") < SIMILAR_THRESHOLD  # too short to tell
     assert similarity("Tier", "price_tier") < SIMILAR_THRESHOLD  # not its first letter
+    assert similarity("Min", "min_quantity") < SIMILAR_THRESHOLD  # a word of it, not short
 
 
 def test_unknown_column_suggests_the_field_it_abbreviates() -> None:

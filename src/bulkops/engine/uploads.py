@@ -37,6 +37,7 @@ from bulkops.entities import (
     EntitySpec,
     entity_of_columns,
     header_key,
+    names_last,
     normalised_cell,
     similarity,
     spec_for,
@@ -127,14 +128,24 @@ def suggest_mapping(
         and (score := similarity(entry["header"], name)) >= SIMILAR_THRESHOLD
     ]
     # Best first; among equals, the column with fewer candidates first (``Contact name``
-    # before ``Company name``, which can still be company), then the field with fewer.
+    # before ``Company name``, which can still be company), then the column whose last
+    # words name the field (``Unit price`` before ``Price level`` for price), then the field
+    # with fewer.
     per_column = collections.Counter(column for column, _, _, _ in scores)
     per_field = collections.Counter(name for _, _, name, _ in scores)
     pairs = sorted(
-        (-score, per_column[column], per_field[name], column, order, name)
+        (
+            -score,
+            per_column[column],
+            not names_last(open_entries[column]["header"], name),
+            per_field[name],
+            column,
+            order,
+            name,
+        )
         for column, order, name, score in scores
     )
-    for negative, _, _, column, _, name in pairs:
+    for negative, _, _, _, column, _, name in pairs:
         entry = open_entries[column]
         if entry["field"] is None and name not in taken:
             entry.update(field=name, how="similar", score=round(-negative, 2))

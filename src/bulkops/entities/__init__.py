@@ -16,6 +16,7 @@ from bulkops.entities.header import (
     entity_of_columns,
     header_key,
     map_header,
+    names_last,
     normalised_cell,
     similarity,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "entity_of_columns",
     "header_key",
     "map_header",
+    "names_last",
     "normalised_cell",
     "similarity",
     "spec_for",

@@ -333,8 +333,8 @@ def similarity(header: str, field: str) -> float:
     and for one in which they abbreviate it (``Qty``: quantity, ``Desc``: description,
     ``Min qty``: min_quantity, ``WH code``: warehouse_code), 0.6 plus 0.2 times that share.
 
-    An abbreviation has three letters or more, begins with the field's first letter, and
-    its letters come in the field's name in that order.
+    An abbreviation has three letters or more, begins with the field's first letter, its
+    letters come in the field's name in that order, and it is not a word of the field's name.
     """
     ratio = difflib.SequenceMatcher(None, normalised_cell(header), field.casefold()).ratio()
     words, wanted = _words(header), field.replace("_", "").casefold()
@@ -344,7 +344,7 @@ def similarity(header: str, field: str) -> float:
             run = "".join(words[start:end])
             if run == wanted:
                 spelled = max(spelled, end - start)
-            elif _abbreviates(run, wanted):
+            elif _abbreviates(run, field):
                 abbreviated = max(abbreviated, end - start)
     if spelled:
         ratio = max(ratio, 0.6 + 0.4 * spelled / len(words))
@@ -353,9 +353,20 @@ def similarity(header: str, field: str) -> float:
     return ratio
 
 
-def _abbreviates(short: str, name: str) -> bool:
-    """Whether ``short`` abbreviates ``name`` (see :func:`similarity`)."""
+def names_last(header: str, field: str) -> bool:
+    """Whether the last words of a column's name spell the field: ``Unit price`` names a
+    price, ``Price level`` something else (English puts the thing named last)."""
+    words, wanted = _words(header), field.replace("_", "").casefold()
+    return any("".join(words[start:]) == wanted for start in range(len(words)))
+
+
+def _abbreviates(short: str, field: str) -> bool:
+    """Whether ``short`` abbreviates the field (see :func:`similarity`): not one of its own
+    words (``Price`` is no abbreviation of price_tier, ``Min`` none of min_quantity)."""
+    name = field.replace("_", "").casefold()
     if not 3 <= len(short) < len(name) or short[0] != name[0]:
+        return False
+    if short in field.casefold().split("_"):
         return False
     letters = iter(name)
     return all(letter in letters for letter in short)  # in order: iter is consumed
