@@ -37,9 +37,9 @@ def test_check_prints_the_plan_and_the_command_that_applies_it(ready: Cli) -> No
     result = ready("import", "products", str(ready.file("b.csv", EDITED)), "--check")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "Planned: 1 to create, 1 to update, 1 unchanged, 0 failing." in out
-    # The summary speaks of what would happen, not of rows created.
+    # The summary speaks of what would happen, not of rows created, and says it once.
     assert "3 checked: 1 to create, 1 to update, 1 unchanged, 0 failing" in out
+    assert out.count("1 to create") == 1
     assert "Nothing was changed" in out and " created," not in out
     assert "row\taction\tkey\tfield\tcurrent\tnew" in out  # not a terminal: TSV
     assert "2\tupdate\tA1\tprice\t1.00\t1.50" in out

@@ -25,7 +25,6 @@ from bulkops.cli.arguments import (
 )
 from bulkops.cli.checks import print_changes, run_apply
 from bulkops.cli.output import (
-    change_counts,
     counted,
     err,
     exit_code_for,
@@ -159,13 +158,10 @@ _CHECK_PREVIEW = 20
 
 
 def _review_check(state: State, org_id: int, check: Operation) -> Operation:
-    """After --check: the planned counts and first changes, then apply on a yes (on a
-    terminal), or the command that applies it. Returns the operation to exit with."""
+    """After --check (whose summary gave the planned counts): the first changes, then apply
+    on a yes (on a terminal), or the command that applies it. Returns the operation to exit
+    with."""
     counts = engine.planned_change_counts(state.ctx, org_id, check.id)
-    planned = {
-        **counts, "unchanged": check.unchanged_records, "failed": check.failed_records
-    }
-    out.print(f"Planned: {change_counts(check.operation_type, planned, planned=True)}.")
     items = list(
         itertools.islice(
             engine.iter_planned_changes(state.ctx, org_id, check.id, page_size=_CHECK_PREVIEW),

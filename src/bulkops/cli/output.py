@@ -152,7 +152,7 @@ _CAN = {
 }
 
 
-def change_counts(kind: OperationType, counts: Mapping[str, int], *, planned: bool) -> str:
+def _change_counts(kind: OperationType, counts: Mapping[str, int], *, planned: bool) -> str:
     """``1 created, 2 updated, 0 unchanged, 0 failed`` (``planned``: ``1 to create, …,
     0 failing``): from ``counts`` by change (create, update, delete, unchanged, failed), those
     an operation of type ``kind`` can make and any other that is not zero."""
@@ -182,7 +182,7 @@ def print_summary(op: Operation) -> None:
     }
     counts = (
         f"{view['processed_records']:,} {'checked' if checked else 'processed'}: "
-        + change_counts(op.operation_type, figures, planned=checked)
+        + _change_counts(op.operation_type, figures, planned=checked)
         + (f", {view['rolled_back_records']:,} rolled back" if view["rolled_back_records"] else "")
         + (f", {counted(view['conflict_records'], 'conflict')}"
            if view["conflict_records"] else "")
