@@ -165,12 +165,18 @@ def test_only_a_completed_check_can_be_applied_and_a_check_cannot_be_rolled_back
 # -- uploads --------------------------------------------------------------------------------------
 
 
-def _upload(ctx: Context, org_id: int, path: Path, **options: Any) -> dict[str, Any]:
+def _upload(
+    ctx: Context,
+    org_id: int,
+    path: Path,
+    entity: EntityType = EntityType.PRODUCTS,
+    **options: Any,
+) -> dict[str, Any]:
     return engine.create_upload(
         ctx,
         org_id,
         source=path,
-        entity_type=EntityType.PRODUCTS,
+        entity_type=entity,
         operation_type=OperationType.IMPORT,
         options=options,
         file_name=path.name,
@@ -254,15 +260,7 @@ def test_column_names_that_hold_a_field_s_words_suggest_that_field(
     # Two names that could both be 'name': the one that can only be name gets it, whatever
     # the order of the columns; words that spell a field together count (E-mail: email).
     text = "Company name,E-mail address,Contact name\nACME,a@example.com,Ann\n"
-    customers = engine.create_upload(
-        ctx,
-        org_id,
-        source=write_csv(tmp_path / "c.csv", text),
-        entity_type=EntityType.CUSTOMERS,
-        operation_type=OperationType.IMPORT,
-        options={},
-        file_name="c.csv",
-    )
+    customers = _upload(ctx, org_id, write_csv(tmp_path / "c.csv", text), EntityType.CUSTOMERS)
     assert [(m["header"], m["field"]) for m in customers["mapping"]] == [
         ("Company name", "company"),
         ("E-mail address", "email"),
@@ -274,15 +272,7 @@ def test_column_names_that_hold_a_field_s_words_suggest_that_field(
     # tier, which no rule here can tell); a field's own word is no abbreviation of it
     # ("Price" of price_tier), an abbreviation is one ("Min qty").
     text = "Item,Price level,Unit price,Min qty\nA1,gold,2.50,10\n"
-    pricing = engine.create_upload(
-        ctx,
-        org_id,
-        source=write_csv(tmp_path / "p.csv", text),
-        entity_type=EntityType.PRICING,
-        operation_type=OperationType.IMPORT,
-        options={},
-        file_name="p.csv",
-    )
+    pricing = _upload(ctx, org_id, write_csv(tmp_path / "p.csv", text), EntityType.PRICING)
     assert [(m["header"], m["field"]) for m in pricing["mapping"]] == [
         ("Item", None),
         ("Price level", None),
