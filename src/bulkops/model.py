@@ -45,6 +45,21 @@ class OperationType(StrEnum):
     DELETE = "delete"
     EXPORT = "export"
 
+    @property
+    def changes(self) -> tuple[str, ...]:
+        """What an operation of this type can do to a record, beside failing it (``create``,
+        ``update``, ``delete``, ``unchanged``): an import never deletes. Every door shows
+        these counts, and any other only when it is not zero."""
+        return _CHANGES[self]
+
+
+_CHANGES = {
+    OperationType.IMPORT: ("create", "update", "unchanged"),
+    OperationType.UPDATE: ("update", "unchanged"),
+    OperationType.DELETE: ("delete",),
+    OperationType.EXPORT: (),
+}
+
 
 class OperationStatus(StrEnum):
     PENDING = "pending"

@@ -142,15 +142,6 @@ _OUTCOME_STYLES = {
 _CHANGES = ("create", "update", "delete", "unchanged", "failed")
 _COUNTERS = ("created", "updated", "deleted", "unchanged", "failed")
 _PLANNED = ("to create", "to update", "to delete", "unchanged", "failing")
-# What an operation of each type can do to a record, beside failing it; the others are said
-# only when they happened.
-_CAN = {
-    OperationType.IMPORT: {"create", "update", "unchanged"},
-    OperationType.UPDATE: {"update", "unchanged"},
-    OperationType.DELETE: {"delete"},
-    OperationType.EXPORT: set(),
-}
-
 
 def _change_counts(kind: OperationType, counts: Mapping[str, int], *, planned: bool) -> str:
     """``1 created, 2 updated, 0 unchanged, 0 failed`` (``planned``: ``1 to create, …,
@@ -160,7 +151,7 @@ def _change_counts(kind: OperationType, counts: Mapping[str, int], *, planned: b
     return ", ".join(
         f"{counts.get(change, 0):,} {word}"
         for change, word in zip(_CHANGES, words, strict=True)
-        if change == "failed" or change in _CAN[kind] or counts.get(change, 0)
+        if change == "failed" or change in kind.changes or counts.get(change, 0)
     )
 
 

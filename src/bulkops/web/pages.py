@@ -173,24 +173,19 @@ def _count_summary(view: Mapping[str, Any]) -> str:
     return " · ".join(parts) or "no records"
 
 
-# What an operation of each type can do to a record (cli.output says the same in words).
-_PLANNED_VERBS = {
-    OperationType.IMPORT.value: (("created_records", "create"), ("updated_records", "update")),
-    OperationType.UPDATE.value: (("updated_records", "update"),),
-    OperationType.DELETE.value: (("deleted_records", "delete"),),
-}
-
-
 def _planned_counts(view: Mapping[str, Any]) -> list[tuple[str, int]]:
-    """A check's (verb, count) pairs: those its type can make, then any other not zero."""
-    pairs = list(_PLANNED_VERBS.get(view["operation_type"], ()))
-    pairs += [
-        pair
-        for pair in (("created_records", "create"), ("updated_records", "update"),
-                     ("deleted_records", "delete"))
-        if pair not in pairs and view.get(pair[0])
+    """A check's (verb, count) pairs: those its type can make, any other not zero."""
+    can = OperationType(view["operation_type"]).changes
+    return [
+        (verb, view[f"{done}_records"])
+        for verb, done in (("create", "created"), ("update", "updated"), ("delete", "deleted"))
+        if verb in can or view[f"{done}_records"]
     ]
-    return [(verb, view[name]) for name, verb in pairs]
+
+
+def _changes_of(operation_type: str) -> tuple[str, ...]:
+    """:attr:`OperationType.changes` for a template's operation."""
+    return OperationType(operation_type).changes
 
 
 def _rows_of(entity: str, count: int) -> str:
@@ -236,6 +231,7 @@ def build_templates() -> Jinja2Templates:
         time_tag=_time_tag,
         count_summary=_count_summary,
         planned_counts=_planned_counts,
+        changes_of=_changes_of,
         rows_of=_rows_of,
         status_labels=STATUS_LABELS,
         outcome_labels={o.value: o.label for o in Outcome},
