@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -375,34 +376,49 @@ def create_operation(
         "header": orjson.dumps(header).decode() if header is not None else None,
         "results": "{}",
     }
+    insert = partial(
+        _insert_once, ctx, org_id, values, idempotency_key, parts, now,
+        used_upload=upload_id if not owned else None,
+    )
     try:
-        for last_try in (False, True):
-            try:
-                with ctx.store.transaction(org_id, write=True) as tx:
-                    if idempotency_key and (
-                        first := _first_with_key(tx, idempotency_key, parts, now)
-                    ):
-                        if stored and owned:
-                            stored[0].unlink(missing_ok=True)
-                        return first
-                    tx.operations.insert(values)
-                    if upload_id is not None and not owned:
-                        tx.uploads.mark_used(upload_id, op_id)
-                    tx.events.add(op_id, "status", {"status": OperationStatus.PENDING})
-                    created = tx.operations.get(op_id)
-                break
-            except DuplicateRow:
-                # The same key sent twice at once: the other request's operation was
-                # committed between this one's look-up and its insert; the look-up again
-                # returns it (or says the key is taken by another request).
-                if not idempotency_key or last_try:
-                    raise
+        try:
+            op, made = insert()
+        except DuplicateRow:
+            if not idempotency_key:
+                raise
+            # The same key sent twice at once: the other request's operation was committed
+            # between this one's look-up and its insert; the look-up again returns it (or
+            # says the key is taken by another request).
+            op, made = insert()
     except BaseException:
         if stored and owned:
             stored[0].unlink(missing_ok=True)
         raise
-    assert created is not None
-    return created
+    if not made and stored and owned:
+        stored[0].unlink(missing_ok=True)  # the first request's operation has its own file
+    return op
+
+
+def _insert_once(
+    ctx: Context,
+    org_id: int,
+    values: dict[str, Any],
+    key: str | None,
+    parts: Mapping[str, Any],
+    now: datetime,
+    *,
+    used_upload: str | None,
+) -> tuple[Operation, bool]:
+    """Insert the operation, or find the one that already holds ``key`` for this request;
+    the operation and whether it was inserted here."""
+    with ctx.store.transaction(org_id, write=True) as tx:
+        if key and (first := _first_with_key(tx, key, parts, now)):
+            return first, False
+        tx.operations.insert(values)
+        if used_upload is not None:
+            tx.uploads.mark_used(used_upload, values["id"])
+        tx.events.add(values["id"], "status", {"status": OperationStatus.PENDING})
+        return tx.operations.require(values["id"]), True
 
 
 def _first_with_key(
