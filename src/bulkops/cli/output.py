@@ -41,7 +41,7 @@ __all__ = [
     "wait_message",
 ]
 
-err = Console(stderr=True, soft_wrap=True)
+err = Console(stderr=True)
 # On a terminal, messages wrap at words (the terminal itself cut them anywhere, 'ca' and
 # 'tegory' on two lines); through a pipe or into a file each stays on one line.
 err.soft_wrap = not err.is_terminal

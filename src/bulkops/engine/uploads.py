@@ -115,11 +115,7 @@ def suggest_mapping(
                 entry.update(field=by_folded[folded], how="case_or_space")
         entries.append(entry)
     taken = {e["field"] for e in entries if e["field"]}
-    open_entries = [
-        entry for entry in entries
-        if entry["how"] == "none"
-        and (text := normalised_cell(entry["header"])) and not text.startswith("_")
-    ]
+    open_entries = [entry for entry in entries if entry["how"] == "none" and _named(entry)]
     scores = [
         (column, order, name, score)
         for column, entry in enumerate(open_entries)
@@ -160,10 +156,15 @@ def _mapping_option(entries: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     return {
         e["header"]: e["field"] or ""
         for e in entries
-        if e["how"] not in ("exact", "case_or_space")
-        and not normalised_cell(e["header"]).startswith("_")
-        and normalised_cell(e["header"])
+        if e["how"] not in ("exact", "case_or_space") and _named(e)
     }
+
+
+def _named(entry: Mapping[str, Any]) -> bool:
+    """Whether a mapping entry's column has a name, and not one starting with ``_`` (a
+    column every door ignores)."""
+    text = normalised_cell(entry["header"])
+    return bool(text) and not text.startswith("_")
 
 
 # -- the upload object ----------------------------------------------------------------------------
@@ -197,11 +198,7 @@ def _view(
         spec, header, operation, saved=saved["mapping"] if saved else None, given=given
     )
     created: datetime = upload["created_at"]
-    unknown = any(
-        e["how"] == "none" and not normalised_cell(e["header"]).startswith("_")
-        and normalised_cell(e["header"])
-        for e in entries
-    )
+    unknown = any(e["how"] == "none" and _named(e) for e in entries)
     other = entity_of_columns(header, spec, operation) if unknown or missing else None
     return {
         "id": upload["id"],
